@@ -1,0 +1,35 @@
+# mlray: `make demo` runs the quickstart, `make test` runs ruff and the whole test suite.
+# Each creates .venv when it is missing and installs the project into it.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install test lint demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# Tests that start and stop a whole Ray head (`mlray up/down`) run in their own pytest
+# process: `ray stop` ends every Ray process on the machine, the suite's shared one too.
+test: lint
+	$(BIN)/pytest -m "not lifecycle"
+	$(BIN)/pytest -m lifecycle
+
+demo: $(STAMP)
+	$(BIN)/python -m jobs.demo
+
+bench: $(STAMP)
+	$(BIN)/python bench/registry.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

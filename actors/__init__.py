@@ -1,0 +1,36 @@
+"""Long-lived control-plane actors: thin shells over mlray's services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlray.config import PlatformConfig
+
+__all__ = ["ACTORS", "actor_names", "start_actors"]
+
+
+def _classes() -> dict[str, Any]:
+    from actors.experiments import ExperimentsActor
+    from actors.registry import RegistryActor
+
+    return {"registry": RegistryActor, "experiments": ExperimentsActor}
+
+
+ACTORS = ("registry", "experiments")
+
+
+def actor_names() -> tuple[str, ...]:
+    """Names of the control-plane actors, in start order."""
+    return ACTORS
+
+
+def start_actors(config: PlatformConfig, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Create (or find) every control-plane actor and wait until each answers ``ping``."""
+    import ray
+
+    from actors._shell import actor_options
+
+    handles = {name: cls.options(**actor_options(name, config)).remote(config)
+               for name, cls in _classes().items()}
+    ray.get([h.ping.remote() for h in handles.values()], timeout=timeout_s)
+    return handles

@@ -1,0 +1,28 @@
+"""The ``registry`` actor: a thin shell over :class:`mlray.registry.ModelRegistry`."""
+
+from __future__ import annotations
+
+import ray
+
+from actors._shell import ServiceActor, open_stores
+from mlray.config import PlatformConfig
+from mlray.registry.service import ModelRegistry
+
+__all__ = ["RegistryActor"]
+
+
+@ray.remote
+class RegistryActor(ServiceActor):
+    """Owns registered models, versions, stages and aliases."""
+
+    NAME = "registry"
+    API = frozenset({
+        "create_model", "get_model", "update_model", "list_models", "delete_model",
+        "create_version", "get_version", "list_versions", "search_versions",
+        "transition_stage", "delete_version", "set_alias", "delete_alias", "resolve",
+        "audit_log",
+    })
+
+    def build(self, config: PlatformConfig) -> ModelRegistry:
+        store, artifacts = open_stores(config)
+        return ModelRegistry(store, artifacts)

@@ -1,0 +1,66 @@
+"""mlray: an ML platform on Ray.
+
+    import mlray
+    client = mlray.connect()            # local Ray + embedded storage, or a running cluster
+    client.registry.register("fraud", "model.pt", metrics={"auc": 0.93})
+    client.registry.promote("fraud", 1)
+"""
+
+from mlray.client import Client, ExperimentsClient, RegistryClient, connect
+from mlray.config import PlatformConfig, load_config
+from mlray.errors import (
+    AlreadyExists,
+    BackendUnavailable,
+    ConfigError,
+    Conflict,
+    IntegrityError,
+    InvalidInput,
+    InvalidTransition,
+    MlrayError,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+from mlray.identity import Caller, Role
+from mlray.registry.types import ModelSpec, ModelVersion, RegisteredModel, Stage, VersionSpec
+from mlray.storage import ArtifactRef, ArtifactStore, StateStore, open_state_store
+from mlray.tracking.types import Experiment, MetricPoint, Run, RunPage, RunStatus
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyExists",
+    "ArtifactRef",
+    "ArtifactStore",
+    "BackendUnavailable",
+    "Caller",
+    "Client",
+    "ConfigError",
+    "Conflict",
+    "Experiment",
+    "ExperimentsClient",
+    "IntegrityError",
+    "InvalidInput",
+    "InvalidTransition",
+    "MetricPoint",
+    "MlrayError",
+    "ModelSpec",
+    "ModelVersion",
+    "NotFound",
+    "PermissionDenied",
+    "PlatformConfig",
+    "RegisteredModel",
+    "RegistryClient",
+    "Role",
+    "Run",
+    "RunPage",
+    "RunStatus",
+    "Stage",
+    "StateStore",
+    "Unauthenticated",
+    "VersionSpec",
+    "__version__",
+    "connect",
+    "load_config",
+    "open_state_store",
+]

@@ -1,0 +1,72 @@
+"""How a client reaches the services: over actor handles, or in-process (no Ray)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+from mlray.errors import BackendUnavailable, MlrayError
+
+__all__ = ["ActorTransport", "LocalTransport", "Transport"]
+
+
+class Transport(Protocol):
+    """Calls ``method`` of the service named ``service``."""
+
+    def call(self, service: str, method: str, *args: Any, idempotent: bool = False,
+             **kwargs: Any) -> Any:
+        """Invoke and return the result, raising :class:`MlrayError` subclasses."""
+        ...
+
+
+class LocalTransport:
+    """Services in this process: the CLI's embedded mode and tests without Ray."""
+
+    def __init__(self, services: dict[str, Any]) -> None:
+        self.services = services
+
+    def call(self, service: str, method: str, *args: Any, idempotent: bool = False,
+             **kwargs: Any) -> Any:
+        return getattr(self.services[service], method)(*args, **kwargs)
+
+
+class ActorTransport:
+    """Named control-plane actors; Ray errors become mlray errors.
+
+    Reads are retried while an actor restarts; writes are not (a write that was in
+    flight when the actor died may or may not have been applied, and the caller is told).
+    """
+
+    def __init__(self, handles: dict[str, Any], timeout_s: float = 60.0,
+                 read_retries: int = 20) -> None:
+        self.handles = handles
+        self.timeout_s = timeout_s
+        self.read_retries = read_retries
+
+    def call(self, service: str, method: str, *args: Any, idempotent: bool = False,
+             **kwargs: Any) -> Any:
+        import ray
+        from ray import exceptions as rex
+
+        attempts = self.read_retries + 1 if idempotent else 1
+        for attempt in range(attempts):
+            try:
+                ref = self.handles[service].invoke.remote(method, *args, **kwargs)
+                return ray.get(ref, timeout=self.timeout_s)
+            except rex.RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, MlrayError):
+                    raise cause from None
+                raise
+            except (rex.RayActorError, rex.ActorUnavailableError) as exc:
+                if attempt + 1 < attempts:
+                    time.sleep(min(0.1 * 2**attempt, 2.0))
+                    continue
+                what = "" if idempotent else "; the write may or may not have been applied"
+                raise BackendUnavailable(
+                    f"the {service} actor was lost during {method}{what}: {exc}") from None
+            except rex.GetTimeoutError:
+                raise BackendUnavailable(
+                    f"the {service} actor did not answer {method} within {self.timeout_s}s"
+                ) from None
+        raise AssertionError("unreachable")

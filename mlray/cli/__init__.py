@@ -1,0 +1,1 @@
+"""The ``mlray`` command line."""

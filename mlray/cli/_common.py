@@ -1,0 +1,101 @@
+"""What every CLI command shares: config, the client, output as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from mlray.client import Client, connect
+from mlray.config import PlatformConfig, load_config
+from mlray.errors import InvalidInput
+
+__all__ = ["JsonOpt", "State", "console", "emit", "parse_pairs", "state"]
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+class State:
+    """Options given before the command: ``mlray --config F --project P models list``."""
+
+    def __init__(self) -> None:
+        self.config_path: Path | None = None
+        self.project: str | None = None
+
+    def config(self) -> PlatformConfig:
+        """The platform config, loaded once per command."""
+        return load_config(self.config_path)
+
+    def cluster_address(self, config: PlatformConfig) -> str | None:
+        """The Ray cluster to use: configured, in RAY_ADDRESS, or one `mlray up` started."""
+        if config.ray_address or os.environ.get("RAY_ADDRESS"):
+            return config.ray_address or os.environ["RAY_ADDRESS"]
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", config.ray_head_port)) == 0:
+                return f"127.0.0.1:{config.ray_head_port}"
+        return None
+
+    def client(self) -> Client:
+        """A client on the running cluster, or in-process on the embedded store if none."""
+        config = self.config()
+        address = self.cluster_address(config)
+        if address is None:
+            return connect(config=config, project=self.project, local=True)
+        return connect(address, config=config, project=self.project)
+
+
+state = State()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def emit(value: Any, as_json: bool, columns: Sequence[str] = (),
+         rows: Iterable[Sequence[Any]] = (), title: str | None = None) -> None:
+    """Print ``value`` as JSON, or ``rows`` as a rich table with ``columns``."""
+    if as_json:
+        typer.echo(json.dumps(_jsonable(value), indent=2, default=str))
+        return
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*("" if c is None else str(c) for c in row))
+    console.print(table)
+
+
+def parse_pairs(pairs: list[str] | None, what: str, numeric: bool = False) -> dict[str, Any]:
+    """``["k=v", ...]`` as a dict; numbers parsed when ``numeric``."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"--{what} expects key=value, got {pair!r}", field=what)
+        if numeric:
+            try:
+                out[key] = float(value)
+            except ValueError:
+                raise InvalidInput(f"--{what} {key}: {value!r} is not a number",
+                                   field=what) from None
+        else:
+            out[key] = value
+    return out

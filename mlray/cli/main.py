@@ -1,0 +1,154 @@
+"""``mlray``: the platform's command line (typer + rich)."""
+
+from __future__ import annotations
+
+import os
+
+# A cluster with token auth only accepts clients that say so before ray is imported.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import typer
+
+from mlray.cli import models, runs
+from mlray.cli._common import JsonOpt, emit, err_console, state
+from mlray.errors import BackendUnavailable, MlrayError
+
+app = typer.Typer(help="mlray: an ML platform on Ray.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+app.add_typer(models.app, name="models")
+app.add_typer(runs.app, name="runs")
+
+
+@app.callback()
+def _options(
+    config: Path = typer.Option(None, "--config", "-c", envvar="MLRAY_CONFIG",
+                                help="Platform YAML (over configs/platform.yaml defaults)."),
+    project: str = typer.Option(None, "--project", "-P", help="Project to work in."),
+) -> None:
+    state.config_path = config
+    state.project = project
+
+
+def _ray_cli() -> str:
+    found = Path(sys.executable).with_name("ray")
+    return str(found) if found.exists() else (shutil.which("ray") or "ray")
+
+
+def _actor_states(namespace: str) -> dict[str, str]:
+    import ray
+
+    from actors import actor_names
+
+    states = {}
+    for name in actor_names():
+        try:
+            handle = ray.get_actor(name, namespace=namespace)
+        except ValueError:
+            states[name] = "NOT STARTED"
+            continue
+        try:
+            ray.get(handle.ping.remote(), timeout=10)
+            states[name] = "ALIVE"
+        except Exception as exc:
+            states[name] = f"UNREACHABLE ({type(exc).__name__})"
+    return states
+
+
+def _status(as_json: bool, dashboard: str | None = None) -> None:
+    config = state.config()
+    address = state.cluster_address(config)
+    info: dict[str, object] = {
+        "ray_address": address, "namespace": config.namespace,
+        "state_url": config.resolved_state_url, "artifact_uri": config.resolved_artifact_uri,
+        "mode": "cluster" if address else "embedded (no Ray cluster; CLI works in-process)",
+    }
+    if address:
+        from mlray._private.ray_session import ensure_ray
+
+        dashboard = ensure_ray(address, config.namespace) or dashboard
+        info["dashboard_url"] = dashboard
+        info["actors"] = _actor_states(config.namespace)
+    rows = [[k, v] for k, v in info.items() if k != "actors"]
+    rows += [[f"actor {n}", s] for n, s in dict(info.get("actors") or {}).items()]  # type: ignore[call-overload]
+    emit(info, as_json, ("", ""), rows, "mlray status")
+
+
+@app.command()
+def up(
+    num_cpus: int = typer.Option(None, "--num-cpus", min=1, help="Logical CPUs of the head."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Start a local Ray head (on ray_head_port) and the control-plane actors."""
+    config = state.config()
+    if state.cluster_address(config) is None:
+        cmd = [_ray_cli(), "start", "--head", f"--port={config.ray_head_port}",
+               f"--dashboard-port={config.ray_dashboard_port}", "--dashboard-host=127.0.0.1",
+               "--disable-usage-stats"]
+        if num_cpus:
+            cmd.append(f"--num-cpus={num_cpus}")
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise BackendUnavailable(f"`ray start` failed: {done.stderr.strip()[-500:]}")
+    state.client()
+    _status(as_json)
+
+
+@app.command()
+def down(as_json: bool = JsonOpt) -> None:
+    """Stop the control-plane actors and the local Ray head (state is kept)."""
+    config = state.config()
+    address = state.cluster_address(config)
+    if address is None:
+        emit({"stopped": False}, as_json, ("",), [["no Ray cluster is running"]])
+        return
+    from mlray._private.ray_session import ensure_ray
+
+    ensure_ray(address, config.namespace)
+    import ray
+
+    from actors import actor_names
+
+    for name in actor_names():
+        try:
+            ray.kill(ray.get_actor(name, namespace=config.namespace), no_restart=True)
+        except ValueError:
+            pass
+    ray.shutdown()
+    subprocess.run([_ray_cli(), "stop"], capture_output=True, check=False)
+    emit({"stopped": True}, as_json, ("",), [["stopped the actors and the Ray head"]])
+
+
+@app.command()
+def status(as_json: bool = JsonOpt) -> None:
+    """Where the platform runs: Ray address, dashboard, actors, storage."""
+    _status(as_json)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; mlray errors print one line and exit 2 (user) or 1 (platform)."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except MlrayError as exc:
+        where = f" [{exc.field}]" if exc.field else ""
+        err_console.print(f"error{where}: {exc.message}", markup=False, highlight=False)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return 0
+
+
+def entrypoint() -> None:
+    """Console-script entry."""
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""``mlray models``: register, list, show, promote, alias, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mlray.cli._common import JsonOpt, console, emit, parse_pairs, state
+from mlray.registry.types import ModelVersion, Stage
+
+app = typer.Typer(help="Registered models and their versions.", no_args_is_help=True)
+
+
+def _version_rows(versions: list[ModelVersion]) -> list[list[object]]:
+    return [[v.model, v.version, v.stage.value, ",".join(v.aliases),
+             " ".join(f"{k}={val:.4g}" for k, val in sorted(v.metrics.items())),
+             (v.lineage.run_id or "")[:12]] for v in versions]
+
+
+_VERSION_COLUMNS = ("model", "version", "stage", "aliases", "metrics", "run")
+
+
+@app.command("register")
+def register(
+    name: str = typer.Argument(..., help="Model name."),
+    artifact: Path = typer.Option(..., "--artifact", "-a", help="File or directory to store."),
+    metric: list[str] = typer.Option(None, "--metric", "-m", help="key=value, repeatable."),
+    param: list[str] = typer.Option(None, "--param", "-p", help="key=value, repeatable."),
+    tag: list[str] = typer.Option(None, "--tag", "-t", help="key=value, repeatable."),
+    run_id: str = typer.Option(None, "--run-id", help="Run that produced it."),
+    description: str = typer.Option("", "--description", "-d"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Upload an artifact and register it as the next version (creating the model)."""
+    client = state.client()
+    version = client.registry.register(
+        name, artifact, metrics=parse_pairs(metric, "metric", numeric=True),
+        params=parse_pairs(param, "param"), tags=parse_pairs(tag, "tag"), run_id=run_id,
+        description=description)
+    emit(version, as_json, _VERSION_COLUMNS, _version_rows([version]), "registered")
+
+
+@app.command("list")
+def list_models(
+    name_like: str = typer.Option(None, "--name", help="Substring of the name."),
+    stage: Stage = typer.Option(None, "--stage", help="Only versions in this stage."),
+    metric_filter: str = typer.Option(None, "--filter", help="e.g. 'metrics.auc >= 0.9'"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """List models, or versions when --stage or --filter is given."""
+    client = state.client()
+    if stage or metric_filter:
+        versions = client.registry.search_versions(filter=metric_filter, name_like=name_like,
+                                                   stage=stage)
+        emit(versions, as_json, _VERSION_COLUMNS, _version_rows(versions), "versions")
+        return
+    models = client.registry.list_models(name_like=name_like)
+    emit(models, as_json, ("model", "latest", "aliases", "owner", "description"),
+         [[m.name, m.latest_version, " ".join(f"{a}→v{v}" for a, v in sorted(m.aliases.items())),
+           m.owner, m.description] for m in models], f"models in {client.project}")
+
+
+@app.command("show")
+def show(
+    name: str = typer.Argument(..., help="Model name or models:/ URI."),
+    version: int = typer.Option(None, "--version", "-v", help="Show this version."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Show a model with its versions, or one version."""
+    client = state.client()
+    if name.startswith("models:/") or version is not None:
+        v = (client.registry.resolve(name) if name.startswith("models:/")
+             else client.registry.get_version(name, version))
+        if as_json:
+            emit(v, True)
+            return
+        console.print_json(v.model_dump_json())
+        return
+    model = client.registry.get_model(name)
+    versions = client.registry.list_versions(name)
+    emit({"model": model, "versions": versions}, as_json, _VERSION_COLUMNS,
+         _version_rows(versions), f"{name} ({model.framework}) {model.description}")
+
+
+@app.command("promote")
+def promote(
+    name: str = typer.Argument(...),
+    version: int = typer.Argument(...),
+    stage: Stage = typer.Argument(Stage.PRODUCTION, help="Target stage."),
+    keep_existing: bool = typer.Option(False, "--keep-existing",
+                                       help="Do not archive the current Production version."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Move a version to a stage (default Production)."""
+    client = state.client()
+    v = client.registry.transition_stage(name, version, stage,
+                                         archive_existing=not keep_existing)
+    emit(v, as_json, _VERSION_COLUMNS, _version_rows([v]), "promoted")
+
+
+@app.command("alias")
+def alias(
+    name: str = typer.Argument(...),
+    alias_name: str = typer.Argument(..., metavar="ALIAS"),
+    version: int = typer.Argument(None, help="Version to point at (omit with --delete)."),
+    move: bool = typer.Option(False, "--move", help="Repoint an alias that exists."),
+    delete: bool = typer.Option(False, "--delete", help="Remove the alias."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Set, move or delete an alias."""
+    client = state.client()
+    if delete:
+        client.registry.delete_alias(name, alias_name)
+        emit({"deleted": alias_name}, as_json, ("deleted",), [[alias_name]])
+        return
+    if version is None:
+        raise typer.BadParameter("give a VERSION, or --delete", param_hint="VERSION")
+    model = client.registry.set_alias(name, alias_name, version, move=move)
+    emit(model, as_json, ("alias", "version"), sorted(model.aliases.items()), name)
+
+
+@app.command("delete")
+def delete(
+    name: str = typer.Argument(...),
+    version: int = typer.Option(None, "--version", "-v", help="Delete only this version."),
+    force: bool = typer.Option(False, "--force", help="Also when in Production (admin)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Delete a version, or a whole model."""
+    client = state.client()
+    if version is not None:
+        client.registry.delete_version(name, version)
+        emit({"deleted": f"{name}/{version}"}, as_json, ("deleted",), [[f"{name} v{version}"]])
+        return
+    count = client.registry.delete_model(name, force=force)
+    emit({"deleted": name, "versions": count}, as_json, ("deleted", "versions"),
+         [[name, count]])

@@ -1,0 +1,315 @@
+"""The Python client: typed facades over the control-plane services.
+
+    import mlray
+    client = mlray.connect()
+    with client.experiments.run("fraud") as run:
+        client.experiments.log_metric(run.run_id, "loss", 0.3, step=1)
+    client.registry.register("fraud", "model.pt", run_id=run.run_id)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mlray.config import PlatformConfig, load_config
+from mlray.errors import NotFound
+from mlray.identity import Caller
+from mlray.registry.types import (
+    Lineage,
+    ModelSpec,
+    ModelVersion,
+    RegisteredModel,
+    Stage,
+    VersionSpec,
+)
+from mlray.storage.artifacts import ArtifactStore
+from mlray.storage.base import AuditEntry
+from mlray.tracking.types import (
+    Experiment,
+    MetricPoint,
+    Run,
+    RunArtifact,
+    RunComparison,
+    RunPage,
+    RunStatus,
+)
+
+__all__ = ["Client", "ExperimentsClient", "RegistryClient", "connect"]
+
+
+class _Facade:
+    def __init__(self, service: str, transport: Any, caller: Caller, project: str) -> None:
+        self._service = service
+        self._transport = transport
+        self._caller = caller
+        self.project = project
+
+    def _call(self, method: str, *args: Any, read: bool = False, **kwargs: Any) -> Any:
+        return self._transport.call(self._service, method, self._caller, self.project, *args,
+                                    idempotent=read, **kwargs)
+
+
+class RegistryClient(_Facade):
+    """Model registry operations for one project."""
+
+    def __init__(self, transport: Any, caller: Caller, project: str,
+                 artifacts: ArtifactStore) -> None:
+        super().__init__("registry", transport, caller, project)
+        self._artifacts = artifacts
+
+    def create_model(self, name: str, **spec: Any) -> RegisteredModel:
+        """Register a model name; ``spec`` takes the fields of :class:`ModelSpec`."""
+        return self._call("create_model", ModelSpec(name=name, **spec))
+
+    def get_model(self, name: str) -> RegisteredModel:
+        """The registered model ``name``."""
+        return self._call("get_model", name, read=True)
+
+    def update_model(self, name: str, *, description: str | None = None,
+                     owner: str | None = None, tags: dict[str, str] | None = None
+                     ) -> RegisteredModel:
+        """Change description, owner or tags (tags merge; an empty value deletes)."""
+        return self._call("update_model", name, description=description, owner=owner,
+                          tags=tags)
+
+    def list_models(self, *, name_like: str | None = None,
+                    tags: dict[str, str] | None = None) -> list[RegisteredModel]:
+        """Models of the project, optionally filtered."""
+        return self._call("list_models", name_like=name_like, tags=tags, read=True)
+
+    def delete_model(self, name: str, *, force: bool = False) -> int:
+        """Delete a model and its versions; returns how many versions went."""
+        return self._call("delete_model", name, force=force)
+
+    def create_version(self, model: str, spec: VersionSpec) -> ModelVersion:
+        """Add a version whose artifact is already in the artifact store."""
+        return self._call("create_version", model, spec)
+
+    def register(self, model: str, artifact_path: str | Path, *,
+                 metrics: dict[str, float] | None = None,
+                 params: dict[str, Any] | None = None, run_id: str | None = None,
+                 data_fingerprint: str | None = None, description: str = "",
+                 tags: dict[str, str] | None = None, **model_spec: Any) -> ModelVersion:
+        """Upload a local file or directory and register it as the next version of ``model``
+        (creating the model, with ``model_spec``, when it does not exist)."""
+        try:
+            self.get_model(model)
+        except NotFound:
+            self.create_model(model, **model_spec)
+        ref = self._artifacts.put(artifact_path)
+        spec = VersionSpec(
+            artifact_uri=ref.uri, artifact_sha256=ref.sha256, artifact_size=ref.size,
+            metrics=metrics or {}, params=params or {}, description=description,
+            tags=tags or {}, lineage=Lineage(run_id=run_id, data_fingerprint=data_fingerprint))
+        return self.create_version(model, spec)
+
+    def get_version(self, model: str, version: int) -> ModelVersion:
+        """One version."""
+        return self._call("get_version", model, version, read=True)
+
+    def list_versions(self, model: str, *, stage: Stage | str | None = None
+                      ) -> list[ModelVersion]:
+        """Versions of ``model``, oldest first."""
+        return self._call("list_versions", model, stage=stage, read=True)
+
+    def search_versions(self, *, filter: str | None = None, name_like: str | None = None,
+                        stage: Stage | str | None = None, tags: dict[str, str] | None = None,
+                        order_by: list[str] | None = None, limit: int = 100
+                        ) -> list[ModelVersion]:
+        """Versions across models, e.g. ``filter="metrics.auc >= 0.9"``."""
+        return self._call("search_versions", filter=filter, name_like=name_like, stage=stage,
+                          tags=tags, order_by=order_by, limit=limit, read=True)
+
+    def transition_stage(self, model: str, version: int, stage: Stage | str, *,
+                         archive_existing: bool = True) -> ModelVersion:
+        """Move a version to a stage (Production archives the previous one by default)."""
+        return self._call("transition_stage", model, version, stage,
+                          archive_existing=archive_existing)
+
+    def promote(self, model: str, version: int) -> ModelVersion:
+        """Move a version to Production, archiving the current Production version."""
+        return self.transition_stage(model, version, Stage.PRODUCTION)
+
+    def delete_version(self, model: str, version: int) -> None:
+        """Delete a version and its aliases."""
+        self._call("delete_version", model, version)
+
+    def set_alias(self, model: str, alias: str, version: int, *,
+                  move: bool = False) -> RegisteredModel:
+        """Point ``alias`` at ``version`` (``move`` to repoint an existing alias)."""
+        return self._call("set_alias", model, alias, version, move=move)
+
+    def delete_alias(self, model: str, alias: str) -> None:
+        """Remove an alias."""
+        self._call("delete_alias", model, alias)
+
+    def resolve(self, uri: str) -> ModelVersion:
+        """The version named by ``models:/name/3``, ``models:/name@alias`` or a stage."""
+        return self._call("resolve", uri, read=True)
+
+    def download(self, uri: str, dest_dir: str | Path | None = None) -> Path:
+        """Fetch the artifact of the version ``uri`` names, verified by sha256."""
+        version = self.resolve(uri)
+        return self._artifacts.fetch(version.artifact_uri, version.artifact_sha256, dest_dir)
+
+    def audit_log(self, *, after_seq: int = 0, limit: int = 100) -> list[AuditEntry]:
+        """The project's audit trail (admins)."""
+        return self._call("audit_log", after_seq=after_seq, limit=limit, read=True)
+
+
+class ExperimentsClient(_Facade):
+    """Experiment tracking for one project."""
+
+    def __init__(self, transport: Any, caller: Caller, project: str,
+                 artifacts: ArtifactStore) -> None:
+        super().__init__("experiments", transport, caller, project)
+        self._artifacts = artifacts
+
+    def create_experiment(self, name: str, *, description: str = "",
+                          tags: dict[str, str] | None = None) -> Experiment:
+        """Create an experiment."""
+        return self._call("create_experiment", name, description=description, tags=tags)
+
+    def get_experiment(self, name: str) -> Experiment:
+        """One experiment."""
+        return self._call("get_experiment", name, read=True)
+
+    def list_experiments(self) -> list[Experiment]:
+        """All experiments of the project."""
+        return self._call("list_experiments", read=True)
+
+    def start_run(self, experiment: str, *, name: str | None = None,
+                  params: dict[str, Any] | None = None,
+                  tags: dict[str, str] | None = None) -> Run:
+        """Start a run (the experiment is created when missing)."""
+        return self._call("start_run", experiment, name=name, params=params, tags=tags)
+
+    @contextlib.contextmanager
+    def run(self, experiment: str, **kwargs: Any) -> Iterator[Run]:
+        """A run that ends FINISHED, or FAILED with the error when the block raises."""
+        run = self.start_run(experiment, **kwargs)
+        try:
+            yield run
+        except BaseException as exc:
+            status = RunStatus.KILLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
+            self.end_run(run.run_id, status, error=f"{type(exc).__name__}: {exc}")
+            raise
+        self.end_run(run.run_id)
+
+    def get_run(self, run_id: str) -> Run:
+        """One run."""
+        return self._call("get_run", run_id, read=True)
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> Run:
+        """Record params (write-once)."""
+        return self._call("log_params", run_id, params)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> Run:
+        """Merge tags into a run."""
+        return self._call("set_tags", run_id, tags)
+
+    def log_metric(self, run_id: str, key: str, value: float, step: int = 0,
+                   timestamp: float | None = None) -> Run:
+        """Log one metric point."""
+        return self.log_metrics(run_id, [MetricPoint(key=key, value=value, step=step,
+                                                     timestamp=timestamp)])
+
+    def log_metrics(self, run_id: str, points: list[MetricPoint] | dict[str, float],
+                    step: int = 0) -> Run:
+        """Log a batch: a list of points, or ``{key: value}`` at one ``step``."""
+        if isinstance(points, dict):
+            points = [MetricPoint(key=k, value=v, step=step) for k, v in points.items()]
+        return self._call("log_metrics", run_id, points)
+
+    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
+        """Every point of one metric."""
+        return self._call("metric_history", run_id, key, read=True)
+
+    def log_artifact(self, run_id: str, local_path: str | Path,
+                     path: str | None = None) -> Run:
+        """Upload a local file or directory and attach it to the run."""
+        ref = self._artifacts.put(local_path)
+        artifact = RunArtifact(path=path or Path(local_path).name, uri=ref.uri,
+                               sha256=ref.sha256, size=ref.size)
+        return self._call("log_artifact", run_id, artifact)
+
+    def end_run(self, run_id: str, status: RunStatus | str = RunStatus.FINISHED, *,
+                error: str | None = None) -> Run:
+        """End a run."""
+        return self._call("end_run", run_id, status, error=error)
+
+    def search_runs(self, *, experiments: list[str] | None = None, filter: str | None = None,
+                    order_by: list[str] | None = None, limit: int = 100,
+                    offset: int = 0) -> RunPage:
+        """Search runs, e.g. ``filter="metrics.loss < 0.2"``, ``order_by=["metrics.loss"]``."""
+        return self._call("search_runs", experiments=experiments, filter=filter,
+                          order_by=order_by, limit=limit, offset=offset, read=True)
+
+    def compare_runs(self, run_ids: list[str]) -> RunComparison:
+        """Runs side by side."""
+        return self._call("compare_runs", run_ids, read=True)
+
+
+class Client:
+    """Entry point to a platform: ``client.registry`` and ``client.experiments``."""
+
+    def __init__(self, config: PlatformConfig, transport: Any, caller: Caller,
+                 project: str | None = None, mode: str = "ray") -> None:
+        self.config = config
+        self.caller = caller
+        self.mode = mode
+        self.transport = transport
+        project = project or config.project
+        self.artifacts = ArtifactStore(config.resolved_artifact_uri)
+        self.registry = RegistryClient(transport, caller, project, self.artifacts)
+        self.experiments = ExperimentsClient(transport, caller, project, self.artifacts)
+
+    @property
+    def project(self) -> str:
+        """The project this client works in."""
+        return self.registry.project
+
+
+def _local_services(config: PlatformConfig) -> dict[str, Any]:
+    from mlray.registry.service import ModelRegistry
+    from mlray.storage import open_state_store
+    from mlray.tracking.service import ExperimentTracker
+
+    store = open_state_store(config.resolved_state_url, redis_prefix=config.redis_prefix)
+    artifacts = ArtifactStore(config.resolved_artifact_uri)
+    return {"registry": ModelRegistry(store, artifacts),
+            "experiments": ExperimentTracker(store, artifacts)}
+
+
+def connect(address: str | None = None, *, namespace: str | None = None,
+            config: PlatformConfig | None = None, project: str | None = None,
+            caller: Caller | None = None, local: bool = False) -> Client:
+    """Connect to an mlray platform and return a :class:`Client`.
+
+    Args:
+        address: Ray address to join; None joins a running cluster if there is one
+            (``address="auto"``), else starts a local Ray.
+        namespace: Ray namespace of the actors (default from config).
+        config: platform config (default :func:`load_config`).
+        project: project to work in (default from config).
+        caller: identity (default: the local admin named by ``config.user``).
+        local: run the services in this process, without Ray (one process at a time).
+    """
+    config = config or load_config()
+    if namespace:
+        config = config.model_copy(update={"namespace": namespace})
+    caller = caller or Caller.local_admin(config.user)
+    if local:
+        from mlray._private.transport import LocalTransport
+
+        return Client(config, LocalTransport(_local_services(config)), caller, project,
+                      mode="local")
+    from actors import start_actors
+    from mlray._private.ray_session import ensure_ray
+    from mlray._private.transport import ActorTransport
+
+    ensure_ray(address or config.ray_address, config.namespace)
+    return Client(config, ActorTransport(start_actors(config)), caller, project)

@@ -1,0 +1,133 @@
+"""The typed platform configuration and its loader.
+
+Only this module and the CLI read configuration files; everything further in takes a
+:class:`PlatformConfig`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlray.errors import ConfigError
+from mlray.identity import check_project_name
+from mlray.storage.urls import check_state_url
+
+__all__ = ["ENV_PREFIX", "PlatformConfig", "load_config"]
+
+ENV_PREFIX = "MLRAY_"
+CONFIG_ENV = "MLRAY_CONFIG"
+
+
+class PlatformConfig(BaseModel):
+    """Where mlray keeps its state and how it joins Ray. Fields mirror ``configs/platform.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Field(Path("~/.mlray"), description="Root directory of the embedded platform.")
+    namespace: str = Field(
+        "mlray", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Ray namespace of the actors."
+    )
+    project: str = Field("default", description="Project used when a call names none.")
+    user: str = Field("local", min_length=1, description="Identity of the local caller.")
+    state_url: str | None = Field(None, description="sqlite:///path or redis://host:port/db.")
+    artifact_uri: str | None = Field(None, description="Local path or pyarrow.fs URI.")
+    redis_prefix: str = Field("mlray", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    ray_address: str | None = Field(None, description="Ray cluster to join (None = auto/local).")
+    ray_head_port: int = Field(6390, ge=1024, le=65535, description="GCS port for `mlray up`.")
+    ray_dashboard_port: int = Field(8265, ge=1024, le=65535)
+    actor_num_cpus: float = Field(0.0, ge=0, le=64, description="CPUs each actor reserves.")
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, home: Path) -> Path:
+        return Path(os.path.expandvars(str(home))).expanduser().absolute()
+
+    @field_validator("project")
+    @classmethod
+    def _check_project(cls, project: str) -> str:
+        return check_project_name(project)
+
+    @field_validator("state_url")
+    @classmethod
+    def _check_state_url(cls, url: str | None) -> str | None:
+        return None if url in (None, "") else check_state_url(url)
+
+    @model_validator(mode="after")
+    def _fill_locations(self) -> PlatformConfig:
+        if self.state_url is None:
+            object.__setattr__(self, "state_url", f"sqlite:///{self.home / 'state.db'}")
+        if not self.artifact_uri:
+            object.__setattr__(self, "artifact_uri", str(self.home / "artifacts"))
+        return self
+
+    @property
+    def resolved_state_url(self) -> str:
+        """The state URL after defaults were filled in."""
+        assert self.state_url is not None
+        return self.state_url
+
+    @property
+    def resolved_artifact_uri(self) -> str:
+        """The artifact root after defaults were filled in."""
+        assert self.artifact_uri is not None
+        return self.artifact_uri
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist", field=str(path)) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}", field=str(path)) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level", field=str(path))
+    return data
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    fields = PlatformConfig.model_fields
+    values: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key in fields:
+            values[key] = value
+    return values
+
+
+def load_config(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> PlatformConfig:
+    """Build the platform config: defaults < file (``path`` or ``$MLRAY_CONFIG``) < ``MLRAY_*``.
+
+    Raises:
+        ConfigError: naming the key, its source and the reason, for any bad value.
+    """
+    env = os.environ if env is None else env
+    layers: list[tuple[str, dict[str, Any]]] = []
+    file = path or env.get(CONFIG_ENV)
+    if file:
+        layers.append((str(file), _read_yaml(Path(file))))
+    layers.append(("environment", _from_env(env)))
+    merged: dict[str, Any] = {}
+    source_of: dict[str, str] = {}
+    for source, values in layers:
+        for key, value in values.items():
+            merged[key] = value
+            source_of[key] = source
+    try:
+        return PlatformConfig.model_validate(merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "config"
+        source = source_of.get(str(err["loc"][0]) if err["loc"] else "", "config")
+        where = f"{ENV_PREFIX}{key.upper()}" if source == "environment" else f"{source}: {key}"
+        raise ConfigError(f"{where}: {err['msg']}", field=key) from None

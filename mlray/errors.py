@@ -1,0 +1,134 @@
+"""The mlray error hierarchy.
+
+    MlrayError
+    ├── InvalidInput          bad argument or payload (names the field)
+    ├── ConfigError           bad configuration value (names the key and the file)
+    ├── NotFound              unknown model, version, run, alias, artifact, ...
+    ├── AlreadyExists         a name that is taken
+    ├── Conflict              compare-and-set lost, alias points elsewhere
+    ├── InvalidTransition     a stage or status change the rules refuse
+    ├── Unauthenticated       no or unknown credentials
+    ├── PermissionDenied      the caller's role does not allow it
+    ├── IntegrityError        stored bytes do not match their sha256
+    └── BackendUnavailable    state store or control-plane actor unreachable
+
+Each class carries an HTTP status and a CLI exit code, and pickles (so it crosses
+Ray task boundaries intact).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "AlreadyExists",
+    "BackendUnavailable",
+    "ConfigError",
+    "Conflict",
+    "IntegrityError",
+    "InvalidInput",
+    "InvalidTransition",
+    "MlrayError",
+    "NotFound",
+    "PermissionDenied",
+    "Unauthenticated",
+]
+
+
+class MlrayError(Exception):
+    """Base of every error mlray raises on purpose."""
+
+    code: ClassVar[str] = "internal"
+    http_status: ClassVar[int] = 500
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, (self.message,), {"field": self.field})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON error body: ``{"error", "code"}`` plus the field when known."""
+        body: dict[str, Any] = {"error": self.message, "code": self.code}
+        if self.field:
+            body["field"] = self.field
+        return body
+
+
+class UserError(MlrayError):
+    """Errors the caller can fix; the CLI exits 2 on them."""
+
+    exit_code: ClassVar[int] = 2
+
+
+class InvalidInput(UserError):
+    """An argument or payload is malformed; ``field`` says which."""
+
+    code = "invalid_input"
+    http_status = 400
+
+
+class ConfigError(UserError):
+    """A configuration value is invalid; the message names the key and its source."""
+
+    code = "config_error"
+    http_status = 400
+
+
+class NotFound(UserError):
+    """The named object does not exist."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class AlreadyExists(UserError):
+    """An object with this name already exists."""
+
+    code = "already_exists"
+    http_status = 409
+
+
+class Conflict(UserError):
+    """The object changed underneath the caller, or a name points elsewhere."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class InvalidTransition(UserError):
+    """The requested stage or status change is not allowed from the current one."""
+
+    code = "invalid_transition"
+    http_status = 409
+
+
+class Unauthenticated(UserError):
+    """No credentials, or credentials mlray does not know."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+
+class PermissionDenied(UserError):
+    """The caller's role in the project does not allow this action."""
+
+    code = "permission_denied"
+    http_status = 403
+
+
+class IntegrityError(UserError):
+    """Stored bytes do not match their recorded sha256; nothing was loaded."""
+
+    code = "integrity_error"
+    http_status = 422
+
+
+class BackendUnavailable(MlrayError):
+    """The state store or a control-plane actor cannot be reached right now."""
+
+    code = "backend_unavailable"
+    http_status = 503

@@ -1,0 +1,453 @@
+"""The model registry's rules, over a :class:`StateStore`; no Ray here.
+
+Documents: ``models/<project>/<name>`` holds the model (with its aliases and the last
+version number handed out) and ``versions/<project>/<name>/<00000001>`` each version.
+Every change is one atomic :meth:`StateStore.apply` with compare-and-set on the model
+document, so version numbers never repeat or skip, even with several writers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from mlray._private.filters import evaluate, parse_filter, parse_order, sort_by
+from mlray._private.types import Name, Tags, now
+from mlray._private.validation import boundary
+from mlray.errors import (
+    AlreadyExists,
+    Conflict,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+)
+from mlray.identity import Caller, Role, check_project_name
+from mlray.registry.types import (
+    ALLOWED_TRANSITIONS,
+    Alias,
+    ModelSpec,
+    ModelVersion,
+    RegisteredModel,
+    Stage,
+    VersionSpec,
+)
+from mlray.registry.uri import parse_model_uri
+from mlray.storage.artifacts import ArtifactStore
+from mlray.storage.base import AuditEntry, Delete, Document, Op, Put, StateStore
+
+__all__ = ["ModelRegistry"]
+
+MODELS = "models"
+VERSIONS = "versions"
+_RETRIES = 64
+_VERSION_FIELDS = frozenset({"version", "stage", "model", "created_at", "updated_at",
+                             "created_by", "description"})
+T = TypeVar("T")
+
+
+def _model_key(project: str, name: str) -> str:
+    return f"{project}/{name}"
+
+
+def _version_key(project: str, name: str, version: int) -> str:
+    return f"{project}/{name}/{version:08d}"
+
+
+def _get_field(v: ModelVersion, namespace: str, key: str | None) -> Any:
+    if key is None:
+        return getattr(v, namespace, None)
+    return getattr(v, namespace).get(key)
+
+
+class ModelRegistry:
+    """Registered models, versions, stages, aliases and search, with an audit trail.
+
+    Args:
+        store: where documents and the audit log live.
+        artifacts: when given, each new version's artifact is checked (exists, sha256).
+    """
+
+    def __init__(self, store: StateStore, artifacts: ArtifactStore | None = None) -> None:
+        self._store = store
+        self._artifacts = artifacts
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _model_doc(self, project: str, name: str) -> Document:
+        doc = self._store.get(MODELS, _model_key(project, name))
+        if doc is None:
+            raise NotFound(f"model {name!r} does not exist in project {project!r}", field="model")
+        return doc
+
+    def _version_doc(self, project: str, name: str, version: int) -> Document:
+        doc = self._store.get(VERSIONS, _version_key(project, name, version))
+        if doc is None:
+            self._model_doc(project, name)
+            raise NotFound(f"model {name!r} has no version {version}", field="version")
+        return doc
+
+    @staticmethod
+    def _version(doc: Document, model: RegisteredModel | None) -> ModelVersion:
+        version = ModelVersion.model_validate(doc.data)
+        if model is not None:
+            version.aliases = sorted(a for a, v in model.aliases.items() if v == version.version)
+        return version
+
+    @staticmethod
+    def _audit(caller: Caller, project: str, action: str, target: str,
+               before: dict[str, Any] | None = None,
+               after: dict[str, Any] | None = None) -> AuditEntry:
+        return AuditEntry(user=caller.user, project=project, action=action, target=target,
+                          before=before, after=after)
+
+    @staticmethod
+    def _retry(attempt: Callable[[], T]) -> T:
+        """Run a read-check-write attempt again when another writer got there first."""
+        for _ in range(_RETRIES - 1):
+            try:
+                return attempt()
+            except Conflict:
+                continue
+        return attempt()
+
+    # -- models ----------------------------------------------------------------------------
+
+    @boundary
+    def create_model(self, caller: Caller, project: str, spec: ModelSpec) -> RegisteredModel:
+        """Register a new model name.
+
+        Raises:
+            AlreadyExists: the name is taken in this project.
+        """
+        check_project_name(project)
+        caller.require(project, Role.editor)
+        ts = now()
+        model = RegisteredModel(**spec.model_dump(), project=project, created_at=ts,
+                                updated_at=ts, created_by=caller.user)
+        key = _model_key(project, spec.name)
+        try:
+            self._store.put(MODELS, key, model.model_dump(mode="json"), expected_version=0,
+                            audit=self._audit(caller, project, "model.create", key,
+                                              after={"name": spec.name}))
+        except Conflict:
+            raise AlreadyExists(f"model {spec.name!r} already exists in project {project!r}",
+                                field="name") from None
+        return model
+
+    @boundary
+    def get_model(self, caller: Caller, project: str, name: Name) -> RegisteredModel:
+        """The registered model called ``name``."""
+        caller.require(project, Role.viewer)
+        return RegisteredModel.model_validate(self._model_doc(project, name).data)
+
+    @boundary
+    def update_model(self, caller: Caller, project: str, name: Name, *,
+                     description: str | None = None, owner: str | None = None,
+                     tags: Tags | None = None) -> RegisteredModel:
+        """Change a model's description, owner or tags (tags are merged; '' deletes one)."""
+        caller.require(project, Role.editor)
+
+        def attempt() -> RegisteredModel:
+            doc = self._model_doc(project, name)
+            model = RegisteredModel.model_validate(doc.data)
+            changes: dict[str, Any] = {"updated_at": now()}
+            if description is not None:
+                changes["description"] = description
+            if owner is not None:
+                changes["owner"] = owner
+            if tags is not None:
+                merged = {**model.tags, **tags}
+                changes["tags"] = {k: v for k, v in merged.items() if v != ""}
+            updated = model.model_copy(update=changes)
+            self._store.put(MODELS, doc.key, updated.model_dump(mode="json"), doc.version,
+                            self._audit(caller, project, "model.update", doc.key,
+                                        after={k: v for k, v in changes.items()
+                                               if k != "updated_at"}))
+            return updated
+
+        return self._retry(attempt)
+
+    @boundary
+    def list_models(self, caller: Caller, project: str, *, name_like: str | None = None,
+                    tags: Tags | None = None) -> list[RegisteredModel]:
+        """Models of the project whose name contains ``name_like`` and that carry ``tags``."""
+        caller.require(project, Role.viewer)
+        needle = (name_like or "").lower()
+        models = [RegisteredModel.model_validate(d.data)
+                  for d in self._store.list(MODELS, prefix=f"{project}/")]
+        return [m for m in models if needle in m.name.lower()
+                and all(m.tags.get(k) == v for k, v in (tags or {}).items())]
+
+    @boundary
+    def delete_model(self, caller: Caller, project: str, name: Name, *,
+                     force: bool = False) -> int:
+        """Delete a model and all its versions; returns how many versions went.
+
+        Raises:
+            InvalidTransition: a version is in Production and ``force`` is not set.
+        """
+        caller.require(project, Role.admin if force else Role.editor)
+        doc = self._model_doc(project, name)
+        versions = self._store.list(VERSIONS, prefix=f"{project}/{name}/")
+        live = [v.data["version"] for v in versions if v.data["stage"] == Stage.PRODUCTION.value]
+        if live and not force:
+            raise InvalidTransition(
+                f"model {name!r} has version(s) {live} in Production; archive them first "
+                "or pass force (admin)", field="force")
+        ops: list[Op] = [Delete(collection=VERSIONS, key=v.key, expected_version=v.version)
+                         for v in versions]
+        ops.append(Delete(collection=MODELS, key=doc.key, expected_version=doc.version))
+        self._store.apply(ops, self._audit(caller, project, "model.delete", doc.key,
+                                           before={"versions": len(versions)}))
+        return len(versions)
+
+    # -- versions --------------------------------------------------------------------------
+
+    @boundary
+    def create_version(self, caller: Caller, project: str, model: Name,
+                       spec: VersionSpec) -> ModelVersion:
+        """Add the next version of ``model``.
+
+        Raises:
+            NotFound: no such model, or the artifact does not exist.
+            IntegrityError: the artifact does not hash to ``spec.artifact_sha256``.
+        """
+        caller.require(project, Role.editor)
+        self._model_doc(project, model)
+        if self._artifacts is not None:
+            ref = self._artifacts.verify(spec.artifact_uri, spec.artifact_sha256)
+            spec = spec.model_copy(update={"artifact_size": ref.size})
+
+        def attempt() -> ModelVersion:
+            doc = self._model_doc(project, model)
+            registered = RegisteredModel.model_validate(doc.data)
+            number = registered.latest_version + 1
+            ts = now()
+            version = ModelVersion(**spec.model_dump(), model=model, project=project,
+                                   version=number, created_at=ts, updated_at=ts,
+                                   created_by=caller.user, updated_by=caller.user)
+            bumped = registered.model_copy(update={"latest_version": number, "updated_at": ts})
+            key = _version_key(project, model, number)
+            self._store.apply(
+                [Put(collection=MODELS, key=doc.key, data=bumped.model_dump(mode="json"),
+                     expected_version=doc.version),
+                 Put(collection=VERSIONS, key=key, data=version.model_dump(mode="json"),
+                     expected_version=0)],
+                self._audit(caller, project, "version.create", key,
+                            after={"version": number, "artifact_sha256": spec.artifact_sha256,
+                                   "run_id": spec.lineage.run_id}))
+            return version
+
+        return self._retry(attempt)
+
+    @boundary
+    def get_version(self, caller: Caller, project: str, model: Name,
+                    version: int) -> ModelVersion:
+        """One version of ``model``."""
+        caller.require(project, Role.viewer)
+        registered = RegisteredModel.model_validate(self._model_doc(project, model).data)
+        return self._version(self._version_doc(project, model, version), registered)
+
+    @boundary
+    def list_versions(self, caller: Caller, project: str, model: Name, *,
+                      stage: Stage | None = None) -> list[ModelVersion]:
+        """All versions of ``model`` (optionally in one stage), oldest first."""
+        caller.require(project, Role.viewer)
+        registered = RegisteredModel.model_validate(self._model_doc(project, model).data)
+        where = {"stage": stage.value} if stage else None
+        docs = self._store.list(VERSIONS, where, prefix=f"{project}/{model}/")
+        return [self._version(d, registered) for d in docs]
+
+    @boundary
+    def search_versions(self, caller: Caller, project: str, *, filter: str | None = None,
+                        name_like: str | None = None, stage: Stage | None = None,
+                        tags: Tags | None = None, order_by: list[str] | None = None,
+                        limit: int = 100) -> list[ModelVersion]:
+        """Versions across the project's models, e.g. ``filter="metrics.auc >= 0.9"``.
+
+        Args:
+            filter: conditions on ``metrics.*``, ``params.*``, ``tags.*``, ``stage``, ...
+            name_like: substring of the model name.
+            order_by: e.g. ``["metrics.auc DESC"]``; default newest first.
+        """
+        caller.require(project, Role.viewer)
+        if not 1 <= limit <= 10_000:
+            raise InvalidInput("limit must be between 1 and 10000", field="limit")
+        conditions = parse_filter(filter, _VERSION_FIELDS)
+        order = parse_order(order_by or ["created_at DESC"], _VERSION_FIELDS)
+        models = {m.name: m for m in self.list_models(caller, project, name_like=name_like)}
+        where = {"stage": stage.value} if stage else None
+        found = []
+        for doc in self._store.list(VERSIONS, where, prefix=f"{project}/"):
+            if doc.data["model"] not in models:
+                continue
+            version = self._version(doc, models[doc.data["model"]])
+            if all(version.tags.get(k) == v for k, v in (tags or {}).items()) and evaluate(
+                    version, conditions, _get_field):
+                found.append(version)
+        return sort_by(found, order, _get_field)[:limit]
+
+    @boundary
+    def transition_stage(self, caller: Caller, project: str, model: Name, version: int,
+                         stage: Stage, *, archive_existing: bool = True) -> ModelVersion:
+        """Move a version to ``stage``.
+
+        Promoting to Production archives the current Production version(s) in the same
+        atomic write unless ``archive_existing`` is False.
+
+        Raises:
+            InvalidTransition: the move is not allowed; the message lists the allowed ones.
+        """
+        caller.require(project, Role.editor)
+
+        def attempt() -> ModelVersion:
+            doc = self._version_doc(project, model, version)
+            current = ModelVersion.model_validate(doc.data)
+            allowed = ALLOWED_TRANSITIONS[current.stage]
+            if stage not in allowed:
+                names = ", ".join(sorted(s.value for s in allowed))
+                raise InvalidTransition(
+                    f"{model} v{version}: cannot move from {current.stage.value} to "
+                    f"{stage.value}; allowed: {names}", field="stage")
+            ts = now()
+            moved = current.model_copy(update={"stage": stage, "updated_at": ts,
+                                               "updated_by": caller.user})
+            ops: list[Op] = [Put(collection=VERSIONS, key=doc.key,
+                                 data=moved.model_dump(mode="json", exclude={"aliases"}),
+                                 expected_version=doc.version)]
+            archived = []
+            if stage is Stage.PRODUCTION and archive_existing:
+                for other in self._store.list(VERSIONS, {"stage": Stage.PRODUCTION.value},
+                                              prefix=f"{project}/{model}/"):
+                    if other.key == doc.key:
+                        continue
+                    old = ModelVersion.model_validate(other.data).model_copy(
+                        update={"stage": Stage.ARCHIVED, "updated_at": ts,
+                                "updated_by": caller.user})
+                    archived.append(old.version)
+                    ops.append(Put(collection=VERSIONS, key=other.key,
+                                   data=old.model_dump(mode="json", exclude={"aliases"}),
+                                   expected_version=other.version))
+            self._store.apply(ops, self._audit(
+                caller, project, "version.stage", doc.key,
+                before={"stage": current.stage.value},
+                after={"stage": stage.value, "archived": archived}))
+            registered = RegisteredModel.model_validate(self._model_doc(project, model).data)
+            moved.aliases = sorted(a for a, v in registered.aliases.items() if v == version)
+            return moved
+
+        return self._retry(attempt)
+
+    @boundary
+    def delete_version(self, caller: Caller, project: str, model: Name, version: int) -> None:
+        """Delete a version and every alias that points at it; numbers are never reused.
+
+        Raises:
+            InvalidTransition: the version is in Production (archive it first).
+        """
+        caller.require(project, Role.editor)
+
+        def attempt() -> None:
+            doc = self._version_doc(project, model, version)
+            if doc.data["stage"] == Stage.PRODUCTION.value:
+                raise InvalidTransition(
+                    f"{model} v{version} is in Production; move it to Archived first",
+                    field="version")
+            mdoc = self._model_doc(project, model)
+            registered = RegisteredModel.model_validate(mdoc.data)
+            dropped = sorted(a for a, v in registered.aliases.items() if v == version)
+            kept = {a: v for a, v in registered.aliases.items() if v != version}
+            updated = registered.model_copy(update={"aliases": kept, "updated_at": now()})
+            self._store.apply(
+                [Delete(collection=VERSIONS, key=doc.key, expected_version=doc.version),
+                 Put(collection=MODELS, key=mdoc.key, data=updated.model_dump(mode="json"),
+                     expected_version=mdoc.version)],
+                self._audit(caller, project, "version.delete", doc.key,
+                            before={"stage": doc.data["stage"], "aliases": dropped}))
+
+        self._retry(attempt)
+
+    # -- aliases and URIs ------------------------------------------------------------------
+
+    @boundary
+    def set_alias(self, caller: Caller, project: str, model: Name, alias: Alias, version: int,
+                  *, move: bool = False) -> RegisteredModel:
+        """Point ``alias`` at ``version``.
+
+        Raises:
+            Conflict: the alias points at another version and ``move`` is False.
+        """
+        caller.require(project, Role.editor)
+
+        def attempt() -> RegisteredModel:
+            self._version_doc(project, model, version)
+            mdoc = self._model_doc(project, model)
+            registered = RegisteredModel.model_validate(mdoc.data)
+            held = registered.aliases.get(alias)
+            if held == version:
+                return registered
+            if held is not None and not move:
+                raise Conflict(f"alias {alias!r} of {model!r} already points at version {held}; "
+                               "pass move to repoint it", field="alias")
+            updated = registered.model_copy(update={
+                "aliases": {**registered.aliases, alias: version}, "updated_at": now()})
+            self._store.put(MODELS, mdoc.key, updated.model_dump(mode="json"), mdoc.version,
+                            self._audit(caller, project, "alias.set", f"{mdoc.key}@{alias}",
+                                        before={"version": held}, after={"version": version}))
+            return updated
+
+        return self._retry(attempt)
+
+    @boundary
+    def delete_alias(self, caller: Caller, project: str, model: Name, alias: str) -> None:
+        """Remove ``alias``.
+
+        Raises:
+            NotFound: the model has no such alias.
+        """
+        caller.require(project, Role.editor)
+
+        def attempt() -> None:
+            mdoc = self._model_doc(project, model)
+            registered = RegisteredModel.model_validate(mdoc.data)
+            if alias not in registered.aliases:
+                raise NotFound(f"model {model!r} has no alias {alias!r}", field="alias")
+            kept = {a: v for a, v in registered.aliases.items() if a != alias}
+            updated = registered.model_copy(update={"aliases": kept, "updated_at": now()})
+            self._store.put(MODELS, mdoc.key, updated.model_dump(mode="json"), mdoc.version,
+                            self._audit(caller, project, "alias.delete", f"{mdoc.key}@{alias}",
+                                        before={"version": registered.aliases[alias]}))
+
+        self._retry(attempt)
+
+    @boundary
+    def resolve(self, caller: Caller, project: str, uri: str) -> ModelVersion:
+        """The version a ``models:/`` URI names (``@latest`` = highest existing version).
+
+        Raises:
+            NotFound: unknown model, version or alias, or no version in that stage.
+        """
+        caller.require(project, Role.viewer)
+        ref = parse_model_uri(uri)
+        registered = RegisteredModel.model_validate(self._model_doc(project, ref.name).data)
+        if ref.version is not None:
+            number = ref.version
+        elif ref.alias is not None and ref.alias != "latest":
+            if ref.alias not in registered.aliases:
+                raise NotFound(f"model {ref.name!r} has no alias {ref.alias!r}", field="uri")
+            number = registered.aliases[ref.alias]
+        else:
+            where = {"stage": ref.stage.value} if ref.stage else None
+            docs = self._store.list(VERSIONS, where, prefix=f"{project}/{ref.name}/")
+            if not docs:
+                what = f"in stage {ref.stage.value}" if ref.stage else "at all"
+                raise NotFound(f"model {ref.name!r} has no version {what}", field="uri")
+            return self._version(docs[-1], registered)
+        return self._version(self._version_doc(project, ref.name, number), registered)
+
+    @boundary
+    def audit_log(self, caller: Caller, project: str, *, after_seq: int = 0,
+                  limit: int = 100) -> list[AuditEntry]:
+        """The project's audit entries after ``after_seq`` (admins only)."""
+        caller.require(project, Role.admin)
+        return self._store.audit_log(after_seq=after_seq, limit=limit, project=project)

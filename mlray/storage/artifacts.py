@@ -1,0 +1,205 @@
+"""Content-addressed artifacts on any ``pyarrow.fs`` filesystem.
+
+``put`` hashes a file or directory locally, then copies it to
+``<root>/objects/<sha[:2]>/<sha>/<name>``; the same bytes land in the same place. A
+directory's sha256 is the hash of its manifest (sorted ``path size sha256`` lines).
+Every read verifies the hash first: a mismatch raises :class:`IntegrityError` and
+nothing is handed to the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pyarrow.fs as pafs
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlray.errors import BackendUnavailable, IntegrityError, InvalidInput, NotFound
+
+__all__ = ["ArtifactRef", "ArtifactStore"]
+
+_CHUNK = 1 << 20
+
+
+class ArtifactRef(BaseModel):
+    """Where an artifact lives and what its bytes hash to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    uri: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0, description="Total bytes (all files of a directory).")
+    is_dir: bool = False
+
+
+def _file_sha(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _manifest(entries: list[tuple[str, int, str]]) -> str:
+    lines = "".join(f"{rel}\t{size}\t{sha}\n" for rel, size, sha in sorted(entries))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _mismatch(uri: str, actual: str, expected: str) -> IntegrityError:
+    return IntegrityError(
+        f"artifact {uri} hashes to {actual[:12]}..., expected {expected[:12]}...; refusing to load",
+        field="sha256",
+    )
+
+
+def _local_tree(path: Path) -> list[tuple[str, int, str]]:
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return [(p.relative_to(path).as_posix(), p.stat().st_size, _file_sha(p)) for p in files]
+
+
+class ArtifactStore:
+    """Put and fetch artifacts under one root URI, checking sha256 on every read."""
+
+    def __init__(self, root_uri: str) -> None:
+        try:
+            if "://" in root_uri:
+                self._fs, self._root = pafs.FileSystem.from_uri(root_uri)
+            else:
+                self._fs, self._root = pafs.LocalFileSystem(), str(Path(root_uri).absolute())
+            self._fs.create_dir(self._root, recursive=True)
+        except (OSError, ValueError, pafs.ArrowException) as exc:  # type: ignore[attr-defined]
+            raise BackendUnavailable(f"cannot open artifact root {root_uri!r}: {exc}") from exc
+        self._scheme = "file" if isinstance(self._fs, pafs.LocalFileSystem) else self._fs.type_name
+        self.root_uri = self._to_uri(self._root)
+
+    def _to_uri(self, path: str) -> str:
+        return f"file://{path}" if self._scheme == "file" else f"{self._scheme}://{path}"
+
+    def _to_path(self, uri: str) -> str:
+        scheme, sep, path = uri.partition("://")
+        if not sep or scheme != self._scheme:
+            raise InvalidInput(f"artifact URI {uri!r} is not under {self.root_uri}", field="uri")
+        return path
+
+    def put(self, local_path: str | Path, name: str | None = None) -> ArtifactRef:
+        """Copy a local file or directory into the store and return its reference.
+
+        Raises:
+            NotFound: ``local_path`` does not exist.
+        """
+        src = Path(local_path)
+        if not src.exists():
+            raise NotFound(f"artifact source {src} does not exist", field="path")
+        name = name or src.name
+        if src.is_dir():
+            entries = _local_tree(src)
+            sha, size = _manifest(entries), sum(e[1] for e in entries)
+        else:
+            sha, size = _file_sha(src), src.stat().st_size
+        dest = f"{self._root}/objects/{sha[:2]}/{sha}/{name}"
+        try:
+            if src.is_dir():
+                for rel, _, _ in entries:
+                    self._upload(src / rel, f"{dest}/{rel}")
+            else:
+                self._upload(src, dest)
+        except OSError as exc:
+            raise BackendUnavailable(f"writing artifact to {self._to_uri(dest)}: {exc}") from exc
+        return ArtifactRef(uri=self._to_uri(dest), sha256=sha, size=size, is_dir=src.is_dir())
+
+    def _upload(self, src: Path, dest: str) -> None:
+        self._fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
+        tmp = f"{dest}.tmp-{os.getpid()}"
+        with src.open("rb") as f, self._fs.open_output_stream(tmp) as out:
+            shutil.copyfileobj(f, out, _CHUNK)
+        self._fs.move(tmp, dest)
+
+    def _info(self, path: str) -> pafs.FileInfo:
+        info = self._fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            raise NotFound(f"artifact {self._to_uri(path)} does not exist", field="uri")
+        return info
+
+    def _remote_sha(self, path: str) -> str:
+        digest = hashlib.sha256()
+        with self._fs.open_input_stream(path) as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def _remote_tree(self, path: str) -> list[tuple[str, int, str]]:
+        selector = pafs.FileSelector(path, recursive=True)
+        return [
+            (info.path[len(path) :].lstrip("/"), info.size, self._remote_sha(info.path))
+            for info in self._fs.get_file_info(selector)
+            if info.type == pafs.FileType.File
+        ]
+
+    def verify(self, uri: str, sha256: str) -> ArtifactRef:
+        """Check that ``uri`` exists and hashes to ``sha256``.
+
+        Raises:
+            NotFound: nothing at ``uri``.
+            IntegrityError: the bytes hash to something else.
+        """
+        path = self._to_path(uri)
+        info = self._info(path)
+        is_dir = info.type == pafs.FileType.Directory
+        entries = self._remote_tree(path) if is_dir else None
+        if entries is not None:
+            actual, size = _manifest(entries), sum(e[1] for e in entries)
+        else:
+            actual, size = self._remote_sha(path), info.size
+        if actual != sha256:
+            raise _mismatch(uri, actual, sha256)
+        return ArtifactRef(uri=uri, sha256=sha256, size=size or 0, is_dir=is_dir)
+
+    def fetch(self, uri: str, sha256: str, dest_dir: str | Path | None = None) -> Path:
+        """Copy the artifact to a local directory, verify it there, and return its local path.
+
+        Raises:
+            NotFound: nothing at ``uri``.
+            IntegrityError: the copied bytes do not hash to ``sha256`` (the copy is removed).
+        """
+        path = self._to_path(uri)
+        info = self._info(path)
+        target_dir = Path(dest_dir) if dest_dir else Path(tempfile.mkdtemp(prefix="mlray-art-"))
+        target = target_dir / path.rsplit("/", 1)[-1]
+        target_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if info.type == pafs.FileType.Directory:
+                target.mkdir(exist_ok=True)
+                selector = pafs.FileSelector(path, recursive=True)
+                for item in self._fs.get_file_info(selector):
+                    if item.type == pafs.FileType.File:
+                        self._download(item.path, target / item.path[len(path) :].lstrip("/"))
+                actual = _manifest(_local_tree(target))
+            else:
+                self._download(path, target)
+                actual = _file_sha(target)
+        except OSError as exc:
+            raise BackendUnavailable(f"reading artifact {uri}: {exc}") from exc
+        if actual != sha256:
+            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink()
+            raise _mismatch(uri, actual, sha256)
+        return target
+
+    def read_bytes(self, uri: str, sha256: str) -> bytes:
+        """The bytes of a file artifact, verified against ``sha256``."""
+        path = self._to_path(uri)
+        self._info(path)
+        with self._fs.open_input_stream(path) as f:
+            data = f.read()
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            raise _mismatch(uri, actual, sha256)
+        return data
+
+    def _download(self, path: str, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with self._fs.open_input_stream(path) as f, target.open("wb") as out:
+            shutil.copyfileobj(f, out, _CHUNK)

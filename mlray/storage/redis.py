@@ -1,0 +1,177 @@
+"""Redis state store: the cluster backend.
+
+Layout under ``<prefix>``: ``<prefix>:v:<collection>`` (hash key → version),
+``<prefix>:d:<collection>`` (hash key → JSON ``{"t": updated_at, "d": data}``),
+``<prefix>:audit`` (a stream whose ids are ``<seq>-0``) and ``<prefix>:audit:seq``.
+Every write is one Lua script, so its checks, writes and audit entry are atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from mlray.errors import BackendUnavailable
+from mlray.storage.base import AuditEntry, Delete, Document, Op, StateStore, check_expected, matches
+
+__all__ = ["RedisStateStore"]
+
+# KEYS: per op (version hash, data hash), then the audit counter and stream.
+# ARGV[1]: JSON {"ops": [{"k", "e"?, "d"? (encoded payload; absent = delete)}], "a"?: audit}
+_APPLY = """
+local req = cjson.decode(ARGV[1])
+local n = #req.ops
+local seen = {}
+for i, op in ipairs(req.ops) do
+  local id = KEYS[2 * i - 1] .. '\\0' .. op.k
+  local have = seen[id]
+  if have == nil then have = tonumber(redis.call('HGET', KEYS[2 * i - 1], op.k) or '0') end
+  if op.e ~= nil and have ~= op.e then return {'conflict', i, have} end
+  if op.d == nil then seen[id] = 0 else seen[id] = have + 1 end
+end
+local versions = {}
+for i, op in ipairs(req.ops) do
+  if op.d == nil then
+    redis.call('HDEL', KEYS[2 * i - 1], op.k)
+    redis.call('HDEL', KEYS[2 * i], op.k)
+    versions[i] = 0
+  else
+    versions[i] = redis.call('HINCRBY', KEYS[2 * i - 1], op.k, 1)
+    redis.call('HSET', KEYS[2 * i], op.k, op.d)
+  end
+end
+if req.a ~= nil then
+  local seq = redis.call('INCR', KEYS[2 * n + 1])
+  redis.call('XADD', KEYS[2 * n + 2], seq .. '-0', 'e', req.a)
+end
+return {'ok', versions}
+"""
+
+
+class RedisStateStore(StateStore):
+    """Documents in Redis hashes; writes are atomic Lua scripts."""
+
+    def __init__(self, url: str, prefix: str = "mlray") -> None:
+        self.url = url
+        self.prefix = prefix
+        self._redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        with self._guard():
+            self._redis.ping()
+            self._apply = self._redis.register_script(_APPLY)
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"Redis state at {self.url}: {exc}") from exc
+
+    def _keys(self, collection: str) -> tuple[str, str]:
+        return f"{self.prefix}:v:{collection}", f"{self.prefix}:d:{collection}"
+
+    def get(self, collection: str, key: str) -> Document | None:
+        vkey, dkey = self._keys(collection)
+        with self._guard():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hget(vkey, key).hget(dkey, key)
+            version, payload = pipe.execute()
+        if version is None or payload is None:
+            return None
+        body = json.loads(payload)
+        return Document(collection=collection, key=key, version=int(version),
+                        data=body["d"], updated_at=body["t"])
+
+    def list(
+        self,
+        collection: str,
+        where: Mapping[str, Any] | None = None,
+        *,
+        prefix: str | None = None,
+        limit: int | None = None,
+    ) -> list[Document]:
+        vkey, dkey = self._keys(collection)
+        with self._guard():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hgetall(vkey).hgetall(dkey)
+            versions, payloads = pipe.execute()
+        docs = []
+        for raw_key in sorted(payloads):
+            key = raw_key.decode()
+            if prefix and not key.startswith(prefix):
+                continue
+            body = json.loads(payloads[raw_key])
+            if not matches(body["d"], where):
+                continue
+            docs.append(Document(collection=collection, key=key,
+                                 version=int(versions.get(raw_key, 1)),
+                                 data=body["d"], updated_at=body["t"]))
+            if limit is not None and len(docs) >= limit:
+                break
+        return docs
+
+    def apply(self, ops: Sequence[Op], audit: AuditEntry | None = None) -> list[Document | None]:
+        now = time.time()
+        keys: list[str] = []
+        encoded: list[dict[str, Any]] = []
+        for op in ops:
+            keys.extend(self._keys(op.collection))
+            item: dict[str, Any] = {"k": op.key}
+            if op.expected_version is not None:
+                item["e"] = op.expected_version
+            if not isinstance(op, Delete):
+                item["d"] = json.dumps({"t": now, "d": op.data})
+            encoded.append(item)
+        keys += [f"{self.prefix}:audit:seq", f"{self.prefix}:audit"]
+        request: dict[str, Any] = {"ops": encoded}
+        if audit is not None:
+            request["a"] = audit.model_dump_json(exclude={"seq"})
+        if not ops and audit is None:
+            return []
+        with self._guard():
+            reply = self._apply(keys=keys, args=[json.dumps(request)])
+        if reply[0] == b"conflict":
+            op = ops[int(reply[1]) - 1]
+            check_expected(op, int(reply[2]))
+        versions = reply[1]
+        return [
+            None if isinstance(op, Delete)
+            else Document(collection=op.collection, key=op.key, version=int(v),
+                          data=op.data, updated_at=now)
+            for op, v in zip(ops, versions, strict=True)
+        ]
+
+    def audit_log(
+        self, *, after_seq: int = 0, limit: int = 100, project: str | None = None
+    ) -> list[AuditEntry]:
+        stream = f"{self.prefix}:audit"
+        out: list[AuditEntry] = []
+        start = f"({after_seq}-0" if after_seq else "-"
+        with self._guard():
+            while len(out) < limit:
+                chunk = self._redis.xrange(stream, min=start, max="+", count=max(limit, 100))
+                if not chunk:
+                    break
+                for entry_id, fields in chunk:
+                    seq = int(entry_id.decode().split("-")[0])
+                    entry = AuditEntry.model_validate_json(fields[b"e"]).model_copy(
+                        update={"seq": seq})
+                    if project is None or entry.project == project:
+                        out.append(entry)
+                        if len(out) >= limit:
+                            break
+                start = f"({chunk[-1][0].decode()}"
+        return out
+
+    def close(self) -> None:
+        self._redis.close()
+
+    def drop_all(self) -> None:
+        """Delete every key under this store's prefix (tests and ``mlray`` resets)."""
+        with self._guard():
+            for key in self._redis.scan_iter(match=f"{self.prefix}:*", count=1000):
+                self._redis.delete(key)

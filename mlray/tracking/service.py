@@ -1,0 +1,302 @@
+"""The experiment tracker's rules, over a :class:`StateStore`; no Ray here.
+
+Documents: ``experiments/<project>/<name>``, ``runs/<run_id>`` (params, latest metrics,
+tags, artifacts) and ``metric_batches/<run_id>/<n>`` (the full history, one document
+per logged batch, written atomically with the run's latest values). The tracker keeps
+an in-memory index of runs, rebuilt from the store at start, so search over 100,000
+runs needs no scan of the store.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from mlray._private.filters import evaluate, parse_filter, parse_order, sort_by
+from mlray._private.types import Name, ParamValue, Tags, now
+from mlray._private.validation import boundary
+from mlray.errors import AlreadyExists, Conflict, InvalidInput, InvalidTransition, NotFound
+from mlray.identity import Caller, Role, check_project_name
+from mlray.storage.artifacts import ArtifactStore
+from mlray.storage.base import AuditEntry, Put, StateStore
+from mlray.tracking.types import (
+    Experiment,
+    MetricPoint,
+    MetricValue,
+    Run,
+    RunArtifact,
+    RunComparison,
+    RunPage,
+    RunStatus,
+)
+
+__all__ = ["ExperimentTracker"]
+
+EXPERIMENTS = "experiments"
+RUNS = "runs"
+METRIC_BATCHES = "metric_batches"
+_RUN_FIELDS = frozenset({"status", "name", "experiment", "user", "start_time", "end_time",
+                         "run_id"})
+_MAX_BATCH = 10_000
+
+
+def _get_field(run: Run, namespace: str, key: str | None) -> Any:
+    if key is None:
+        return getattr(run, namespace, None)
+    value = getattr(run, namespace).get(key)
+    return value.value if isinstance(value, MetricValue) else value
+
+
+class ExperimentTracker:
+    """Experiments, runs, params, step-wise metrics and artifacts, with search.
+
+    Args:
+        store: where documents live.
+        artifacts: when given, logged artifacts are checked (exists, sha256).
+    """
+
+    def __init__(self, store: StateStore, artifacts: ArtifactStore | None = None) -> None:
+        self._store = store
+        self._artifacts = artifacts
+        self._runs: dict[str, tuple[int, Run]] = {
+            d.key: (d.version, Run.model_validate(d.data)) for d in store.list(RUNS)
+        }
+
+    # -- experiments -----------------------------------------------------------------------
+
+    @boundary
+    def create_experiment(self, caller: Caller, project: str, name: Name, *,
+                          description: str = "", tags: Tags | None = None) -> Experiment:
+        """Create an experiment.
+
+        Raises:
+            AlreadyExists: the name is taken in this project.
+        """
+        check_project_name(project)
+        caller.require(project, Role.editor)
+        exp = Experiment(name=name, project=project, description=description,
+                         tags=tags or {}, created_at=now(), created_by=caller.user)
+        key = f"{project}/{name}"
+        try:
+            self._store.put(EXPERIMENTS, key, exp.model_dump(mode="json"), expected_version=0,
+                            audit=self._audit(caller, project, "experiment.create", key))
+        except Conflict:
+            raise AlreadyExists(f"experiment {name!r} already exists in project {project!r}",
+                                field="name") from None
+        return exp
+
+    @boundary
+    def get_experiment(self, caller: Caller, project: str, name: Name) -> Experiment:
+        """The experiment called ``name``."""
+        caller.require(project, Role.viewer)
+        doc = self._store.get(EXPERIMENTS, f"{project}/{name}")
+        if doc is None:
+            raise NotFound(f"experiment {name!r} does not exist in project {project!r}",
+                           field="experiment")
+        return Experiment.model_validate(doc.data)
+
+    @boundary
+    def list_experiments(self, caller: Caller, project: str) -> list[Experiment]:
+        """All experiments of the project, by name."""
+        caller.require(project, Role.viewer)
+        return [Experiment.model_validate(d.data)
+                for d in self._store.list(EXPERIMENTS, prefix=f"{project}/")]
+
+    # -- runs ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _audit(caller: Caller, project: str, action: str, target: str,
+               after: dict[str, Any] | None = None) -> AuditEntry:
+        return AuditEntry(user=caller.user, project=project, action=action, target=target,
+                          after=after)
+
+    def _entry(self, caller: Caller, project: str, run_id: str, role: Role) -> tuple[int, Run]:
+        caller.require(project, role)
+        entry = self._runs.get(run_id)
+        if entry is None or entry[1].project != project:
+            raise NotFound(f"run {run_id!r} does not exist in project {project!r}",
+                           field="run_id")
+        return entry
+
+    def _live(self, caller: Caller, project: str, run_id: str) -> tuple[int, Run]:
+        version, run = self._entry(caller, project, run_id, Role.editor)
+        if run.status is not RunStatus.RUNNING:
+            raise InvalidTransition(f"run {run_id} is {run.status.value}; only a RUNNING run "
+                                    "takes new data", field="run_id")
+        return version, run
+
+    def _save(self, caller: Caller, version: int, run: Run, action: str,
+              after: dict[str, Any] | None = None, extra: Sequence[Put] = ()) -> Run:
+        ops = [Put(collection=RUNS, key=run.run_id, data=run.model_dump(mode="json"),
+                   expected_version=version), *extra]
+        doc = self._store.apply(ops, self._audit(caller, run.project, action, run.run_id, after))
+        assert doc[0] is not None
+        self._runs[run.run_id] = (doc[0].version, run)
+        return run
+
+    @boundary
+    def start_run(self, caller: Caller, project: str, experiment: Name, *,
+                  name: str | None = None, params: dict[str, ParamValue] | None = None,
+                  tags: Tags | None = None) -> Run:
+        """Start a RUNNING run, creating the experiment when it does not exist yet."""
+        check_project_name(project)
+        caller.require(project, Role.editor)
+        if self._store.get(EXPERIMENTS, f"{project}/{experiment}") is None:
+            try:
+                self.create_experiment(caller, project, experiment)
+            except AlreadyExists:
+                pass
+        run_id = uuid.uuid4().hex
+        run = Run(run_id=run_id, project=project, experiment=experiment,
+                  name=name or f"run-{run_id[:8]}", user=caller.user, start_time=now(),
+                  params=params or {}, tags=tags or {})
+        return self._save(caller, 0, run, "run.start", {"experiment": experiment})
+
+    @boundary
+    def get_run(self, caller: Caller, project: str, run_id: str) -> Run:
+        """One run."""
+        return self._entry(caller, project, run_id, Role.viewer)[1]
+
+    @boundary
+    def log_params(self, caller: Caller, project: str, run_id: str,
+                   params: dict[str, ParamValue]) -> Run:
+        """Record params; a param is written once (the same value again is accepted).
+
+        Raises:
+            Conflict: a param already holds a different value.
+        """
+        version, run = self._live(caller, project, run_id)
+        for key, value in params.items():
+            if key in run.params and run.params[key] != value:
+                raise Conflict(f"param {key!r} of run {run_id} is already {run.params[key]!r}; "
+                               f"params cannot change (got {value!r})", field=f"params.{key}")
+        updated = run.model_copy(update={"params": {**run.params, **params}})
+        return self._save(caller, version, updated, "run.params", {"keys": sorted(params)})
+
+    @boundary
+    def set_tags(self, caller: Caller, project: str, run_id: str, tags: Tags) -> Run:
+        """Merge tags into the run (allowed in any status)."""
+        version, run = self._entry(caller, project, run_id, Role.editor)
+        updated = run.model_copy(update={"tags": {**run.tags, **tags}})
+        return self._save(caller, version, updated, "run.tags", {"keys": sorted(tags)})
+
+    @boundary
+    def log_metrics(self, caller: Caller, project: str, run_id: str,
+                    points: list[MetricPoint]) -> Run:
+        """Append a batch of metric points (the primitive ``log_metric`` builds on)."""
+        if not points:
+            raise InvalidInput("points is empty", field="points")
+        if len(points) > _MAX_BATCH:
+            raise InvalidInput(f"at most {_MAX_BATCH} points per batch, got {len(points)}",
+                               field="points")
+        version, run = self._live(caller, project, run_id)
+        ts = now()
+        latest = dict(run.metrics)
+        rows = []
+        for p in points:
+            stamp = p.timestamp if p.timestamp is not None else ts
+            rows.append([p.key, p.value, p.step, stamp])
+            held = latest.get(p.key)
+            if held is None or (p.step, stamp) >= (held.step, held.timestamp):
+                latest[p.key] = MetricValue(value=p.value, step=p.step, timestamp=stamp)
+        batch = run.metric_batches + 1
+        updated = run.model_copy(update={"metrics": latest, "metric_batches": batch})
+        history = Put(collection=METRIC_BATCHES, key=f"{run_id}/{batch:010d}",
+                      data={"run_id": run_id, "points": rows}, expected_version=0)
+        return self._save(caller, version, updated, "run.metrics", {"points": len(rows)},
+                          extra=[history])
+
+    def log_metric(self, caller: Caller, project: str, run_id: str, key: str, value: float,
+                   step: int = 0, timestamp: float | None = None) -> Run:
+        """Log one metric point."""
+        point = MetricPoint(key=key, value=value, step=step, timestamp=timestamp)
+        return self.log_metrics(caller, project, run_id, [point])
+
+    @boundary
+    def metric_history(self, caller: Caller, project: str, run_id: str,
+                       key: str) -> list[MetricPoint]:
+        """Every point of metric ``key`` on the run, by step then time."""
+        self._entry(caller, project, run_id, Role.viewer)
+        points = [
+            MetricPoint(key=k, value=v, step=s, timestamp=t)
+            for doc in self._store.list(METRIC_BATCHES, prefix=f"{run_id}/")
+            for k, v, s, t in doc.data["points"] if k == key
+        ]
+        return sorted(points, key=lambda p: (p.step, p.timestamp or 0.0))
+
+    @boundary
+    def log_artifact(self, caller: Caller, project: str, run_id: str,
+                     artifact: RunArtifact) -> Run:
+        """Attach an artifact already in the artifact store (checked when one is configured).
+
+        Raises:
+            NotFound / IntegrityError: the artifact is missing or fails its hash.
+        """
+        version, run = self._entry(caller, project, run_id, Role.editor)
+        if self._artifacts is not None:
+            self._artifacts.verify(artifact.uri, artifact.sha256)
+        kept = [a for a in run.artifacts if a.path != artifact.path]
+        updated = run.model_copy(update={"artifacts": [*kept, artifact]})
+        return self._save(caller, version, updated, "run.artifact",
+                          {"path": artifact.path, "sha256": artifact.sha256})
+
+    @boundary
+    def end_run(self, caller: Caller, project: str, run_id: str,
+                status: RunStatus = RunStatus.FINISHED, *, error: str | None = None) -> Run:
+        """Finish a run as FINISHED, FAILED or KILLED.
+
+        Raises:
+            InvalidTransition: the run already ended, or ``status`` is RUNNING.
+        """
+        if status is RunStatus.RUNNING:
+            raise InvalidTransition("a run cannot be ended as RUNNING", field="status")
+        version, run = self._live(caller, project, run_id)
+        updated = run.model_copy(update={"status": status, "end_time": now(), "error": error})
+        return self._save(caller, version, updated, "run.end", {"status": status.value})
+
+    # -- search and compare ----------------------------------------------------------------
+
+    @boundary
+    def search_runs(self, caller: Caller, project: str, *,
+                    experiments: list[str] | None = None, filter: str | None = None,
+                    order_by: list[str] | None = None, limit: int = 100,
+                    offset: int = 0) -> RunPage:
+        """Runs matching ``filter`` (e.g. ``"metrics.loss < 0.2 and params.lr = 0.01"``).
+
+        Args:
+            experiments: restrict to these experiments (None = all).
+            order_by: e.g. ``["metrics.loss ASC"]``; default newest first.
+            limit, offset: paging; the page says the next offset, None at the end.
+        """
+        caller.require(project, Role.viewer)
+        if not 1 <= limit <= 10_000:
+            raise InvalidInput("limit must be between 1 and 10000", field="limit")
+        if offset < 0:
+            raise InvalidInput("offset must be >= 0", field="offset")
+        conditions = parse_filter(filter, _RUN_FIELDS)
+        order = parse_order(order_by or ["start_time DESC"], _RUN_FIELDS)
+        wanted = set(experiments) if experiments else None
+        found = [run for _, run in self._runs.values()
+                 if run.project == project
+                 and (wanted is None or run.experiment in wanted)
+                 and evaluate(run, conditions, _get_field)]
+        found = sort_by(found, order, _get_field)
+        page = found[offset: offset + limit]
+        end = offset + len(page)
+        return RunPage(runs=page, total=len(found), next_offset=end if end < len(found) else None)
+
+    @boundary
+    def compare_runs(self, caller: Caller, project: str, run_ids: list[str]) -> RunComparison:
+        """Params and latest metrics of the runs side by side, and which params differ."""
+        if len(run_ids) < 2:
+            raise InvalidInput("compare needs at least two run ids", field="run_ids")
+        runs = [self._entry(caller, project, r, Role.viewer)[1] for r in run_ids]
+        param_keys = sorted({k for r in runs for k in r.params})
+        metric_keys = sorted({k for r in runs for k in r.metrics})
+        params = {k: [r.params.get(k) for r in runs] for k in param_keys}
+        metrics = {k: [r.metrics[k].value if k in r.metrics else None for r in runs]
+                   for k in metric_keys}
+        differing = [k for k, values in params.items() if len(set(map(repr, values))) > 1]
+        return RunComparison(run_ids=run_ids, params=params, metrics=metrics,
+                             differing_params=differing)
