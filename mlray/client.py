@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mlray._private.validation import build
 from mlray.config import PlatformConfig, load_config
 from mlray.errors import NotFound
 from mlray.identity import Caller
@@ -62,7 +63,7 @@ class RegistryClient(_Facade):
 
     def create_model(self, name: str, **spec: Any) -> RegisteredModel:
         """Register a model name; ``spec`` takes the fields of :class:`ModelSpec`."""
-        return self._call("create_model", ModelSpec(name=name, **spec))
+        return self._call("create_model", build(ModelSpec, "spec", name=name, **spec))
 
     def get_model(self, name: str) -> RegisteredModel:
         """The registered model ``name``."""
@@ -100,10 +101,12 @@ class RegistryClient(_Facade):
         except NotFound:
             self.create_model(model, **model_spec)
         ref = self._artifacts.put(artifact_path)
-        spec = VersionSpec(
-            artifact_uri=ref.uri, artifact_sha256=ref.sha256, artifact_size=ref.size,
+        spec = build(
+            VersionSpec, "spec", artifact_uri=ref.uri, artifact_sha256=ref.sha256,
+            artifact_size=ref.size,
             metrics=metrics or {}, params=params or {}, description=description,
-            tags=tags or {}, lineage=Lineage(run_id=run_id, data_fingerprint=data_fingerprint))
+            tags=tags or {},
+            lineage=build(Lineage, "lineage", run_id=run_id, data_fingerprint=data_fingerprint))
         return self.create_version(model, spec)
 
     def get_version(self, model: str, version: int) -> ModelVersion:
@@ -214,14 +217,16 @@ class ExperimentsClient(_Facade):
     def log_metric(self, run_id: str, key: str, value: float, step: int = 0,
                    timestamp: float | None = None) -> Run:
         """Log one metric point."""
-        return self.log_metrics(run_id, [MetricPoint(key=key, value=value, step=step,
-                                                     timestamp=timestamp)])
+        point = build(MetricPoint, "points.0", key=key, value=value, step=step,
+                      timestamp=timestamp)
+        return self.log_metrics(run_id, [point])
 
     def log_metrics(self, run_id: str, points: list[MetricPoint] | dict[str, float],
                     step: int = 0) -> Run:
         """Log a batch: a list of points, or ``{key: value}`` at one ``step``."""
         if isinstance(points, dict):
-            points = [MetricPoint(key=k, value=v, step=step) for k, v in points.items()]
+            points = [build(MetricPoint, f"points.{k}", key=k, value=v, step=step)
+                      for k, v in points.items()]
         return self._call("log_metrics", run_id, points)
 
     def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
@@ -232,8 +237,8 @@ class ExperimentsClient(_Facade):
                      path: str | None = None) -> Run:
         """Upload a local file or directory and attach it to the run."""
         ref = self._artifacts.put(local_path)
-        artifact = RunArtifact(path=path or Path(local_path).name, uri=ref.uri,
-                               sha256=ref.sha256, size=ref.size)
+        artifact = build(RunArtifact, "artifact", path=path or Path(local_path).name,
+                         uri=ref.uri, sha256=ref.sha256, size=ref.size)
         return self._call("log_artifact", run_id, artifact)
 
     def end_run(self, run_id: str, status: RunStatus | str = RunStatus.FINISHED, *,

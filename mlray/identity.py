@@ -64,7 +64,7 @@ class Caller(BaseModel):
         return self.roles.get(project) or self.roles.get(ALL_PROJECTS)
 
     def require(self, project: str, role: Role) -> None:
-        """Raise :class:`PermissionDenied` unless the caller has at least ``role`` in ``project``."""
+        """Raise :class:`PermissionDenied` unless the caller holds ``role`` (or more) there."""
         held = self.role_in(project)
         if held is None or held < role:
             have = held.name if held else "no role"

@@ -8,13 +8,16 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from mlray._private.validation import check_name
+from mlray.identity import check_project_name
 
-__all__ = ["FiniteFloat", "Name", "ParamValue", "Tags", "now"]
+__all__ = ["FiniteFloat", "Name", "ParamValue", "Project", "Tags", "now"]
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 ParamValue = str | int | float | bool
 Name = Annotated[str, AfterValidator(check_name)]
-Tags = dict[Annotated[str, Field(min_length=1, max_length=256)], Annotated[str, Field(max_length=5000)]]
+Project = Annotated[str, AfterValidator(check_project_name)]
+TagKey = Annotated[str, Field(min_length=1, max_length=256)]
+Tags = dict[TagKey, Annotated[str, Field(max_length=5000)]]
 
 
 def now() -> float:

@@ -6,16 +6,17 @@ import functools
 import inspect
 import re
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-from pydantic import ConfigDict, ValidationError, validate_call
+from pydantic import BaseModel, ConfigDict, ValidationError, validate_call
 
 from mlray.errors import InvalidInput
 
-__all__ = ["NAME_PATTERN", "boundary", "check_name", "invalid_input"]
+__all__ = ["NAME_PATTERN", "boundary", "build", "check_name", "invalid_input"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+M = TypeVar("M", bound=BaseModel)
 
 #: Names of models, experiments and aliases: no '--' (it separates model and version in app names).
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.]|-(?!-)){0,127}$")
@@ -67,3 +68,11 @@ def check_name(value: str, what: str = "name") -> str:
     return value
 
 
+
+
+def build(model: type[M], prefix: str = "", /, **fields: Any) -> M:
+    """Construct ``model`` from ``fields``, raising :class:`InvalidInput` instead of pydantic's."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise invalid_input(exc, prefix) from None

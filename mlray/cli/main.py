@@ -7,6 +7,7 @@ import os
 # A cluster with token auth only accepts clients that say so before ray is imported.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -115,10 +116,8 @@ def down(as_json: bool = JsonOpt) -> None:
     from actors import actor_names
 
     for name in actor_names():
-        try:
+        with contextlib.suppress(ValueError):
             ray.kill(ray.get_actor(name, namespace=config.namespace), no_restart=True)
-        except ValueError:
-            pass
     ray.shutdown()
     subprocess.run([_ray_cli(), "stop"], capture_output=True, check=False)
     emit({"stopped": True}, as_json, ("",), [["stopped the actors and the Ray head"]])

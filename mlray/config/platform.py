@@ -27,7 +27,7 @@ CONFIG_ENV = "MLRAY_CONFIG"
 class PlatformConfig(BaseModel):
     """Where mlray keeps its state and how it joins Ray. Fields mirror ``configs/platform.yaml``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     home: Path = Field(Path("~/.mlray"), description="Root directory of the embedded platform.")
     namespace: str = Field(

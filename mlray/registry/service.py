@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from mlray._private.filters import evaluate, parse_filter, parse_order, sort_by
-from mlray._private.types import Name, Tags, now
+from mlray._private.types import Name, Project, Tags, now
 from mlray._private.validation import boundary
 from mlray.errors import (
     AlreadyExists,
@@ -21,7 +21,7 @@ from mlray.errors import (
     InvalidTransition,
     NotFound,
 )
-from mlray.identity import Caller, Role, check_project_name
+from mlray.identity import Caller, Role
 from mlray.registry.types import (
     ALLOWED_TRANSITIONS,
     Alias,
@@ -45,11 +45,11 @@ _VERSION_FIELDS = frozenset({"version", "stage", "model", "created_at", "updated
 T = TypeVar("T")
 
 
-def _model_key(project: str, name: str) -> str:
+def _model_key(project: Project, name: str) -> str:
     return f"{project}/{name}"
 
 
-def _version_key(project: str, name: str, version: int) -> str:
+def _version_key(project: Project, name: str, version: int) -> str:
     return f"{project}/{name}/{version:08d}"
 
 
@@ -73,13 +73,13 @@ class ModelRegistry:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _model_doc(self, project: str, name: str) -> Document:
+    def _model_doc(self, project: Project, name: str) -> Document:
         doc = self._store.get(MODELS, _model_key(project, name))
         if doc is None:
             raise NotFound(f"model {name!r} does not exist in project {project!r}", field="model")
         return doc
 
-    def _version_doc(self, project: str, name: str, version: int) -> Document:
+    def _version_doc(self, project: Project, name: str, version: int) -> Document:
         doc = self._store.get(VERSIONS, _version_key(project, name, version))
         if doc is None:
             self._model_doc(project, name)
@@ -94,7 +94,7 @@ class ModelRegistry:
         return version
 
     @staticmethod
-    def _audit(caller: Caller, project: str, action: str, target: str,
+    def _audit(caller: Caller, project: Project, action: str, target: str,
                before: dict[str, Any] | None = None,
                after: dict[str, Any] | None = None) -> AuditEntry:
         return AuditEntry(user=caller.user, project=project, action=action, target=target,
@@ -113,13 +113,12 @@ class ModelRegistry:
     # -- models ----------------------------------------------------------------------------
 
     @boundary
-    def create_model(self, caller: Caller, project: str, spec: ModelSpec) -> RegisteredModel:
+    def create_model(self, caller: Caller, project: Project, spec: ModelSpec) -> RegisteredModel:
         """Register a new model name.
 
         Raises:
             AlreadyExists: the name is taken in this project.
         """
-        check_project_name(project)
         caller.require(project, Role.editor)
         ts = now()
         model = RegisteredModel(**spec.model_dump(), project=project, created_at=ts,
@@ -135,13 +134,13 @@ class ModelRegistry:
         return model
 
     @boundary
-    def get_model(self, caller: Caller, project: str, name: Name) -> RegisteredModel:
+    def get_model(self, caller: Caller, project: Project, name: Name) -> RegisteredModel:
         """The registered model called ``name``."""
         caller.require(project, Role.viewer)
         return RegisteredModel.model_validate(self._model_doc(project, name).data)
 
     @boundary
-    def update_model(self, caller: Caller, project: str, name: Name, *,
+    def update_model(self, caller: Caller, project: Project, name: Name, *,
                      description: str | None = None, owner: str | None = None,
                      tags: Tags | None = None) -> RegisteredModel:
         """Change a model's description, owner or tags (tags are merged; '' deletes one)."""
@@ -168,7 +167,7 @@ class ModelRegistry:
         return self._retry(attempt)
 
     @boundary
-    def list_models(self, caller: Caller, project: str, *, name_like: str | None = None,
+    def list_models(self, caller: Caller, project: Project, *, name_like: str | None = None,
                     tags: Tags | None = None) -> list[RegisteredModel]:
         """Models of the project whose name contains ``name_like`` and that carry ``tags``."""
         caller.require(project, Role.viewer)
@@ -179,7 +178,7 @@ class ModelRegistry:
                 and all(m.tags.get(k) == v for k, v in (tags or {}).items())]
 
     @boundary
-    def delete_model(self, caller: Caller, project: str, name: Name, *,
+    def delete_model(self, caller: Caller, project: Project, name: Name, *,
                      force: bool = False) -> int:
         """Delete a model and all its versions; returns how many versions went.
 
@@ -204,7 +203,7 @@ class ModelRegistry:
     # -- versions --------------------------------------------------------------------------
 
     @boundary
-    def create_version(self, caller: Caller, project: str, model: Name,
+    def create_version(self, caller: Caller, project: Project, model: Name,
                        spec: VersionSpec) -> ModelVersion:
         """Add the next version of ``model``.
 
@@ -241,7 +240,7 @@ class ModelRegistry:
         return self._retry(attempt)
 
     @boundary
-    def get_version(self, caller: Caller, project: str, model: Name,
+    def get_version(self, caller: Caller, project: Project, model: Name,
                     version: int) -> ModelVersion:
         """One version of ``model``."""
         caller.require(project, Role.viewer)
@@ -249,7 +248,7 @@ class ModelRegistry:
         return self._version(self._version_doc(project, model, version), registered)
 
     @boundary
-    def list_versions(self, caller: Caller, project: str, model: Name, *,
+    def list_versions(self, caller: Caller, project: Project, model: Name, *,
                       stage: Stage | None = None) -> list[ModelVersion]:
         """All versions of ``model`` (optionally in one stage), oldest first."""
         caller.require(project, Role.viewer)
@@ -259,7 +258,7 @@ class ModelRegistry:
         return [self._version(d, registered) for d in docs]
 
     @boundary
-    def search_versions(self, caller: Caller, project: str, *, filter: str | None = None,
+    def search_versions(self, caller: Caller, project: Project, *, filter: str | None = None,
                         name_like: str | None = None, stage: Stage | None = None,
                         tags: Tags | None = None, order_by: list[str] | None = None,
                         limit: int = 100) -> list[ModelVersion]:
@@ -288,7 +287,7 @@ class ModelRegistry:
         return sort_by(found, order, _get_field)[:limit]
 
     @boundary
-    def transition_stage(self, caller: Caller, project: str, model: Name, version: int,
+    def transition_stage(self, caller: Caller, project: Project, model: Name, version: int,
                          stage: Stage, *, archive_existing: bool = True) -> ModelVersion:
         """Move a version to ``stage``.
 
@@ -339,7 +338,7 @@ class ModelRegistry:
         return self._retry(attempt)
 
     @boundary
-    def delete_version(self, caller: Caller, project: str, model: Name, version: int) -> None:
+    def delete_version(self, caller: Caller, project: Project, model: Name, version: int) -> None:
         """Delete a version and every alias that points at it; numbers are never reused.
 
         Raises:
@@ -370,7 +369,7 @@ class ModelRegistry:
     # -- aliases and URIs ------------------------------------------------------------------
 
     @boundary
-    def set_alias(self, caller: Caller, project: str, model: Name, alias: Alias, version: int,
+    def set_alias(self, caller: Caller, project: Project, model: Name, alias: Alias, version: int,
                   *, move: bool = False) -> RegisteredModel:
         """Point ``alias`` at ``version``.
 
@@ -399,7 +398,7 @@ class ModelRegistry:
         return self._retry(attempt)
 
     @boundary
-    def delete_alias(self, caller: Caller, project: str, model: Name, alias: str) -> None:
+    def delete_alias(self, caller: Caller, project: Project, model: Name, alias: str) -> None:
         """Remove ``alias``.
 
         Raises:
@@ -421,7 +420,7 @@ class ModelRegistry:
         self._retry(attempt)
 
     @boundary
-    def resolve(self, caller: Caller, project: str, uri: str) -> ModelVersion:
+    def resolve(self, caller: Caller, project: Project, uri: str) -> ModelVersion:
         """The version a ``models:/`` URI names (``@latest`` = highest existing version).
 
         Raises:
@@ -446,7 +445,7 @@ class ModelRegistry:
         return self._version(self._version_doc(project, ref.name, number), registered)
 
     @boundary
-    def audit_log(self, caller: Caller, project: str, *, after_seq: int = 0,
+    def audit_log(self, caller: Caller, project: Project, *, after_seq: int = 0,
                   limit: int = 100) -> list[AuditEntry]:
         """The project's audit entries after ``after_seq`` (admins only)."""
         caller.require(project, Role.admin)

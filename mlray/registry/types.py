@@ -27,7 +27,7 @@ ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 RESERVED_ALIASES = frozenset({"latest"})
 
 
-class Stage(str, enum.Enum):
+class Stage(enum.StrEnum):
     """Lifecycle stage of a model version."""
 
     NONE = "None"

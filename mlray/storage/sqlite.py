@@ -153,7 +153,8 @@ class SQLiteStateStore(StateStore):
     def audit_log(
         self, *, after_seq: int = 0, limit: int = 100, project: str | None = None
     ) -> list[AuditEntry]:
-        sql = "SELECT seq, ts, user, project, action, target, before, after FROM audit WHERE seq > ?"
+        sql = ("SELECT seq, ts, user, project, action, target, before, after FROM audit"
+               " WHERE seq > ?")
         args: list[Any] = [after_seq]
         if project is not None:
             sql += " AND project = ?"

@@ -14,7 +14,8 @@ def check_state_url(url: str) -> str:
     scheme = urlparse(url).scheme
     if scheme not in STATE_SCHEMES:
         known = ", ".join(f"{s}://" for s in STATE_SCHEMES)
-        raise ValueError(f"unknown state store scheme {scheme or '(none)'!r} in {url!r}; use {known}")
+        shown = scheme or "(none)"
+        raise ValueError(f"unknown state store scheme {shown!r} in {url!r}; use {known}")
     if scheme == "sqlite" and not url.startswith("sqlite:///"):
         raise ValueError(f"{url!r}: a SQLite URL is sqlite:///<path> (three slashes)")
     return url

@@ -9,15 +9,16 @@ runs needs no scan of the store.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from mlray._private.filters import evaluate, parse_filter, parse_order, sort_by
-from mlray._private.types import Name, ParamValue, Tags, now
-from mlray._private.validation import boundary
+from mlray._private.types import Name, ParamValue, Project, Tags, now
+from mlray._private.validation import boundary, build
 from mlray.errors import AlreadyExists, Conflict, InvalidInput, InvalidTransition, NotFound
-from mlray.identity import Caller, Role, check_project_name
+from mlray.identity import Caller, Role
 from mlray.storage.artifacts import ArtifactStore
 from mlray.storage.base import AuditEntry, Put, StateStore
 from mlray.tracking.types import (
@@ -66,14 +67,13 @@ class ExperimentTracker:
     # -- experiments -----------------------------------------------------------------------
 
     @boundary
-    def create_experiment(self, caller: Caller, project: str, name: Name, *,
+    def create_experiment(self, caller: Caller, project: Project, name: Name, *,
                           description: str = "", tags: Tags | None = None) -> Experiment:
         """Create an experiment.
 
         Raises:
             AlreadyExists: the name is taken in this project.
         """
-        check_project_name(project)
         caller.require(project, Role.editor)
         exp = Experiment(name=name, project=project, description=description,
                          tags=tags or {}, created_at=now(), created_by=caller.user)
@@ -87,7 +87,7 @@ class ExperimentTracker:
         return exp
 
     @boundary
-    def get_experiment(self, caller: Caller, project: str, name: Name) -> Experiment:
+    def get_experiment(self, caller: Caller, project: Project, name: Name) -> Experiment:
         """The experiment called ``name``."""
         caller.require(project, Role.viewer)
         doc = self._store.get(EXPERIMENTS, f"{project}/{name}")
@@ -97,7 +97,7 @@ class ExperimentTracker:
         return Experiment.model_validate(doc.data)
 
     @boundary
-    def list_experiments(self, caller: Caller, project: str) -> list[Experiment]:
+    def list_experiments(self, caller: Caller, project: Project) -> list[Experiment]:
         """All experiments of the project, by name."""
         caller.require(project, Role.viewer)
         return [Experiment.model_validate(d.data)
@@ -106,12 +106,12 @@ class ExperimentTracker:
     # -- runs ------------------------------------------------------------------------------
 
     @staticmethod
-    def _audit(caller: Caller, project: str, action: str, target: str,
+    def _audit(caller: Caller, project: Project, action: str, target: str,
                after: dict[str, Any] | None = None) -> AuditEntry:
         return AuditEntry(user=caller.user, project=project, action=action, target=target,
                           after=after)
 
-    def _entry(self, caller: Caller, project: str, run_id: str, role: Role) -> tuple[int, Run]:
+    def _entry(self, caller: Caller, project: Project, run_id: str, role: Role) -> tuple[int, Run]:
         caller.require(project, role)
         entry = self._runs.get(run_id)
         if entry is None or entry[1].project != project:
@@ -119,7 +119,7 @@ class ExperimentTracker:
                            field="run_id")
         return entry
 
-    def _live(self, caller: Caller, project: str, run_id: str) -> tuple[int, Run]:
+    def _live(self, caller: Caller, project: Project, run_id: str) -> tuple[int, Run]:
         version, run = self._entry(caller, project, run_id, Role.editor)
         if run.status is not RunStatus.RUNNING:
             raise InvalidTransition(f"run {run_id} is {run.status.value}; only a RUNNING run "
@@ -136,17 +136,14 @@ class ExperimentTracker:
         return run
 
     @boundary
-    def start_run(self, caller: Caller, project: str, experiment: Name, *,
+    def start_run(self, caller: Caller, project: Project, experiment: Name, *,
                   name: str | None = None, params: dict[str, ParamValue] | None = None,
                   tags: Tags | None = None) -> Run:
         """Start a RUNNING run, creating the experiment when it does not exist yet."""
-        check_project_name(project)
         caller.require(project, Role.editor)
         if self._store.get(EXPERIMENTS, f"{project}/{experiment}") is None:
-            try:
+            with contextlib.suppress(AlreadyExists):
                 self.create_experiment(caller, project, experiment)
-            except AlreadyExists:
-                pass
         run_id = uuid.uuid4().hex
         run = Run(run_id=run_id, project=project, experiment=experiment,
                   name=name or f"run-{run_id[:8]}", user=caller.user, start_time=now(),
@@ -154,12 +151,12 @@ class ExperimentTracker:
         return self._save(caller, 0, run, "run.start", {"experiment": experiment})
 
     @boundary
-    def get_run(self, caller: Caller, project: str, run_id: str) -> Run:
+    def get_run(self, caller: Caller, project: Project, run_id: str) -> Run:
         """One run."""
         return self._entry(caller, project, run_id, Role.viewer)[1]
 
     @boundary
-    def log_params(self, caller: Caller, project: str, run_id: str,
+    def log_params(self, caller: Caller, project: Project, run_id: str,
                    params: dict[str, ParamValue]) -> Run:
         """Record params; a param is written once (the same value again is accepted).
 
@@ -175,14 +172,14 @@ class ExperimentTracker:
         return self._save(caller, version, updated, "run.params", {"keys": sorted(params)})
 
     @boundary
-    def set_tags(self, caller: Caller, project: str, run_id: str, tags: Tags) -> Run:
+    def set_tags(self, caller: Caller, project: Project, run_id: str, tags: Tags) -> Run:
         """Merge tags into the run (allowed in any status)."""
         version, run = self._entry(caller, project, run_id, Role.editor)
         updated = run.model_copy(update={"tags": {**run.tags, **tags}})
         return self._save(caller, version, updated, "run.tags", {"keys": sorted(tags)})
 
     @boundary
-    def log_metrics(self, caller: Caller, project: str, run_id: str,
+    def log_metrics(self, caller: Caller, project: Project, run_id: str,
                     points: list[MetricPoint]) -> Run:
         """Append a batch of metric points (the primitive ``log_metric`` builds on)."""
         if not points:
@@ -207,14 +204,14 @@ class ExperimentTracker:
         return self._save(caller, version, updated, "run.metrics", {"points": len(rows)},
                           extra=[history])
 
-    def log_metric(self, caller: Caller, project: str, run_id: str, key: str, value: float,
+    def log_metric(self, caller: Caller, project: Project, run_id: str, key: str, value: float,
                    step: int = 0, timestamp: float | None = None) -> Run:
         """Log one metric point."""
-        point = MetricPoint(key=key, value=value, step=step, timestamp=timestamp)
+        point = build(MetricPoint, "", key=key, value=value, step=step, timestamp=timestamp)
         return self.log_metrics(caller, project, run_id, [point])
 
     @boundary
-    def metric_history(self, caller: Caller, project: str, run_id: str,
+    def metric_history(self, caller: Caller, project: Project, run_id: str,
                        key: str) -> list[MetricPoint]:
         """Every point of metric ``key`` on the run, by step then time."""
         self._entry(caller, project, run_id, Role.viewer)
@@ -226,7 +223,7 @@ class ExperimentTracker:
         return sorted(points, key=lambda p: (p.step, p.timestamp or 0.0))
 
     @boundary
-    def log_artifact(self, caller: Caller, project: str, run_id: str,
+    def log_artifact(self, caller: Caller, project: Project, run_id: str,
                      artifact: RunArtifact) -> Run:
         """Attach an artifact already in the artifact store (checked when one is configured).
 
@@ -242,7 +239,7 @@ class ExperimentTracker:
                           {"path": artifact.path, "sha256": artifact.sha256})
 
     @boundary
-    def end_run(self, caller: Caller, project: str, run_id: str,
+    def end_run(self, caller: Caller, project: Project, run_id: str,
                 status: RunStatus = RunStatus.FINISHED, *, error: str | None = None) -> Run:
         """Finish a run as FINISHED, FAILED or KILLED.
 
@@ -258,7 +255,7 @@ class ExperimentTracker:
     # -- search and compare ----------------------------------------------------------------
 
     @boundary
-    def search_runs(self, caller: Caller, project: str, *,
+    def search_runs(self, caller: Caller, project: Project, *,
                     experiments: list[str] | None = None, filter: str | None = None,
                     order_by: list[str] | None = None, limit: int = 100,
                     offset: int = 0) -> RunPage:
@@ -287,7 +284,7 @@ class ExperimentTracker:
         return RunPage(runs=page, total=len(found), next_offset=end if end < len(found) else None)
 
     @boundary
-    def compare_runs(self, caller: Caller, project: str, run_ids: list[str]) -> RunComparison:
+    def compare_runs(self, caller: Caller, project: Project, run_ids: list[str]) -> RunComparison:
         """Params and latest metrics of the runs side by side, and which params differ."""
         if len(run_ids) < 2:
             raise InvalidInput("compare needs at least two run ids", field="run_ids")

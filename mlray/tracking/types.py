@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 
-class RunStatus(str, enum.Enum):
+class RunStatus(enum.StrEnum):
     """A run's lifecycle; every status but RUNNING is final."""
 
     RUNNING = "RUNNING"

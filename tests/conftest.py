@@ -1,0 +1,139 @@
+"""Shared fixtures: a real Redis, one Ray per session, a fresh platform per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from mlray.config import PlatformConfig, load_config
+from mlray.storage import StateStore, open_state_store
+from mlray.storage.redis import RedisStateStore
+
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """REDIS_URL, else 127.0.0.1:6379, else a redis-server we start on a free port.
+
+    Without any Redis the Redis tests skip loudly; under CI=true they fail instead.
+    """
+    for url in (os.environ.get("REDIS_URL"), "redis://127.0.0.1:6379/0"):
+        if url and _answers(url):
+            yield url
+            return
+    server = shutil.which("redis-server")
+    if server is None:
+        message = "no Redis answers and redis-server is not installed"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}: CI needs a real Redis")
+        pytest.skip(f"!!! SKIPPING REDIS TESTS: {message} !!!")
+    port = _free_port()
+    workdir = tempfile.mkdtemp(prefix="mlray-redis-")
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while not _answers(url):
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"redis-server on port {port} did not start")
+        time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Parametrizes a test over both state backends."""
+    return str(request.param)
+
+
+@pytest.fixture
+def state_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A state URL for ``backend``: a fresh SQLite file, or the test Redis."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return str(request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"mlray-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def store(state_url: str, redis_prefix: str) -> Iterator[StateStore]:
+    """An empty state store on each backend; Redis keys are removed afterwards."""
+    opened = open_state_store(state_url, redis_prefix=redis_prefix)
+    yield opened
+    if isinstance(opened, RedisStateStore):
+        opened.drop_all()
+    opened.close()
+
+
+@pytest.fixture
+def platform_config(tmp_path: Path, state_url: str, redis_prefix: str) -> Iterator[PlatformConfig]:
+    """A platform rooted in a temp dir, in its own Ray namespace, on the test's backend."""
+    config = load_config(env={
+        "MLRAY_HOME": str(tmp_path / "home"),
+        "MLRAY_STATE_URL": state_url,
+        "MLRAY_REDIS_PREFIX": redis_prefix,
+        "MLRAY_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
+    })
+    yield config
+    if state_url.startswith("redis"):
+        RedisStateStore(state_url, prefix=redis_prefix).drop_all()
+
+
+@pytest.fixture(scope="session")
+def ray_shared() -> Iterator[None]:
+    """One local Ray for the whole run (8 logical CPUs, dashboard on)."""
+    import ray
+
+    ray.init(num_cpus=8, include_dashboard=True, log_to_driver=False,
+             namespace="mlray-tests")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def mlray_env(ray_shared: None, platform_config: PlatformConfig) -> Iterator[PlatformConfig]:
+    """A platform in a fresh namespace on the shared Ray; its actors are killed afterwards."""
+    import ray
+
+    from actors import actor_names
+
+    yield platform_config
+    for name in actor_names():
+        try:
+            ray.kill(ray.get_actor(name, namespace=platform_config.namespace), no_restart=True)
+        except ValueError:
+            continue

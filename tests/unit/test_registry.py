@@ -1,0 +1,273 @@
+"""ModelRegistry rules, driven without Ray, on SQLite and Redis."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from mlray.errors import (
+    AlreadyExists,
+    Conflict,
+    IntegrityError,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    PermissionDenied,
+)
+from mlray.identity import Caller, Role
+from mlray.registry import ModelRegistry, ModelSpec, Stage
+from mlray.registry.types import ALLOWED_TRANSITIONS
+from mlray.storage import ArtifactStore, StateStore, open_state_store
+from tests.unit.helpers import artifact_spec
+
+ADMIN = Caller.local_admin("alice")
+P = "default"
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> ArtifactStore:
+    return ArtifactStore(str(tmp_path / "artifacts"))
+
+
+@pytest.fixture
+def registry(store: StateStore, artifacts: ArtifactStore) -> ModelRegistry:
+    return ModelRegistry(store, artifacts)
+
+
+@pytest.fixture
+def fraud(registry: ModelRegistry, artifacts: ArtifactStore, tmp_path: Path) -> ModelRegistry:
+    registry.create_model(ADMIN, P, ModelSpec(name="fraud", tags={"team": "risk"}))
+    for i in range(3):
+        registry.create_version(ADMIN, P, "fraud", artifact_spec(
+            artifacts, tmp_path, f"w{i}".encode(), metrics={"auc": 0.80 + i / 100},
+            params={"lr": 0.1 * (i + 1)}, tags={"arm": "a" if i % 2 else "b"}))
+    return registry
+
+
+def test_create_and_get_model(registry: ModelRegistry) -> None:
+    spec = ModelSpec(name="fraud", description="d", owner="risk", framework="torch",
+                     input_schema=[{"name": "x", "dtype": "float32", "shape": [-1, 8]}],
+                     resources={"num_cpus": 2})
+    created = registry.create_model(ADMIN, P, spec)
+    assert created.created_by == "alice" and created.latest_version == 0
+    got = registry.get_model(ADMIN, P, "fraud")
+    assert got.input_schema[0].shape == [-1, 8] and got.resources.num_cpus == 2
+    with pytest.raises(AlreadyExists, match="already exists"):
+        registry.create_model(ADMIN, P, ModelSpec(name="fraud"))
+    other = registry.create_model(ADMIN, "other", ModelSpec(name="fraud"))
+    assert other.project == "other"
+
+
+@pytest.mark.parametrize("name", ["", "a--b", "-x", "a b", "x" * 200, "a/b"])
+def test_invalid_names_are_refused(registry: ModelRegistry, name: str) -> None:
+    with pytest.raises(InvalidInput, match="name"):
+        registry.create_model(ADMIN, P, {"name": name})
+
+
+def test_bad_arguments_name_the_field(registry: ModelRegistry) -> None:
+    with pytest.raises(InvalidInput) as err:
+        registry.create_model(ADMIN, P, {"name": "m", "input_schema": [{"name": "x",
+                                                                         "dtype": "complex"}]})
+    assert err.value.field == "spec.input_schema.0.dtype"
+    with pytest.raises(InvalidInput, match="version"):
+        registry.get_version(ADMIN, P, "m", "three")
+    with pytest.raises(InvalidInput, match="project"):
+        registry.create_model(ADMIN, "Bad Project", {"name": "m"})
+
+
+def test_versions_number_from_one_with_lineage(fraud: ModelRegistry) -> None:
+    versions = fraud.list_versions(ADMIN, P, "fraud")
+    assert [v.version for v in versions] == [1, 2, 3]
+    v = fraud.get_version(ADMIN, P, "fraud", 2)
+    assert v.metrics == {"auc": 0.81} and v.artifact_size == 2 and v.created_by == "alice"
+    assert v.stage is Stage.NONE and v.uri == "models:/fraud/2"
+    assert fraud.get_model(ADMIN, P, "fraud").latest_version == 3
+
+
+def test_unknown_model_and_version(fraud: ModelRegistry) -> None:
+    with pytest.raises(NotFound, match="model 'nope'"):
+        fraud.get_version(ADMIN, P, "nope", 1)
+    with pytest.raises(NotFound, match="no version 9"):
+        fraud.get_version(ADMIN, P, "fraud", 9)
+    with pytest.raises(NotFound):
+        fraud.get_model(ADMIN, "other", "fraud")
+
+
+def test_artifact_must_exist_and_match(registry: ModelRegistry, artifacts: ArtifactStore,
+                                       tmp_path: Path) -> None:
+    registry.create_model(ADMIN, P, {"name": "m"})
+    good = artifact_spec(artifacts, tmp_path, b"real")
+    with pytest.raises(IntegrityError):
+        registry.create_version(ADMIN, P, "m", good.model_copy(
+            update={"artifact_sha256": "1" * 64}))
+    with pytest.raises(NotFound):
+        registry.create_version(ADMIN, P, "m", good.model_copy(
+            update={"artifact_uri": good.artifact_uri + "-missing"}))
+    with pytest.raises(InvalidInput, match="metrics"):
+        registry.create_version(ADMIN, P, "m", {**good.model_dump(), "metrics": {"a": "nan"}})
+    assert registry.list_versions(ADMIN, P, "m") == []
+
+
+def test_promotion_archives_the_previous_production(fraud: ModelRegistry) -> None:
+    fraud.transition_stage(ADMIN, P, "fraud", 1, Stage.PRODUCTION)
+    fraud.transition_stage(ADMIN, P, "fraud", 2, Stage.STAGING)
+    moved = fraud.transition_stage(ADMIN, P, "fraud", 2, Stage.PRODUCTION)
+    assert moved.stage is Stage.PRODUCTION
+    stages = {v.version: v.stage for v in fraud.list_versions(ADMIN, P, "fraud")}
+    assert stages == {1: Stage.ARCHIVED, 2: Stage.PRODUCTION, 3: Stage.NONE}
+    fraud.transition_stage(ADMIN, P, "fraud", 3, Stage.PRODUCTION, archive_existing=False)
+    prod = fraud.list_versions(ADMIN, P, "fraud", stage=Stage.PRODUCTION)
+    assert [v.version for v in prod] == [2, 3]
+    entry = [e for e in fraud.audit_log(ADMIN, P) if e.action == "version.stage"][2]
+    assert entry.before == {"stage": "Staging"} and entry.after == {"stage": "Production",
+                                                                     "archived": [1]}
+
+
+@pytest.mark.parametrize("start", list(Stage))
+def test_every_illegal_transition_is_refused_naming_the_allowed(
+        registry: ModelRegistry, artifacts: ArtifactStore, tmp_path: Path, start: Stage) -> None:
+    registry.create_model(ADMIN, P, {"name": "m"})
+    registry.create_version(ADMIN, P, "m", artifact_spec(artifacts, tmp_path))
+    path = {Stage.NONE: [], Stage.STAGING: [Stage.STAGING],
+            Stage.PRODUCTION: [Stage.PRODUCTION],
+            Stage.ARCHIVED: [Stage.ARCHIVED]}[start]
+    for stage in path:
+        registry.transition_stage(ADMIN, P, "m", 1, stage)
+    for target in Stage:
+        if target in ALLOWED_TRANSITIONS[start]:
+            continue
+        with pytest.raises(InvalidTransition) as err:
+            registry.transition_stage(ADMIN, P, "m", 1, target)
+        for allowed in ALLOWED_TRANSITIONS[start]:
+            assert allowed.value in err.value.message
+    assert registry.get_version(ADMIN, P, "m", 1).stage is start
+
+
+def test_aliases_set_clash_move_resolve_delete(fraud: ModelRegistry) -> None:
+    fraud.set_alias(ADMIN, P, "fraud", "champion", 2)
+    assert fraud.set_alias(ADMIN, P, "fraud", "champion", 2).aliases == {"champion": 2}
+    with pytest.raises(Conflict, match="already points at version 2"):
+        fraud.set_alias(ADMIN, P, "fraud", "champion", 3)
+    fraud.set_alias(ADMIN, P, "fraud", "champion", 3, move=True)
+    fraud.set_alias(ADMIN, P, "fraud", "challenger", 2)
+    assert fraud.resolve(ADMIN, P, "models:/fraud@champion").version == 3
+    assert fraud.get_version(ADMIN, P, "fraud", 3).aliases == ["champion"]
+    assert fraud.resolve(ADMIN, P, "models:/fraud/1").version == 1
+    assert fraud.resolve(ADMIN, P, "models:/fraud@latest").version == 3
+    fraud.transition_stage(ADMIN, P, "fraud", 2, Stage.PRODUCTION)
+    assert fraud.resolve(ADMIN, P, "models:/fraud/production").version == 2
+    with pytest.raises(NotFound, match="Staging"):
+        fraud.resolve(ADMIN, P, "models:/fraud/Staging")
+    with pytest.raises(NotFound, match="alias 'nope'"):
+        fraud.resolve(ADMIN, P, "models:/fraud@nope")
+    with pytest.raises(InvalidInput, match="cannot parse"):
+        fraud.resolve(ADMIN, P, "fraud/3")
+    with pytest.raises(InvalidInput, match="neither"):
+        fraud.resolve(ADMIN, P, "models:/fraud/prod")
+    with pytest.raises(InvalidInput, match="reserved"):
+        fraud.set_alias(ADMIN, P, "fraud", "latest", 1)
+    with pytest.raises(InvalidInput, match="alias"):
+        fraud.set_alias(ADMIN, P, "fraud", "Bad Alias", 1)
+    with pytest.raises(NotFound):
+        fraud.set_alias(ADMIN, P, "fraud", "x", 42)
+    fraud.delete_alias(ADMIN, P, "fraud", "challenger")
+    with pytest.raises(NotFound):
+        fraud.delete_alias(ADMIN, P, "fraud", "challenger")
+
+
+def test_delete_version_drops_its_aliases_and_never_reuses_numbers(
+        fraud: ModelRegistry, artifacts: ArtifactStore, tmp_path: Path) -> None:
+    fraud.set_alias(ADMIN, P, "fraud", "champion", 3)
+    fraud.set_alias(ADMIN, P, "fraud", "keep", 2)
+    fraud.delete_version(ADMIN, P, "fraud", 3)
+    assert fraud.get_model(ADMIN, P, "fraud").aliases == {"keep": 2}
+    with pytest.raises(NotFound):
+        fraud.get_version(ADMIN, P, "fraud", 3)
+    new = fraud.create_version(ADMIN, P, "fraud", artifact_spec(artifacts, tmp_path, b"n"))
+    assert new.version == 4
+    fraud.transition_stage(ADMIN, P, "fraud", 4, Stage.PRODUCTION)
+    with pytest.raises(InvalidTransition, match="Production"):
+        fraud.delete_version(ADMIN, P, "fraud", 4)
+
+
+def test_delete_model(fraud: ModelRegistry) -> None:
+    fraud.transition_stage(ADMIN, P, "fraud", 1, Stage.PRODUCTION)
+    with pytest.raises(InvalidTransition, match="archive them first"):
+        fraud.delete_model(ADMIN, P, "fraud")
+    assert fraud.delete_model(ADMIN, P, "fraud", force=True) == 3
+    with pytest.raises(NotFound):
+        fraud.get_model(ADMIN, P, "fraud")
+
+
+def test_search(fraud: ModelRegistry) -> None:
+    fraud.create_model(ADMIN, P, ModelSpec(name="churn"))
+    fraud.transition_stage(ADMIN, P, "fraud", 2, Stage.STAGING)
+    hits = fraud.search_versions(ADMIN, P, filter="metrics.auc >= 0.81",
+                                 order_by=["metrics.auc DESC"])
+    assert [v.version for v in hits] == [3, 2]
+    assert [v.version for v in fraud.search_versions(ADMIN, P, stage=Stage.STAGING)] == [2]
+    assert [v.version for v in fraud.search_versions(ADMIN, P, tags={"arm": "a"})] == [2]
+    assert [v.version for v in fraud.search_versions(ADMIN, P, filter="params.lr < 0.15")] == [1]
+    assert fraud.search_versions(ADMIN, P, name_like="chu") == []
+    assert [m.name for m in fraud.list_models(ADMIN, P)] == ["churn", "fraud"]
+    assert [m.name for m in fraud.list_models(ADMIN, P, tags={"team": "risk"})] == ["fraud"]
+    assert [m.name for m in fraud.list_models(ADMIN, P, name_like="FRA")] == ["fraud"]
+    assert len(fraud.search_versions(ADMIN, P, limit=2)) == 2
+    with pytest.raises(InvalidInput, match="unknown field"):
+        fraud.search_versions(ADMIN, P, filter="bogus > 1")
+
+
+def test_update_model_merges_tags(fraud: ModelRegistry) -> None:
+    updated = fraud.update_model(ADMIN, P, "fraud", description="new",
+                                 tags={"team": "", "tier": "1"})
+    assert updated.tags == {"tier": "1"} and updated.description == "new"
+    assert fraud.get_model(ADMIN, P, "fraud").tags == {"tier": "1"}
+
+
+def test_roles_are_enforced_per_project(fraud: ModelRegistry) -> None:
+    viewer = Caller(user="bob", roles={P: Role.viewer})
+    assert fraud.get_model(viewer, P, "fraud").name == "fraud"
+    with pytest.raises(PermissionDenied, match="editor is required"):
+        fraud.transition_stage(viewer, P, "fraud", 1, Stage.STAGING)
+    with pytest.raises(PermissionDenied, match="no role"):
+        fraud.get_model(viewer, "other", "fraud")
+    editor = Caller(user="carol", roles={P: Role.editor})
+    fraud.transition_stage(editor, P, "fraud", 1, Stage.STAGING)
+    with pytest.raises(PermissionDenied):
+        fraud.audit_log(editor, P)
+
+
+def test_every_change_is_audited_with_who(fraud: ModelRegistry) -> None:
+    fraud.set_alias(ADMIN, P, "fraud", "champion", 1)
+    log = fraud.audit_log(ADMIN, P)
+    assert [e.action for e in log] == ["model.create", "version.create", "version.create",
+                                       "version.create", "alias.set"]
+    assert {e.user for e in log} == {"alice"}
+    assert log[1].target == "default/fraud/00000001"
+
+
+def test_fifty_concurrent_writers_get_versions_one_to_fifty(
+        store: StateStore, state_url: str, redis_prefix: str, artifacts: ArtifactStore,
+        tmp_path: Path) -> None:
+    """Two registries on separate connections race; CAS keeps numbers unique and gapless."""
+    first = ModelRegistry(store, artifacts)
+    second = ModelRegistry(open_state_store(state_url, redis_prefix=redis_prefix), artifacts)
+    first.create_model(ADMIN, P, {"name": "m"})
+    spec = artifact_spec(artifacts, tmp_path)
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def create(i: int) -> None:
+        v = (first if i % 2 else second).create_version(ADMIN, P, "m", spec)
+        with lock:
+            got.append(v.version)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == list(range(1, 51))
+    assert [v.version for v in first.list_versions(ADMIN, P, "m")] == list(range(1, 51))
