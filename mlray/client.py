@@ -295,8 +295,8 @@ def connect(address: str | None = None, *, namespace: str | None = None,
     """Connect to an mlray platform and return a :class:`Client`.
 
     Args:
-        address: Ray address to join; None joins a running cluster if there is one
-            (``address="auto"``), else starts a local Ray.
+        address: Ray address to join; ``"local"`` starts a new local Ray; None joins a
+            running cluster if there is one (``"auto"``), else starts a local Ray.
         namespace: Ray namespace of the actors (default from config).
         config: platform config (default :func:`load_config`).
         project: project to work in (default from config).

@@ -137,3 +137,12 @@ def mlray_env(ray_shared: None, platform_config: PlatformConfig) -> Iterator[Pla
             ray.kill(ray.get_actor(name, namespace=platform_config.namespace), no_restart=True)
         except ValueError:
             continue
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        time.sleep(interval)

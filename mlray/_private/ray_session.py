@@ -13,8 +13,8 @@ _dashboard_url: str | None = None
 def ensure_ray(address: str | None, namespace: str) -> str | None:
     """Make sure this process is connected to Ray; return the dashboard URL if known.
 
-    With an address, join it. Without, join a running cluster (``auto``), and when
-    there is none, start a local Ray for this process.
+    With an address, join it (``"local"`` always starts a new local Ray). Without, join
+    a running cluster (``auto``), and when there is none, start a local Ray.
     """
     # A cluster with token auth only accepts clients that say so before ray is imported.
     os.environ.setdefault("RAY_AUTH_MODE", "token")

@@ -137,14 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         where = f" [{exc.field}]" if exc.field else ""
         err_console.print(f"error{where}: {exc.message}", markup=False, highlight=False)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except (typer.Exit, click.exceptions.Exit) as exc:
+        return int(getattr(exc, "exit_code", 0))
+    except (typer.Abort, click.exceptions.Abort):
         err_console.print("aborted")
         return 1
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+    except (typer.TyperException, click.ClickException) as exc:
+        exc.show()  # type: ignore[union-attr]
+        return int(getattr(exc, "exit_code", 2))
     return 0
 
 

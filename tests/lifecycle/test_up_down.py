@@ -1,0 +1,55 @@
+"""`mlray up` starts a Ray head and the actors; commands go through them; `down` stops it.
+
+Runs in its own pytest process (marker ``lifecycle``): `ray stop` ends every Ray
+process on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.lifecycle
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_up_status_commands_down(tmp_path: Path) -> None:
+    env = {**os.environ, "MLRAY_HOME": str(tmp_path / "home"),
+           "MLRAY_RAY_HEAD_PORT": str(_free_port()),
+           "MLRAY_RAY_DASHBOARD_PORT": str(_free_port())}
+    env.pop("RAY_ADDRESS", None)
+    mlray = [sys.executable, "-m", "mlray.cli"]
+
+    def run(*args: str) -> str:
+        out = subprocess.run([*mlray, *args], env=env, capture_output=True, text=True,
+                             timeout=300, check=False)
+        assert out.returncode == 0, f"mlray {' '.join(args)}: {out.stderr[-2000:]}"
+        return out.stdout
+
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"w")
+    try:
+        up = json.loads(run("up", "--num-cpus", "2", "--json"))
+        assert up["mode"] == "cluster"
+        assert up["actors"] == {"registry": "ALIVE", "experiments": "ALIVE"}
+        assert str(up["dashboard_url"]).startswith("http://")
+        run("models", "register", "fraud", "-a", str(weights), "-m", "auc=0.9")
+        status = json.loads(run("status", "--json"))
+        assert status["ray_address"].endswith(env["MLRAY_RAY_HEAD_PORT"])
+        assert [m["name"] for m in json.loads(run("models", "list", "--json"))] == ["fraud"]
+    finally:
+        run("down")
+    after = json.loads(run("status", "--json"))
+    assert after["mode"].startswith("embedded")
+    assert [m["name"] for m in json.loads(run("models", "list", "--json"))] == ["fraud"]
