@@ -73,18 +73,25 @@ class ModelRegistry:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _model_doc(self, project: Project, name: str) -> Document:
+    def _model_doc(self, project: str, name: str) -> Document:
         doc = self._store.get(MODELS, _model_key(project, name))
         if doc is None:
             raise NotFound(f"model {name!r} does not exist in project {project!r}", field="model")
         return doc
 
-    def _version_doc(self, project: Project, name: str, version: int) -> Document:
-        doc = self._store.get(VERSIONS, _version_key(project, name, version))
-        if doc is None:
-            self._model_doc(project, name)
+    def _version_doc(self, project: str, name: str, version: int) -> Document:
+        return self._model_and_version(project, name, version)[1]
+
+    def _model_and_version(self, project: str, name: str,
+                           version: int) -> tuple[Document, Document]:
+        """Both documents in one round trip; NotFound names whichever is missing."""
+        model, found = self._store.get_many([(MODELS, _model_key(project, name)),
+                                             (VERSIONS, _version_key(project, name, version))])
+        if model is None:
+            raise NotFound(f"model {name!r} does not exist in project {project!r}", field="model")
+        if found is None:
             raise NotFound(f"model {name!r} has no version {version}", field="version")
-        return doc
+        return model, found
 
     @staticmethod
     def _version(doc: Document, model: RegisteredModel | None) -> ModelVersion:
@@ -244,8 +251,8 @@ class ModelRegistry:
                     version: int) -> ModelVersion:
         """One version of ``model``."""
         caller.require(project, Role.viewer)
-        registered = RegisteredModel.model_validate(self._model_doc(project, model).data)
-        return self._version(self._version_doc(project, model, version), registered)
+        mdoc, vdoc = self._model_and_version(project, model, version)
+        return self._version(vdoc, RegisteredModel.model_validate(mdoc.data))
 
     @boundary
     def list_versions(self, caller: Caller, project: Project, model: Name, *,
@@ -428,21 +435,21 @@ class ModelRegistry:
         """
         caller.require(project, Role.viewer)
         ref = parse_model_uri(uri)
-        registered = RegisteredModel.model_validate(self._model_doc(project, ref.name).data)
         if ref.version is not None:
-            number = ref.version
-        elif ref.alias is not None and ref.alias != "latest":
+            mdoc, vdoc = self._model_and_version(project, ref.name, ref.version)
+            return self._version(vdoc, RegisteredModel.model_validate(mdoc.data))
+        registered = RegisteredModel.model_validate(self._model_doc(project, ref.name).data)
+        if ref.alias is not None and ref.alias != "latest":
             if ref.alias not in registered.aliases:
                 raise NotFound(f"model {ref.name!r} has no alias {ref.alias!r}", field="uri")
-            number = registered.aliases[ref.alias]
-        else:
-            where = {"stage": ref.stage.value} if ref.stage else None
-            docs = self._store.list(VERSIONS, where, prefix=f"{project}/{ref.name}/")
-            if not docs:
-                what = f"in stage {ref.stage.value}" if ref.stage else "at all"
-                raise NotFound(f"model {ref.name!r} has no version {what}", field="uri")
-            return self._version(docs[-1], registered)
-        return self._version(self._version_doc(project, ref.name, number), registered)
+            return self._version(
+                self._version_doc(project, ref.name, registered.aliases[ref.alias]), registered)
+        where = {"stage": ref.stage.value} if ref.stage else None
+        docs = self._store.list(VERSIONS, where, prefix=f"{project}/{ref.name}/")
+        if not docs:
+            what = f"in stage {ref.stage.value}" if ref.stage else "at all"
+            raise NotFound(f"model {ref.name!r} has no version {what}", field="uri")
+        return self._version(docs[-1], registered)
 
     @boundary
     def audit_log(self, caller: Caller, project: Project, *, after_seq: int = 0,

@@ -105,6 +105,10 @@ class StateStore(abc.ABC):
     def get(self, collection: str, key: str) -> Document | None:
         """The document at ``(collection, key)``, or None."""
 
+    def get_many(self, items: Sequence[tuple[str, str]]) -> list[Document | None]:
+        """Several documents by ``(collection, key)``, in order; backends may batch this."""
+        return [self.get(collection, key) for collection, key in items]
+
     @abc.abstractmethod
     def list(
         self,

@@ -1,7 +1,7 @@
 """Redis state store: the cluster backend.
 
-Layout under ``<prefix>``: ``<prefix>:v:<collection>`` (hash key → version),
-``<prefix>:d:<collection>`` (hash key → JSON ``{"t": updated_at, "d": data}``),
+Layout under ``<prefix>``: ``<prefix>:c:<collection>``, a hash from key to
+``<version>:<JSON {"t": updated_at, "d": data}>`` (so a read is one HGET), plus
 ``<prefix>:audit`` (a stream whose ids are ``<seq>-0``) and ``<prefix>:audit:seq``.
 Every write is one Lua script, so its checks, writes and audit entry are atomic.
 """
@@ -21,36 +21,52 @@ from mlray.storage.base import AuditEntry, Delete, Document, Op, StateStore, che
 
 __all__ = ["RedisStateStore"]
 
-# KEYS: per op (version hash, data hash), then the audit counter and stream.
+# KEYS: the collection hash of each op, then the audit counter and stream.
 # ARGV[1]: JSON {"ops": [{"k", "e"?, "d"? (encoded payload; absent = delete)}], "a"?: audit}
 _APPLY = """
 local req = cjson.decode(ARGV[1])
 local n = #req.ops
 local seen = {}
+local function version_of(i, key)
+  local id = KEYS[i] .. '\\0' .. key
+  if seen[id] == nil then
+    local cur = redis.call('HGET', KEYS[i], key)
+    seen[id] = cur and tonumber(string.match(cur, '^(%d+):')) or 0
+  end
+  return id, seen[id]
+end
 for i, op in ipairs(req.ops) do
-  local id = KEYS[2 * i - 1] .. '\\0' .. op.k
-  local have = seen[id]
-  if have == nil then have = tonumber(redis.call('HGET', KEYS[2 * i - 1], op.k) or '0') end
+  local id, have = version_of(i, op.k)
   if op.e ~= nil and have ~= op.e then return {'conflict', i, have} end
   if op.d == nil then seen[id] = 0 else seen[id] = have + 1 end
 end
+seen = {}
 local versions = {}
 for i, op in ipairs(req.ops) do
+  local id, have = version_of(i, op.k)
   if op.d == nil then
-    redis.call('HDEL', KEYS[2 * i - 1], op.k)
-    redis.call('HDEL', KEYS[2 * i], op.k)
+    redis.call('HDEL', KEYS[i], op.k)
+    seen[id] = 0
     versions[i] = 0
   else
-    versions[i] = redis.call('HINCRBY', KEYS[2 * i - 1], op.k, 1)
-    redis.call('HSET', KEYS[2 * i], op.k, op.d)
+    seen[id] = have + 1
+    redis.call('HSET', KEYS[i], op.k, seen[id] .. ':' .. op.d)
+    versions[i] = seen[id]
   end
 end
 if req.a ~= nil then
-  local seq = redis.call('INCR', KEYS[2 * n + 1])
-  redis.call('XADD', KEYS[2 * n + 2], seq .. '-0', 'e', req.a)
+  local seq = redis.call('INCR', KEYS[n + 1])
+  redis.call('XADD', KEYS[n + 2], seq .. '-0', 'e', req.a)
 end
 return {'ok', versions}
 """
+
+
+def _decode(collection: str, key: str, raw: bytes) -> Document:
+    version, _, payload = raw.partition(b":")
+    body = json.loads(payload)
+    return Document(collection=collection, key=key, version=int(version), data=body["d"],
+                    updated_at=body["t"])
 
 
 class RedisStateStore(StateStore):
@@ -71,20 +87,22 @@ class RedisStateStore(StateStore):
         except redis.RedisError as exc:
             raise BackendUnavailable(f"Redis state at {self.url}: {exc}") from exc
 
-    def _keys(self, collection: str) -> tuple[str, str]:
-        return f"{self.prefix}:v:{collection}", f"{self.prefix}:d:{collection}"
+    def _hash(self, collection: str) -> str:
+        return f"{self.prefix}:c:{collection}"
 
     def get(self, collection: str, key: str) -> Document | None:
-        vkey, dkey = self._keys(collection)
         with self._guard():
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.hget(vkey, key).hget(dkey, key)
-            version, payload = pipe.execute()
-        if version is None or payload is None:
-            return None
-        body = json.loads(payload)
-        return Document(collection=collection, key=key, version=int(version),
-                        data=body["d"], updated_at=body["t"])
+            raw = self._redis.hget(self._hash(collection), key)
+        return None if raw is None else _decode(collection, key, raw)
+
+    def get_many(self, items: Sequence[tuple[str, str]]) -> list[Document | None]:
+        with self._guard():
+            pipe = self._redis.pipeline(transaction=False)
+            for collection, key in items:
+                pipe.hget(self._hash(collection), key)
+            raws = pipe.execute()
+        return [None if raw is None else _decode(c, k, raw)
+                for (c, k), raw in zip(items, raws, strict=True)]
 
     def list(
         self,
@@ -94,24 +112,18 @@ class RedisStateStore(StateStore):
         prefix: str | None = None,
         limit: int | None = None,
     ) -> list[Document]:
-        vkey, dkey = self._keys(collection)
         with self._guard():
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.hgetall(vkey).hgetall(dkey)
-            versions, payloads = pipe.execute()
+            raws = self._redis.hgetall(self._hash(collection))
         docs = []
-        for raw_key in sorted(payloads):
+        for raw_key in sorted(raws):
             key = raw_key.decode()
             if prefix and not key.startswith(prefix):
                 continue
-            body = json.loads(payloads[raw_key])
-            if not matches(body["d"], where):
-                continue
-            docs.append(Document(collection=collection, key=key,
-                                 version=int(versions.get(raw_key, 1)),
-                                 data=body["d"], updated_at=body["t"]))
-            if limit is not None and len(docs) >= limit:
-                break
+            doc = _decode(collection, key, raws[raw_key])
+            if matches(doc.data, where):
+                docs.append(doc)
+                if limit is not None and len(docs) >= limit:
+                    break
         return docs
 
     def apply(self, ops: Sequence[Op], audit: AuditEntry | None = None) -> list[Document | None]:
@@ -119,7 +131,7 @@ class RedisStateStore(StateStore):
         keys: list[str] = []
         encoded: list[dict[str, Any]] = []
         for op in ops:
-            keys.extend(self._keys(op.collection))
+            keys.append(self._hash(op.collection))
             item: dict[str, Any] = {"k": op.key}
             if op.expected_version is not None:
                 item["e"] = op.expected_version
