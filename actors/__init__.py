@@ -11,12 +11,13 @@ __all__ = ["ACTORS", "actor_names", "start_actors"]
 
 def _classes() -> dict[str, Any]:
     from actors.experiments import ExperimentsActor
+    from actors.jobs import JobsActor
     from actors.registry import RegistryActor
 
-    return {"registry": RegistryActor, "experiments": ExperimentsActor}
+    return {"registry": RegistryActor, "experiments": ExperimentsActor, "jobs": JobsActor}
 
 
-ACTORS = ("registry", "experiments")
+ACTORS = ("registry", "experiments", "jobs")
 
 
 def actor_names() -> tuple[str, ...]:

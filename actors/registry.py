@@ -19,8 +19,8 @@ class RegistryActor(ServiceActor):
     API = frozenset({
         "create_model", "get_model", "update_model", "list_models", "delete_model",
         "create_version", "get_version", "list_versions", "search_versions",
-        "transition_stage", "delete_version", "set_alias", "delete_alias", "resolve",
-        "audit_log",
+        "transition_stage", "set_validation", "delete_version", "set_alias", "delete_alias",
+        "resolve", "audit_log",
     })
 
     def build(self, config: PlatformConfig) -> ModelRegistry:

@@ -6,6 +6,12 @@
     client.registry.promote("fraud", 1)
 """
 
+import os as _os
+
+# Ray clusters here run with token auth; a client only sends its token when this is set
+# before ray is imported, and every mlray import passes through this file first.
+_os.environ.setdefault("RAY_AUTH_MODE", "token")
+
 from mlray.client import Client, ExperimentsClient, RegistryClient, connect
 from mlray.config import PlatformConfig, load_config
 from mlray.errors import (

@@ -18,16 +18,19 @@ from mlray._private.validation import build
 from mlray.config import PlatformConfig, load_config
 from mlray.errors import NotFound
 from mlray.identity import Caller
+from mlray.registry.gates import GateReport
 from mlray.registry.types import (
     Lineage,
     ModelSpec,
     ModelVersion,
     RegisteredModel,
     Stage,
+    TensorSpec,
     VersionSpec,
 )
 from mlray.storage.artifacts import ArtifactStore
 from mlray.storage.base import AuditEntry
+from mlray.tracking.jobs import JobStatus, TrainingJob
 from mlray.tracking.types import (
     Experiment,
     MetricPoint,
@@ -38,7 +41,7 @@ from mlray.tracking.types import (
     RunStatus,
 )
 
-__all__ = ["Client", "ExperimentsClient", "RegistryClient", "connect"]
+__all__ = ["Client", "ExperimentsClient", "JobsClient", "RegistryClient", "connect"]
 
 
 class _Facade:
@@ -93,19 +96,26 @@ class RegistryClient(_Facade):
                  metrics: dict[str, float] | None = None,
                  params: dict[str, Any] | None = None, run_id: str | None = None,
                  data_fingerprint: str | None = None, description: str = "",
-                 tags: dict[str, str] | None = None, **model_spec: Any) -> ModelVersion:
-        """Upload a local file or directory and register it as the next version of ``model``
-        (creating the model, with ``model_spec``, when it does not exist)."""
+                 tags: dict[str, str] | None = None,
+                 input_schema: list[TensorSpec] | None = None,
+                 output_schema: list[TensorSpec] | None = None,
+                 baseline: dict[str, Any] | None = None, **model_spec: Any) -> ModelVersion:
+        """Upload a local file or directory and register it as the next version of ``model``.
+
+        The model is created when it does not exist, from ``model_spec`` (the fields of
+        :class:`ModelSpec`) and the schemas; the schemas and baseline go on the version.
+        """
         try:
             self.get_model(model)
         except NotFound:
-            self.create_model(model, **model_spec)
+            self.create_model(model, input_schema=input_schema or [],
+                              output_schema=output_schema or [], **model_spec)
         ref = self._artifacts.put(artifact_path)
         spec = build(
             VersionSpec, "spec", artifact_uri=ref.uri, artifact_sha256=ref.sha256,
-            artifact_size=ref.size,
-            metrics=metrics or {}, params=params or {}, description=description,
-            tags=tags or {},
+            artifact_size=ref.size, metrics=metrics or {}, params=params or {},
+            description=description, tags=tags or {}, input_schema=input_schema or [],
+            output_schema=output_schema or [], baseline=baseline,
             lineage=build(Lineage, "lineage", run_id=run_id, data_fingerprint=data_fingerprint))
         return self.create_version(model, spec)
 
@@ -127,14 +137,19 @@ class RegistryClient(_Facade):
                           tags=tags, order_by=order_by, limit=limit, read=True)
 
     def transition_stage(self, model: str, version: int, stage: Stage | str, *,
-                         archive_existing: bool = True) -> ModelVersion:
-        """Move a version to a stage (Production archives the previous one by default)."""
+                         archive_existing: bool = True, force: bool = False) -> ModelVersion:
+        """Move a version to a stage (Production archives the previous one by default and
+        needs passed critical gates, or ``force`` as an admin)."""
         return self._call("transition_stage", model, version, stage,
-                          archive_existing=archive_existing)
+                          archive_existing=archive_existing, force=force)
 
-    def promote(self, model: str, version: int) -> ModelVersion:
+    def promote(self, model: str, version: int, *, force: bool = False) -> ModelVersion:
         """Move a version to Production, archiving the current Production version."""
-        return self.transition_stage(model, version, Stage.PRODUCTION)
+        return self.transition_stage(model, version, Stage.PRODUCTION, force=force)
+
+    def set_validation(self, model: str, version: int, report: GateReport) -> ModelVersion:
+        """Record a version's validation-gate report."""
+        return self._call("set_validation", model, version, report)
 
     def delete_version(self, model: str, version: int) -> None:
         """Delete a version and its aliases."""
@@ -258,8 +273,40 @@ class ExperimentsClient(_Facade):
         return self._call("compare_runs", run_ids, read=True)
 
 
+class JobsClient(_Facade):
+    """Training and tuning job records for one project."""
+
+    def __init__(self, transport: Any, caller: Caller, project: str) -> None:
+        super().__init__("jobs", transport, caller, project)
+
+    def create(self, kind: str, name: str, details: dict[str, Any] | None = None
+               ) -> TrainingJob:
+        """Record a PENDING job."""
+        return self._call("create_job", kind, name, details)
+
+    def update(self, job_id: str, *, status: JobStatus | str | None = None,
+               run_id: str | None = None, error: str | None = None,
+               model_version: int | None = None, heartbeat: bool = False) -> TrainingJob:
+        """Change a job's status or attach its run, error or model version."""
+        return self._call("update_job", job_id, status=status, run_id=run_id, error=error,
+                          model_version=model_version, heartbeat=heartbeat)
+
+    def cancel(self, job_id: str) -> TrainingJob:
+        """Cancel a job (a running one stops after its current epoch)."""
+        return self._call("cancel_job", job_id)
+
+    def get(self, job_id: str) -> TrainingJob:
+        """One job."""
+        return self._call("get_job", job_id, read=True)
+
+    def list(self, *, status: JobStatus | str | None = None, limit: int = 100
+             ) -> list[TrainingJob]:
+        """The project's jobs, newest first."""
+        return self._call("list_jobs", status=status, limit=limit, read=True)
+
+
 class Client:
-    """Entry point to a platform: ``client.registry`` and ``client.experiments``."""
+    """Entry point to a platform: ``client.registry``, ``.experiments`` and ``.jobs``."""
 
     def __init__(self, config: PlatformConfig, transport: Any, caller: Caller,
                  project: str | None = None, mode: str = "ray") -> None:
@@ -271,6 +318,7 @@ class Client:
         self.artifacts = ArtifactStore(config.resolved_artifact_uri)
         self.registry = RegistryClient(transport, caller, project, self.artifacts)
         self.experiments = ExperimentsClient(transport, caller, project, self.artifacts)
+        self.jobs = JobsClient(transport, caller, project)
 
     @property
     def project(self) -> str:
@@ -281,12 +329,13 @@ class Client:
 def _local_services(config: PlatformConfig) -> dict[str, Any]:
     from mlray.registry.service import ModelRegistry
     from mlray.storage import open_state_store
+    from mlray.tracking.jobs import JobBook
     from mlray.tracking.service import ExperimentTracker
 
     store = open_state_store(config.resolved_state_url, redis_prefix=config.redis_prefix)
     artifacts = ArtifactStore(config.resolved_artifact_uri)
     return {"registry": ModelRegistry(store, artifacts),
-            "experiments": ExperimentTracker(store, artifacts)}
+            "experiments": ExperimentTracker(store, artifacts), "jobs": JobBook(store)}
 
 
 def connect(address: str | None = None, *, namespace: str | None = None,
@@ -316,5 +365,5 @@ def connect(address: str | None = None, *, namespace: str | None = None,
     from mlray._private.ray_session import ensure_ray
     from mlray._private.transport import ActorTransport
 
-    ensure_ray(address or config.ray_address, config.namespace)
+    ensure_ray(address or config.ray_address, config.namespace, config.local_num_cpus)
     return Client(config, ActorTransport(start_actors(config)), caller, project)

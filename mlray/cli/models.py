@@ -90,12 +90,14 @@ def promote(
     stage: Stage = typer.Argument(Stage.PRODUCTION, help="Target stage."),
     keep_existing: bool = typer.Option(False, "--keep-existing",
                                        help="Do not archive the current Production version."),
+    force: bool = typer.Option(False, "--force",
+                               help="Promote despite failed critical gates (admin, audited)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Move a version to a stage (default Production)."""
     client = state.client()
     v = client.registry.transition_stage(name, version, stage,
-                                         archive_existing=not keep_existing)
+                                         archive_existing=not keep_existing, force=force)
     emit(v, as_json, _VERSION_COLUMNS, _version_rows([v]), "promoted")
 
 

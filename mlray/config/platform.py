@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlray.config.files import read_yaml
 from mlray.errors import ConfigError
 from mlray.identity import check_project_name
 from mlray.storage.urls import check_state_url
@@ -42,6 +42,9 @@ class PlatformConfig(BaseModel):
     ray_head_port: int = Field(6390, ge=1024, le=65535, description="GCS port for `mlray up`.")
     ray_dashboard_port: int = Field(8265, ge=1024, le=65535)
     actor_num_cpus: float = Field(0.0, ge=0, le=64, description="CPUs each actor reserves.")
+    local_num_cpus: int = Field(
+        0, ge=0, le=4096,
+        description="Logical CPUs of a local Ray mlray starts (0 = machine cores, at least 4).")
 
     @field_validator("home", mode="after")
     @classmethod
@@ -79,18 +82,6 @@ class PlatformConfig(BaseModel):
         return self.artifact_uri
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file {path} does not exist", field=str(path)) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}", field=str(path)) from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level", field=str(path))
-    return data
-
-
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     fields = PlatformConfig.model_fields
     values: dict[str, Any] = {}
@@ -115,7 +106,7 @@ def load_config(
     layers: list[tuple[str, dict[str, Any]]] = []
     file = path or env.get(CONFIG_ENV)
     if file:
-        layers.append((str(file), _read_yaml(Path(file))))
+        layers.append((str(file), read_yaml(Path(file))))
     layers.append(("environment", _from_env(env)))
     merged: dict[str, Any] = {}
     source_of: dict[str, str] = {}

@@ -22,6 +22,7 @@ from mlray.errors import (
     NotFound,
 )
 from mlray.identity import Caller, Role
+from mlray.registry.gates import GateReport
 from mlray.registry.types import (
     ALLOWED_TRANSITIONS,
     Alias,
@@ -294,17 +295,43 @@ class ModelRegistry:
         return sort_by(found, order, _get_field)[:limit]
 
     @boundary
+    def set_validation(self, caller: Caller, project: Project, model: Name, version: int,
+                       report: GateReport) -> ModelVersion:
+        """Record the validation-gate report of a version (replacing an earlier one)."""
+        caller.require(project, Role.editor)
+
+        def attempt() -> ModelVersion:
+            mdoc, vdoc = self._model_and_version(project, model, version)
+            current = ModelVersion.model_validate(vdoc.data)
+            updated = current.model_copy(update={"validation": report, "updated_at": now(),
+                                                 "updated_by": caller.user})
+            self._store.put(VERSIONS, vdoc.key, updated.model_dump(mode="json",
+                                                                   exclude={"aliases"}),
+                            vdoc.version,
+                            self._audit(caller, project, "version.validation", vdoc.key,
+                                        after={"passed": report.passed,
+                                               "failed": report.failed_critical}))
+            return self._version(vdoc.model_copy(update={"data": updated.model_dump()}),
+                                 RegisteredModel.model_validate(mdoc.data))
+
+        return self._retry(attempt)
+
+    @boundary
     def transition_stage(self, caller: Caller, project: Project, model: Name, version: int,
-                         stage: Stage, *, archive_existing: bool = True) -> ModelVersion:
+                         stage: Stage, *, archive_existing: bool = True,
+                         force: bool = False) -> ModelVersion:
         """Move a version to ``stage``.
 
         Promoting to Production archives the current Production version(s) in the same
-        atomic write unless ``archive_existing`` is False.
+        atomic write unless ``archive_existing`` is False, and is refused while the
+        version's validation report has failed critical gates, unless ``force`` (admins
+        only; the override is audited).
 
         Raises:
-            InvalidTransition: the move is not allowed; the message lists the allowed ones.
+            InvalidTransition: the move is not allowed (the message lists the allowed
+                ones), or critical gates failed (the message lists them).
         """
-        caller.require(project, Role.editor)
+        caller.require(project, Role.admin if force else Role.editor)
 
         def attempt() -> ModelVersion:
             doc = self._version_doc(project, model, version)
@@ -315,6 +342,11 @@ class ModelRegistry:
                 raise InvalidTransition(
                     f"{model} v{version}: cannot move from {current.stage.value} to "
                     f"{stage.value}; allowed: {names}", field="stage")
+            failed = current.validation.failed_critical if current.validation else []
+            if stage is Stage.PRODUCTION and failed and not force:
+                raise InvalidTransition(
+                    f"{model} v{version} failed critical validation gates: "
+                    f"{'; '.join(failed)}; an admin may force the promotion", field="stage")
             ts = now()
             moved = current.model_copy(update={"stage": stage, "updated_at": ts,
                                                "updated_by": caller.user})
@@ -337,7 +369,8 @@ class ModelRegistry:
             self._store.apply(ops, self._audit(
                 caller, project, "version.stage", doc.key,
                 before={"stage": current.stage.value},
-                after={"stage": stage.value, "archived": archived}))
+                after={"stage": stage.value, "archived": archived,
+                       **({"forced_past_gates": failed} if force and failed else {})}))
             registered = RegisteredModel.model_validate(self._model_doc(project, model).data)
             moved.aliases = sorted(a for a, v in registered.aliases.items() if v == version)
             return moved

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from mlray._private.types import FiniteFloat, Name, ParamValue, Tags
 from mlray.errors import InvalidInput
+from mlray.registry.gates import GateReport
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -131,6 +132,11 @@ class VersionSpec(BaseModel):
     lineage: Lineage = Field(default_factory=Lineage)
     description: str = Field("", max_length=5000)
     tags: Tags = Field(default_factory=dict)
+    input_schema: list[TensorSpec] = Field(default_factory=list)
+    output_schema: list[TensorSpec] = Field(default_factory=list)
+    baseline: dict[str, Any] | None = Field(
+        None, description="Training baseline for drift (mlray.monitoring.Baseline as a dict).")
+    validation: GateReport | None = Field(None, description="Result of the validation gates.")
 
 
 class ModelVersion(VersionSpec):

@@ -1,0 +1,62 @@
+"""The Ray Train callback that streams each epoch to the tracker and watches for cancel.
+
+It runs in Ray Train's controller actor, so it reaches the control-plane actors by
+name; the driver is not involved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.train import UserCallback
+
+from mlray.identity import Caller
+from mlray.tracking.types import MetricPoint
+
+__all__ = ["TrackerCallback", "TrackingTarget", "TrainingCancelled"]
+
+LOGGED = ("train_loss", "val_loss", "samples_per_s")
+
+
+class TrainingCancelled(RuntimeError):
+    """Raised in the controller when the job was cancelled; training stops."""
+
+
+@dataclass(frozen=True)
+class TrackingTarget:
+    """Where epochs are logged: a run (and optionally a job) in a project."""
+
+    namespace: str
+    caller: Caller
+    project: str
+    run_id: str
+    job_id: str | None = None
+
+    def call(self, actor: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Invoke a control-plane actor method and wait for it."""
+        handle = ray.get_actor(actor, namespace=self.namespace)
+        return ray.get(handle.invoke.remote(method, self.caller, self.project, *args, **kwargs),
+                       timeout=60)
+
+
+class TrackerCallback(UserCallback):
+    """Logs rank 0's epoch metrics to the run, beats the job's heartbeat, honours cancel."""
+
+    def __init__(self, target: TrackingTarget, step_offset: int = 0) -> None:
+        self.target = target
+        self.step_offset = step_offset
+
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]],
+                     checkpoint: Any) -> None:
+        first = metrics[0]
+        step = int(first.get("epoch", 0)) + self.step_offset
+        points = [MetricPoint(key=k, value=float(first[k]), step=step) for k in LOGGED
+                  if k in first]
+        self.target.call("experiments", "log_metrics", self.target.run_id, points)
+        if self.target.job_id is None:
+            return
+        job = self.target.call("jobs", "update_job", self.target.job_id, heartbeat=True)
+        if job.cancel_requested:
+            raise TrainingCancelled(f"job {self.target.job_id} was cancelled")

@@ -1,0 +1,155 @@
+"""Tabular data for training: load, check against the config, split, preprocess.
+
+The :class:`Preprocessor` is fit on the training split only (numeric: mean and std;
+categorical: the vocabulary, with an "unseen" slot) and travels inside the model
+artifact as JSON, so serving turns raw feature rows into tensors the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as pads
+from pydantic import BaseModel, Field
+
+from mlray.errors import InvalidInput, NotFound
+from mlray.training.config import DataConfig
+
+__all__ = ["Preprocessor", "Splits", "check_frame", "load_frame", "split_frame"]
+
+
+def load_frame(config: DataConfig) -> pd.DataFrame:
+    """Read the configured columns from a Parquet file, directory or URI.
+
+    Raises:
+        NotFound: no data at the path.
+        InvalidInput: a configured column is missing (naming it and the ones there are).
+    """
+    try:
+        dataset = pads.dataset(config.path, format="parquet")
+    except (FileNotFoundError, OSError) as exc:
+        raise NotFound(f"data.path {config.path!r}: {exc}", field="data.path") from None
+    present = set(dataset.schema.names)
+    wanted = [*config.features, config.label]
+    missing = [c for c in wanted if c not in present]
+    if missing:
+        raise InvalidInput(f"data.path {config.path!r} has no column(s) {missing}; it has "
+                           f"{sorted(present)}", field="data.features")
+    return dataset.to_table(columns=wanted).to_pandas()
+
+
+def check_frame(frame: pd.DataFrame, config: DataConfig, task: str) -> None:
+    """Check dtypes and the label before any worker starts.
+
+    Raises:
+        InvalidInput: naming the column and what is wrong with it.
+    """
+    for col in config.numeric:
+        if not (pd.api.types.is_numeric_dtype(frame[col]) or
+                pd.api.types.is_bool_dtype(frame[col])):
+            raise InvalidInput(f"data.numeric: column {col!r} has dtype {frame[col].dtype}, "
+                               "expected a number (list it under categorical?)",
+                               field=f"data.numeric.{col}")
+    for col in config.categorical:
+        if pd.api.types.is_float_dtype(frame[col]):
+            raise InvalidInput(f"data.categorical: column {col!r} is float; expected strings "
+                               "or integers", field=f"data.categorical.{col}")
+    label = frame[config.label]
+    if label.isna().any():
+        raise InvalidInput(f"data.label {config.label!r} has {int(label.isna().sum())} nulls",
+                           field="data.label")
+    if task == "classification":
+        values = set(pd.unique(label))
+        if not values <= {0, 1}:
+            raise InvalidInput(f"data.label {config.label!r} must be 0/1 for classification, "
+                               f"got values like {sorted(values, key=str)[:5]}",
+                               field="data.label")
+    elif not pd.api.types.is_numeric_dtype(label):
+        raise InvalidInput(f"data.label {config.label!r} must be numeric for regression",
+                           field="data.label")
+
+
+class Splits(BaseModel):
+    """Row indices of each split (positions in the loaded frame)."""
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    train: Any
+    validation: Any
+    test: Any
+
+
+def split_frame(frame: pd.DataFrame, config: DataConfig) -> Splits:
+    """A seeded permutation cut by the configured fractions.
+
+    Raises:
+        InvalidInput: a split would be empty.
+    """
+    n = len(frame)
+    order = np.random.default_rng(config.seed).permutation(n)
+    n_train = round(n * config.split.train)
+    n_val = round(n * config.split.validation)
+    parts = (order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:])
+    for name, part in zip(("train", "validation", "test"), parts, strict=True):
+        if len(part) == 0:
+            raise InvalidInput(f"data.split: the {name} split of {n} rows is empty",
+                               field=f"data.split.{name}")
+    return Splits(train=parts[0], validation=parts[1], test=parts[2])
+
+
+class Preprocessor(BaseModel):
+    """Standardize numeric columns and one-hot encode categorical ones."""
+
+    numeric: list[str]
+    categorical: list[str]
+    means: list[float] = Field(default_factory=list)
+    stds: list[float] = Field(default_factory=list)
+    vocab: dict[str, list[str]] = Field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> Preprocessor:
+        """Learn statistics and vocabularies from ``frame`` (the training split)."""
+        values = frame[numeric].astype("float64") if numeric else pd.DataFrame()
+        means = [float(values[c].mean()) if values[c].notna().any() else 0.0 for c in numeric]
+        stds = [float(values[c].std(ddof=0)) or 1.0 for c in numeric]
+        stds = [s if np.isfinite(s) and s > 0 else 1.0 for s in stds]
+        vocab = {c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in categorical}
+        return cls(numeric=numeric, categorical=categorical, means=means, stds=stds, vocab=vocab)
+
+    @property
+    def width(self) -> int:
+        """Number of model inputs: numeric columns plus one slot per category and unseen."""
+        return len(self.numeric) + sum(len(v) + 1 for v in self.vocab.values())
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the model inputs, in order."""
+        names = list(self.numeric)
+        for col in self.categorical:
+            names += [f"{col}={v}" for v in self.vocab[col]] + [f"{col}=<unseen>"]
+        return names
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Rows to a float32 matrix; nulls become the mean (0 after scaling) or unseen."""
+        out = np.zeros((len(frame), self.width), dtype=np.float32)
+        if self.numeric:
+            values = frame[self.numeric].to_numpy(dtype="float64", na_value=np.nan)
+            scaled = (values - np.asarray(self.means)) / np.asarray(self.stds)
+            out[:, :len(self.numeric)] = np.nan_to_num(scaled, nan=0.0)
+        offset = len(self.numeric)
+        for col in self.categorical:
+            vocab = self.vocab[col]
+            index = {v: i for i, v in enumerate(vocab)}
+            raw = frame[col].astype(object).where(frame[col].notna(), None)
+            codes = np.fromiter((index.get(str(v), len(vocab)) if v is not None else len(vocab)
+                                 for v in raw), dtype=np.int64, count=len(frame))
+            out[np.arange(len(frame)), offset + codes] = 1.0
+            offset += len(vocab) + 1
+        return out
+
+    def fingerprint(self) -> str:
+        """A short hash of the fitted state."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]

@@ -1,0 +1,114 @@
+"""Everything checked and built before any training worker starts.
+
+``prepare`` reads the data, checks columns, dtypes, label and splits against the
+config, checks that the cluster has the CPUs and GPUs asked for, fits the
+preprocessor on the training split and wraps each split in a Ray Dataset whose
+``map_batches`` turns raw rows into ``{"x": float32 matrix, "y": float32}``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlray.errors import ConfigError
+from mlray.registry.types import TensorSpec
+from mlray.training.config import TrainConfig
+from mlray.training.data import Preprocessor, Splits, check_frame, load_frame, split_frame
+from mlray.training.models import ModelArchitecture
+
+__all__ = ["Prepared", "check_cluster", "prepare"]
+
+
+@dataclass
+class Prepared:
+    """Data and metadata shared by the training loop, evaluation and registration."""
+
+    frame: pd.DataFrame
+    splits: Splits
+    preprocessor: Preprocessor
+    architecture: ModelArchitecture
+    fingerprint: str
+
+    def part(self, name: str) -> pd.DataFrame:
+        """The rows of one split."""
+        return self.frame.iloc[getattr(self.splits, name)]
+
+    def datasets(self, label: str) -> dict[str, Any]:
+        """Ray Datasets for the train and validation splits."""
+        import ray.data
+
+        featurize = functools.partial(_featurize, preprocessor=self.preprocessor, label=label)
+        return {name: ray.data.from_pandas(self.part(name)).map_batches(
+                    featurize, batch_format="pandas")
+                for name in ("train", "validation")}
+
+    def input_schema(self) -> list[TensorSpec]:
+        """One spec per raw feature column."""
+        specs = []
+        for col in self.preprocessor.numeric:
+            dtype = "int64" if pd.api.types.is_integer_dtype(self.frame[col]) else "float64"
+            specs.append(TensorSpec(name=col, dtype=dtype, shape=[-1]))
+        specs += [TensorSpec(name=c, dtype="string", shape=[-1])
+                  for c in self.preprocessor.categorical]
+        return specs
+
+    def output_schema(self) -> list[TensorSpec]:
+        """The model's single output."""
+        name = "probability" if self.architecture.task == "classification" else "prediction"
+        return [TensorSpec(name=name, dtype="float32", shape=[-1])]
+
+
+def _featurize(batch: pd.DataFrame, preprocessor: Preprocessor, label: str) -> dict[str, Any]:
+    return {"x": preprocessor.transform(batch),
+            "y": batch[label].to_numpy(dtype=np.float32)}
+
+
+def check_cluster(config: TrainConfig, workers: int | None = None) -> None:
+    """Refuse a job the connected Ray cluster cannot place (it would wait forever).
+
+    Raises:
+        ConfigError: naming what was asked for and what the cluster has.
+    """
+    import ray
+
+    workers = workers or config.scaling.num_workers
+    have = ray.cluster_resources()
+    if config.scaling.use_gpu and have.get("GPU", 0) < workers:
+        raise ConfigError(f"scaling.use_gpu: {workers} worker(s) need {workers} GPU(s); the "
+                          f"cluster has {have.get('GPU', 0):g}", field="scaling.use_gpu")
+    for resource, amount in config.scaling.resources_per_worker.items():
+        needed = amount * workers
+        if have.get(resource, 0) < needed:
+            raise ConfigError(
+                f"scaling.resources_per_worker: {workers} worker(s) need {needed:g} "
+                f"{resource}; the cluster has {have.get(resource, 0):g}",
+                field="scaling.resources_per_worker")
+    cpus = config.scaling.resources_per_worker.get("CPU", 1.0) * workers
+    if cpus >= have.get("CPU", 0):
+        raise ConfigError(
+            f"scaling: {workers} worker(s) take {cpus:g} of the cluster's "
+            f"{have.get('CPU', 0):g} CPUs, leaving none for the Ray Data tasks that feed "
+            "them; use fewer workers or a bigger cluster", field="scaling.num_workers")
+
+
+def prepare(config: TrainConfig) -> Prepared:
+    """Load, check, split and preprocess; raises before any worker starts."""
+    task = config.model.resolved_task
+    frame = load_frame(config.data)
+    check_frame(frame, config.data, task)
+    splits = split_frame(frame, config.data)
+    train = frame.iloc[splits.train]
+    pre = Preprocessor.fit(train, config.data.numeric, config.data.categorical)
+    arch = ModelArchitecture(
+        type="mlp" if config.model.type.startswith("mlp_") else config.model.type,
+        task=task, in_features=pre.width, hidden=list(config.model.hidden),
+        dropout=config.model.dropout)
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return Prepared(frame=frame, splits=splits, preprocessor=pre, architecture=arch,
+                    fingerprint=f"sha256:{digest.hexdigest()[:32]}")
