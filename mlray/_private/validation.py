@@ -58,13 +58,14 @@ def boundary(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def check_name(value: str, what: str = "name") -> str:
-    """Return ``value`` if it is a valid object name, else raise :class:`InvalidInput`."""
+    """Return ``value`` if it is a valid object name, else raise ``ValueError``.
+
+    (A validator: pydantic turns the ValueError into an error at the field's location.)
+    """
     if not isinstance(value, str) or not NAME_PATTERN.match(value):
-        raise InvalidInput(
+        raise ValueError(
             f"invalid {what} {value!r}: 1-128 letters, digits, '_', '.', '-' "
-            "(starting with a letter or digit, no '--')",
-            field=what,
-        )
+            "(starting with a letter or digit, no '--')")
     return value
 
 

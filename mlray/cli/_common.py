@@ -47,6 +47,11 @@ class State:
                 return f"127.0.0.1:{config.ray_head_port}"
         return None
 
+    def ray_client(self) -> Client:
+        """A client on Ray: the running cluster, or a local Ray started for this command."""
+        config = self.config()
+        return connect(self.cluster_address(config), config=config, project=self.project)
+
     def client(self) -> Client:
         """A client on the running cluster, or in-process on the embedded store if none."""
         config = self.config()

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import typer
 
-from mlray.cli import models, runs
+from mlray.cli import models, runs, training
 from mlray.cli._common import JsonOpt, emit, err_console, state
 from mlray.errors import BackendUnavailable, MlrayError
 
@@ -24,6 +24,9 @@ app = typer.Typer(help="mlray: an ML platform on Ray.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 app.add_typer(models.app, name="models")
 app.add_typer(runs.app, name="runs")
+app.add_typer(training.jobs_app, name="jobs")
+app.command("train")(training.train)
+app.command("tune")(training.tune)
 
 
 @app.callback()

@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from mlray._private.types import FiniteFloat, Name, ParamValue, Tags
-from mlray.errors import InvalidInput
 from mlray.registry.gates import GateReport
 
 __all__ = [
@@ -47,15 +46,12 @@ ALLOWED_TRANSITIONS: dict[Stage, frozenset[Stage]] = {
 
 
 def check_alias(alias: str) -> str:
-    """Return ``alias`` if it is a settable alias name, else raise :class:`InvalidInput`."""
+    """Return ``alias`` if it is a settable alias name, else raise ``ValueError``."""
     if not ALIAS_PATTERN.match(alias):
-        raise InvalidInput(
-            f"invalid alias {alias!r}: 1-64 lowercase letters, digits, '_' or '-', "
-            "starting with a letter",
-            field="alias",
-        )
+        raise ValueError(f"invalid alias {alias!r}: 1-64 lowercase letters, digits, '_' or "
+                         "'-', starting with a letter")
     if alias in RESERVED_ALIASES:
-        raise InvalidInput(f"alias {alias!r} is reserved", field="alias")
+        raise ValueError(f"alias {alias!r} is reserved")
     return alias
 
 
