@@ -123,7 +123,7 @@ class ExperimentTracker:
         version, run = self._entry(caller, project, run_id, Role.editor)
         if run.status is not RunStatus.RUNNING:
             raise InvalidTransition(f"run {run_id} is {run.status.value}; only a RUNNING run "
-                                    "takes new data", field="run_id")
+                                    "takes new params", field="run_id")
         return version, run
 
     def _save(self, caller: Caller, version: int, run: Run, action: str,
@@ -181,13 +181,17 @@ class ExperimentTracker:
     @boundary
     def log_metrics(self, caller: Caller, project: Project, run_id: str,
                     points: list[MetricPoint]) -> Run:
-        """Append a batch of metric points (the primitive ``log_metric`` builds on)."""
+        """Append a batch of metric points (the primitive ``log_metric`` builds on).
+
+        An ended run still takes metrics (a held-out evaluation or late ground truth
+        arrives after training); only its params are frozen.
+        """
         if not points:
             raise InvalidInput("points is empty", field="points")
         if len(points) > _MAX_BATCH:
             raise InvalidInput(f"at most {_MAX_BATCH} points per batch, got {len(points)}",
                                field="points")
-        version, run = self._live(caller, project, run_id)
+        version, run = self._entry(caller, project, run_id, Role.editor)
         ts = now()
         latest = dict(run.metrics)
         rows = []

@@ -68,7 +68,9 @@ def test_run_lifecycle(tracker: ExperimentTracker) -> None:
     ended = tracker.end_run(ADMIN, P, run.run_id, RunStatus.FAILED, error="boom")
     assert ended.status is RunStatus.FAILED and ended.error == "boom" and ended.end_time
     with pytest.raises(InvalidTransition, match="FAILED"):
-        tracker.log_metric(ADMIN, P, run.run_id, "loss", 0.1)
+        tracker.log_params(ADMIN, P, run.run_id, {"late": 1})
+    late = tracker.log_metric(ADMIN, P, run.run_id, "test_auc", 0.9)
+    assert late.metrics["test_auc"].value == 0.9, "evaluations may land after the end"
     with pytest.raises(InvalidTransition):
         tracker.end_run(ADMIN, P, run.run_id)
     tracker.set_tags(ADMIN, P, run.run_id, {"note": "late tag is fine"})
