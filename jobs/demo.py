@@ -1,132 +1,118 @@
 """The quickstart demo (``make demo``).
 
-Starts a local platform (local Ray, SQLite and files under ``MLRAY_HOME``), trains a
-small torch classifier twice on generated data, logs both runs, registers both
-models, promotes the better one to Production and prints a summary.
+On a local platform (local Ray, SQLite and files under ``MLRAY_HOME``): generate a
+fraud dataset, train the fraud MLP on Ray Train with two workers, run a short Ray Tune
+sweep, register both models with their gates, promote the better one to Production,
+load it back from its registry URI and score a few transactions.
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import mlray
+from mlray.config.files import load_yaml_model
+from mlray.datasets import write_fraud
+from mlray.models import load
+from mlray.registry.types import ModelVersion, Stage
+from mlray.training.config import TrainConfig
+from mlray.training.runner import run_training
+from mlray.training.tuning import run_tuning
 
-console = Console()
-
-
-def make_data(n: int = 4000, features: int = 8, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
-    """A separable-but-noisy binary problem: label from a hidden linear rule plus noise."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, features)).astype(np.float32)
-    w = rng.normal(size=features)
-    y = ((x @ w + 0.5 * rng.normal(size=n)) > 0).astype(np.float32)
-    return x, y
-
-
-def build_model(features: int, hidden: int) -> torch.nn.Module:
-    """A two-layer MLP producing one logit."""
-    return torch.nn.Sequential(torch.nn.Linear(features, hidden), torch.nn.ReLU(),
-                               torch.nn.Linear(hidden, 1))
+console = Console(width=110)
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "train" / "fraud.yaml"
 
 
-def train(client: mlray.Client, x: np.ndarray, y: np.ndarray, params: dict[str, float | int],
-          progress: Progress) -> tuple[str, float, Path]:
-    """Train one model, logging each epoch; return run id, validation accuracy, artifact dir."""
-    torch.manual_seed(0)
-    split = int(len(x) * 0.8)
-    xt, yt = torch.from_numpy(x[:split]), torch.from_numpy(y[:split])
-    xv, yv = torch.from_numpy(x[split:]), torch.from_numpy(y[split:])
-    model = build_model(x.shape[1], int(params["hidden"]))
-    opt = torch.optim.SGD(model.parameters(), lr=float(params["lr"]))
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    epochs = int(params["epochs"])
-    task = progress.add_task(f"lr={params['lr']}", total=epochs)
-    with client.experiments.run("demo-classifier", params=params) as run:
-        for epoch in range(epochs):
-            for i in range(0, split, 128):
-                opt.zero_grad()
-                loss = loss_fn(model(xt[i:i + 128]).squeeze(1), yt[i:i + 128])
-                loss.backward()
-                opt.step()
-            with torch.no_grad():
-                logits = model(xv).squeeze(1)
-                val_loss = loss_fn(logits, yv).item()
-                acc = ((logits > 0).float() == yv).float().mean().item()
-            client.experiments.log_metrics(
-                run.run_id, {"train_loss": loss.item(), "val_loss": val_loss, "val_accuracy": acc},
-                step=epoch)
-            progress.advance(task)
-        out = Path(tempfile.mkdtemp(prefix="mlray-demo-")) / "model"
-        out.mkdir()
-        torch.save(model.state_dict(), out / "weights.pt")
-        (out / "spec.json").write_text(json.dumps({"features": x.shape[1],
-                                                   "hidden": params["hidden"]}))
-        client.experiments.log_artifact(run.run_id, out, "model")
-    return run.run_id, acc, out
+def _config(data: Path) -> TrainConfig:
+    """The example training config, pointed at the generated data, sized for a laptop."""
+    base = load_yaml_model(CONFIG, TrainConfig)
+    tune = base.tune.model_copy(update={"num_samples": 2}) if base.tune else None
+    return base.model_copy(update={
+        "data": base.data.model_copy(update={"path": str(data)}),
+        "hyperparameters": base.hyperparameters.model_copy(update={"epochs": 5}),
+        "tune": tune})
+
+
+def _bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                    console=console)
+
+
+def _gates(version: ModelVersion) -> str:
+    report = version.validation
+    if report is None:
+        return "no gates"
+    return "; ".join(f"{'ok' if r.passed else 'FAIL'} {r.name}" for r in report.results)
 
 
 def main() -> None:
     """Run the demo end to end."""
     started = time.time()
-    console.rule("[bold]mlray demo")
+    console.rule("[bold]mlray demo: train, tune, gate, promote, serve from the registry")
     client = mlray.connect()
-    console.print(f"platform: Ray actors in namespace [cyan]{client.config.namespace}[/], "
+    home = client.config.home
+    console.print(f"platform: actors in Ray namespace [cyan]{client.config.namespace}[/], "
                   f"state at [cyan]{client.config.resolved_state_url}[/]")
-    x, y = make_data()
-    sweeps = [{"lr": 0.01, "hidden": 16, "epochs": 8}, {"lr": 0.2, "hidden": 32, "epochs": 8}]
-    results = []
-    with Progress(console=console) as progress:
-        for params in sweeps:
-            results.append((params, *train(client, x, y, params, progress)))
+    data = write_fraud(home / "data" / "fraud.parquet", 20_000, seed=0)
+    config = _config(data)
+    console.print(f"data: 20,000 generated transactions in {data}")
 
-    versions = []
-    for params, run_id, acc, artifact in results:
-        versions.append(client.registry.register(
-            "demo-classifier", artifact, metrics={"val_accuracy": acc}, params=params,
-            run_id=run_id, description=f"MLP lr={params['lr']}", owner="demo",
-            framework="torch",
-            input_schema=[{"name": "x", "dtype": "float32", "shape": [-1, x.shape[1]]}],
-            output_schema=[{"name": "logit", "dtype": "float32", "shape": [-1, 1]}]))
-    best = max(versions, key=lambda v: v.metrics["val_accuracy"])
-    client.registry.transition_stage("demo-classifier", best.version, mlray.Stage.STAGING)
-    client.registry.promote("demo-classifier", best.version)
-    client.registry.set_alias("demo-classifier", "champion", best.version, move=True)
+    with _bar() as bar:
+        task = bar.add_task("Ray Train, 2 workers", total=config.hyperparameters.epochs)
+        trained = run_training(client, config.model_copy(update={"promote": "none"}),
+                               progress=lambda epoch, m: bar.update(task, completed=epoch + 1))
+    assert config.tune is not None
+    with _bar() as bar:
+        task = bar.add_task("Ray Tune sweep (ASHA)", total=config.tune.num_samples)
+        tuned = run_tuning(client, config.model_copy(update={"promote": "none"}),
+                           progress=lambda done, total: bar.update(task, completed=done,
+                                                                   total=total))
 
-    # Load the champion back the safe way: verified bytes, weights_only=True.
-    local = client.registry.download("models:/demo-classifier@champion")
-    spec = json.loads((local / "spec.json").read_text())
-    model = build_model(spec["features"], spec["hidden"])
-    model.load_state_dict(torch.load(local / "weights.pt", weights_only=True))
-    with torch.no_grad():
-        acc = ((model(torch.from_numpy(x)).squeeze(1) > 0).float().numpy() == y).mean()
-
-    runs = Table(title="runs (experiment demo-classifier)")
-    for col in ("run", "lr", "hidden", "val_accuracy", "status"):
-        runs.add_column(col)
-    for r in client.experiments.search_runs(experiments=["demo-classifier"],
-                                            order_by=["start_time DESC"], limit=2).runs:
-        runs.add_row(r.run_id[:12], str(r.params["lr"]), str(r.params["hidden"]),
-                     f"{r.metrics['val_accuracy'].value:.3f}", r.status.value)
-    console.print(runs)
-    table = Table(title="registry: demo-classifier")
-    for col in ("version", "stage", "aliases", "val_accuracy", "run"):
+    candidates = [v for v in (trained.version, tuned.version) if v is not None]
+    best = max(candidates, key=lambda v: v.metrics.get("roc_auc", 0.0))
+    table = Table(title=f"registry: {config.name}")
+    for col in ("version", "from", "roc_auc", "f1", "log_loss", "gates"):
         table.add_column(col)
-    for v in client.registry.list_versions("demo-classifier")[-4:]:
-        table.add_row(str(v.version), v.stage.value, ",".join(v.aliases),
-                      f"{v.metrics['val_accuracy']:.3f}", (v.lineage.run_id or "")[:12])
+    for origin, v in (("Ray Train", trained.version), ("Ray Tune best", tuned.version)):
+        if v is not None:
+            table.add_row(str(v.version), origin, f"{v.metrics['roc_auc']:.4f}",
+                          f"{v.metrics['f1']:.4f}", f"{v.metrics['log_loss']:.4f}", _gates(v))
     console.print(table)
-    console.print(f"champion v{best.version} reloaded with weights_only=True: accuracy on all "
-                  f"data {acc:.3f}")
-    console.print(f"[green]demo finished in {time.time() - started:.1f}s[/]")
+
+    if best.validation is not None and not best.validation.passed:
+        console.print(f"[yellow]v{best.version} failed its gates "
+                      f"({best.validation.failed_critical}); not promoted[/]")
+    else:
+        client.registry.transition_stage(config.name, best.version, Stage.STAGING)
+        client.registry.promote(config.name, best.version)
+        client.registry.set_alias(config.name, "champion", best.version, move=True)
+        console.print(f"promoted [green]{config.name} v{best.version}[/] to Production "
+                      "(alias champion)")
+
+    predictor = load(f"models:/{config.name}/Production", client)
+    rows = [{"amount": 980.0, "hour": 3, "txn_count_1h": 6, "txn_count_24h": 9,
+             "amount_avg_7d": 25.0, "distance_from_home_km": 420.0, "account_age_days": 15,
+             "merchant_category": "gaming", "device": "mobile_web", "country": "NG"},
+            {"amount": 18.5, "hour": 12, "txn_count_1h": 0, "txn_count_24h": 3,
+             "amount_avg_7d": 31.0, "distance_from_home_km": 2.0, "account_age_days": 2900,
+             "merchant_category": "grocery", "device": "pos_terminal", "country": "US"}]
+    risky, safe = predictor.predict(rows)
+    console.print(f"models:/{config.name}/Production scores a risky transaction "
+                  f"{risky:.3f} and an ordinary one {safe:.3f}")
+    jobs = Table(title="jobs")
+    for col in ("job", "kind", "status", "run", "version"):
+        jobs.add_column(col)
+    for job in client.jobs.list(limit=2):
+        jobs.add_row(job.job_id, job.kind, job.status.value, (job.run_id or "")[:12],
+                     str(job.model_version))
+    console.print(jobs)
+    console.print(f"[green]demo finished in {time.time() - started:.0f}s[/]")
 
 
 if __name__ == "__main__":

@@ -163,12 +163,14 @@ def run_tuning(client: Any, config: TrainConfig, *,
             tune_config=tune.TuneConfig(
                 metric=settings.metric, mode=settings.mode, num_samples=settings.num_samples,
                 max_concurrent_trials=settings.max_concurrent_trials, scheduler=scheduler),
-            run_config=tune.RunConfig(name=sweep_id, storage_path=storage))
+            run_config=tune.RunConfig(name=sweep_id, storage_path=storage, verbose=0))
         if progress is not None:
             threading.Thread(target=_watch, daemon=True, args=(
                 client, sweep_id, settings.num_samples * grid_points, progress, done)).start()
         grid = tuner.fit()
         done.set()
+        if progress is not None:
+            progress(len(grid), len(grid))
         best = grid.get_best_result()
         trials = _close_stopped_trials(client, sweep_id)
         best_trial = str(best.metrics["trial_id"])
