@@ -120,6 +120,9 @@ class Hyperparameters(_Strict):
     epochs: int = Field(10, ge=1, le=10_000)
     weight_decay: float = Field(0.0, ge=0)
     pos_weight: float | None = Field(None, gt=0, description="Positive-class weight (binary).")
+    cache_shards_mb: int = Field(
+        1024, ge=0, description="Each worker keeps its data shard in memory as tensors after "
+        "the first epoch when it is at most this size (0 = always stream from Ray Data).")
 
 
 class ScalingSettings(_Strict):

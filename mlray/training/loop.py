@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["EarlyStopper", "train_loop_per_worker"]
+__all__ = ["EarlyStopper", "ShardFeed", "train_loop_per_worker"]
 
 STATE_FILE = "state.pt"
 
@@ -52,21 +52,55 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def _epoch(model: torch.nn.Module, shard: Any, loss_fn: Any, batch_size: int,
-           device: torch.device, optimizer: torch.optim.Optimizer | None) -> tuple[float, int]:
+class ShardFeed:
+    """Batches of one worker's shard: streamed from Ray Data, or from memory once cached.
+
+    The first pass streams (``iter_torch_batches``) and, when the shard is at most
+    ``cache_mb``, keeps it as two tensors; later passes slice those (in a fresh random
+    order when ``shuffle``), which skips Ray Data's per-batch overhead on small data.
+    """
+
+    def __init__(self, shard: Any, batch_size: int, device: torch.device, cache_mb: int,
+                 shuffle: bool) -> None:
+        self.shard, self.batch_size, self.device = shard, batch_size, device
+        self.cache_bytes, self.shuffle = cache_mb * 2**20, shuffle
+        self.cached: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __iter__(self) -> Any:
+        if self.cached is not None:
+            x, y = self.cached
+            if self.shuffle:
+                order = torch.randperm(len(y), device=self.device)
+                x, y = x[order], y[order]
+            for i in range(0, len(y), self.batch_size):
+                yield x[i:i + self.batch_size], y[i:i + self.batch_size]
+            return
+        kept: list[tuple[torch.Tensor, torch.Tensor]] = []
+        size = 0
+        for batch in self.shard.iter_torch_batches(batch_size=self.batch_size,
+                                                   dtypes=torch.float32, device=self.device):
+            x, y = batch["x"], batch["y"]
+            size += x.element_size() * x.nelement() + y.element_size() * y.nelement()
+            if size <= self.cache_bytes:
+                kept.append((x, y))
+            yield x, y
+        if kept and size <= self.cache_bytes:
+            self.cached = (torch.cat([k[0] for k in kept]), torch.cat([k[1] for k in kept]))
+
+
+def _epoch(model: torch.nn.Module, feed: ShardFeed, loss_fn: Any,
+           optimizer: torch.optim.Optimizer | None) -> tuple[float, int]:
     total, count = 0.0, 0
     model.train(optimizer is not None)
     with torch.set_grad_enabled(optimizer is not None):
-        for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.float32,
-                                              device=device):
-            out = model(batch["x"])
-            loss = loss_fn(out, batch["y"])
+        for x, y in feed:
+            loss = loss_fn(model(x), y)
             if optimizer is not None:
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-            total += loss.item() * len(batch["y"])
-            count += len(batch["y"])
+            total += loss.item() * len(y)
+            count += len(y)
     return total, count
 
 
@@ -74,7 +108,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     """Train for ``config["epochs"]`` epochs on the "train" shard, validating on "validation".
 
     ``config`` holds: architecture (dict), lr, weight_decay, batch_size, epochs,
-    pos_weight, checkpoint_every, and early_stopping (dict or None).
+    pos_weight, cache_shards_mb, checkpoint_every, and early_stopping (dict or None).
     """
     import ray.train
     import ray.train.torch
@@ -105,14 +139,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         start = int(state["epoch"]) + 1
         if stopper and state.get("stopper"):
             stopper.best, stopper.bad_epochs = state["stopper"]
-    train_shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("validation")
+    cache_mb, batch = int(config.get("cache_shards_mb", 0)), int(config["batch_size"])
+    train_feed = ShardFeed(ray.train.get_dataset_shard("train"), batch, device, cache_mb, True)
+    val_feed = ShardFeed(ray.train.get_dataset_shard("validation"), batch, device, cache_mb,
+                         False)
     epochs, every = int(config["epochs"]), int(config.get("checkpoint_every", 1))
     metrics: dict[str, Any] = {}
     for epoch in range(start, epochs):
         began = time.perf_counter()
-        t_sum, t_n = _epoch(model, train_shard, loss_fn, config["batch_size"], device, optimizer)
-        v_sum, v_n = _epoch(model, val_shard, loss_fn, config["batch_size"], device, None)
+        t_sum, t_n = _epoch(model, train_feed, loss_fn, optimizer)
+        v_sum, v_n = _epoch(model, val_feed, loss_fn, None)
         elapsed = time.perf_counter() - began
         t_sum, t_n, v_sum, v_n = _global_sum([t_sum, t_n, v_sum, v_n], device)
         val_loss = v_sum / max(v_n, 1)

@@ -44,8 +44,9 @@ class Prepared:
         import ray.data
 
         featurize = functools.partial(_featurize, preprocessor=self.preprocessor, label=label)
+        # Featurize once; every epoch (and every retry) then reads the stored blocks.
         return {name: ray.data.from_pandas(self.part(name)).map_batches(
-                    featurize, batch_format="pandas")
+                    featurize, batch_format="pandas").materialize()
                 for name in ("train", "validation")}
 
     def input_schema(self) -> list[TensorSpec]:

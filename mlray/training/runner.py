@@ -76,6 +76,7 @@ def loop_config(config: TrainConfig, prepared: Prepared,
     arch = prepared.architecture
     loop = {"lr": hp.lr, "batch_size": hp.batch_size, "epochs": hp.epochs,
             "weight_decay": hp.weight_decay, "pos_weight": hp.pos_weight,
+            "cache_shards_mb": hp.cache_shards_mb,
             "checkpoint_every": config.failure.checkpoint_every,
             "early_stopping": None if es is None else {
                 "mode": es.mode, "patience": es.patience, "min_delta": es.min_delta}}

@@ -42,7 +42,7 @@ def test_up_status_commands_down(tmp_path: Path) -> None:
     try:
         up = json.loads(run("up", "--num-cpus", "2", "--json"))
         assert up["mode"] == "cluster"
-        assert up["actors"] == {"registry": "ALIVE", "experiments": "ALIVE"}
+        assert up["actors"] == {"registry": "ALIVE", "experiments": "ALIVE", "jobs": "ALIVE"}
         assert str(up["dashboard_url"]).startswith("http://")
         run("models", "register", "fraud", "-a", str(weights), "-m", "auc=0.9")
         status = json.loads(run("status", "--json"))
