@@ -8,9 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlray.config.files import load_yaml_model
 from mlray.errors import MlrayError
-from mlray.training.config import TrainConfig
+from mlray.training.config import TrainConfig, load_train_config
 
 __all__ = ["run_job"]
 
@@ -23,7 +22,7 @@ def run_job(description: str, body: Callable[[Any, TrainConfig], Any]) -> None:
                         help="Ray address (default: the job's cluster, or a local Ray).")
     args = parser.parse_args()
     try:
-        config = load_yaml_model(args.config, TrainConfig)
+        config = load_train_config(args.config)
         import mlray
 
         client = mlray.connect(args.address)

@@ -16,11 +16,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import mlray
-from mlray.config.files import load_yaml_model
 from mlray.datasets import write_fraud
 from mlray.models import load
 from mlray.registry.types import ModelVersion, Stage
-from mlray.training.config import TrainConfig
+from mlray.training.config import TrainConfig, load_train_config
 from mlray.training.runner import run_training
 from mlray.training.tuning import run_tuning
 
@@ -30,7 +29,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "train" / "fraud.yaml
 
 def _config(data: Path) -> TrainConfig:
     """The example training config, pointed at the generated data, sized for a laptop."""
-    base = load_yaml_model(CONFIG, TrainConfig)
+    base = load_train_config(CONFIG)
     tune = base.tune.model_copy(update={"num_samples": 2}) if base.tune else None
     return base.model_copy(update={
         "data": base.data.model_copy(update={"path": str(data)}),

@@ -8,9 +8,8 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mlray.cli._common import JsonOpt, console, emit, state
-from mlray.config.files import load_yaml_model
-from mlray.training.config import TrainConfig
+from mlray.cli._common import JsonOpt, console, emit, err_console, state
+from mlray.training.config import load_train_config
 
 jobs_app = typer.Typer(help="Training and tuning jobs.", no_args_is_help=True)
 
@@ -21,14 +20,14 @@ ConfigOpt = typer.Option(..., "--config", "-f", help="Training YAML (configs/tra
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(),
                     TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
-                    TimeElapsedColumn(), console=console)
+                    TimeElapsedColumn(), console=err_console)
 
 
 def train(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Train a model on Ray Train (a local Ray unless a cluster is running)."""
     from mlray.training.runner import run_training
 
-    spec = load_yaml_model(config, TrainConfig)
+    spec = load_train_config(config)
     client = state.ray_client()
     with _progress() as bar:
         task = bar.add_task(f"train {spec.name}", total=spec.hyperparameters.epochs, info="")
@@ -56,7 +55,7 @@ def tune(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
     from mlray.errors import ConfigError
     from mlray.training.tuning import run_tuning
 
-    spec = load_yaml_model(config, TrainConfig)
+    spec = load_train_config(config)
     if spec.tune is None:
         raise ConfigError(f"{config}: no tune section", field="tune")
     client = state.ray_client()

@@ -9,6 +9,7 @@ dtypes fit) and the cluster (GPUs exist) run before any worker starts, in
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -26,6 +27,8 @@ __all__ = [
     "SplitConfig",
     "TrainConfig",
     "TuneSettings",
+    "ValidationFile",
+    "load_train_config",
 ]
 
 _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -197,7 +200,38 @@ class TrainConfig(_Strict):
     register_model: bool = Field(True, description="Register the trained model as a version.")
     promote: Literal["none", "staging", "production"] = Field(
         "none", description="Stage to move the new version to if its gates pass.")
-    gates: list[GateSpec] = Field(default_factory=list)
+    gates: list[GateSpec] | None = Field(
+        None, description="Validation gates; None = this model's in configs/validation.yaml.")
     tune: TuneSettings | None = None
     description: str = Field("", max_length=5000)
     tags: dict[str, str] = Field(default_factory=dict)
+
+
+class ValidationFile(_Strict):
+    """``configs/validation.yaml``: gates per model, and a default for the others."""
+
+    default: list[GateSpec] = Field(default_factory=list)
+    models: dict[str, list[GateSpec]] = Field(default_factory=dict)
+
+    def gates_for(self, model: str) -> list[GateSpec]:
+        """The model's gates, or the default ones."""
+        return self.models.get(model, self.default)
+
+
+def load_train_config(path: str | Path, validation: str | Path | None = None) -> TrainConfig:
+    """Read a training YAML; without ``gates:`` take them from the validation file
+    (``validation``, else ``configs/validation.yaml`` beside the config's folder or in
+    the working directory, when one exists)."""
+    from mlray.config.files import load_yaml_model
+
+    config = load_yaml_model(path, TrainConfig)
+    if config.gates is not None:
+        return config
+    candidates = [Path(validation)] if validation else [
+        Path(path).resolve().parent.parent / "validation.yaml",
+        Path("configs") / "validation.yaml"]
+    for candidate in candidates:
+        if candidate.is_file():
+            gates = load_yaml_model(candidate, ValidationFile).gates_for(config.name)
+            return config.model_copy(update={"gates": gates})
+    return config

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -206,3 +207,59 @@ def test_tune_sweeps_logs_each_trial_and_registers_the_best(client: mlray.Client
     assert client.jobs.get(outcome.job_id).status is JobStatus.COMPLETED
     assert np.isfinite(outcome.test_metrics["log_loss"])
     assert ray.is_initialized()
+
+
+def test_regression_with_the_built_in_regressor(client: mlray.Client, data_path: str) -> None:
+    config = make_config(data_path, name="amount", model={"type": "mlp_regressor"},
+                         data={"label": "amount_avg_7d", "numeric": ["amount", "hour"],
+                               "categorical": ["merchant_category"]},
+                         hyperparameters={"epochs": 2, "pos_weight": None},
+                         scaling={"num_workers": 1},
+                         gates=[{"kind": "threshold", "metric": "rmse", "max": 1e6}])
+    outcome = run_training(client, config)
+    assert set(outcome.test_metrics) == {"rmse", "mae", "r2"}
+    version = outcome.version
+    assert version is not None and version.output_schema[0].name == "prediction"
+    values = load("models:/amount/1", client).predict(
+        {"amount": 50.0, "hour": 12, "merchant_category": "fuel"})
+    assert values.shape == (1,) and np.isfinite(values[0])
+
+
+def _json(out: str) -> Any:
+    """The JSON document in ``out`` (Ray's raylet may print warnings ahead of it)."""
+    import json
+
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line in ("{", "[") or
+                 line.startswith(("{", "[")))
+    return json.loads("\n".join(lines[start:]))
+
+
+def test_cli_train_and_jobs(client: mlray.Client, mlray_env: PlatformConfig, data_path: str,
+                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from mlray.cli.main import main
+
+    config = make_config(data_path, hyperparameters={"epochs": 1}, gates=[])
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)))
+    for key, value in (("MLRAY_HOME", str(mlray_env.home)),
+                       ("MLRAY_STATE_URL", mlray_env.resolved_state_url),
+                       ("MLRAY_NAMESPACE", mlray_env.namespace)):
+        monkeypatch.setenv(key, value)
+    assert main(["train", "--config", str(path), "--json"]) == 0
+    trained = _json(capsys.readouterr().out)
+    assert trained["version"]["version"] == 1 and trained["epochs"] == 1
+    assert main(["jobs", "list", "--json"]) == 0
+    [job] = _json(capsys.readouterr().out)
+    assert job["status"] == "COMPLETED" and job["run_id"] == trained["run_id"]
+    assert main(["jobs", "show", job["job_id"], "--json"]) == 0
+    assert _json(capsys.readouterr().out)["model_version"] == 1
+    assert main(["jobs", "stop", job["job_id"]]) == 2
+    assert "already ended as COMPLETED" in capsys.readouterr().err
+    path.write_text(yaml.safe_dump({**config.model_dump(mode="json", exclude_none=True),
+                                    "bogus": 1}))
+    assert main(["train", "--config", str(path)]) == 2
+    assert "bogus: Extra inputs are not permitted" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import pytest
 from mlray.config.files import load_yaml_model
 from mlray.datasets import FRAUD_CATEGORICAL, FRAUD_NUMERIC, generate_fraud, write_fraud
 from mlray.errors import ConfigError, InvalidInput, NotFound
-from mlray.training.config import DataConfig, TrainConfig
+from mlray.training.config import DataConfig, TrainConfig, load_train_config
 from mlray.training.data import Preprocessor, check_frame, load_frame, split_frame
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,9 +91,29 @@ def test_preprocessor_scales_encodes_and_round_trips() -> None:
     assert pre.feature_names[-1] == "device=<unseen>"
 
 
-def test_example_config_is_valid() -> None:
-    config = load_yaml_model(ROOT / "configs" / "train" / "fraud.yaml", TrainConfig)
-    assert config.tune is not None and config.gates
+def test_example_config_takes_its_gates_from_validation_yaml() -> None:
+    config = load_train_config(ROOT / "configs" / "train" / "fraud.yaml")
+    assert config.tune is not None
+    assert config.gates and config.gates[0].name == "roc_auc >= 0.7"
+
+
+def test_gates_in_the_config_win_and_unknown_models_get_the_default(tmp_path: Path) -> None:
+    import yaml
+
+    (tmp_path / "validation.yaml").write_text(yaml.safe_dump({
+        "default": [{"kind": "latency", "p99_ms": 7}],
+        "models": {"fraud": [{"kind": "threshold", "metric": "f1", "min": 0.1}]}}))
+    (tmp_path / "train").mkdir()
+    base = {"data": {"path": "x", "label": "y", "numeric": ["a"]}}
+    for name, gates, expected in (("fraud", None, "f1 >= 0.1"),
+                                  ("churn", None, "p99 of a 256-row batch <= 7 ms"),
+                                  ("fraud", [{"kind": "latency", "p99_ms": 1}],
+                                   "p99 of a 256-row batch <= 1 ms")):
+        path = tmp_path / "train" / f"{name}.yaml"
+        body = {**base, "name": name, **({"gates": gates} if gates else {})}
+        path.write_text(yaml.safe_dump(body))
+        config = load_train_config(path)
+        assert [g.name for g in config.gates or []] == [expected]
 
 
 @pytest.mark.parametrize(

@@ -159,3 +159,16 @@ def test_failed_critical_gates_block_production(store: StateStore, tmp_path: Pat
     assert forced.stage is Stage.PRODUCTION
     entry = registry.audit_log(ADMIN, "default")[-1]
     assert entry.after is not None and entry.after["forced_past_gates"] == ["auc >= 0.9"]
+
+
+def test_user_models_from_module_callable() -> None:
+    arch = ModelArchitecture(type="tests.unit.custom_model:build", task="regression",
+                             in_features=5)
+    model = build_model(arch)
+    assert model(torch.zeros(3, 5)).shape == (3,)
+    from mlray.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot import"):
+        build_model(arch.model_copy(update={"type": "tests.unit.nowhere:build"}))
+    with pytest.raises(ConfigError, match=r"not a torch\.nn\.Module"):
+        build_model(arch.model_copy(update={"type": "tests.unit.custom_model:not_a_module"}))
