@@ -30,6 +30,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/registry.py
+	$(BIN)/python bench/training.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

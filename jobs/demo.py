@@ -84,9 +84,11 @@ def main() -> None:
                           f"{v.metrics['f1']:.4f}", f"{v.metrics['log_loss']:.4f}", _gates(v))
     console.print(table)
 
+    uri = f"models:/{config.name}/Production"
     if best.validation is not None and not best.validation.passed:
         console.print(f"[yellow]v{best.version} failed its gates "
                       f"({best.validation.failed_critical}); not promoted[/]")
+        uri = best.uri
     else:
         client.registry.transition_stage(config.name, best.version, Stage.STAGING)
         client.registry.promote(config.name, best.version)
@@ -94,7 +96,7 @@ def main() -> None:
         console.print(f"promoted [green]{config.name} v{best.version}[/] to Production "
                       "(alias champion)")
 
-    predictor = load(f"models:/{config.name}/Production", client)
+    predictor = load(uri, client)
     rows = [{"amount": 980.0, "hour": 3, "txn_count_1h": 6, "txn_count_24h": 9,
              "amount_avg_7d": 25.0, "distance_from_home_km": 420.0, "account_age_days": 15,
              "merchant_category": "gaming", "device": "mobile_web", "country": "NG"},
@@ -102,7 +104,7 @@ def main() -> None:
              "amount_avg_7d": 31.0, "distance_from_home_km": 2.0, "account_age_days": 2900,
              "merchant_category": "grocery", "device": "pos_terminal", "country": "US"}]
     risky, safe = predictor.predict(rows)
-    console.print(f"models:/{config.name}/Production scores a risky transaction "
+    console.print(f"{uri} scores a risky transaction "
                   f"{risky:.3f} and an ordinary one {safe:.3f}")
     jobs = Table(title="jobs")
     for col in ("job", "kind", "status", "run", "version"):

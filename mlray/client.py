@@ -16,7 +16,7 @@ from typing import Any
 
 from mlray._private.validation import build
 from mlray.config import PlatformConfig, load_config
-from mlray.errors import NotFound
+from mlray.errors import AlreadyExists, NotFound
 from mlray.identity import Caller
 from mlray.registry.gates import GateReport
 from mlray.registry.types import (
@@ -108,8 +108,9 @@ class RegistryClient(_Facade):
         try:
             self.get_model(model)
         except NotFound:
-            self.create_model(model, input_schema=input_schema or [],
-                              output_schema=output_schema or [], **model_spec)
+            with contextlib.suppress(AlreadyExists):  # another register() got there first
+                self.create_model(model, input_schema=input_schema or [],
+                                  output_schema=output_schema or [], **model_spec)
         ref = self._artifacts.put(artifact_path)
         spec = build(
             VersionSpec, "spec", artifact_uri=ref.uri, artifact_sha256=ref.sha256,
@@ -354,7 +355,7 @@ def connect(address: str | None = None, *, namespace: str | None = None,
     """
     config = config or load_config()
     if namespace:
-        config = config.model_copy(update={"namespace": namespace})
+        config = build(PlatformConfig, "", **{**config.model_dump(), "namespace": namespace})
     caller = caller or Caller.local_admin(config.user)
     if local:
         from mlray._private.transport import LocalTransport

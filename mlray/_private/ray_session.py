@@ -21,9 +21,7 @@ def ensure_ray(address: str | None, namespace: str, num_cpus: int = 0) -> str | 
     With an address, join it (``"local"`` always starts a new local Ray). Without, join
     a running cluster (``auto``), and when there is none, start a local Ray.
     """
-    # A cluster with token auth only accepts clients that say so before ray is imported.
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
-    import ray
+    import ray  # RAY_AUTH_MODE was set when mlray was imported (mlray/__init__.py)
 
     global _dashboard_url
     if ray.is_initialized():

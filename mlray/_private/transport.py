@@ -57,7 +57,8 @@ class ActorTransport:
                 cause = getattr(exc, "cause", None)
                 if isinstance(cause, MlrayError):
                     raise cause from None
-                raise
+                raise MlrayError(f"internal error in {service}.{method}: "
+                                 f"{type(cause).__name__}: {cause}") from exc
             except (rex.RayActorError, rex.ActorUnavailableError) as exc:
                 if attempt + 1 < attempts:
                     time.sleep(min(0.1 * 2**attempt, 2.0))
@@ -66,7 +67,8 @@ class ActorTransport:
                 raise BackendUnavailable(
                     f"the {service} actor was lost during {method}{what}: {exc}") from None
             except rex.GetTimeoutError:
+                what = "" if idempotent else "; the write may or may not have been applied"
                 raise BackendUnavailable(
-                    f"the {service} actor did not answer {method} within {self.timeout_s}s"
-                ) from None
+                    f"the {service} actor did not answer {method} within "
+                    f"{self.timeout_s}s{what}") from None
         raise AssertionError("unreachable")

@@ -13,7 +13,7 @@ from mlray.identity import check_project_name
 __all__ = ["FiniteFloat", "Name", "ParamValue", "Project", "Tags", "now"]
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-ParamValue = str | int | float | bool
+ParamValue = str | int | FiniteFloat | bool
 Name = Annotated[str, AfterValidator(check_name)]
 Project = Annotated[str, AfterValidator(check_project_name)]
 TagKey = Annotated[str, Field(min_length=1, max_length=256)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import socket
@@ -18,7 +19,7 @@ from mlray.client import Client, connect
 from mlray.config import PlatformConfig, load_config
 from mlray.errors import InvalidInput
 
-__all__ = ["JsonOpt", "State", "console", "emit", "parse_pairs", "state"]
+__all__ = ["JsonOpt", "State", "console", "emit", "parse_pairs", "state", "when"]
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -86,6 +87,11 @@ def emit(value: Any, as_json: bool, columns: Sequence[str] = (),
     for row in rows:
         table.add_row(*("" if c is None else str(c) for c in row))
     console.print(table)
+
+
+def when(ts: float | None) -> str:
+    """A timestamp as local date and time, or empty."""
+    return "" if ts is None else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def parse_pairs(pairs: list[str] | None, what: str, numeric: bool = False) -> dict[str, Any]:

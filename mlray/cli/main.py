@@ -122,8 +122,14 @@ def down(as_json: bool = JsonOpt) -> None:
         with contextlib.suppress(ValueError):
             ray.kill(ray.get_actor(name, namespace=config.namespace), no_restart=True)
     ray.shutdown()
+    if address != f"127.0.0.1:{config.ray_head_port}":
+        emit({"stopped": "actors"}, as_json, ("",),
+             [[f"stopped the actors; the cluster at {address} was not started by `mlray up` "
+               "and keeps running"]])
+        return
     subprocess.run([_ray_cli(), "stop"], capture_output=True, check=False)
-    emit({"stopped": True}, as_json, ("",), [["stopped the actors and the Ray head"]])
+    emit({"stopped": "actors and head"}, as_json, ("",),
+         [["stopped the actors and the Ray head"]])
 
 
 @app.command()
@@ -148,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.TyperException, click.ClickException) as exc:
         exc.show()  # type: ignore[union-attr]
         return int(getattr(exc, "exit_code", 2))
+    except Exception as exc:
+        if os.environ.get("MLRAY_DEBUG"):
+            raise
+        err_console.print(f"error: {type(exc).__name__}: {exc} (MLRAY_DEBUG=1 shows the "
+                          "traceback)", markup=False, highlight=False)
+        return 1
     return 0
 
 

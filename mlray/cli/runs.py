@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import typer
 
-from mlray.cli._common import JsonOpt, console, emit, state
+from mlray.cli._common import JsonOpt, console, emit, state, when
 
 app = typer.Typer(help="Experiment runs.", no_args_is_help=True)
-
-
-def _when(ts: float | None) -> str:
-    return "" if ts is None else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @app.command("list")
@@ -31,7 +25,7 @@ def list_runs(
     page = client.experiments.search_runs(experiments=experiment or None, filter=filter,
                                           order_by=order_by or None, limit=limit,
                                           offset=offset)
-    rows = [[r.run_id[:12], r.experiment, r.name, r.status.value, _when(r.start_time),
+    rows = [[r.run_id[:12], r.experiment, r.name, r.status.value, when(r.start_time),
              " ".join(f"{k}={v}" for k, v in sorted(r.params.items())),
              " ".join(f"{k}={m.value:.4g}" for k, m in sorted(r.metrics.items()))]
             for r in page.runs]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mlray.cli._common import JsonOpt, console, emit, err_console, state
+from mlray.cli._common import JsonOpt, console, emit, err_console, state, when
 from mlray.training.config import load_train_config
 
 jobs_app = typer.Typer(help="Training and tuning jobs.", no_args_is_help=True)
@@ -75,10 +74,6 @@ def tune(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
          f"tuned {spec.name}")
 
 
-def _when(ts: float | None) -> str:
-    return "" if ts is None else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
 @jobs_app.command("list")
 def list_jobs(status: str = typer.Option(None, "--status", help="PENDING, RUNNING, ..."),
               limit: int = typer.Option(50, "--limit", "-n", min=1, max=10_000),
@@ -87,7 +82,7 @@ def list_jobs(status: str = typer.Option(None, "--status", help="PENDING, RUNNIN
     jobs = state.client().jobs.list(status=status, limit=limit)
     emit(jobs, as_json, ("job", "kind", "name", "status", "started", "ended", "run", "version",
                          "error"),
-         [[j.job_id, j.kind, j.name, j.status.value, _when(j.started_at), _when(j.ended_at),
+         [[j.job_id, j.kind, j.name, j.status.value, when(j.started_at), when(j.ended_at),
            (j.run_id or "")[:12], j.model_version, (j.error or "")[:60]] for j in jobs], "jobs")
 
 

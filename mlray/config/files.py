@@ -28,6 +28,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist", field=str(path)) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}", field=str(path)) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}", field=str(path)) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level", field=str(path))
     return data

@@ -34,7 +34,8 @@ class PlatformConfig(BaseModel):
         "mlray", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Ray namespace of the actors."
     )
     project: str = Field("default", description="Project used when a call names none.")
-    user: str = Field("local", min_length=1, description="Identity of the local caller.")
+    user: str = Field("local", min_length=1, max_length=128,
+                      description="Identity of the local caller.")
     state_url: str | None = Field(None, description="sqlite:///path or redis://host:port/db.")
     artifact_uri: str | None = Field(None, description="Local path or pyarrow.fs URI.")
     redis_prefix: str = Field("mlray", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")

@@ -50,6 +50,7 @@ def _num(value: float) -> float | None:
 def profile_numeric(values: np.ndarray | pd.Series, bins: int = 10) -> NumericProfile:
     """Quantile bins and summary statistics of one column (nulls counted, not binned)."""
     data = pd.to_numeric(pd.Series(values), errors="coerce").astype(float)
+    data = data.where(np.isfinite(data))  # infinities count as missing, like NaN
     present = data.dropna().to_numpy()
     null_rate = float(data.isna().mean()) if len(data) else 0.0
     if len(present) == 0:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from mlray._private.filters import evaluate, parse_filter, parse_order, sort_by
 from mlray._private.types import Name, Project, Tags, now
-from mlray._private.validation import boundary
+from mlray._private.validation import boundary, build
 from mlray.errors import (
     AlreadyExists,
     Conflict,
@@ -165,7 +165,7 @@ class ModelRegistry:
             if tags is not None:
                 merged = {**model.tags, **tags}
                 changes["tags"] = {k: v for k, v in merged.items() if v != ""}
-            updated = model.model_copy(update=changes)
+            updated = build(RegisteredModel, "", **{**model.model_dump(), **changes})
             self._store.put(MODELS, doc.key, updated.model_dump(mode="json"), doc.version,
                             self._audit(caller, project, "model.update", doc.key,
                                         after={k: v for k, v in changes.items()
@@ -350,6 +350,7 @@ class ModelRegistry:
             ts = now()
             moved = current.model_copy(update={"stage": stage, "updated_at": ts,
                                                "updated_by": caller.user})
+            mdoc = self._model_doc(project, model)
             ops: list[Op] = [Put(collection=VERSIONS, key=doc.key,
                                  data=moved.model_dump(mode="json", exclude={"aliases"}),
                                  expected_version=doc.version)]
@@ -366,13 +367,18 @@ class ModelRegistry:
                     ops.append(Put(collection=VERSIONS, key=other.key,
                                    data=old.model_dump(mode="json", exclude={"aliases"}),
                                    expected_version=other.version))
+            # Rewriting the model document under compare-and-set serializes concurrent
+            # stage changes of one model, so two promotions cannot both win.
+            touched = RegisteredModel.model_validate(mdoc.data).model_copy(
+                update={"updated_at": ts})
+            ops.append(Put(collection=MODELS, key=mdoc.key,
+                           data=touched.model_dump(mode="json"), expected_version=mdoc.version))
             self._store.apply(ops, self._audit(
                 caller, project, "version.stage", doc.key,
                 before={"stage": current.stage.value},
                 after={"stage": stage.value, "archived": archived,
                        **({"forced_past_gates": failed} if force and failed else {})}))
-            registered = RegisteredModel.model_validate(self._model_doc(project, model).data)
-            moved.aliases = sorted(a for a, v in registered.aliases.items() if v == version)
+            moved.aliases = sorted(a for a, v in touched.aliases.items() if v == version)
             return moved
 
         return self._retry(attempt)
@@ -419,8 +425,7 @@ class ModelRegistry:
         caller.require(project, Role.editor)
 
         def attempt() -> RegisteredModel:
-            self._version_doc(project, model, version)
-            mdoc = self._model_doc(project, model)
+            mdoc, _ = self._model_and_version(project, model, version)
             registered = RegisteredModel.model_validate(mdoc.data)
             held = registered.aliases.get(alias)
             if held == version:

@@ -15,10 +15,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlray.errors import BackendUnavailable, IntegrityError, InvalidInput, NotFound
+from mlray.errors import (
+    AlreadyExists,
+    BackendUnavailable,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+)
 
 __all__ = ["ArtifactRef", "ArtifactStore"]
 
@@ -71,7 +78,7 @@ class ArtifactStore:
             else:
                 self._fs, self._root = pafs.LocalFileSystem(), str(Path(root_uri).absolute())
             self._fs.create_dir(self._root, recursive=True)
-        except (OSError, ValueError, pafs.ArrowException) as exc:  # type: ignore[attr-defined]
+        except (OSError, ValueError, pa.ArrowException) as exc:
             raise BackendUnavailable(f"cannot open artifact root {root_uri!r}: {exc}") from exc
         self._scheme = "file" if isinstance(self._fs, pafs.LocalFileSystem) else self._fs.type_name
         self.root_uri = self._to_uri(self._root)
@@ -81,8 +88,9 @@ class ArtifactStore:
 
     def _to_path(self, uri: str) -> str:
         scheme, sep, path = uri.partition("://")
-        if not sep or scheme != self._scheme:
-            raise InvalidInput(f"artifact URI {uri!r} is not under {self.root_uri}", field="uri")
+        if not sep or scheme != self._scheme or not path.startswith(f"{self._root}/objects/"):
+            raise InvalidInput(f"artifact URI {uri!r} is not under {self.root_uri}/objects",
+                               field="uri")
         return path
 
     def put(self, local_path: str | Path, name: str | None = None) -> ArtifactRef:
@@ -97,6 +105,8 @@ class ArtifactStore:
         name = name or src.name
         if src.is_dir():
             entries = _local_tree(src)
+            if not entries:
+                raise InvalidInput(f"artifact source {src} is an empty directory", field="path")
             sha, size = _manifest(entries), sum(e[1] for e in entries)
         else:
             sha, size = _file_sha(src), src.stat().st_size
@@ -159,33 +169,43 @@ class ArtifactStore:
         return ArtifactRef(uri=uri, sha256=sha256, size=size or 0, is_dir=is_dir)
 
     def fetch(self, uri: str, sha256: str, dest_dir: str | Path | None = None) -> Path:
-        """Copy the artifact to a local directory, verify it there, and return its local path.
+        """Copy the artifact into ``dest_dir`` (default: a new temp dir), verified, and
+        return its local path. The copy lands in a scratch folder first and moves into
+        place only once its hash matches, so nothing unverified is left behind.
 
         Raises:
             NotFound: nothing at ``uri``.
-            IntegrityError: the copied bytes do not hash to ``sha256`` (the copy is removed).
+            AlreadyExists: ``dest_dir`` already holds a file or folder of that name.
+            IntegrityError: the copied bytes do not hash to ``sha256``.
         """
         path = self._to_path(uri)
         info = self._info(path)
         target_dir = Path(dest_dir) if dest_dir else Path(tempfile.mkdtemp(prefix="mlray-art-"))
         target = target_dir / path.rsplit("/", 1)[-1]
+        if target.exists():
+            raise AlreadyExists(f"{target} exists; fetch into another directory",
+                                field="dest_dir")
         target_dir.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".mlray-fetch-", dir=target_dir))
+        staged = scratch / target.name
         try:
             if info.type == pafs.FileType.Directory:
-                target.mkdir(exist_ok=True)
+                staged.mkdir()
                 selector = pafs.FileSelector(path, recursive=True)
                 for item in self._fs.get_file_info(selector):
                     if item.type == pafs.FileType.File:
-                        self._download(item.path, target / item.path[len(path) :].lstrip("/"))
-                actual = _manifest(_local_tree(target))
+                        self._download(item.path, staged / item.path[len(path) :].lstrip("/"))
+                actual = _manifest(_local_tree(staged))
             else:
-                self._download(path, target)
-                actual = _file_sha(target)
+                self._download(path, staged)
+                actual = _file_sha(staged)
+            if actual != sha256:
+                raise _mismatch(uri, actual, sha256)
+            staged.rename(target)
         except OSError as exc:
             raise BackendUnavailable(f"reading artifact {uri}: {exc}") from exc
-        if actual != sha256:
-            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink()
-            raise _mismatch(uri, actual, sha256)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         return target
 
     def read_bytes(self, uri: str, sha256: str) -> bytes:

@@ -10,15 +10,16 @@ or does nothing. Everything else that writes is built on it.
 from __future__ import annotations
 
 import abc
+import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlray.errors import Conflict
+from mlray.errors import Conflict, InvalidInput
 
-__all__ = ["AuditEntry", "Delete", "Document", "Op", "Put", "StateStore", "matches"]
+__all__ = ["AuditEntry", "Delete", "Document", "Op", "Put", "StateStore", "encode", "matches"]
 
 #: Expected version meaning "the document must not exist yet".
 ABSENT = 0
@@ -76,6 +77,17 @@ class AuditEntry(BaseModel):
     target: str
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
+
+
+def encode(data: Any) -> str:
+    """JSON for storage; NaN and infinity are refused (they are not JSON)."""
+    try:
+        return json.dumps(data, allow_nan=False)
+    except ValueError:
+        raise InvalidInput("a value is NaN or infinite; store finite numbers or null",
+                           field="data") from None
+    except TypeError as exc:
+        raise InvalidInput(f"a value cannot be stored as JSON: {exc}", field="data") from None
 
 
 def matches(data: Mapping[str, Any], where: Mapping[str, Any] | None) -> bool:

@@ -16,8 +16,17 @@ from typing import Any
 
 import redis
 
-from mlray.errors import BackendUnavailable
-from mlray.storage.base import AuditEntry, Delete, Document, Op, StateStore, check_expected, matches
+from mlray.errors import BackendUnavailable, ConfigError
+from mlray.storage.base import (
+    AuditEntry,
+    Delete,
+    Document,
+    Op,
+    StateStore,
+    check_expected,
+    encode,
+    matches,
+)
 
 __all__ = ["RedisStateStore"]
 
@@ -75,7 +84,10 @@ class RedisStateStore(StateStore):
     def __init__(self, url: str, prefix: str = "mlray") -> None:
         self.url = url
         self.prefix = prefix
-        self._redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        try:
+            self._redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        except ValueError as exc:
+            raise ConfigError(f"state_url {url!r}: {exc}", field="state_url") from None
         with self._guard():
             self._redis.ping()
             self._apply = self._redis.register_script(_APPLY)
@@ -136,7 +148,7 @@ class RedisStateStore(StateStore):
             if op.expected_version is not None:
                 item["e"] = op.expected_version
             if not isinstance(op, Delete):
-                item["d"] = json.dumps({"t": now, "d": op.data})
+                item["d"] = encode({"t": now, "d": op.data})
             encoded.append(item)
         keys += [f"{self.prefix}:audit:seq", f"{self.prefix}:audit"]
         request: dict[str, Any] = {"ops": encoded}

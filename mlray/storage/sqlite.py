@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from mlray.errors import BackendUnavailable
-from mlray.storage.base import AuditEntry, Delete, Document, Op, StateStore, check_expected, matches
+from mlray.storage.base import (
+    AuditEntry,
+    Delete,
+    Document,
+    Op,
+    StateStore,
+    check_expected,
+    encode,
+    matches,
+)
 
 __all__ = ["SQLiteStateStore"]
 
@@ -133,7 +142,7 @@ class SQLiteStateStore(StateStore):
                     version = (current or 0) + 1
                     db.execute(
                         "INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?)",
-                        (op.collection, op.key, version, json.dumps(op.data), now),
+                        (op.collection, op.key, version, encode(op.data), now),
                     )
                     written.append(Document(collection=op.collection, key=op.key,
                                             version=version, data=op.data, updated_at=now))

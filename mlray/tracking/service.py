@@ -112,12 +112,28 @@ class ExperimentTracker:
                           after=after)
 
     def _entry(self, caller: Caller, project: Project, run_id: str, role: Role) -> tuple[int, Run]:
+        """The run as stored now (not the index's copy, which serves search only), so a
+        write's compare-and-set sees changes made through another tracker."""
         caller.require(project, role)
-        entry = self._runs.get(run_id)
-        if entry is None or entry[1].project != project:
+        run_id = self._full_id(project, run_id)
+        doc = self._store.get(RUNS, run_id)
+        if doc is None or doc.data["project"] != project:
             raise NotFound(f"run {run_id!r} does not exist in project {project!r}",
                            field="run_id")
-        return entry
+        run = Run.model_validate(doc.data)
+        self._runs[run_id] = (doc.version, run)
+        return doc.version, run
+
+    def _full_id(self, project: str, run_id: str) -> str:
+        """Accept a unique prefix of at least 8 characters, as the CLI shows ids."""
+        if len(run_id) >= 32 or len(run_id) < 8:
+            return run_id
+        found = [r for r, (_, run) in self._runs.items()
+                 if r.startswith(run_id) and run.project == project]
+        if len(found) > 1:
+            raise InvalidInput(f"run id prefix {run_id!r} matches {len(found)} runs; give more "
+                               "characters", field="run_id")
+        return found[0] if found else run_id
 
     def _live(self, caller: Caller, project: Project, run_id: str) -> tuple[int, Run]:
         version, run = self._entry(caller, project, run_id, Role.editor)

@@ -6,6 +6,7 @@ name; the driver is not involved.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,17 +45,18 @@ class TrackingTarget:
 class TrackerCallback(UserCallback):
     """Logs rank 0's epoch metrics to the run, beats the job's heartbeat, honours cancel."""
 
-    def __init__(self, target: TrackingTarget, step_offset: int = 0) -> None:
+    def __init__(self, target: TrackingTarget) -> None:
         self.target = target
-        self.step_offset = step_offset
 
     def after_report(self, run_context: Any, metrics: list[dict[str, Any]],
                      checkpoint: Any) -> None:
         first = metrics[0]
-        step = int(first.get("epoch", 0)) + self.step_offset
+        step = int(first.get("epoch", 0))
+        # A diverging loss (NaN, inf) is not a loggable value; the other metrics still are.
         points = [MetricPoint(key=k, value=float(first[k]), step=step) for k in LOGGED
-                  if k in first]
-        self.target.call("experiments", "log_metrics", self.target.run_id, points)
+                  if k in first and math.isfinite(float(first[k]))]
+        if points:
+            self.target.call("experiments", "log_metrics", self.target.run_id, points)
         if self.target.job_id is None:
             return
         job = self.target.call("jobs", "update_job", self.target.job_id, heartbeat=True)

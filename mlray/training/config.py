@@ -3,7 +3,7 @@
 Cross-field checks (splits add up to one, a label that is not a feature, an early
 stopping metric that is reported) run here; checks against the data (columns exist,
 dtypes fit) and the cluster (GPUs exist) run before any worker starts, in
-:mod:`mlray.training.preflight`.
+:mod:`mlray.training.prepare`.
 """
 
 from __future__ import annotations

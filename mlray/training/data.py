@@ -7,11 +7,11 @@ artifact as JSON, so serving turns raw feature rows into tensors the same way.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as pads
 from pydantic import BaseModel, Field
 
@@ -30,9 +30,12 @@ def load_frame(config: DataConfig) -> pd.DataFrame:
     """
     try:
         dataset = pads.dataset(config.path, format="parquet")
-    except (FileNotFoundError, OSError) as exc:
+        present = set(dataset.schema.names)
+    except FileNotFoundError as exc:
         raise NotFound(f"data.path {config.path!r}: {exc}", field="data.path") from None
-    present = set(dataset.schema.names)
+    except (OSError, pa.ArrowException) as exc:
+        raise InvalidInput(f"data.path {config.path!r} is not readable Parquet: {exc}",
+                           field="data.path") from None
     wanted = [*config.features, config.label]
     missing = [c for c in wanted if c not in present]
     if missing:
@@ -149,7 +152,3 @@ class Preprocessor(BaseModel):
             out[np.arange(len(frame)), offset + codes] = 1.0
             offset += len(vocab) + 1
         return out
-
-    def fingerprint(self) -> str:
-        """A short hash of the fitted state."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]

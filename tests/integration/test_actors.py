@@ -88,6 +88,7 @@ def test_killing_the_registry_mid_stream_loses_no_acknowledged_write(
     client.registry.create_model("m")
     acked: list[int] = []
     lost_in_flight: list[str] = []
+    unexpected: list[BaseException] = []
 
     def writer() -> None:
         while len(acked) < 40:
@@ -95,6 +96,9 @@ def test_killing_the_registry_mid_stream_loses_no_acknowledged_write(
                 acked.append(client.registry.create_version("m", spec).version)
             except BackendUnavailable as exc:
                 lost_in_flight.append(str(exc))
+            except BaseException as exc:
+                unexpected.append(exc)
+                return
 
     thread = threading.Thread(target=writer)
     thread.start()
@@ -102,7 +106,7 @@ def test_killing_the_registry_mid_stream_loses_no_acknowledged_write(
     handle = ray.get_actor("registry", namespace=mlray_env.namespace)
     ray.kill(handle, no_restart=False)
     thread.join(timeout=120)
-    assert not thread.is_alive()
+    assert not thread.is_alive() and not unexpected and len(acked) == 40
     stored = [v.version for v in client.registry.list_versions("m")]
     assert set(acked) <= set(stored)
     assert stored == list(range(1, len(stored) + 1)), "no gaps, no duplicates"
@@ -114,6 +118,7 @@ def test_killing_the_tracker_mid_stream_loses_no_acknowledged_metric(
         client: mlray.Client, mlray_env: PlatformConfig) -> None:
     run = client.experiments.start_run("e")
     acked: list[int] = []
+    unexpected: list[BaseException] = []
 
     def writer() -> None:
         step = 0
@@ -123,6 +128,9 @@ def test_killing_the_tracker_mid_stream_loses_no_acknowledged_metric(
                 acked.append(step)
             except BackendUnavailable:
                 pass
+            except BaseException as exc:
+                unexpected.append(exc)
+                return
             step += 1
 
     thread = threading.Thread(target=writer)
@@ -130,6 +138,7 @@ def test_killing_the_tracker_mid_stream_loses_no_acknowledged_metric(
     wait_for(lambda: len(acked) >= 15)
     ray.kill(ray.get_actor("experiments", namespace=mlray_env.namespace), no_restart=False)
     thread.join(timeout=120)
+    assert not thread.is_alive() and not unexpected and len(acked) == 60
     history = {p.step for p in client.experiments.metric_history(run.run_id, "loss")}
     assert set(acked) <= history
     assert _restarts("experiments", mlray_env.namespace) >= 1

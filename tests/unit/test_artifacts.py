@@ -92,3 +92,28 @@ def test_file_uri_root(tmp_path: Path) -> None:
     src.write_bytes(b"x")
     ref = store.put(src)
     assert store.read_bytes(ref.uri, ref.sha256) == b"x"
+
+
+def test_fetch_never_touches_an_existing_target(artifacts: ArtifactStore,
+                                                tmp_path: Path) -> None:
+    from mlray.errors import AlreadyExists
+
+    src = _tree(tmp_path / "model")
+    ref = artifacts.put(src)
+    with pytest.raises(AlreadyExists, match="exists"):
+        artifacts.fetch(ref.uri, ref.sha256, tmp_path)
+    assert (src / "weights.pt").exists(), "the user's folder is intact"
+    out = artifacts.fetch(ref.uri, ref.sha256, tmp_path / "elsewhere")
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == ["model"]
+    assert (out / "sub" / "spec.json").exists()
+
+
+def test_empty_directories_and_foreign_paths_are_refused(artifacts: ArtifactStore,
+                                                         tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidInput, match="empty directory"):
+        artifacts.put(tmp_path / "empty")
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"x")
+    with pytest.raises(InvalidInput, match="not under"):
+        artifacts.verify(f"file://{outside}", hashlib.sha256(b"x").hexdigest())

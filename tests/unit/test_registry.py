@@ -271,3 +271,38 @@ def test_fifty_concurrent_writers_get_versions_one_to_fifty(
         t.join()
     assert sorted(got) == list(range(1, 51))
     assert [v.version for v in first.list_versions(ADMIN, P, "m")] == list(range(1, 51))
+
+
+def test_concurrent_promotions_leave_one_production_version(
+        store: StateStore, state_url: str, redis_prefix: str, artifacts: ArtifactStore,
+        tmp_path: Path) -> None:
+    first = ModelRegistry(store, artifacts)
+    second = ModelRegistry(open_state_store(state_url, redis_prefix=redis_prefix), artifacts)
+    first.create_model(ADMIN, P, {"name": "m"})
+    for i in range(6):
+        first.create_version(ADMIN, P, "m", artifact_spec(artifacts, tmp_path, bytes([i])))
+    threads = [threading.Thread(target=(first if v % 2 else second).transition_stage,
+                                args=(ADMIN, P, "m", v, Stage.PRODUCTION))
+               for v in range(1, 7)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(first.list_versions(ADMIN, P, "m", stage=Stage.PRODUCTION)) == 1
+    assert len(first.list_versions(ADMIN, P, "m", stage=Stage.ARCHIVED)) == 5
+
+
+def test_non_finite_params_are_refused(registry: ModelRegistry, artifacts: ArtifactStore,
+                                       tmp_path: Path) -> None:
+    registry.create_model(ADMIN, P, {"name": "m"})
+    spec = artifact_spec(artifacts, tmp_path)
+    with pytest.raises(InvalidInput, match="params"):
+        registry.create_version(ADMIN, P, "m", {**spec.model_dump(),
+                                                "params": {"x": float("nan")}})
+    registry.create_version(ADMIN, P, "m", spec)
+    assert registry.resolve(ADMIN, P, "models:/m/None").version == 1
+
+
+def test_update_model_validates(fraud: ModelRegistry) -> None:
+    with pytest.raises(InvalidInput, match="description"):
+        fraud.update_model(ADMIN, P, "fraud", description="x" * 6000)

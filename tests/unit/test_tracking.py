@@ -162,3 +162,21 @@ def test_runs_are_isolated_by_project_and_role(tracker: ExperimentTracker) -> No
     assert tracker.get_run(viewer, P, run.run_id).run_id == run.run_id
     with pytest.raises(PermissionDenied):
         tracker.log_metric(viewer, P, run.run_id, "loss", 1.0)
+
+
+def test_two_trackers_on_one_store_both_write(tracker: ExperimentTracker,
+                                              store: StateStore) -> None:
+    run = tracker.start_run(ADMIN, P, "e")
+    other = ExperimentTracker(store)
+    other.log_metric(ADMIN, P, run.run_id, "loss", 0.5, step=1)
+    tracker.log_metric(ADMIN, P, run.run_id, "loss", 0.4, step=2)
+    other.set_tags(ADMIN, P, run.run_id, {"k": "v"})
+    final = tracker.end_run(ADMIN, P, run.run_id)
+    assert final.tags == {"k": "v"} and final.metrics["loss"].value == 0.4
+
+
+def test_run_ids_resolve_from_a_unique_prefix(tracker: ExperimentTracker) -> None:
+    run = tracker.start_run(ADMIN, P, "e")
+    assert tracker.get_run(ADMIN, P, run.run_id[:12]).run_id == run.run_id
+    with pytest.raises(NotFound):
+        tracker.get_run(ADMIN, P, "00000000")
