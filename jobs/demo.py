@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import mlray
-from mlray.datasets import write_fraud
+from mlray.datasets import example_transactions, write_fraud
 from mlray.models import load
 from mlray.registry.types import ModelVersion, Stage
 from mlray.training.config import TrainConfig, load_train_config
@@ -97,12 +97,7 @@ def main() -> None:
                       "(alias champion)")
 
     predictor = load(uri, client)
-    rows = [{"amount": 980.0, "hour": 3, "txn_count_1h": 6, "txn_count_24h": 9,
-             "amount_avg_7d": 25.0, "distance_from_home_km": 420.0, "account_age_days": 15,
-             "merchant_category": "gaming", "device": "mobile_web", "country": "NG"},
-            {"amount": 18.5, "hour": 12, "txn_count_1h": 0, "txn_count_24h": 3,
-             "amount_avg_7d": 31.0, "distance_from_home_km": 2.0, "account_age_days": 2900,
-             "merchant_category": "grocery", "device": "pos_terminal", "country": "US"}]
+    rows = example_transactions()
     risky, safe = predictor.predict(rows)
     console.print(f"{uri} scores a risky transaction "
                   f"{risky:.3f} and an ordinary one {safe:.3f}")

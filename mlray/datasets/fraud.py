@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 
 from mlray.errors import InvalidInput
 
-__all__ = ["FRAUD_CATEGORICAL", "FRAUD_NUMERIC", "generate_fraud", "write_fraud"]
+__all__ = ["FRAUD_CATEGORICAL", "FRAUD_NUMERIC", "example_transactions", "generate_fraud",
+           "write_fraud"]
 
 FRAUD_NUMERIC = ["amount", "hour", "txn_count_1h", "txn_count_24h", "amount_avg_7d",
                  "distance_from_home_km", "account_age_days"]
@@ -107,3 +108,15 @@ def write_fraud(path: str | Path, rows: int = 20_000, **kwargs: object) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), out)
     return out
+
+
+def example_transactions() -> list[dict[str, object]]:
+    """Two raw rows for trying a fraud model: a risky transaction, then an ordinary one."""
+    return [
+        {"amount": 980.0, "hour": 3, "txn_count_1h": 6, "txn_count_24h": 9,
+         "amount_avg_7d": 25.0, "distance_from_home_km": 420.0, "account_age_days": 15,
+         "merchant_category": "gaming", "device": "mobile_web", "country": "NG"},
+        {"amount": 18.5, "hour": 12, "txn_count_1h": 0, "txn_count_24h": 3,
+         "amount_avg_7d": 31.0, "distance_from_home_km": 2.0, "account_age_days": 2900,
+         "merchant_category": "grocery", "device": "pos_terminal", "country": "US"},
+    ]

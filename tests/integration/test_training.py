@@ -13,7 +13,12 @@ import pytest
 
 import mlray
 from mlray import ConfigError, InvalidInput, InvalidTransition, PlatformConfig, Stage
-from mlray.datasets import FRAUD_CATEGORICAL, FRAUD_NUMERIC, write_fraud
+from mlray.datasets import (
+    FRAUD_CATEGORICAL,
+    FRAUD_NUMERIC,
+    example_transactions,
+    write_fraud,
+)
 from mlray.models import load
 from mlray.tracking.jobs import JobStatus
 from mlray.training.config import TrainConfig
@@ -82,12 +87,7 @@ def test_train_registers_a_model_that_loads_and_predicts(client: mlray.Client,
     assert job.status is JobStatus.COMPLETED and job.model_version == version.version
 
     predictor = load("models:/fraud/Production", client)
-    rows = [{"amount": 950.0, "hour": 3, "txn_count_1h": 6, "txn_count_24h": 9,
-             "amount_avg_7d": 20.0, "distance_from_home_km": 300.0, "account_age_days": 20,
-             "merchant_category": "gaming", "device": "mobile_web", "country": "NG"},
-            {"amount": 12.0, "hour": 12, "txn_count_1h": 0, "txn_count_24h": 3,
-             "amount_avg_7d": 30.0, "distance_from_home_km": 1.0, "account_age_days": 3000,
-             "merchant_category": "grocery", "device": "pos_terminal", "country": "US"}]
+    rows = example_transactions()
     risky, safe = predictor.predict(rows)
     assert 0.0 <= safe < risky <= 1.0
 
