@@ -29,7 +29,8 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -51,7 +52,7 @@ def redis_url() -> Iterator[str]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{message}: CI needs a real Redis")
         pytest.skip(f"!!! SKIPPING REDIS TESTS: {message} !!!")
-    port = _free_port()
+    port = free_port()
     workdir = tempfile.mkdtemp(prefix="mlray-redis-")
     proc = subprocess.Popen(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 
 from mlray.cli.main import main
+from tests.conftest import free_port
 
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("MLRAY_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    with socket.socket() as sock:  # a head port nothing listens on: embedded mode
-        sock.bind(("127.0.0.1", 0))
-        monkeypatch.setenv("MLRAY_RAY_HEAD_PORT", str(sock.getsockname()[1]))
+    # a head port nothing listens on: embedded mode
+    monkeypatch.setenv("MLRAY_RAY_HEAD_PORT", str(free_port()))
 
     def run(*args: str) -> tuple[int, str, str]:
         code = main(list(args))

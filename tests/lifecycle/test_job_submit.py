@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,20 +15,15 @@ import yaml
 import mlray
 from mlray.config import load_config
 from mlray.datasets import FRAUD_CATEGORICAL, FRAUD_NUMERIC, write_fraud
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.lifecycle
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_train_job_through_ray_job_submit(tmp_path: Path) -> None:
     ray_cli = str(Path(sys.executable).with_name("ray"))
-    port, dashboard = _free_port(), _free_port()
+    port, dashboard = free_port(), free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     data = write_fraud(tmp_path / "fraud.parquet", 3000, seed=2)
     config = tmp_path / "train.yaml"

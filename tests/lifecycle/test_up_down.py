@@ -8,26 +8,21 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 pytestmark = pytest.mark.lifecycle
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_up_status_commands_down(tmp_path: Path) -> None:
     env = {**os.environ, "MLRAY_HOME": str(tmp_path / "home"),
-           "MLRAY_RAY_HEAD_PORT": str(_free_port()),
-           "MLRAY_RAY_DASHBOARD_PORT": str(_free_port())}
+           "MLRAY_RAY_HEAD_PORT": str(free_port()),
+           "MLRAY_RAY_DASHBOARD_PORT": str(free_port())}
     env.pop("RAY_ADDRESS", None)
     mlray = [sys.executable, "-m", "mlray.cli"]
 
