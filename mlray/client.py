@@ -28,6 +28,7 @@ from mlray.registry.types import (
     TensorSpec,
     VersionSpec,
 )
+from mlray.serving.traffic import TrafficPolicy
 from mlray.storage.artifacts import ArtifactStore
 from mlray.storage.base import AuditEntry
 from mlray.tracking.jobs import JobStatus, TrainingJob
@@ -173,6 +174,17 @@ class RegistryClient(_Facade):
         """Fetch the artifact of the version ``uri`` names, verified by sha256."""
         version = self.resolve(uri)
         return self._artifacts.fetch(version.artifact_uri, version.artifact_sha256, dest_dir)
+
+    def set_traffic(self, model: str, weights: dict[int, float], *,
+                    shadows: list[int] | None = None, sticky: bool = True) -> TrafficPolicy:
+        """Store how ``model``'s requests split between versions (e.g. ``{1: 90, 2: 10}``)."""
+        policy = build(TrafficPolicy, "policy", weights=weights, shadows=shadows or [],
+                       sticky=sticky)
+        return self._call("set_traffic", model, policy)
+
+    def get_traffic(self, model: str) -> TrafficPolicy:
+        """``model``'s traffic policy (all to Production when none was set)."""
+        return self._call("get_traffic", model, read=True)
 
     def audit_log(self, *, after_seq: int = 0, limit: int = 100) -> list[AuditEntry]:
         """The project's audit trail (admins)."""

@@ -33,6 +33,7 @@ from mlray.registry.types import (
     VersionSpec,
 )
 from mlray.registry.uri import parse_model_uri
+from mlray.serving.traffic import TrafficPolicy
 from mlray.storage.artifacts import ArtifactStore
 from mlray.storage.base import AuditEntry, Delete, Document, Op, Put, StateStore
 
@@ -40,6 +41,7 @@ __all__ = ["ModelRegistry"]
 
 MODELS = "models"
 VERSIONS = "versions"
+TRAFFIC = "traffic"
 _RETRIES = 64
 _VERSION_FIELDS = frozenset({"version", "stage", "model", "created_at", "updated_at",
                              "created_by", "description"})
@@ -488,6 +490,56 @@ class ModelRegistry:
             what = f"in stage {ref.stage.value}" if ref.stage else "at all"
             raise NotFound(f"model {ref.name!r} has no version {what}", field="uri")
         return self._version(docs[-1], registered)
+
+    # -- traffic policies ------------------------------------------------------------------
+
+    @boundary
+    def set_traffic(self, caller: Caller, project: Project, model: Name,
+                    policy: TrafficPolicy) -> TrafficPolicy:
+        """Store ``model``'s traffic policy (what the serving ingress routes by).
+
+        Raises:
+            NotFound: a version in the policy does not exist.
+            InvalidTransition: a version in the policy is Archived.
+        """
+        caller.require(project, Role.editor)
+        mdoc = self._model_doc(project, model)
+        named = sorted({*policy.weights, *policy.shadows})
+        docs = self._store.get_many([(VERSIONS, _version_key(project, model, v)) for v in named])
+        for number, doc in zip(named, docs, strict=True):
+            if doc is None:
+                raise NotFound(f"model {model!r} has no version {number}", field="weights")
+            if doc.data["stage"] == Stage.ARCHIVED.value:
+                raise InvalidTransition(f"{model} v{number} is Archived; it cannot take "
+                                        "traffic", field="weights")
+        before = self._store.get(TRAFFIC, mdoc.key)
+        self._store.apply(
+            [Put(collection=TRAFFIC, key=mdoc.key, data=policy.model_dump(mode="json")),
+             Put(collection=MODELS, key=mdoc.key, data=mdoc.data,
+                 expected_version=mdoc.version)],
+            self._audit(caller, project, "traffic.set", mdoc.key,
+                        before=before.data if before else None,
+                        after=policy.model_dump(mode="json")))
+        return policy
+
+    @boundary
+    def get_traffic(self, caller: Caller, project: Project, model: Name) -> TrafficPolicy:
+        """``model``'s traffic policy; without one, all traffic to its Production version.
+
+        Raises:
+            NotFound: no policy and no Production version.
+        """
+        caller.require(project, Role.viewer)
+        mdoc = self._model_doc(project, model)
+        doc = self._store.get(TRAFFIC, mdoc.key)
+        if doc is not None:
+            return TrafficPolicy.model_validate(doc.data)
+        live = self._store.list(VERSIONS, {"stage": Stage.PRODUCTION.value},
+                                prefix=f"{project}/{model}/")
+        if not live:
+            raise NotFound(f"model {model!r} has no traffic policy and no Production version",
+                           field="model")
+        return TrafficPolicy(weights={doc.data["version"]: 1.0 for doc in live[-1:]})
 
     @boundary
     def audit_log(self, caller: Caller, project: Project, *, after_seq: int = 0,

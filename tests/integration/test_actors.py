@@ -52,6 +52,8 @@ def test_round_trip_and_typed_errors(client: mlray.Client, tmp_path: Path) -> No
     assert client.registry.resolve("models:/fraud@champion").stage is Stage.PRODUCTION
     assert client.registry.get_version("fraud", 1).stage is Stage.ARCHIVED
     assert client.registry.get_version("fraud", 1).lineage.run_id == run.run_id
+    client.registry.set_traffic("fraud", {2: 100})
+    assert client.registry.get_traffic("fraud").weights == {2: 100.0}
     fetched = client.registry.download("models:/fraud/Production", tmp_path / "dl")
     assert fetched.read_bytes() == b"\x00" * 64
     done = client.experiments.get_run(run.run_id)

@@ -306,3 +306,24 @@ def test_non_finite_params_are_refused(registry: ModelRegistry, artifacts: Artif
 def test_update_model_validates(fraud: ModelRegistry) -> None:
     with pytest.raises(InvalidInput, match="description"):
         fraud.update_model(ADMIN, P, "fraud", description="x" * 6000)
+
+
+def test_traffic_policies(fraud: ModelRegistry) -> None:
+    from mlray.serving import TrafficPolicy
+
+    with pytest.raises(NotFound, match="no traffic policy and no Production"):
+        fraud.get_traffic(ADMIN, P, "fraud")
+    fraud.transition_stage(ADMIN, P, "fraud", 2, Stage.PRODUCTION)
+    assert fraud.get_traffic(ADMIN, P, "fraud").weights == {2: 1.0}
+    policy = TrafficPolicy(weights={2: 90, 3: 10}, shadows=[1])
+    fraud.set_traffic(ADMIN, P, "fraud", policy)
+    assert fraud.get_traffic(ADMIN, P, "fraud") == policy
+    with pytest.raises(NotFound, match="no version 9"):
+        fraud.set_traffic(ADMIN, P, "fraud", TrafficPolicy(weights={9: 1}))
+    fraud.transition_stage(ADMIN, P, "fraud", 1, Stage.ARCHIVED)
+    with pytest.raises(InvalidTransition, match="Archived"):
+        fraud.set_traffic(ADMIN, P, "fraud", TrafficPolicy(weights={1: 1}))
+    with pytest.raises(InvalidInput, match="negative"):
+        fraud.set_traffic(ADMIN, P, "fraud", {"weights": {2: -5}})
+    [entry] = [e for e in fraud.audit_log(ADMIN, P) if e.action == "traffic.set"]
+    assert entry.after is not None and entry.after["shadows"] == [1], "failed sets not logged"
