@@ -8,6 +8,7 @@ actor means the change is durable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from mlray.config import PlatformConfig
@@ -41,13 +42,11 @@ class ServiceActor:
 
     NAME: ClassVar[str]
     API: ClassVar[frozenset[str]]
+    #: Each shell defines ``build(self, config)``, which creates the service it wraps.
+    build: Callable[[PlatformConfig], Any]
 
     def __init__(self, config: PlatformConfig) -> None:
         self._service = self.build(config)
-
-    def build(self, config: PlatformConfig) -> Any:
-        """Create the service this actor wraps."""
-        raise NotImplementedError
 
     def invoke(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call ``method`` on the service; unknown names are refused."""

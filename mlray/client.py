@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mlray._private.transport import Transport
 from mlray._private.validation import build
 from mlray.config import PlatformConfig, load_config
 from mlray.errors import AlreadyExists, NotFound
@@ -46,7 +47,8 @@ __all__ = ["Client", "ExperimentsClient", "JobsClient", "RegistryClient", "conne
 
 
 class _Facade:
-    def __init__(self, service: str, transport: Any, caller: Caller, project: str) -> None:
+    def __init__(self, service: str, transport: Transport, caller: Caller,
+                 project: str) -> None:
         self._service = service
         self._transport = transport
         self._caller = caller

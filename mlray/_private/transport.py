@@ -16,7 +16,6 @@ class Transport(Protocol):
     def call(self, service: str, method: str, *args: Any, idempotent: bool = False,
              **kwargs: Any) -> Any:
         """Invoke and return the result, raising :class:`MlrayError` subclasses."""
-        ...
 
 
 class LocalTransport:
