@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlray._private.services import SERVICE_NAMES
 from mlray.config import PlatformConfig
 
 __all__ = ["ACTORS", "actor_names", "start_actors"]
+
+#: One actor per control-plane service, in start order.
+ACTORS = SERVICE_NAMES
 
 
 def _classes() -> dict[str, Any]:
@@ -14,10 +18,8 @@ def _classes() -> dict[str, Any]:
     from actors.jobs import JobsActor
     from actors.registry import RegistryActor
 
-    return {"registry": RegistryActor, "experiments": ExperimentsActor, "jobs": JobsActor}
-
-
-ACTORS = ("registry", "experiments", "jobs")
+    classes = {cls.NAME: cls for cls in (RegistryActor, ExperimentsActor, JobsActor)}
+    return {name: classes[name] for name in ACTORS}
 
 
 def actor_names() -> tuple[str, ...]:

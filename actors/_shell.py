@@ -8,12 +8,11 @@ actor means the change is durable.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar
 
+from mlray._private.services import build_service, open_stores
 from mlray.config import PlatformConfig
 from mlray.errors import InvalidInput
-from mlray.storage import ArtifactStore, StateStore, open_state_store
 
 __all__ = ["ServiceActor", "actor_options"]
 
@@ -31,22 +30,15 @@ def actor_options(name: str, config: PlatformConfig) -> dict[str, Any]:
     }
 
 
-def open_stores(config: PlatformConfig) -> tuple[StateStore, ArtifactStore]:
-    """The state and artifact stores the config names."""
-    store = open_state_store(config.resolved_state_url, redis_prefix=config.redis_prefix)
-    return store, ArtifactStore(config.resolved_artifact_uri)
-
-
 class ServiceActor:
     """Base of the actor shells: ``invoke`` calls one of the service's public methods."""
 
     NAME: ClassVar[str]
     API: ClassVar[frozenset[str]]
-    #: Each shell defines ``build(self, config)``, which creates the service it wraps.
-    build: Callable[[PlatformConfig], Any]
 
     def __init__(self, config: PlatformConfig) -> None:
-        self._service = self.build(config)
+        store, artifacts = open_stores(config)
+        self._service = build_service(self.NAME, store, artifacts)
 
     def invoke(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call ``method`` on the service; unknown names are refused."""

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import ray
 
-from actors._shell import ServiceActor, open_stores
-from mlray.config import PlatformConfig
-from mlray.tracking.service import ExperimentTracker
+from actors._shell import ServiceActor
 
 __all__ = ["ExperimentsActor"]
 
@@ -21,7 +19,3 @@ class ExperimentsActor(ServiceActor):
         "log_params", "set_tags", "log_metrics", "log_metric", "metric_history",
         "log_artifact", "end_run", "search_runs", "compare_runs",
     })
-
-    def build(self, config: PlatformConfig) -> ExperimentTracker:
-        store, artifacts = open_stores(config)
-        return ExperimentTracker(store, artifacts)

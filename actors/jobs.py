@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import ray
 
-from actors._shell import ServiceActor, open_stores
-from mlray.config import PlatformConfig
-from mlray.tracking.jobs import JobBook
+from actors._shell import ServiceActor
 
 __all__ = ["JobsActor"]
 
@@ -17,7 +15,3 @@ class JobsActor(ServiceActor):
 
     NAME = "jobs"
     API = frozenset({"create_job", "update_job", "cancel_job", "get_job", "list_jobs"})
-
-    def build(self, config: PlatformConfig) -> JobBook:
-        store, _ = open_stores(config)
-        return JobBook(store)

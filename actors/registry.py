@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import ray
 
-from actors._shell import ServiceActor, open_stores
-from mlray.config import PlatformConfig
-from mlray.registry.service import ModelRegistry
+from actors._shell import ServiceActor
 
 __all__ = ["RegistryActor"]
 
@@ -22,7 +20,3 @@ class RegistryActor(ServiceActor):
         "transition_stage", "set_validation", "delete_version", "set_alias", "delete_alias",
         "resolve", "set_traffic", "get_traffic", "audit_log",
     })
-
-    def build(self, config: PlatformConfig) -> ModelRegistry:
-        store, artifacts = open_stores(config)
-        return ModelRegistry(store, artifacts)

@@ -341,18 +341,6 @@ class Client:
         return self.registry.project
 
 
-def _local_services(config: PlatformConfig) -> dict[str, Any]:
-    from mlray.registry.service import ModelRegistry
-    from mlray.storage import open_state_store
-    from mlray.tracking.jobs import JobBook
-    from mlray.tracking.service import ExperimentTracker
-
-    store = open_state_store(config.resolved_state_url, redis_prefix=config.redis_prefix)
-    artifacts = ArtifactStore(config.resolved_artifact_uri)
-    return {"registry": ModelRegistry(store, artifacts),
-            "experiments": ExperimentTracker(store, artifacts), "jobs": JobBook(store)}
-
-
 def connect(address: str | None = None, *, namespace: str | None = None,
             config: PlatformConfig | None = None, project: str | None = None,
             caller: Caller | None = None, local: bool = False) -> Client:
@@ -372,9 +360,10 @@ def connect(address: str | None = None, *, namespace: str | None = None,
         config = build(PlatformConfig, "", **{**config.model_dump(), "namespace": namespace})
     caller = caller or Caller.local_admin(config.user)
     if local:
+        from mlray._private.services import local_services
         from mlray._private.transport import LocalTransport
 
-        return Client(config, LocalTransport(_local_services(config)), caller, project,
+        return Client(config, LocalTransport(local_services(config)), caller, project,
                       mode="local")
     from actors import start_actors
     from mlray._private.ray_session import ensure_ray

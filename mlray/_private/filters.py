@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 
 from mlray.errors import InvalidInput
 
-__all__ = ["Condition", "OrderKey", "evaluate", "parse_filter", "parse_order", "sort_by"]
+__all__ = ["Condition", "OrderKey", "evaluate", "get_field", "parse_filter", "parse_order",
+           "sort_by"]
 
 T = TypeVar("T")
 Getter = Callable[[T, str, str | None], Any]
@@ -53,6 +54,13 @@ class OrderKey:
     namespace: str
     key: str | None
     descending: bool
+
+
+def get_field(item: Any, namespace: str, key: str | None) -> Any:
+    """The value a filter names on a pydantic object: an attribute, or ``namespace[key]``
+    (a value object such as a metric's latest value is unwrapped to its ``value``)."""
+    value = getattr(item, namespace, None) if key is None else getattr(item, namespace).get(key)
+    return getattr(value, "value", value)
 
 
 def _split_field(field: str, attributes: Iterable[str], where: str) -> tuple[str, str | None]:

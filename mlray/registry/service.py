@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from mlray._private.filters import evaluate, parse_filter, parse_order, sort_by
+from mlray._private.filters import evaluate, get_field, parse_filter, parse_order, sort_by
 from mlray._private.types import Name, Project, Tags, now
 from mlray._private.validation import boundary, build
 from mlray.errors import (
@@ -54,12 +54,6 @@ def _model_key(project: Project, name: str) -> str:
 
 def _version_key(project: Project, name: str, version: int) -> str:
     return f"{project}/{name}/{version:08d}"
-
-
-def _get_field(v: ModelVersion, namespace: str, key: str | None) -> Any:
-    if key is None:
-        return getattr(v, namespace, None)
-    return getattr(v, namespace).get(key)
 
 
 class ModelRegistry:
@@ -292,9 +286,9 @@ class ModelRegistry:
                 continue
             version = self._version(doc, models[doc.data["model"]])
             if all(version.tags.get(k) == v for k, v in (tags or {}).items()) and evaluate(
-                    version, conditions, _get_field):
+                    version, conditions, get_field):
                 found.append(version)
-        return sort_by(found, order, _get_field)[:limit]
+        return sort_by(found, order, get_field)[:limit]
 
     @boundary
     def set_validation(self, caller: Caller, project: Project, model: Name, version: int,

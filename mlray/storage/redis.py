@@ -195,7 +195,7 @@ class RedisStateStore(StateStore):
         self._redis.close()
 
     def drop_all(self) -> None:
-        """Delete every key under this store's prefix (tests and ``mlray`` resets)."""
+        """Delete every key under this store's prefix (used by tests and benchmarks)."""
         with self._guard():
             for key in self._redis.scan_iter(match=f"{self.prefix}:*", count=1000):
                 self._redis.delete(key)

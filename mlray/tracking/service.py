@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from mlray._private.filters import evaluate, parse_filter, parse_order, sort_by
+from mlray._private.filters import evaluate, get_field, parse_filter, parse_order, sort_by
 from mlray._private.types import Name, ParamValue, Project, Tags, now
 from mlray._private.validation import boundary, build
 from mlray.errors import AlreadyExists, Conflict, InvalidInput, InvalidTransition, NotFound
@@ -40,13 +40,6 @@ METRIC_BATCHES = "metric_batches"
 _RUN_FIELDS = frozenset({"status", "name", "experiment", "user", "start_time", "end_time",
                          "run_id"})
 _MAX_BATCH = 10_000
-
-
-def _get_field(run: Run, namespace: str, key: str | None) -> Any:
-    if key is None:
-        return getattr(run, namespace, None)
-    value = getattr(run, namespace).get(key)
-    return value.value if isinstance(value, MetricValue) else value
 
 
 class ExperimentTracker:
@@ -297,8 +290,8 @@ class ExperimentTracker:
         found = [run for _, run in self._runs.values()
                  if run.project == project
                  and (wanted is None or run.experiment in wanted)
-                 and evaluate(run, conditions, _get_field)]
-        found = sort_by(found, order, _get_field)
+                 and evaluate(run, conditions, get_field)]
+        found = sort_by(found, order, get_field)
         page = found[offset: offset + limit]
         end = offset + len(page)
         return RunPage(runs=page, total=len(found), next_offset=end if end < len(found) else None)

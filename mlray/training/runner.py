@@ -38,7 +38,8 @@ from mlray.training.metrics import classification_metrics, regression_metrics
 from mlray.training.models import build_model
 from mlray.training.prepare import Prepared, check_cluster, prepare
 
-__all__ = ["Progress", "TrainOutcome", "finalize", "run_training", "train_params"]
+__all__ = ["Progress", "TrainOutcome", "close_failed_job", "finalize", "run_training",
+           "train_params"]
 
 log = logging.getLogger(__name__)
 
@@ -258,14 +259,21 @@ def run_training(client: Any, config: TrainConfig, *, progress: Progress | None 
         return TrainOutcome(job.job_id, run_id, version, metrics, report,
                             int(result.metrics.get("epoch", -1)) + 1)
     except BaseException as exc:
-        cancelled = _was_cancelled(client, job.job_id, exc)
-        message = f"{type(exc).__name__}: {exc}"[:2000]
-        if run_id is not None:
-            _quietly(client.experiments.end_run, run_id,
-                     RunStatus.KILLED if cancelled else RunStatus.FAILED, error=message)
-        _quietly(client.jobs.update, job.job_id,
-                 status=JobStatus.CANCELLED if cancelled else JobStatus.FAILED, error=message)
+        close_failed_job(client, job.job_id, exc, run_id)
         raise
+
+
+def close_failed_job(client: Any, job_id: str, exc: BaseException,
+                     run_id: str | None = None) -> None:
+    """End a job (and its run, if given) as CANCELLED/KILLED when it was cancelled, else
+    FAILED, with the error; a failure to record this is logged, never raised over ``exc``."""
+    cancelled = _was_cancelled(client, job_id, exc)
+    message = f"{type(exc).__name__}: {exc}"[:2000]
+    if run_id is not None:
+        _quietly(client.experiments.end_run, run_id,
+                 RunStatus.KILLED if cancelled else RunStatus.FAILED, error=message)
+    _quietly(client.jobs.update, job_id,
+             status=JobStatus.CANCELLED if cancelled else JobStatus.FAILED, error=message)
 
 
 def _was_cancelled(client: Any, job_id: str, exc: BaseException) -> bool:

@@ -25,8 +25,7 @@ from mlray.training.callbacks import TrackerCallback, TrackingTarget
 from mlray.training.config import SearchSpace, TrainConfig, TuneSettings
 from mlray.training.prepare import Prepared, check_cluster, prepare
 from mlray.training.runner import (
-    _quietly,
-    _was_cancelled,
+    close_failed_job,
     finalize,
     loop_config,
     make_trainer,
@@ -190,10 +189,7 @@ def run_tuning(client: Any, config: TrainConfig, *,
                            metrics, report, trials)
     except BaseException as exc:
         done.set()
-        cancelled = _was_cancelled(client, job.job_id, exc)
-        _quietly(client.jobs.update, job.job_id,
-                 status=JobStatus.CANCELLED if cancelled else JobStatus.FAILED,
-                 error=f"{type(exc).__name__}: {exc}"[:2000])
+        close_failed_job(client, job.job_id, exc)
         raise
 
 

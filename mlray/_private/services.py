@@ -1,0 +1,43 @@
+"""The control-plane services and the stores they run on, built in one place.
+
+The actors (one service each) and the in-process client (all of them on one store)
+both come through here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlray.config import PlatformConfig
+from mlray.storage import ArtifactStore, StateStore, open_state_store
+
+__all__ = ["SERVICE_NAMES", "build_service", "local_services", "open_stores"]
+
+SERVICE_NAMES = ("registry", "experiments", "jobs")
+
+
+def open_stores(config: PlatformConfig) -> tuple[StateStore, ArtifactStore]:
+    """The state and artifact stores the config names."""
+    store = open_state_store(config.resolved_state_url, redis_prefix=config.redis_prefix)
+    return store, ArtifactStore(config.resolved_artifact_uri)
+
+
+def build_service(name: str, store: StateStore, artifacts: ArtifactStore) -> Any:
+    """The plain service called ``name`` over the given stores."""
+    from mlray.registry.service import ModelRegistry
+    from mlray.tracking.jobs import JobBook
+    from mlray.tracking.service import ExperimentTracker
+
+    if name == "registry":
+        return ModelRegistry(store, artifacts)
+    if name == "experiments":
+        return ExperimentTracker(store, artifacts)
+    if name == "jobs":
+        return JobBook(store)
+    raise ValueError(f"no service {name!r}; there are {SERVICE_NAMES}")
+
+
+def local_services(config: PlatformConfig) -> dict[str, Any]:
+    """Every service, in this process, sharing one store."""
+    store, artifacts = open_stores(config)
+    return {name: build_service(name, store, artifacts) for name in SERVICE_NAMES}
