@@ -38,7 +38,7 @@ from mlray.training.metrics import classification_metrics, regression_metrics
 from mlray.training.models import build_model
 from mlray.training.prepare import Prepared, check_cluster, prepare
 
-__all__ = ["Progress", "TrainOutcome", "close_failed_job", "finalize", "run_training",
+__all__ = ["Heartbeat", "Progress", "TrainOutcome", "close_failed_job", "finalize", "run_training",
            "train_params"]
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def finalize(client: Any, config: TrainConfig, prepared: Prepared, checkpoint: A
     return version, metrics, report
 
 
-class _Heartbeat:
+class Heartbeat:
     """Beats a job's heartbeat from the driver while training runs."""
 
     def __init__(self, client: Any, job_id: str, every_s: float = 10.0) -> None:
@@ -188,7 +188,7 @@ class _Heartbeat:
             except MlrayError:
                 continue
 
-    def __enter__(self) -> _Heartbeat:
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 
@@ -247,7 +247,7 @@ def run_training(client: Any, config: TrainConfig, *, progress: Progress | None 
         trainer = make_trainer(config, prepared, loop_config(config, prepared),
                                f"{config.name}-{run_id[:12]}",
                                str(client.config.home / "ray-train"), [TrackerCallback(target)])
-        with _Heartbeat(client, job.job_id):
+        with Heartbeat(client, job.job_id):
             result = fit_watching(trainer, client, run_id, progress)
         if result.checkpoint is None:
             raise MlrayError(f"training of {config.name} produced no checkpoint: {result.error}")

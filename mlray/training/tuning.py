@@ -25,6 +25,7 @@ from mlray.training.callbacks import TrackerCallback, TrackingTarget
 from mlray.training.config import SearchSpace, TrainConfig, TuneSettings
 from mlray.training.prepare import Prepared, check_cluster, prepare
 from mlray.training.runner import (
+    Heartbeat,
     close_failed_job,
     finalize,
     loop_config,
@@ -166,7 +167,8 @@ def run_tuning(client: Any, config: TrainConfig, *,
         if progress is not None:
             threading.Thread(target=_watch, daemon=True, args=(
                 client, sweep_id, settings.num_samples * grid_points, progress, done)).start()
-        grid = tuner.fit()
+        with Heartbeat(client, job.job_id):
+            grid = tuner.fit()
         done.set()
         if progress is not None:
             progress(len(grid), len(grid))
