@@ -22,6 +22,8 @@ from mlray.datasets import (
 from mlray.models import load
 from mlray.tracking.jobs import JobStatus
 from mlray.training.config import TrainConfig
+from mlray.training.data import load_frame, split_frame
+from mlray.training.metrics import roc_auc
 from mlray.training.runner import run_training
 from mlray.training.tuning import run_tuning
 from tests.conftest import wait_for
@@ -87,9 +89,14 @@ def test_train_registers_a_model_that_loads_and_predicts(client: mlray.Client,
     assert job.status is JobStatus.COMPLETED and job.model_version == version.version
 
     predictor = load("models:/fraud/Production", client)
-    rows = example_transactions()
-    risky, safe = predictor.predict(rows)
-    assert 0.0 <= safe < risky <= 1.0
+    scores = predictor.predict(example_transactions())
+    assert scores.shape == (2,) and ((scores >= 0.0) & (scores <= 1.0)).all()
+    # The model loaded from its URI is the one evaluated: its test-split AUC is the
+    # registered figure.
+    frame = load_frame(config.data)
+    test = frame.iloc[split_frame(frame, config.data).test]
+    auc = roc_auc(test["is_fraud"].to_numpy(), predictor.predict(test))
+    assert auc == pytest.approx(version.metrics["roc_auc"], abs=1e-6)
 
 
 @pytest.mark.parametrize(
