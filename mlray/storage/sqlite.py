@@ -50,6 +50,7 @@ CREATE INDEX IF NOT EXISTS audit_project ON audit (project, seq);
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PUSHABLE = (str, int, float)
 _MAX_KEY_CHAR = "\U0010ffff"
+_OPEN_TIMEOUT_S = 30.0
 
 
 class SQLiteStateStore(StateStore):
@@ -66,11 +67,30 @@ class SQLiteStateStore(StateStore):
             self._db = sqlite3.connect(
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._initialise(deadline=time.monotonic() + _OPEN_TIMEOUT_S)
         except (sqlite3.Error, OSError) as exc:
             raise BackendUnavailable(f"cannot open SQLite state at {self.path}: {exc}") from exc
+
+    def _initialise(self, deadline: float) -> None:
+        """Switch to WAL and create the schema, retrying while another process holds the file.
+
+        Switching journal mode and WAL recovery can answer SQLITE_BUSY without calling the
+        busy handler, so several actors opening one new file at once need their own retry.
+        """
+        delay = 0.01
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     @contextmanager
     def _guard(self) -> Iterator[sqlite3.Connection]:

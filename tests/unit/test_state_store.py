@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from mlray.errors import BackendUnavailable, ConfigError, Conflict
 from mlray.storage import StateStore, open_state_store
 from mlray.storage.base import AuditEntry, Delete, Put
+from mlray.storage.sqlite import SQLiteStateStore
 
 
 def _audit(action: str, project: str = "p") -> AuditEntry:
@@ -150,3 +155,23 @@ def test_unknown_scheme_names_the_ones_that_exist() -> None:
 def test_unreachable_redis_is_backend_unavailable() -> None:
     with pytest.raises(BackendUnavailable, match="Redis"):
         open_state_store("redis://127.0.0.1:1/0")
+
+
+def _open_and_write(path: str, name: str, start: float) -> str:
+    while time.time() < start:
+        time.sleep(0.001)
+    store = SQLiteStateStore(f"sqlite:///{path}")
+    store.put("opened", name, {"by": name})
+    return name
+
+
+def test_many_processes_open_one_new_sqlite_file_at_once(tmp_path: Path) -> None:
+    """Actors starting together must all open a fresh state file (WAL switch races)."""
+    path = str(tmp_path / "state.db")
+    start = time.time() + 4.0
+    names = [f"p{i}" for i in range(8)]
+    with ProcessPoolExecutor(max_workers=8, mp_context=mp.get_context("spawn")) as pool:
+        done = list(pool.map(_open_and_write, [path] * 8, names, [start] * 8))
+    assert done == names
+    store = SQLiteStateStore(f"sqlite:///{path}")
+    assert sorted(doc.key for doc in store.list("opened")) == names
