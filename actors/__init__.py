@@ -9,16 +9,19 @@ from mlray.config import PlatformConfig
 
 __all__ = ["ACTORS", "actor_names", "start_actors"]
 
-#: One actor per control-plane service, in start order.
-ACTORS = SERVICE_NAMES
+#: One actor per control-plane service, in start order; ``deployments`` drives Ray Serve.
+ACTORS = (*SERVICE_NAMES, "deployments")
 
 
 def _classes() -> dict[str, Any]:
+    from actors.breakers import BreakersActor
+    from actors.deployments import DeploymentsActor
     from actors.experiments import ExperimentsActor
     from actors.jobs import JobsActor
     from actors.registry import RegistryActor
 
-    classes = {cls.NAME: cls for cls in (RegistryActor, ExperimentsActor, JobsActor)}
+    classes = {cls.NAME: cls for cls in (RegistryActor, ExperimentsActor, JobsActor,
+                                         BreakersActor, DeploymentsActor)}
     return {name: classes[name] for name in ACTORS}
 
 

@@ -18,5 +18,5 @@ class RegistryActor(ServiceActor):
         "create_model", "get_model", "update_model", "list_models", "delete_model",
         "create_version", "get_version", "list_versions", "search_versions",
         "transition_stage", "set_validation", "delete_version", "set_alias", "delete_alias",
-        "resolve", "set_traffic", "get_traffic", "audit_log",
+        "resolve", "set_traffic", "get_traffic", "serving_view", "audit_log",
     })

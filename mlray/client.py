@@ -10,14 +10,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from mlray._private.transport import Transport
 from mlray._private.validation import build
 from mlray.config import PlatformConfig, load_config
-from mlray.errors import AlreadyExists, NotFound
+from mlray.errors import AlreadyExists, DeadlineExceeded, NotFound
 from mlray.identity import Caller
 from mlray.registry.gates import GateReport
 from mlray.registry.types import (
@@ -29,6 +30,10 @@ from mlray.registry.types import (
     TensorSpec,
     VersionSpec,
 )
+from mlray.serving.board import VersionStats
+from mlray.serving.breaker import BreakerSnapshot
+from mlray.serving.rollout import Rollout, RolloutStatus
+from mlray.serving.settings import BatchTuning, ModelServing
 from mlray.serving.traffic import TrafficPolicy
 from mlray.storage.artifacts import ArtifactStore
 from mlray.storage.base import AuditEntry
@@ -43,7 +48,8 @@ from mlray.tracking.types import (
     RunStatus,
 )
 
-__all__ = ["Client", "ExperimentsClient", "JobsClient", "RegistryClient", "connect"]
+__all__ = ["Client", "ExperimentsClient", "JobsClient", "RegistryClient", "ServingClient",
+           "connect"]
 
 
 class _Facade:
@@ -320,6 +326,87 @@ class JobsClient(_Facade):
         return self._call("list_jobs", status=status, limit=limit, read=True)
 
 
+class ServingClient(_Facade):
+    """Deployments and rollouts (``deployments`` actor) and live breakers (``breakers``)."""
+
+    def __init__(self, transport: Any, caller: Caller, project: str,
+                 registry: RegistryClient) -> None:
+        super().__init__("deployments", transport, caller, project)
+        self._registry = registry
+
+    def _breakers(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._transport.call("breakers", method, self._caller, self.project, *args,
+                                    idempotent=True, **kwargs)
+
+    def deploy(self, model: str, version: int, *, strategy: str = "canary",
+               overrides: dict[str, Any] | None = None, wait: bool = False,
+               timeout_s: float = 900.0, poll_s: float = 0.5,
+               on_change: Callable[[Rollout], None] | None = None) -> Rollout:
+        """Roll ``model`` v``version`` out (direct, blue-green, canary or shadow).
+
+        With ``wait``, returns once the rollout has finished (succeeded, rolled back or
+        failed), calling ``on_change`` whenever its history grows.
+        """
+        rollout = self._call("start", model, version, strategy, overrides)
+        return self.wait(rollout.id, timeout_s, poll_s, on_change) if wait else rollout
+
+    def wait(self, rollout_id: str, timeout_s: float = 900.0, poll_s: float = 0.5,
+             on_change: Callable[[Rollout], None] | None = None) -> Rollout:
+        """Poll a rollout until it stops running."""
+        deadline = time.monotonic() + timeout_s
+        seen = -1
+        while True:
+            rollout = self.rollout(rollout_id)
+            if on_change and len(rollout.history) != seen:
+                seen = len(rollout.history)
+                on_change(rollout)
+            if rollout.status is not RolloutStatus.RUNNING:
+                return rollout
+            if time.monotonic() > deadline:
+                raise DeadlineExceeded(f"rollout {rollout_id} still running after "
+                                       f"{timeout_s:g} s (phase {rollout.phase})")
+            time.sleep(poll_s)
+
+    def rollout(self, rollout_id: str) -> Rollout:
+        """One rollout by id."""
+        return self._call("get", rollout_id, read=True)
+
+    def rollouts(self, model: str | None = None, *, limit: int = 50) -> list[Rollout]:
+        """Rollouts, newest first."""
+        return self._call("list", model, limit=limit, read=True)
+
+    def rollback(self, model: str, reason: str = "rolled back by hand") -> Rollout:
+        """Put back the traffic policy from before ``model``'s latest rollout."""
+        return self._call("rollback", model, reason)
+
+    def traffic(self, model: str, weights: dict[int, float], *,
+                shadows: list[int] | None = None, sticky: bool = True) -> TrafficPolicy:
+        """Set the traffic split by hand (e.g. ``{1: 90, 2: 10}``)."""
+        return self._registry.set_traffic(model, weights, shadows=shadows, sticky=sticky)
+
+    def retune(self, model: str, version: int, *, max_batch_size: int | None = None,
+               batch_wait_timeout_s: float | None = None) -> ModelServing:
+        """Change a live version's batching without a redeploy."""
+        current = self._registry.get_version(model, version)  # NotFound early
+        values = {k: v for k, v in {"max_batch_size": max_batch_size,
+                                    "batch_wait_timeout_s": batch_wait_timeout_s}.items()
+                  if v is not None}
+        tuning = build(BatchTuning, "tuning", **{**BatchTuning().model_dump(), **values})
+        return self._call("retune", current.model, current.version, tuning)
+
+    def apps(self) -> list[dict[str, Any]]:
+        """The model apps on Ray Serve with their status."""
+        return self._call("apps", read=True)
+
+    def breakers(self) -> dict[str, BreakerSnapshot]:
+        """Circuit-breaker state per ``model/version``."""
+        return self._breakers("breaker_states")
+
+    def stats(self, model: str, version: int, window_s: float = 60.0) -> VersionStats:
+        """Live requests, errors and latency of one version."""
+        return self._breakers("version_stats", model, version, window_s)
+
+
 class Client:
     """Entry point to a platform: ``client.registry``, ``.experiments`` and ``.jobs``."""
 
@@ -334,6 +421,7 @@ class Client:
         self.registry = RegistryClient(transport, caller, project, self.artifacts)
         self.experiments = ExperimentsClient(transport, caller, project, self.artifacts)
         self.jobs = JobsClient(transport, caller, project)
+        self.serving = ServingClient(transport, caller, project, self.registry)
 
     @property
     def project(self) -> str:

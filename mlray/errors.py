@@ -25,12 +25,16 @@ __all__ = [
     "BackendUnavailable",
     "ConfigError",
     "Conflict",
+    "DeadlineExceeded",
     "IntegrityError",
     "InvalidInput",
     "InvalidTransition",
     "MlrayError",
     "NotFound",
+    "PayloadTooLarge",
     "PermissionDenied",
+    "PredictionFailed",
+    "RateLimited",
     "Unauthenticated",
 ]
 
@@ -132,3 +136,44 @@ class BackendUnavailable(MlrayError):
 
     code = "backend_unavailable"
     http_status = 503
+
+
+class PayloadTooLarge(UserError):
+    """A request body or batch is larger than the endpoint accepts."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+class RateLimited(UserError):
+    """The caller spent its request budget; ``retry_after`` says when to come back."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, field: str | None = None,
+                 retry_after: float = 1.0) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.__class__, self.message, self.field, self.retry_after))
+
+
+class DeadlineExceeded(MlrayError):
+    """The model did not answer within the request's timeout."""
+
+    code = "timeout"
+    http_status = 504
+
+
+class PredictionFailed(MlrayError):
+    """The model version raised while predicting (its breaker counts it)."""
+
+    code = "prediction_failed"
+    http_status = 500
+
+
+def _rebuild(cls: type[RateLimited], message: str, field: str | None,
+             retry_after: float) -> RateLimited:
+    return cls(message, field=field, retry_after=retry_after)

@@ -26,7 +26,11 @@ class LocalTransport:
 
     def call(self, service: str, method: str, *args: Any, idempotent: bool = False,
              **kwargs: Any) -> Any:
-        return getattr(self.services[service], method)(*args, **kwargs)
+        found = self.services.get(service)
+        if found is None:
+            raise BackendUnavailable(f"{service} needs a Ray cluster (Ray Serve); start one "
+                                     "with `mlray up`")
+        return getattr(found, method)(*args, **kwargs)
 
 
 class ActorTransport:

@@ -42,6 +42,9 @@ class PlatformConfig(BaseModel):
     ray_address: str | None = Field(None, description="Ray cluster to join (None = auto/local).")
     ray_head_port: int = Field(6390, ge=1024, le=65535, description="GCS port for `mlray up`.")
     ray_dashboard_port: int = Field(8265, ge=1024, le=65535)
+    serve_port: int = Field(8000, ge=1024, le=65535, description="HTTP port of Ray Serve.")
+    serving_config: Path | None = Field(
+        None, description="Serving settings YAML (None = built-in defaults, configs/serving.yaml).")
     actor_num_cpus: float = Field(0.0, ge=0, le=64, description="CPUs each actor reserves.")
     local_num_cpus: int = Field(
         0, ge=0, le=4096,

@@ -53,6 +53,7 @@ class Predictor:
         self.module = module.eval()
         self.arch = arch
         self.preprocessor = preprocessor
+        self.device = torch.device("cpu")
 
     @classmethod
     def from_directory(cls, path: str | Path) -> Predictor:
@@ -100,10 +101,17 @@ class Predictor:
             raise InvalidInput(f"expected a matrix of shape (n, {self.preprocessor.width}), "
                                f"got {x.shape}", field="inputs")
         with torch.inference_mode():
-            out = self.module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+            tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            out = self.module(tensor.to(self.device, non_blocking=True))
             if self.task == "classification":
                 out = torch.sigmoid(out)
-        return out.numpy().reshape(-1)
+        return out.cpu().numpy().reshape(-1)
+
+    def to(self, device: str) -> Predictor:
+        """Move the model to ``device`` (``cpu``, ``cuda``); predictions stay numpy."""
+        self.device = torch.device(device)
+        self.module.to(self.device)
+        return self
 
     def predict(self, rows: Rows) -> np.ndarray:
         """Predict for raw rows (a DataFrame, a list of dicts, or one dict)."""

@@ -29,6 +29,7 @@ from mlray.registry.types import (
     ModelSpec,
     ModelVersion,
     RegisteredModel,
+    ServedModel,
     Stage,
     VersionSpec,
 )
@@ -534,6 +535,31 @@ class ModelRegistry:
             raise NotFound(f"model {model!r} has no traffic policy and no Production version",
                            field="model")
         return TrafficPolicy(weights={doc.data["version"]: 1.0 for doc in live[-1:]})
+
+    @boundary
+    def serving_view(self, caller: Caller, project: Project) -> dict[str, ServedModel]:
+        """What the ingress routes by, for every model with a policy or a Production version:
+        the policy and the versions it names (one read of the store per collection)."""
+        caller.require(project, Role.viewer)
+        prefix = f"{project}/"
+        policies = {d.key[len(prefix):]: TrafficPolicy.model_validate(d.data)
+                    for d in self._store.list(TRAFFIC, prefix=prefix)}
+        versions: dict[str, dict[int, ModelVersion]] = {}
+        for doc in self._store.list(VERSIONS, prefix=prefix):
+            version = ModelVersion.model_validate(doc.data)
+            versions.setdefault(version.model, {})[version.version] = version
+        view: dict[str, ServedModel] = {}
+        for model, known in versions.items():
+            policy = policies.get(model)
+            if policy is None:
+                live = [v for v, mv in known.items() if mv.stage is Stage.PRODUCTION]
+                if not live:
+                    continue
+                policy = TrafficPolicy(weights={max(live): 1.0})
+            named = {*policy.weights, *policy.shadows}
+            view[model] = ServedModel(policy=policy,
+                                      versions={v: known[v] for v in named if v in known})
+        return view
 
     @boundary
     def audit_log(self, caller: Caller, project: Project, *, after_seq: int = 0,

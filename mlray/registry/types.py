@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from mlray._private.types import FiniteFloat, Name, ParamValue, Tags
 from mlray.registry.gates import GateReport
+from mlray.serving.traffic import TrafficPolicy
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -18,6 +19,7 @@ __all__ = [
     "ModelVersion",
     "RegisteredModel",
     "Resources",
+    "ServedModel",
     "Stage",
     "TensorSpec",
     "VersionSpec",
@@ -152,3 +154,12 @@ class ModelVersion(VersionSpec):
     def uri(self) -> str:
         """``models:/<name>/<version>``."""
         return f"models:/{self.model}/{self.version}"
+
+
+class ServedModel(BaseModel):
+    """A model as the serving ingress sees it: its traffic policy and the versions named."""
+
+    model_config = ConfigDict(frozen=True)
+
+    policy: TrafficPolicy
+    versions: dict[int, ModelVersion]

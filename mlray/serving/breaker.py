@@ -83,6 +83,12 @@ class CircuitBreaker:
             self._move(BreakerState.HALF_OPEN)
         return self._state
 
+    def available(self) -> bool:
+        """Would :meth:`allow` admit a call now? (Claims nothing.)"""
+        state = self.state
+        return state is BreakerState.CLOSED or (
+            state is BreakerState.HALF_OPEN and self._in_flight < self.config.half_open_max_calls)
+
     def allow(self) -> bool:
         """May a request go to this version now? (A half-open breaker admits a few trials.)"""
         state = self.state
@@ -92,6 +98,11 @@ class CircuitBreaker:
             self._in_flight += 1
             return True
         return False
+
+    def release(self) -> None:
+        """Give back a slot :meth:`allow` granted, for a call that never reached the model."""
+        if self._state is BreakerState.HALF_OPEN:
+            self._in_flight = max(0, self._in_flight - 1)
 
     def retry_after(self) -> float:
         """Seconds until an open breaker admits a trial (0 when it admits calls now)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import numpy as np
@@ -55,12 +55,22 @@ class RateLimiter:
         return bucket.take(cost)
 
 
-def cache_key(model: str, version: int, inputs: np.ndarray) -> bytes:
-    """A key for one input batch of one version: dtype, shape and bytes, hashed."""
-    array = np.ascontiguousarray(inputs)
+def cache_key(model: str, version: int, inputs: np.ndarray | Mapping[str, np.ndarray]) -> bytes:
+    """A key for one input batch of one version (an array, or named columns), hashed.
+
+    Canonical: columns in name order, each by dtype, shape and bytes (object columns by
+    their values' text), so equal inputs give equal keys on every replica.
+    """
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{model}\0{version}\0{array.dtype.str}\0{array.shape}".encode())
-    digest.update(array.tobytes())
+    digest.update(f"{model}\0{version}".encode())
+    columns = inputs.items() if isinstance(inputs, Mapping) else [("", inputs)]
+    for name, values in sorted(columns, key=lambda kv: kv[0]):
+        array = np.asarray(values)
+        digest.update(f"\0{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        if array.dtype == object:
+            digest.update("\x1f".join(map(repr, array.reshape(-1).tolist())).encode())
+        else:
+            digest.update(np.ascontiguousarray(array).tobytes())
     return digest.digest()
 
 

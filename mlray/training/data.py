@@ -7,6 +7,7 @@ artifact as JSON, so serving turns raw feature rows into tensors the same way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -135,20 +136,45 @@ class Preprocessor(BaseModel):
             names += [f"{col}={v}" for v in self.vocab[col]] + [f"{col}=<unseen>"]
         return names
 
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """Rows to a float32 matrix; nulls become the mean (0 after scaling) or unseen."""
-        out = np.zeros((len(frame), self.width), dtype=np.float32)
+    def transform(self, columns: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        """Rows to a float32 matrix; nulls become the mean (0 after scaling) or unseen.
+
+        ``columns`` is a DataFrame or a mapping of column name to a 1-d array (the
+        serving path), so no rows are built as Python objects.
+        """
+        n = len(columns) if isinstance(columns, pd.DataFrame) else _rows_of(columns)
+        out = np.zeros((n, self.width), dtype=np.float32)
         if self.numeric:
-            values = frame[self.numeric].to_numpy(dtype="float64", na_value=np.nan)
+            values = np.column_stack([_floats(columns[c]) for c in self.numeric])
             scaled = (values - np.asarray(self.means)) / np.asarray(self.stds)
             out[:, :len(self.numeric)] = np.nan_to_num(scaled, nan=0.0)
         offset = len(self.numeric)
         for col in self.categorical:
             vocab = self.vocab[col]
-            index = {v: i for i, v in enumerate(vocab)}
-            raw = frame[col].astype(object).where(frame[col].notna(), None)
-            codes = np.fromiter((index.get(str(v), len(vocab)) if v is not None else len(vocab)
-                                 for v in raw), dtype=np.int64, count=len(frame))
-            out[np.arange(len(frame)), offset + codes] = 1.0
+            codes = pd.Categorical(_strings(columns[col]), categories=vocab).codes.astype(np.int64)
+            codes[codes < 0] = len(vocab)  # unseen and null share the last slot
+            out[np.arange(n), offset + codes] = 1.0
             offset += len(vocab) + 1
         return out
+
+
+def _rows_of(columns: Mapping[str, Any]) -> int:
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise InvalidInput(f"columns have different lengths {sorted(lengths)}", field="columns")
+    return lengths.pop() if lengths else 0
+
+
+def _floats(values: Any) -> np.ndarray:
+    array = np.asarray(values)
+    if array.dtype.kind in "fiub":
+        return array.astype(np.float64, copy=False)
+    return pd.to_numeric(pd.Series(array, dtype=object), errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan)
+
+
+def _strings(values: Any) -> pd.Series:
+    series = pd.Series(np.asarray(values, dtype=object), dtype=object)
+    if pd.api.types.infer_dtype(series, skipna=False) == "string":
+        return series
+    return series.where(series.isna(), series.astype(str))

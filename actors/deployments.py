@@ -1,0 +1,73 @@
+"""The ``deployments`` actor: model apps on Ray Serve and the rollouts that move traffic.
+
+A thin shell over :class:`mlray.serving.rollout.RolloutController`. A background thread
+advances running rollouts every half second; the rollouts live in the state store, so
+a restarted actor carries on where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import ray
+
+from actors._shell import ServiceActor
+from mlray._private.services import open_stores
+from mlray.config import PlatformConfig
+from mlray.errors import InvalidInput
+from mlray.registry.service import ModelRegistry
+from mlray.serving.board import VersionStats
+from mlray.serving.rollout import RolloutController
+from mlray.serving.settings import load_serving_config
+
+__all__ = ["DeploymentsActor"]
+
+log = logging.getLogger("mlray.deployments")
+TICK_S = 0.5
+
+
+class _BreakersStats:
+    """The rollout's stats port over the ``breakers`` actor."""
+
+    def __init__(self, namespace: str) -> None:
+        self._namespace = namespace
+
+    def stats(self, key: str, window_s: float = 60.0) -> VersionStats:
+        actor = ray.get_actor("breakers", namespace=self._namespace)
+        return ray.get(actor.invoke.remote("stats", key, window_s), timeout=30)
+
+
+@ray.remote(max_concurrency=4)
+class DeploymentsActor(ServiceActor):
+    """Deploys model versions, retunes them and runs rollouts."""
+
+    NAME = "deployments"
+    API = frozenset({"start", "get", "list", "rollback", "retune", "apps"})
+
+    def __init__(self, config: PlatformConfig) -> None:
+        from mlray.serving.deployer import ServeDeployer
+
+        store, artifacts = open_stores(config)
+        self._service = RolloutController(
+            store, ModelRegistry(store, artifacts), ServeDeployer(config),
+            _BreakersStats(config.namespace), load_serving_config(config.serving_config))
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        threading.Thread(target=self._tick_forever, name="rollouts", daemon=True).start()
+
+    def invoke(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """As the base shell, one call at a time with the rollout ticks."""
+        if method not in self.API:
+            raise InvalidInput(f"{self.NAME} has no method {method!r}", field="method")
+        with self._lock:
+            return getattr(self._service, method)(*args, **kwargs)
+
+    def _tick_forever(self) -> None:
+        while not self._stop.wait(TICK_S):
+            try:
+                with self._lock:
+                    self._service.tick()
+            except Exception:  # keep ticking; the next tick retries from the stored state
+                log.exception("rollout tick failed")

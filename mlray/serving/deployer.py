@@ -1,0 +1,67 @@
+"""Model apps on Ray Serve: deploy, smoke-test, retune and delete ``<model>--v<N>``."""
+
+from __future__ import annotations
+
+import numpy as np
+from ray import serve
+from ray.serve.api import _run
+
+from mlray.config import PlatformConfig
+from mlray.errors import NotFound
+from mlray.registry.types import ModelVersion
+from mlray.serving.model_app import model_app
+from mlray.serving.model_names import app_name
+from mlray.serving.settings import ModelServing
+
+__all__ = ["ServeDeployer"]
+
+_RUNNING = "RUNNING"
+
+
+class ServeDeployer:
+    """The :class:`mlray.serving.rollout.Deployer` port over Ray Serve."""
+
+    def __init__(self, config: PlatformConfig, smoke_timeout_s: float = 60.0) -> None:
+        self.config = config
+        self.smoke_timeout_s = smoke_timeout_s
+
+    def deploy(self, version: ModelVersion, serving: ModelServing, wait: bool = True) -> None:
+        """Deploy (or update in place) the version's app; with ``wait``, until it runs.
+
+        Redeploying with only new batch tuning reconfigures the live replicas.
+        """
+        # serve.run always waits; its internal twin lets a controller poll instead.
+        _run(model_app(self.config, version, serving), _blocking=wait,
+             name=app_name(version.model, version.version), route_prefix=None)
+
+    def status(self, model: str, version: int) -> tuple[str, str]:
+        """The app's Serve status and message (``NOT_STARTED`` when there is no app)."""
+        app = serve.status().applications.get(app_name(model, version))
+        if app is None:
+            return "NOT_STARTED", "no such application"
+        return str(getattr(app.status, "value", app.status)), app.message or ""
+
+    def smoke(self, model: str, version: int) -> None:
+        """One prediction through the app's batching path; raises unless it is sane."""
+        handle = serve.get_app_handle(app_name(model, version))
+        out = handle.smoke.remote().result(timeout_s=self.smoke_timeout_s)
+        if not np.isfinite(np.asarray(out)).all():
+            raise RuntimeError(f"{model} v{version} answered the smoke test with {out!r}")
+
+    def delete(self, model: str, version: int) -> None:
+        """Remove the version's app (returns before it is gone)."""
+        if app_name(model, version) in self.running(all_states=True):
+            serve.delete(app_name(model, version), _blocking=False)
+
+    def running(self, all_states: bool = False) -> frozenset[str]:
+        """Names of the apps that are RUNNING (or, with ``all_states``, that exist)."""
+        apps = serve.status().applications
+        return frozenset(name for name, app in apps.items()
+                         if all_states or app.status == _RUNNING)
+
+    def stats(self, model: str, version: int) -> list[dict]:
+        """Each replica's own batching figures (one call per replica reached)."""
+        if app_name(model, version) not in self.running():
+            raise NotFound(f"{model} v{version} is not deployed", field="version")
+        handle = serve.get_app_handle(app_name(model, version))
+        return [handle.stats.remote().result(timeout_s=30)]

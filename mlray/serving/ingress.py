@@ -1,0 +1,474 @@
+"""The ``mlray`` ingress app: HTTP in, traffic policy and breakers, model apps out.
+
+Each replica keeps its own copy of the served models and breaker states (see
+:mod:`mlray.serving.router`), refreshed by a background task: policies from the
+``registry`` actor every ``policy_refresh_s``, breaker states and outcomes exchanged with
+the ``breakers`` actor every ``sync_interval_s``. No request waits on an actor.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the route signatures at runtime.
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import orjson
+import ray
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ValidationError
+from ray import serve
+from ray.serve import Application
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mlray.config import PlatformConfig
+from mlray.errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    MlrayError,
+    NotFound,
+    PayloadTooLarge,
+    PredictionFailed,
+    RateLimited,
+)
+from mlray.identity import Caller, Role
+from mlray.registry.types import ModelVersion
+from mlray.serving.api_models import BatchPredictRequest, ErrorBody, PredictRequest, PredictResponse
+from mlray.serving.inputs import columns_from_mapping, columns_from_rows
+from mlray.serving.limits import PredictionCache, RateLimiter, cache_key
+from mlray.serving.model_names import app_name
+from mlray.serving.protocol import InferRequest, decode_inputs
+from mlray.serving.router import Router
+from mlray.serving.runner import Columns
+from mlray.serving.settings import ModelServing, ServingConfig
+from mlray.serving.traffic import NoHealthyVersion
+
+__all__ = ["Ingress", "build_app", "ingress_app"]
+
+log = logging.getLogger("mlray.ingress")
+
+VERSION_HEADER = "x-mlray-model-version"
+PIN_HEADER = "x-mlray-version"
+ROUTING_HEADER = "x-mlray-routing-key"
+API_KEY_HEADER = "x-api-key"
+
+api = FastAPI(title="mlray", version="1",
+              description="Predictions over the Open Inference Protocol (V2) and JSON.")
+_BODIES: dict[str, type[BaseModel]] = {}
+
+
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a JSON body read by hand (pydantic parses the raw bytes: faster)."""
+    _BODIES[model.__name__] = model
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 404, 413, 429, 500, 503, 504)}
+
+
+def _openapi() -> dict[str, Any]:
+    if api.openapi_schema is None:
+        spec = get_openapi(title=api.title, version=api.version, description=api.description,
+                           routes=api.routes)
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        for name, model in _BODIES.items():
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(schema.pop("$defs", {}))
+            schemas[name] = schema
+        api.openapi_schema = spec
+    return api.openapi_schema
+
+
+api.openapi = _openapi  # type: ignore[method-assign]
+
+
+def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
+                    media_type="application/json", headers=headers)
+
+
+def _error(exc: MlrayError, headers: dict[str, str] | None = None) -> Response:
+    return _json(exc.to_dict(), exc.http_status, headers)
+
+
+@api.exception_handler(MlrayError)
+async def _mlray_error(request: Request, exc: MlrayError) -> Response:
+    headers = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, int(np.ceil(retry_after))))
+    return _error(exc, headers)
+
+
+@api.exception_handler(ValidationError)
+async def _pydantic_error(request: Request, exc: ValidationError) -> Response:
+    return _error(_invalid(exc.errors()))
+
+
+@api.exception_handler(RequestValidationError)
+async def _request_error(request: Request, exc: RequestValidationError) -> Response:
+    return _error(_invalid(list(exc.errors())))
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return _json({"error": str(exc.detail), "code": code}, exc.status_code)
+
+
+@api.exception_handler(Exception)
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s", request.url.path)
+    return _json({"error": f"internal error: {type(exc).__name__}", "code": "internal"}, 500)
+
+
+def _invalid(errors: list[Any]) -> InvalidInput:
+    err = errors[0]
+    loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+    field = ".".join(loc) or "body"
+    return InvalidInput(f"{field}: {err.get('msg', 'invalid')}", field=field)
+
+
+def _int_header(request: Request, name: str) -> int | None:
+    raw = request.headers.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidInput(f"header {name} must be a version number, got {raw!r}", field=name)
+    return int(raw)
+
+
+_V2_TYPES = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64",
+             "bool": "BOOL", "string": "BYTES", "bytes": "BYTES"}
+
+
+@serve.deployment(name="Ingress")
+@serve.ingress(api)
+class Ingress:
+    """One ingress replica (FastAPI routes below; logic in the Router and helpers)."""
+
+    def __init__(self, config: PlatformConfig, serving: ServingConfig) -> None:
+        self.config, self.serving = config, serving
+        self.settings = serving.ingress
+        self.router = Router(config.project, self.settings.breaker)
+        self.caller = Caller(user="mlray-ingress", roles={config.project: Role.viewer})
+        self._registry = ray.get_actor("registry", namespace=config.namespace)
+        self._breakers = ray.get_actor("breakers", namespace=config.namespace)
+        self._limiter = (RateLimiter(self.settings.rate_limit.requests_per_s,
+                                     self.settings.rate_limit.burst)
+                         if self.settings.rate_limit else None)
+        self._handles: dict[str, Any] = {}
+        self._per_model: dict[str, ModelServing] = {}
+        self._caches: dict[str, PredictionCache] = {}
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._background: asyncio.Task[None] | None = None
+        self._refresh_blocking()
+
+    # -- background work -------------------------------------------------------------------
+
+    def _refresh_blocking(self) -> None:
+        view = ray.get(self._registry.invoke.remote("serving_view", self.caller,
+                                                    self.config.project), timeout=60)
+        self.router.update(view, self._running_apps())
+
+    @staticmethod
+    def _running_apps() -> frozenset[str]:
+        apps = serve.status().applications
+        return frozenset(name for name, app in apps.items() if app.status == "RUNNING")
+
+    def _ensure_background(self) -> None:
+        if self._background is None or self._background.done():
+            self._background = asyncio.get_running_loop().create_task(self._run_background())
+
+    async def _run_background(self) -> None:
+        last_sync = 0.0
+        while True:
+            try:
+                view = await self._registry.invoke.remote("serving_view", self.caller,
+                                                          self.config.project)
+                running = await asyncio.to_thread(self._running_apps)
+                self.router.update(view, running)
+                if time.monotonic() - last_sync >= self.settings.sync_interval_s:
+                    last_sync = time.monotonic()
+                    merged = await self._breakers.invoke.remote(
+                        "sync", self.router.snapshots(), self.router.drain_outcomes())
+                    self.router.merge(merged)
+            except Exception:  # the control plane may be restarting; keep the last copy
+                log.warning("background refresh failed; serving from the last copy",
+                            exc_info=True)
+            await asyncio.sleep(self.settings.policy_refresh_s)
+
+    # -- the request path ------------------------------------------------------------------
+
+    async def _read(self, request: Request) -> bytes:
+        self._ensure_background()
+        declared = request.headers.get("content-length")
+        limit = self.settings.max_body_bytes
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"body of {declared} bytes; at most {limit}", field="body")
+        body = await request.body()
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body of {len(body)} bytes; at most {limit}", field="body")
+        if self._limiter is not None:
+            client = request.headers.get(API_KEY_HEADER) or (
+                request.client.host if request.client else "unknown")
+            wait = self._limiter.take(client)
+            if wait > 0:
+                raise RateLimited(f"rate limit of {self.settings.rate_limit.requests_per_s:g}"  # type: ignore[union-attr]
+                                  f"/s reached for {client!r}", retry_after=wait)
+        return body
+
+    def _model_settings(self, model: str) -> ModelServing:
+        found = self._per_model.get(model)
+        if found is None:
+            found = self._per_model[model] = self.serving.for_model(model)
+        return found
+
+    def _handle(self, model: str, version: int) -> Any:
+        name = app_name(model, version)
+        handle = self._handles.get(name)
+        if handle is None:
+            handle = self._handles[name] = serve.get_app_handle(name)
+        return handle
+
+    async def _call(self, model: str, version: int, columns: Columns, timeout_s: float
+                    ) -> np.ndarray:
+        start = time.perf_counter()
+        ok = False
+        try:
+            result = await asyncio.wait_for(
+                self._handle(model, version).predict.remote(columns), timeout_s)
+            ok = True
+            return result
+        except TimeoutError:
+            raise DeadlineExceeded(f"{model} v{version} gave no answer within {timeout_s:g} s"
+                                   ) from None
+        except Exception as exc:
+            raise PredictionFailed(f"{model} v{version} failed to predict: "
+                                   f"{type(exc).__name__}") from exc
+        finally:
+            self.router.record(model, version, ok, (time.perf_counter() - start) * 1e3)
+
+    def _shadow(self, model: str, version: int, columns: Columns, timeout_s: float) -> None:
+        async def run() -> None:
+            # Counted in the shadow's breaker and tallies; never the caller's problem.
+            with contextlib.suppress(MlrayError):
+                await self._call(model, version, columns, timeout_s)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+    async def predict_columns(self, request: Request, model: str, pinned: int | None,
+                              routing_key: str | None,
+                              decode: Callable[[ModelVersion], Columns]
+                              ) -> tuple[ModelVersion, np.ndarray]:
+        """Route, decode against the chosen version's schema, and predict."""
+        routing_key = request.headers.get(ROUTING_HEADER) or routing_key
+        pinned = _int_header(request, PIN_HEADER) or pinned
+        try:
+            route = self.router.route(model, routing_key=routing_key, pinned=pinned)
+        except NoHealthyVersion as exc:
+            exc.retry_after = self.router.retry_after(model)  # type: ignore[attr-defined]
+            raise
+        version = self.router.version(model, route.version)
+        try:
+            columns = decode(version)
+        except MlrayError:
+            self.router.breaker(model, route.version).release()
+            raise
+        settings = self._model_settings(model)
+        cache = self._cache(model, settings)
+        key = cache_key(model, route.version, columns) if cache is not None else None
+        if cache is not None and key is not None:
+            hit = cache.get(key)
+            if hit is not None:
+                self.router.breaker(model, route.version).release()
+                return version, hit
+        for shadow in route.shadows:
+            self._shadow(model, shadow, columns, settings.timeout_s)
+        out = await self._call(model, route.version, columns, settings.timeout_s)
+        if cache is not None and key is not None:
+            cache.put(key, out)
+        return version, out
+
+    def _cache(self, model: str, settings: ModelServing) -> PredictionCache | None:
+        if not settings.cache.enabled:
+            return None
+        found = self._caches.get(model)
+        if found is None:
+            found = self._caches[model] = PredictionCache(settings.cache.max_entries,
+                                                          settings.cache.ttl_s)
+        return found
+
+    async def _v1(self, request: Request, body: PredictRequest | BatchPredictRequest,
+                  decode: Callable[[ModelVersion], Columns]) -> Response:
+        start = time.perf_counter()
+        version, out = await self.predict_columns(request, body.modelName, body.modelVersion,
+                                                  body.routingKey, decode)
+        payload: dict[str, Any] = {
+            "requestId": body.requestId or uuid.uuid4().hex,
+            "modelName": body.modelName, "modelVersion": version.version}
+        if version.output_schema and version.output_schema[0].name == "probability":
+            payload["predictions"] = (out >= 0.5).astype(np.int8)
+            payload["probabilities"] = out
+        else:
+            payload["predictions"] = out
+        payload["processingTimeMs"] = round((time.perf_counter() - start) * 1e3, 3)
+        return _json(payload, headers={VERSION_HEADER: str(version.version)})
+
+    # -- JSON endpoints ----------------------------------------------------------------------
+
+    @api.post("/v1/predict", response_model=PredictResponse, responses=_ERRORS,
+              openapi_extra=_body(PredictRequest), summary="Predict one row or a few rows")
+    async def v1_predict(self, request: Request) -> Response:
+        body = PredictRequest.model_validate_json(await self._read(request))
+        limit = self.settings.max_rows
+
+        def decode(version: ModelVersion) -> Columns:
+            if body.features is not None:
+                return columns_from_mapping(body.features, version.input_schema, limit)
+            return columns_from_rows(body.instances or [], version.input_schema, limit)
+
+        return await self._v1(request, body, decode)
+
+    @api.post("/v1/predict/batch", response_model=PredictResponse, responses=_ERRORS,
+              openapi_extra=_body(BatchPredictRequest), summary="Predict a batch (columns)")
+    async def v1_predict_batch(self, request: Request) -> Response:
+        body = BatchPredictRequest.model_validate_json(await self._read(request))
+        limit = self.settings.max_rows
+
+        def decode(version: ModelVersion) -> Columns:
+            if body.columns is not None:
+                return columns_from_mapping(body.columns, version.input_schema, limit,
+                                            where="columns")
+            return columns_from_rows(body.instances or [], version.input_schema, limit)
+
+        return await self._v1(request, body, decode)
+
+    @api.get("/v1/models", summary="Served models, their traffic policies and versions")
+    async def v1_models(self) -> Response:
+        self._ensure_background()
+        out = []
+        for name, served in sorted(self.router.models.items()):
+            out.append({
+                "name": name, "policy": served.policy.model_dump(mode="json"),
+                "versions": [{"version": v, "stage": mv.stage.value,
+                              "ready": self.router.is_ready(name, v),
+                              "breaker": self.router.breaker(name, v).state.value}
+                             for v, mv in sorted(served.versions.items())]})
+        return _json({"models": out})
+
+    # -- Open Inference Protocol (V2) ------------------------------------------------------
+
+    @api.get("/v2/health/live", summary="Liveness")
+    async def v2_live(self) -> Response:
+        return _json({"live": True})
+
+    @api.get("/v2/health/ready", summary="Readiness: every served model has a version up")
+    async def v2_ready(self) -> Response:
+        self._ensure_background()
+        ready = all(any(self.router.is_ready(m, v) for v in s.policy.serving)
+                    for m, s in self.router.models.items())
+        return _json({"ready": ready}, 200 if ready else 503)
+
+    def _metadata(self, model: str, version: int | None) -> dict[str, Any]:
+        served = self.router.served(model)
+        number = version if version is not None else max(served.policy.serving)
+        mv = self.router.version(model, number)
+        return {"name": model, "versions": [str(v) for v in sorted(served.versions)],
+                "platform": "mlray-torch",
+                "inputs": [{"name": s.name, "datatype": _V2_TYPES[s.dtype], "shape": s.shape}
+                           for s in mv.input_schema],
+                "outputs": [{"name": s.name, "datatype": _V2_TYPES[s.dtype], "shape": s.shape}
+                            for s in mv.output_schema]}
+
+    @api.get("/v2/models/{model}", responses=_ERRORS, summary="Model metadata (V2)")
+    async def v2_model(self, model: str) -> Response:
+        return _json(self._metadata(model, None))
+
+    @api.get("/v2/models/{model}/versions/{version}", responses=_ERRORS,
+             summary="Model version metadata (V2)")
+    async def v2_model_version(self, model: str, version: int) -> Response:
+        return _json(self._metadata(model, version))
+
+    @api.get("/v2/models/{model}/ready", responses=_ERRORS, summary="Model readiness (V2)")
+    async def v2_model_ready(self, model: str) -> Response:
+        served = self.router.served(model)
+        ready = any(self.router.is_ready(model, v) for v in served.policy.serving)
+        return _json({"name": model, "ready": ready}, 200 if ready else 503)
+
+    @api.get("/v2/models/{model}/versions/{version}/ready", responses=_ERRORS,
+             summary="Model version readiness (V2)")
+    async def v2_version_ready(self, model: str, version: int) -> Response:
+        self.router.version(model, version)
+        ready = self.router.is_ready(model, version)
+        return _json({"name": model, "version": str(version), "ready": ready},
+                     200 if ready else 503)
+
+    async def _infer(self, request: Request, model: str, version: int | None) -> Response:
+        body = InferRequest.model_validate_json(await self._read(request))
+        limit = self.settings.max_rows
+
+        def decode(mv: ModelVersion) -> Columns:
+            arrays = decode_inputs(body, mv.input_schema)
+            rows = len(next(iter(arrays.values())))
+            if rows > limit:
+                raise PayloadTooLarge(f"{rows} rows; at most {limit} per request",
+                                      field="inputs")
+            if rows == 0:
+                raise InvalidInput("inputs have no rows", field="inputs")
+            return {k: v.reshape(rows) if v.ndim > 1 and v.size == rows else v
+                    for k, v in arrays.items()}
+
+        mv, out = await self.predict_columns(request, model, version, None, decode)
+        output = mv.output_schema[0].name if mv.output_schema else "prediction"
+        payload = {"model_name": model, "model_version": str(mv.version), "id": body.id,
+                   "outputs": [{"name": output, "shape": [len(out)], "datatype": "FP32",
+                                "data": out}]}
+        return _json(payload, headers={VERSION_HEADER: str(mv.version)})
+
+    @api.post("/v2/models/{model}/infer", responses=_ERRORS, openapi_extra=_body(InferRequest),
+              summary="Inference (V2), routed by the traffic policy")
+    async def v2_infer(self, model: str, request: Request) -> Response:
+        return await self._infer(request, model, None)
+
+    @api.post("/v2/models/{model}/versions/{version}/infer", responses=_ERRORS,
+              openapi_extra=_body(InferRequest), summary="Inference (V2) on one version")
+    async def v2_infer_version(self, model: str, version: int, request: Request) -> Response:
+        if version < 1:
+            raise NotFound(f"version {version} does not exist", field="version")
+        return await self._infer(request, model, version)
+
+
+def ingress_app(config: PlatformConfig, serving: ServingConfig) -> Application:
+    """The ingress application with the serving config's replica settings."""
+    settings = serving.ingress
+    return Ingress.options(
+        num_replicas=settings.num_replicas, max_ongoing_requests=settings.max_ongoing_requests,
+        ray_actor_options={"num_cpus": settings.num_cpus}).bind(config, serving)
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """Serve's app builder (``import_path: mlray.serving.ingress:build_app`` in serve.yaml).
+
+    ``args`` may name a platform config file (``config``) and override its fields
+    (``namespace``, ``project``, ...); the serving settings come from the platform
+    config's ``serving_config``.
+    """
+    from mlray.config import load_config
+    from mlray.serving.settings import load_serving_config
+
+    overrides = dict(args or {})
+    config = load_config(overrides.pop("config", None))
+    if overrides:
+        config = PlatformConfig.model_validate({**config.model_dump(), **overrides})
+    return ingress_app(config, load_serving_config(config.serving_config))
+

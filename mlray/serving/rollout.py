@@ -1,0 +1,477 @@
+"""Rollouts of a model version: direct, blue-green, canary and shadow, as a state machine.
+
+A :class:`Rollout` document holds everything needed to carry on after a restart; the
+controller advances each running rollout one idempotent step per :meth:`tick`:
+
+* **direct**: deploy, switch all traffic, remove the old apps.
+* **blue-green**: deploy, check health with a smoke prediction, switch all traffic, keep
+  the old apps for the rollback window.
+* **canary**: deploy, smoke, then walk the weight steps; at the end of each step the new
+  version's live error rate and p99 (against the stable versions') must pass the gates,
+  or the controller rolls back by itself and records why.
+* **shadow**: deploy, smoke, add the version as a shadow of the current policy.
+
+The controller talks to the world through three small ports (deployer, registry,
+stats) so tests can drive it without Ray.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlray._private.types import Name, Project
+from mlray._private.validation import boundary
+from mlray.errors import Conflict, InvalidInput, MlrayError, NotFound
+from mlray.identity import Caller, Role
+from mlray.registry.types import ModelVersion
+from mlray.serving.board import VersionStats
+from mlray.serving.model_names import app_name, breaker_key, parse_app_name
+from mlray.serving.settings import BatchTuning, ModelServing, RolloutSettings, ServingConfig
+from mlray.serving.traffic import TrafficPolicy
+from mlray.storage.base import AuditEntry, Put, StateStore
+
+__all__ = [
+    "Deployer",
+    "RegistryPort",
+    "Rollout",
+    "RolloutController",
+    "RolloutStatus",
+    "StatsPort",
+    "Strategy",
+]
+
+ROLLOUTS = "rollouts"
+TUNING = "tuning"
+_ACTIVE_TICK_S = 0.5
+
+
+class Strategy(enum.StrEnum):
+    """How a new version takes traffic."""
+
+    DIRECT = "direct"
+    BLUE_GREEN = "blue-green"
+    CANARY = "canary"
+    SHADOW = "shadow"
+
+
+class RolloutStatus(enum.StrEnum):
+    """Where a rollout is."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+
+
+class Event(BaseModel):
+    """One line of a rollout's history."""
+
+    ts: float
+    message: str
+
+
+class Rollout(BaseModel):
+    """One rollout, as stored (collection ``rollouts``, key ``project/model/id``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    project: str
+    model: str
+    version: int
+    strategy: Strategy
+    status: RolloutStatus = RolloutStatus.RUNNING
+    phase: str = "deploy"
+    step: int = -1
+    step_started_at: float | None = None
+    deploy_started_at: float | None = None
+    previous: TrafficPolicy | None = Field(None, description="The policy before the rollout.")
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    reason: str | None = None
+    rollback_until: float | None = None
+    old_apps_removed: bool = False
+    created_by: str
+    created_at: float
+    updated_at: float
+    history: list[Event] = Field(default_factory=list)
+
+    @property
+    def stable(self) -> list[int]:
+        """Versions that answered before the rollout."""
+        return self.previous.serving if self.previous else []
+
+    @property
+    def active(self) -> bool:
+        """Still moving, or still within its rollback window with old apps kept."""
+        return self.status is RolloutStatus.RUNNING or (
+            self.status is RolloutStatus.SUCCEEDED and not self.old_apps_removed)
+
+
+class Deployer(Protocol):
+    """Starts and stops model apps."""
+
+    def deploy(self, version: ModelVersion, serving: ModelServing, wait: bool) -> None: ...
+    def status(self, model: str, version: int) -> tuple[str, str]: ...
+    def smoke(self, model: str, version: int) -> None: ...
+    def delete(self, model: str, version: int) -> None: ...
+    def running(self, all_states: bool = False) -> frozenset[str]: ...
+
+
+class RegistryPort(Protocol):
+    """The registry calls a rollout makes (as the rollout's caller)."""
+
+    def get_version(self, caller: Caller, project: str, model: str,
+                    version: int) -> ModelVersion: ...
+    def get_traffic(self, caller: Caller, project: str, model: str) -> TrafficPolicy: ...
+    def set_traffic(self, caller: Caller, project: str, model: str,
+                    policy: TrafficPolicy) -> TrafficPolicy: ...
+
+
+class StatsPort(Protocol):
+    """Live outcome figures (the breakers actor)."""
+
+    def stats(self, key: str, window_s: float = 60.0) -> VersionStats: ...
+
+
+class RolloutController:
+    """Starts, advances, rolls back and lists rollouts; every change is stored first."""
+
+    def __init__(self, store: StateStore, registry: RegistryPort, deployer: Deployer,
+                 stats: StatsPort, serving: ServingConfig | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store, self._registry, self._deployer, self._stats = store, registry, deployer, stats
+        self.serving = serving or ServingConfig()
+        self._clock = clock
+
+    @property
+    def settings(self) -> RolloutSettings:
+        """The rollout gates and timings."""
+        return self.serving.rollout
+
+    # -- storage ------------------------------------------------------------------------
+
+    def _save(self, rollout: Rollout, message: str, caller: Caller | None = None,
+              action: str | None = None) -> Rollout:
+        now = self._clock()
+        rollout.updated_at = now
+        rollout.history.append(Event(ts=now, message=message))
+        audit = None
+        if action:
+            audit = AuditEntry(user=caller.user if caller else rollout.created_by,
+                               project=rollout.project, action=action,
+                               target=f"{rollout.model}/v{rollout.version}",
+                               after={"rollout": rollout.id, "status": rollout.status.value,
+                                      "message": message})
+        self._store.apply([Put(collection=ROLLOUTS, key=self._key(rollout),
+                               data=rollout.model_dump(mode="json"))], audit)
+        return rollout
+
+    @staticmethod
+    def _key(rollout: Rollout) -> str:
+        return f"{rollout.project}/{rollout.model}/{rollout.created_at:017.6f}-{rollout.id}"
+
+    def _all(self, project: str | None = None, model: str | None = None) -> list[Rollout]:
+        prefix = f"{project}/{model}/" if project and model else (
+            f"{project}/" if project else None)
+        return [Rollout.model_validate(d.data) for d in self._store.list(ROLLOUTS, prefix=prefix)]
+
+    # -- the public calls ---------------------------------------------------------------
+
+    @boundary
+    def start(self, caller: Caller, project: Project, model: Name, version: int,
+              strategy: Strategy = Strategy.CANARY,
+              overrides: dict[str, Any] | None = None) -> Rollout:
+        """Begin rolling out ``model`` v``version``; the controller carries it on.
+
+        Raises:
+            NotFound: no such version.
+            Conflict: another rollout of the model is still running.
+            InvalidInput: bad serving overrides, or the version already answers alone.
+        """
+        caller.require(project, Role.editor)
+        target = self._registry.get_version(caller, project, model, version)
+        try:
+            self.serving.for_model(model, **(overrides or {}))
+        except ValueError as exc:
+            raise InvalidInput(f"serving overrides: {exc}", field="overrides") from None
+        running = [r for r in self._all(project, model) if r.status is RolloutStatus.RUNNING]
+        if running:
+            raise Conflict(f"rollout {running[0].id} of {model} v{running[0].version} is "
+                           "still running; wait for it or roll it back", field="model")
+        try:
+            previous: TrafficPolicy | None = self._registry.get_traffic(caller, project, model)
+        except NotFound:
+            previous = None
+        if previous and previous.serving == [version] and strategy is not Strategy.SHADOW:
+            raise InvalidInput(f"{model} v{version} already takes all traffic", field="version")
+        if strategy in (Strategy.CANARY, Strategy.SHADOW) and not previous:
+            raise InvalidInput(f"a {strategy} rollout needs a version already serving; "
+                               f"deploy {model} first with --strategy direct or blue-green",
+                               field="strategy")
+        now = self._clock()
+        rollout = Rollout(id=uuid.uuid4().hex[:12], project=project, model=model,
+                          version=target.version, strategy=strategy, previous=previous,
+                          overrides=overrides or {}, created_by=caller.user,
+                          created_at=now, updated_at=now)
+        return self._save(rollout, f"{strategy} rollout of v{version} started", caller,
+                          "rollout.start")
+
+    @boundary
+    def get(self, caller: Caller, project: Project, rollout_id: str) -> Rollout:
+        """One rollout by id."""
+        caller.require(project, Role.viewer)
+        for rollout in self._all(project):
+            if rollout.id == rollout_id:
+                return rollout
+        raise NotFound(f"no rollout {rollout_id!r} in project {project!r}", field="rollout_id")
+
+    @boundary
+    def list(self, caller: Caller, project: Project, model: Name | None = None, *,
+             limit: int = 50) -> list[Rollout]:
+        """Rollouts, newest first."""
+        caller.require(project, Role.viewer)
+        return sorted(self._all(project, model), key=lambda r: r.created_at,
+                      reverse=True)[:limit]
+
+    @boundary
+    def rollback(self, caller: Caller, project: Project, model: Name,
+                 reason: str = "rolled back by hand") -> Rollout:
+        """Put back the policy from before the model's latest rollout.
+
+        Raises:
+            NotFound: the model has no rollout to undo.
+        """
+        caller.require(project, Role.editor)
+        undoable = [r for r in self.list(caller, project, model)
+                    if r.status in (RolloutStatus.RUNNING, RolloutStatus.SUCCEEDED)]
+        if not undoable:
+            raise NotFound(f"{model} has no running or finished rollout to roll back",
+                           field="model")
+        rollout = undoable[0]
+        if rollout.previous is None:
+            raise NotFound(f"rollout {rollout.id} was {model}'s first deployment; there is "
+                           "nothing to roll back to", field="model")
+        return self._roll_back(rollout, f"{reason} (by {caller.user})", caller)
+
+    @boundary
+    def retune(self, caller: Caller, project: Project, model: Name, version: int,
+               tuning: BatchTuning) -> ModelServing:
+        """Change a live version's batching without a redeploy (Serve ``user_config``).
+
+        The tuning is stored, so later deploys of the version (a rollback) keep it.
+        """
+        caller.require(project, Role.editor)
+        target = self._registry.get_version(caller, project, model, version)
+        if app_name(model, version) not in self._deployer.running():
+            raise NotFound(f"{model} v{version} is not deployed", field="version")
+        key = f"{project}/{model}/{version}"
+        data = {"tuning": tuning.model_dump()}
+        self._store.apply([Put(collection=TUNING, key=key, data=data)],
+                          AuditEntry(user=caller.user, project=project, action="serving.retune",
+                                     target=f"{model}/v{version}", after=data))
+        serving = self._serving_for(project, model, version, {})
+        self._deployer.deploy(target, serving, wait=True)
+        return serving
+
+    @boundary
+    def apps(self, caller: Caller, project: Project) -> list[dict[str, Any]]:
+        """The model apps on Serve: model, version, status and message."""
+        caller.require(project, Role.viewer)
+        out = []
+        for name in sorted(self._deployer.running(all_states=True)):
+            parsed = parse_app_name(name)
+            if parsed:
+                status, message = self._deployer.status(*parsed)
+                out.append({"model": parsed[0], "version": parsed[1], "app": name,
+                            "status": status, "message": message})
+        return out
+
+    # -- the machine ----------------------------------------------------------------------
+
+    def _as(self, rollout: Rollout) -> Caller:
+        return Caller(user=rollout.created_by, roles={rollout.project: Role.editor})
+
+    def _serving(self, rollout: Rollout) -> ModelServing:
+        return self._serving_for(rollout.project, rollout.model, rollout.version,
+                                 rollout.overrides)
+
+    def _serving_for(self, project: str, model: str, version: int,
+                     overrides: dict[str, Any]) -> ModelServing:
+        stored = self._store.get(TUNING, f"{project}/{model}/{version}")
+        return self.serving.for_model(model, **{**overrides, **(stored.data if stored else {})})
+
+    def _ensure_running(self, rollout: Rollout, versions: list[int]) -> None:
+        running = self._deployer.running()
+        for v in versions:
+            if app_name(rollout.model, v) not in running:
+                mv = self._registry.get_version(self._as(rollout), rollout.project,
+                                                rollout.model, v)
+                self._deployer.deploy(mv, self._serving(rollout), wait=True)
+
+    def _set_weights(self, rollout: Rollout, weights: dict[int, float],
+                     shadows: list[int] | None = None) -> None:
+        sticky = rollout.previous.sticky if rollout.previous else True
+        self._registry.set_traffic(self._as(rollout), rollout.project, rollout.model,
+                                   TrafficPolicy(weights=weights, shadows=shadows or [],
+                                                 sticky=sticky))
+
+    def _roll_back(self, rollout: Rollout, reason: str, caller: Caller | None = None
+                   ) -> Rollout:
+        if rollout.previous is not None:
+            self._ensure_running(rollout, sorted({*rollout.previous.weights,
+                                                  *rollout.previous.shadows}))
+            self._registry.set_traffic(self._as(rollout), rollout.project, rollout.model,
+                                       rollout.previous)
+            kept = {*rollout.previous.weights, *rollout.previous.shadows}
+            if rollout.version not in kept:
+                self._deployer.delete(rollout.model, rollout.version)
+        rollout.status = RolloutStatus.ROLLED_BACK
+        rollout.reason = reason
+        rollout.phase = "done"
+        rollout.old_apps_removed = True
+        return self._save(rollout, f"rolled back: {reason}", caller, "rollout.rollback")
+
+    def _fail(self, rollout: Rollout, reason: str) -> Rollout:
+        if rollout.previous is not None:
+            return self._roll_back(rollout, reason)
+        rollout.status, rollout.reason, rollout.phase = RolloutStatus.FAILED, reason, "done"
+        return self._save(rollout, f"failed: {reason}", action="rollout.fail")
+
+    def tick(self) -> list[Rollout]:
+        """Advance every active rollout by what is due now; returns those that changed."""
+        changed = []
+        for rollout in self._all():
+            if not rollout.active:
+                continue
+            before = rollout.model_dump()
+            try:
+                rollout = self._advance(rollout)
+            except MlrayError as exc:
+                rollout = self._fail(rollout, f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # a deploy that cannot come up, a crashed smoke test
+                rollout = self._fail(rollout, f"{type(exc).__name__}: {exc}")
+            if rollout.model_dump() != before:
+                changed.append(rollout)
+        return changed
+
+    def _advance(self, rollout: Rollout) -> Rollout:
+        if rollout.status is RolloutStatus.SUCCEEDED:
+            return self._clean_up(rollout)
+        if rollout.phase == "deploy":
+            target = self._registry.get_version(self._as(rollout), rollout.project,
+                                                rollout.model, rollout.version)
+            self._deployer.deploy(target, self._serving(rollout), wait=False)
+            rollout.phase, rollout.deploy_started_at = "starting", self._clock()
+            return self._save(rollout, f"deploying {app_name(rollout.model, rollout.version)}")
+        if rollout.phase == "starting":
+            return self._starting(rollout)
+        if rollout.phase == "smoke":
+            self._deployer.smoke(rollout.model, rollout.version)
+            rollout.phase = {Strategy.CANARY: "steps", Strategy.SHADOW: "shadow"}.get(
+                rollout.strategy, "switch")
+            return self._save(rollout, "smoke prediction passed")
+        if rollout.phase == "switch":
+            self._set_weights(rollout, {rollout.version: 100.0})
+            return self._succeed(rollout, f"all traffic on v{rollout.version}")
+        if rollout.phase == "shadow":
+            assert rollout.previous is not None
+            shadows = sorted({*rollout.previous.shadows, rollout.version})
+            self._set_weights(rollout, {v: w for v, w in rollout.previous.weights.items()
+                                        if v != rollout.version}, shadows)
+            rollout.old_apps_removed = True  # a shadow replaces nothing
+            return self._succeed(rollout, f"v{rollout.version} shadows the live versions")
+        if rollout.phase == "steps":
+            return self._step(rollout)
+        raise InvalidInput(f"rollout {rollout.id} is in an unknown phase {rollout.phase!r}",
+                           field="phase")
+
+    def _starting(self, rollout: Rollout) -> Rollout:
+        status, message = self._deployer.status(rollout.model, rollout.version)
+        if status == "RUNNING":
+            rollout.phase = "smoke" if rollout.strategy is not Strategy.DIRECT else "switch"
+            return self._save(rollout, f"v{rollout.version} is up")
+        if status in ("DEPLOY_FAILED", "UNHEALTHY"):
+            return self._fail(rollout, f"v{rollout.version} failed to deploy: {message}")
+        assert rollout.deploy_started_at is not None
+        waited = self._clock() - rollout.deploy_started_at
+        if waited > self.settings.ready_timeout_s:
+            return self._fail(rollout, f"v{rollout.version} was not ready after {waited:.0f} s "
+                                       f"({status}: {message})")
+        return rollout
+
+    def _succeed(self, rollout: Rollout, message: str) -> Rollout:
+        rollout.status, rollout.phase = RolloutStatus.SUCCEEDED, "done"
+        rollout.rollback_until = self._clock() + (
+            0.0 if rollout.strategy is Strategy.DIRECT else self.settings.rollback_window_s)
+        return self._save(rollout, message, action="rollout.succeed")
+
+    def _step(self, rollout: Rollout) -> Rollout:
+        steps = self.settings.canary_steps
+        now = self._clock()
+        if rollout.step < 0:
+            return self._enter_step(rollout, 0)
+        assert rollout.step_started_at is not None
+        elapsed = now - rollout.step_started_at
+        if elapsed < self.settings.step_duration_s:
+            return rollout
+        verdict = self._judge(rollout, elapsed)
+        if verdict is None:
+            if elapsed < self.settings.max_step_wait_s:
+                return rollout  # not enough traffic yet to judge
+            return self._fail(rollout, f"step {steps[rollout.step]}%: fewer than "
+                                       f"{self.settings.min_requests} canary requests in "
+                                       f"{elapsed:.0f} s")
+        passed, why = verdict
+        if not passed:
+            return self._fail(rollout, f"canary gate failed at {steps[rollout.step]}%: {why}")
+        rollout.history.append(Event(ts=now, message=f"gate passed at "
+                                                     f"{steps[rollout.step]}%: {why}"))
+        if rollout.step + 1 >= len(steps):
+            return self._succeed(rollout, f"canary reached 100% on v{rollout.version}")
+        return self._enter_step(rollout, rollout.step + 1)
+
+    def _enter_step(self, rollout: Rollout, step: int) -> Rollout:
+        share = self.settings.canary_steps[step]
+        stable = rollout.stable
+        weights = {v: (100.0 - share) / len(stable) for v in stable if v != rollout.version}
+        weights[rollout.version] = share
+        self._set_weights(rollout, {v: w for v, w in weights.items() if w > 0})
+        rollout.step, rollout.step_started_at = step, self._clock()
+        return self._save(rollout, f"canary at {share:g}%")
+
+    def _judge(self, rollout: Rollout, elapsed: float) -> tuple[bool, str] | None:
+        """(passed, why) for the current step; None while there is too little traffic."""
+        canary = self._stats.stats(breaker_key(rollout.project, rollout.model,
+                                               rollout.version), elapsed)
+        if canary.requests < max(1, self.settings.min_requests):
+            return None
+        gates = self.settings
+        if canary.error_rate > gates.max_error_rate:
+            return False, (f"error rate {canary.error_rate:.1%} over {canary.requests} "
+                           f"requests > {gates.max_error_rate:.1%}")
+        stable_p99 = [s.p99_ms for s in (self._stats.stats(breaker_key(
+            rollout.project, rollout.model, v), elapsed) for v in rollout.stable
+            if v != rollout.version) if s.p99_ms is not None]
+        if canary.p99_ms is not None and stable_p99:
+            limit = gates.max_p99_ratio * max(stable_p99)
+            if canary.p99_ms > limit:
+                return False, (f"p99 {canary.p99_ms:.1f} ms > {gates.max_p99_ratio:g}x "
+                               f"stable p99 {max(stable_p99):.1f} ms")
+        return True, (f"error rate {canary.error_rate:.1%}, p99 "
+                      f"{canary.p99_ms or 0:.1f} ms over {canary.requests} requests")
+
+    def _clean_up(self, rollout: Rollout) -> Rollout:
+        if rollout.rollback_until is not None and self._clock() < rollout.rollback_until:
+            return rollout
+        keep = {rollout.version}
+        for v in rollout.stable:
+            if v not in keep:
+                self._deployer.delete(rollout.model, v)
+        rollout.old_apps_removed = True
+        return self._save(rollout, "old versions' apps removed")

@@ -1,0 +1,356 @@
+"""Serving over real HTTP: Ray Serve model apps, the mlray ingress, rollouts, breakers.
+
+One platform (actors, Serve on a free port, the ingress) serves the whole module:
+Serve applications are cluster-wide, so tests share it and use their own models.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mlray.config import PlatformConfig, load_config
+from mlray.datasets.fraud import FRAUD_CATEGORICAL, FRAUD_NUMERIC, generate_fraud
+from tests.conftest import free_port, wait_for
+from tests.integration.serving_models import FAULTY, register_model, set_fault
+
+pytestmark = pytest.mark.slow
+
+
+class Platform:
+    """What the serving tests drive."""
+
+    def __init__(self, config: PlatformConfig, client: Any, url: str, tmp: Path) -> None:
+        self.config, self.client, self.url, self.tmp = config, client, url, tmp
+        self.http = httpx.Client(base_url=url, timeout=30)
+
+    def model(self, *, model_type: str = "mlp", versions: int = 1) -> str:
+        """A fresh model name with ``versions`` registered versions."""
+        name = f"m{uuid.uuid4().hex[:8]}"
+        for seed in range(versions):
+            register_model(self.client, name, self.tmp, seed=seed, model_type=model_type)
+        return name
+
+    def deploy(self, model: str, version: int, strategy: str = "direct") -> Any:
+        rollout = self.client.serving.deploy(model, version, strategy=strategy, wait=True,
+                                             timeout_s=240)
+        assert rollout.status == "succeeded", rollout.history
+        self.wait_served(model, {version})
+        return rollout
+
+    def wait_served(self, model: str, versions: set[int], timeout: float = 30) -> None:
+        """Until the ingress has the model's policy with these versions ready."""
+        def ready() -> bool:
+            listed = self.http.get("/v1/models").json()["models"]
+            found = [m for m in listed if m["name"] == model]
+            return bool(found) and {v["version"] for v in found[0]["versions"]
+                                    if v["ready"]} >= versions
+        wait_for(ready, timeout=timeout, interval=0.2)
+
+    def predict(self, model: str, rows: int = 1, headers: dict[str, str] | None = None,
+                **extra: Any) -> httpx.Response:
+        frame = generate_fraud(rows, seed=7)
+        columns = {c: frame[c].tolist() for c in [*FRAUD_NUMERIC, *FRAUD_CATEGORICAL]}
+        return self.http.post("/v1/predict/batch", json={"modelName": model, "columns": columns,
+                                                         **extra}, headers=headers or {})
+
+
+@pytest.fixture(scope="module")
+def platform(ray_shared: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    import ray
+    from ray import serve
+
+    import mlray
+    from actors import actor_names
+    from mlray.serving.launch import start_serving
+
+    tmp = tmp_path_factory.mktemp("serving")
+    config = load_config(env={"MLRAY_HOME": str(tmp / "home"),
+                              "MLRAY_NAMESPACE": f"s{uuid.uuid4().hex[:10]}",
+                              "MLRAY_SERVE_PORT": str(free_port()),
+                              "MLRAY_SERVING_CONFIG": str(_serving_yaml(tmp))})
+    client = mlray.connect(config=config)
+    url = start_serving(config)
+    set_fault(None)
+    yield Platform(config, client, url, tmp)
+    set_fault(None)
+    serve.shutdown()
+    for name in actor_names():
+        try:
+            ray.kill(ray.get_actor(name, namespace=config.namespace), no_restart=True)
+        except ValueError:
+            continue
+
+
+def _serving_yaml(tmp: Path) -> Path:
+    path = tmp / "serving.yaml"
+    path.write_text("""
+defaults:
+  num_cpus: 0.25
+  tuning: {max_batch_size: 32, batch_wait_timeout_s: 0.005}
+  timeout_s: 5
+ingress:
+  policy_refresh_s: 0.5
+  sync_interval_s: 0.5
+  max_rows: 1000
+  max_body_bytes: 200000
+  breaker: {failure_threshold: 3, window_s: 30, recovery_timeout_s: 2, success_threshold: 2}
+rollout:
+  canary_steps: [10, 50, 100]
+  step_duration_s: 1.5
+  min_requests: 10
+  max_error_rate: 0.2
+  max_p99_ratio: 3
+  max_step_wait_s: 60
+  rollback_window_s: 0
+""")
+    return path
+
+
+def test_direct_deploy_then_v1_and_v2_predictions(platform: Platform) -> None:
+    model = platform.model()
+    platform.deploy(model, 1)
+    reply = platform.predict(model, rows=5, requestId="r-1")
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert reply.headers["x-mlray-model-version"] == "1"
+    assert body["modelVersion"] == 1 and body["requestId"] == "r-1"
+    assert len(body["probabilities"]) == 5
+    assert all(0 <= p <= 1 for p in body["probabilities"])
+    assert body["predictions"] == [int(p >= 0.5) for p in body["probabilities"]]
+
+    one = generate_fraud(5, seed=7).iloc[0]
+    row = {c: (float(one[c]) if c in FRAUD_NUMERIC else str(one[c]))
+           for c in [*FRAUD_NUMERIC, *FRAUD_CATEGORICAL]}
+    single = platform.http.post("/v1/predict", json={"modelName": model, "features": row})
+    assert single.status_code == 200, single.text
+    assert math.isclose(single.json()["probabilities"][0], body["probabilities"][0],
+                        rel_tol=1e-5)
+
+    inputs = [{"name": c, "shape": [1], "datatype": "FP64" if c in FRAUD_NUMERIC else "BYTES",
+               "data": [row[c]]} for c in row]
+    v2 = platform.http.post(f"/v2/models/{model}/infer", json={"id": "x", "inputs": inputs})
+    assert v2.status_code == 200, v2.text
+    assert v2.json()["model_version"] == "1" and v2.json()["id"] == "x"
+    assert math.isclose(v2.json()["outputs"][0]["data"][0], body["probabilities"][0],
+                        rel_tol=1e-5)
+    meta = platform.http.get(f"/v2/models/{model}").json()
+    assert {i["name"] for i in meta.get("inputs", [])} == set(row), meta
+    assert platform.http.get(f"/v2/models/{model}/ready").json()["ready"] is True
+    assert platform.http.get("/v2/health/live").status_code == 200
+
+
+def test_bad_input_gets_clear_errors(platform: Platform) -> None:
+    model = platform.model()
+    platform.deploy(model, 1)
+    post = platform.http.post
+    cases = [
+        (post("/v1/predict", content=b"{not json"), 400, None),
+        (post("/v1/predict", json={"modelName": "nope", "features": {"amount": 1}}), 404,
+         "model"),
+        (post("/v1/predict", json={"modelName": model, "features": {"amount": 1}}), 400,
+         "hour"),
+        (post("/v1/predict", json={"modelName": model, "instances": [
+            {**{c: 1.0 for c in FRAUD_NUMERIC}, **{c: "a" for c in FRAUD_CATEGORICAL},
+             "amount": "lots"}]}), 400, "amount"),
+        (post("/v1/predict", json={"modelName": model, "features": {"amount": 1},
+                                   "modelVersion": 9}), 404, "x-mlray-version"),
+        (post("/v1/predict/batch", json={"modelName": model, "columns": {
+            c: [1.0] * 1001 for c in FRAUD_NUMERIC}}), 413, None),
+        (post("/v1/predict", content=b"x" * 300_000,
+              headers={"content-type": "application/json"}), 413, "body"),
+        (post(f"/v2/models/{model}/infer", json={"inputs": [
+            {"name": "amount", "shape": [2], "datatype": "FP64", "data": [1.0]}]}), 400, None),
+        (platform.http.get("/v2/models/nope"), 404, "model"),
+    ]
+    for reply, status, field in cases:
+        assert reply.status_code == status, (reply.request.url, reply.text)
+        body = reply.json()
+        assert {"error", "code"} <= set(body), body
+        if field:
+            assert body.get("field") == field, body
+
+
+def test_weighted_split_sticky_keys_and_pin(platform: Platform) -> None:
+    model = platform.model(versions=2)
+    platform.deploy(model, 1)
+    platform.client.serving.deploy(model, 2, strategy="shadow", wait=True, timeout_s=240)
+    platform.client.serving.traffic(model, {1: 90, 2: 10}, sticky=False)
+    platform.wait_served(model, {1, 2})
+    wait_for(lambda: platform.http.get("/v1/models").json()["models"] and any(
+        m["name"] == model and m["policy"]["weights"] == {"1": 90.0, "2": 10.0}
+        for m in platform.http.get("/v1/models").json()["models"]), timeout=5, interval=0.1)
+
+    n = 10_000
+    columns = {c: [1.0] for c in FRAUD_NUMERIC} | {c: ["x"] for c in FRAUD_CATEGORICAL}
+    body = {"modelName": model, "columns": columns}
+
+    def one(_: int) -> str:
+        reply = platform.http.post("/v1/predict/batch", json=body)
+        assert reply.status_code == 200, reply.text
+        return reply.headers["x-mlray-model-version"]
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        counts = Counter(pool.map(one, range(n)))
+    p = 0.10
+    half_width = 3.29 * math.sqrt(n * p * (1 - p))  # two-sided 99.9%
+    assert abs(counts["2"] - n * p) <= half_width, counts
+    assert counts["1"] + counts["2"] == n
+
+    platform.client.serving.traffic(model, {1: 50, 2: 50}, sticky=True)
+    wait_for(lambda: any(m["name"] == model and m["policy"]["sticky"]
+                         for m in platform.http.get("/v1/models").json()["models"]),
+             timeout=5, interval=0.1)
+    for key in [f"user-{i}" for i in range(20)]:
+        seen = {platform.predict(model, headers={"x-mlray-routing-key": key})
+                .headers["x-mlray-model-version"] for _ in range(5)}
+        assert len(seen) == 1, (key, seen)
+    by_field = {platform.predict(model, routingKey="user-3").headers["x-mlray-model-version"]
+                for _ in range(5)}
+    assert len(by_field) == 1
+    for pin in ("1", "2"):
+        for _ in range(5):
+            reply = platform.predict(model, headers={"x-mlray-version": pin})
+            assert reply.headers["x-mlray-model-version"] == pin
+
+
+def test_shadow_gets_copies_and_never_answers(platform: Platform) -> None:
+    from mlray.serving.deployer import ServeDeployer
+
+    model = platform.model(versions=2)
+    platform.deploy(model, 1)
+    rollout = platform.client.serving.deploy(model, 2, strategy="shadow", wait=True,
+                                             timeout_s=240)
+    assert rollout.status == "succeeded"
+    platform.wait_served(model, {1, 2})
+    deployer = ServeDeployer(platform.config)
+    before = deployer.stats(model, 2)[0]["rows"]
+    answered = Counter(platform.predict(model, rows=3).headers["x-mlray-model-version"]
+                       for _ in range(30))
+    assert answered == {"1": 30}
+    wait_for(lambda: deployer.stats(model, 2)[0]["rows"] >= before + 90, timeout=20)
+
+
+def test_batching_batches_under_concurrent_load(platform: Platform) -> None:
+    from mlray.serving.deployer import ServeDeployer
+
+    model = platform.model()
+    platform.deploy(model, 1)
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        codes = list(pool.map(lambda _: platform.predict(model).status_code, range(400)))
+    assert codes.count(200) == 400
+    sizes = ServeDeployer(platform.config).stats(model, 1)[0]["batch_sizes"]
+    assert max(int(k) for k in sizes) > 1, sizes
+    print(f"batch sizes under 32 concurrent clients: {dict(sorted(sizes.items()))}")
+
+
+def test_failing_version_trips_breaker_fails_over_and_recovers(platform: Platform) -> None:
+    model = platform.model(model_type=FAULTY, versions=1)
+    register_model(platform.client, model, platform.tmp, seed=1)  # v2: a healthy MLP
+    platform.deploy(model, 1)
+    platform.client.serving.deploy(model, 2, strategy="shadow", wait=True, timeout_s=240)
+    platform.client.serving.traffic(model, {1: 50, 2: 50}, sticky=False)
+    platform.wait_served(model, {1, 2})
+    try:
+        set_fault("fail")
+        codes = Counter(platform.predict(model).status_code for _ in range(40))
+        assert codes[500] <= 5, codes  # the breaker opens after 3 failures (per replica)
+        wait_for(lambda: platform.client.serving.breakers().get(f"{model}/1") is not None
+                 and platform.client.serving.breakers()[f"{model}/1"].state == "open",
+                 timeout=10)
+        answered = Counter(platform.predict(model).headers.get("x-mlray-model-version")
+                           for _ in range(20))
+        assert answered == {"2": 20}, answered
+        pinned = platform.predict(model, headers={"x-mlray-version": "1"})
+        assert pinned.status_code == 503 and "retry-after" in pinned.headers
+    finally:
+        set_fault(None)
+
+    def closed_again() -> bool:
+        platform.predict(model)
+        state = platform.client.serving.breakers().get(f"{model}/1")
+        return state is not None and state.state == "closed"
+
+    wait_for(closed_again, timeout=30, interval=0.3)
+    assert platform.predict(model, headers={"x-mlray-version": "1"}).status_code == 200
+
+
+def test_canary_reaches_100_percent(platform: Platform) -> None:
+    model = platform.model(versions=2)
+    platform.deploy(model, 1)
+    rollout = platform.client.serving.deploy(model, 2, strategy="canary")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        done = pool.submit(platform.client.serving.wait, rollout.id, 240)
+        while not done.done():
+            platform.predict(model)
+        final = done.result()
+    assert final.status == "succeeded", final.history
+    assert platform.client.registry.get_traffic(model).weights == {2: 100.0}
+    assert [e.message for e in final.history if e.message.startswith("canary at")] == [
+        "canary at 10%", "canary at 50%", "canary at 100%"]
+
+
+def test_failing_canary_rolls_back_by_itself_and_says_why(platform: Platform) -> None:
+    model = platform.model(versions=1)
+    register_model(platform.client, model, platform.tmp, seed=1, model_type=FAULTY)
+    platform.deploy(model, 1)
+    rollout = platform.client.serving.deploy(model, 2, strategy="canary")
+    try:
+        wait_for(lambda: platform.client.serving.rollout(rollout.id).phase == "steps",
+                 timeout=240, interval=0.3)
+        set_fault("fail")
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            done = pool.submit(platform.client.serving.wait, rollout.id, 120)
+            while not done.done():
+                platform.predict(model)
+            final = done.result()
+    finally:
+        set_fault(None)
+    assert final.status == "rolled_back", final.history
+    assert "canary gate failed" in (final.reason or "") and "error rate" in final.reason
+    assert platform.client.registry.get_traffic(model).weights == {1: 100.0}
+    audit = platform.client.registry.audit_log(limit=1000)
+    assert any(e.action == "rollout.rollback" and "error rate" in str(e.after) for e in audit)
+
+
+def test_rollback_by_hand_restores_the_previous_policy(platform: Platform) -> None:
+    model = platform.model(versions=2)
+    platform.deploy(model, 1)
+    platform.deploy(model, 2, strategy="blue-green")
+    assert platform.client.registry.get_traffic(model).weights == {2: 100.0}
+    rolled = platform.client.serving.rollback(model)
+    assert rolled.status == "rolled_back"
+    assert platform.client.registry.get_traffic(model).weights == {1: 100.0}
+    platform.wait_served(model, {1})
+    wait_for(lambda: platform.predict(model).headers.get("x-mlray-model-version") == "1",
+             timeout=10, interval=0.2)
+
+
+def test_retune_batching_live(platform: Platform) -> None:
+    model = platform.model()
+    platform.deploy(model, 1)
+    serving = platform.client.serving.retune(model, 1, max_batch_size=4)
+    assert serving.tuning.max_batch_size == 4
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda _: platform.predict(model), range(100)))
+    from mlray.serving.deployer import ServeDeployer
+
+    sizes = ServeDeployer(platform.config).stats(model, 1)[0]["batch_sizes"]
+    assert max(int(k) for k in sizes) <= 4, sizes
+
+
+def test_openapi_describes_the_endpoints(platform: Platform) -> None:
+    spec = platform.http.get("/openapi.json").json()
+    assert {"/v1/predict", "/v1/predict/batch", "/v1/models", "/v2/models/{model}/infer",
+            "/v2/health/ready"} <= set(spec["paths"])
+    assert "PredictRequest" in spec["components"]["schemas"]
+    assert platform.http.get("/docs").status_code == 200
+
