@@ -449,9 +449,14 @@ class RolloutController:
         """(passed, why) for the current step; None while there is too little traffic."""
         canary = self._stats.stats(breaker_key(rollout.project, rollout.model,
                                                rollout.version), elapsed)
-        if canary.requests < max(1, self.settings.min_requests):
-            return None
         gates = self.settings
+        # Errors beyond what even a full sample of successes could dilute fail at once:
+        # an open breaker keeps a failing canary from ever reaching min_requests.
+        if canary.errors > gates.max_error_rate * max(canary.requests, gates.min_requests):
+            return False, (f"error rate {canary.error_rate:.1%} ({canary.errors} errors in "
+                           f"{canary.requests} requests) > {gates.max_error_rate:.1%}")
+        if canary.requests < max(1, gates.min_requests):
+            return None
         if canary.error_rate > gates.max_error_rate:
             return False, (f"error rate {canary.error_rate:.1%} over {canary.requests} "
                            f"requests > {gates.max_error_rate:.1%}")

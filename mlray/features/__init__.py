@@ -1,0 +1,51 @@
+"""The feature store's Ray-free core: definitions, apply plans, offline and online stores.
+
+Actors, materialization jobs and stream processors build on these; nothing here needs Ray.
+"""
+
+from mlray.features.definitions import (
+    Entity,
+    FeatureField,
+    FeatureService,
+    FeatureView,
+    JoinKey,
+    OnDemandFeatureView,
+    ParquetSource,
+    PushSource,
+    Range,
+    RequestField,
+    StreamSource,
+    parse_ref,
+)
+from mlray.features.offline import OfflineStore
+from mlray.features.online import FeatureStatus, OnlineRead, OnlineStore, open_online_store
+from mlray.features.plan import Action, ApplyPlan, Change, plan_apply
+from mlray.features.repo import BoundView, FeatureRepo, Selection, load_repo
+
+__all__ = [
+    "Action",
+    "ApplyPlan",
+    "BoundView",
+    "Change",
+    "Entity",
+    "FeatureField",
+    "FeatureRepo",
+    "FeatureService",
+    "FeatureStatus",
+    "FeatureView",
+    "JoinKey",
+    "OfflineStore",
+    "OnDemandFeatureView",
+    "OnlineRead",
+    "OnlineStore",
+    "ParquetSource",
+    "PushSource",
+    "Range",
+    "RequestField",
+    "Selection",
+    "StreamSource",
+    "load_repo",
+    "open_online_store",
+    "parse_ref",
+    "plan_apply",
+]

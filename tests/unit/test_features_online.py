@@ -1,0 +1,208 @@
+"""The online store contract; every test runs on SQLite and on a real Redis."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from mlray._private.validation import build
+from mlray.errors import BackendUnavailable, ConfigError, InvalidInput, NotFound
+from mlray.features import BoundView, FeatureRepo, FeatureStatus, OnlineStore, open_online_store
+from mlray.features.online_redis import RedisOnlineStore
+
+T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+PRESENT, NOT_FOUND, OLD = (FeatureStatus.PRESENT, FeatureStatus.NOT_FOUND,
+                           FeatureStatus.OUTSIDE_MAX_AGE)
+
+
+@pytest.fixture
+def online(state_url: str, redis_prefix: str) -> Iterator[OnlineStore]:
+    """An empty online store on each backend (``backend`` fixture); Redis keys are removed."""
+    url = state_url.replace("state.db", "online.db")
+    store = open_online_store(url, redis_prefix=redis_prefix)
+    yield store
+    if isinstance(store, RedisOnlineStore):
+        store.drop_all()
+    store.close()
+
+
+def _repo(ttl: str | int = "1h") -> FeatureRepo:
+    return build(FeatureRepo, entities=[
+        {"name": "user", "join_keys": [{"name": "user_id"}]},
+        {"name": "shop", "join_keys": [{"name": "shop", "dtype": "string"}]}],
+        feature_views=[
+            {"name": "stats", "entities": ["user"], "source": {"type": "push"}, "ttl": ttl,
+             "fields": [
+                 {"name": "clicks", "dtype": "int64", "range": {"min": 0}},
+                 {"name": "score", "dtype": "float64"},
+                 {"name": "label", "dtype": "string", "allowed_values": ["a", "b"]},
+                 {"name": "flag", "dtype": "bool"},
+                 {"name": "blob", "dtype": "bytes"},
+                 {"name": "emb", "dtype": "array", "items": "float64"},
+                 {"name": "attrs", "dtype": "map", "items": "int64"}]},
+            {"name": "pair", "entities": ["user", "shop"], "source": {"type": "push"},
+             "fields": [{"name": "spend", "dtype": "float64"}]}])
+
+
+def _rows(*rows: tuple[int, dt.datetime, int]) -> pa.Table:
+    """Rows of ``stats`` with clicks set and the other fields derived from it."""
+    return pa.table({
+        "user_id": [r[0] for r in rows],
+        "event_timestamp": pa.array([r[1] for r in rows], pa.timestamp("us", "UTC")),
+        "clicks": [r[2] for r in rows],
+        "score": [r[2] / 2 for r in rows],
+        "label": ["a" if r[2] % 2 else "b" for r in rows],
+        "flag": [r[2] > 3 for r in rows],
+        "blob": [bytes([r[2]]) for r in rows],
+        "emb": [[float(r[2]), 0.5] for r in rows],
+        "attrs": pa.array([[("k", r[2])] for r in rows], pa.map_(pa.string(), pa.int64())),
+    })
+
+
+@pytest.fixture
+def stats() -> BoundView:
+    return _repo().bind("stats")
+
+
+def test_round_trip_with_types_and_statuses(online: OnlineStore, stats: BoundView) -> None:
+    assert online.write(stats, _rows((1, T0, 5), (2, T0, 2))) == 2
+    read = online.read(stats, [2, 1, 3], now=T0)
+    assert read.features == stats.view.feature_names
+    assert read.rows()[1] == {"clicks": 5, "score": 2.5, "label": "a", "flag": True,
+                              "blob": b"\x05", "emb": [5.0, 0.5], "attrs": {"k": 5}}
+    assert read.values["clicks"] == [2, 5, None]
+    assert read.status.tolist() == [[PRESENT] * 7, [PRESENT] * 7, [NOT_FOUND] * 7]
+    assert read.event_ts[0] == np.datetime64("2026-03-01T12:00:00", "us")
+    assert np.isnat(read.event_ts[2])
+
+
+def test_features_come_in_the_order_asked(online: OnlineStore, stats: BoundView) -> None:
+    online.write(stats, _rows((1, T0, 4)))
+    read = online.read(stats, [1], ["flag", "clicks"], now=T0)
+    assert read.features == ["flag", "clicks"] and read.rows() == [{"flag": True, "clicks": 4}]
+    assert read.statuses("clicks") == [PRESENT]
+    with pytest.raises(NotFound, match="has no feature 'nope'") as info:
+        online.read(stats, [1], ["clicks", "nope"])
+    assert info.value.field == "features[1]"
+
+
+def test_writes_never_go_back_in_time(online: OnlineStore, stats: BoundView) -> None:
+    later = T0 + dt.timedelta(minutes=5)
+    assert online.write(stats, _rows((1, later, 7))) == 1
+    assert online.write(stats, _rows((1, T0, 1))) == 0  # older: skipped
+    assert online.read(stats, [1], ["clicks"], now=later).values["clicks"] == [7]
+    assert online.write(stats, _rows((1, later, 8))) == 1  # equal time: the new write wins
+    # within one batch the latest event wins, whatever the order
+    assert online.write(stats, _rows((2, later, 3), (2, T0, 9), (1, T0, 9))) == 1
+    read = online.read(stats, [1, 2], ["clicks"], now=later)
+    assert read.values["clicks"] == [8, 3]
+
+
+def test_concurrent_writers_keep_the_newest(online: OnlineStore, stats: BoundView) -> None:
+    def writer(offsets: list[int]) -> None:
+        for s in offsets:
+            online.write(stats, _rows((1, T0 + dt.timedelta(seconds=s), s)))
+
+    threads = [threading.Thread(target=writer, args=(list(range(i, 60, 3)),)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert online.read(stats, [1], ["clicks"], now=T0).values["clicks"] == [59]
+
+
+def test_ttl_applies_at_read(online: OnlineStore, stats: BoundView) -> None:
+    online.write(stats, _rows((1, T0, 5)))
+    at_edge = online.read(stats, [1], ["clicks"], now=T0 + dt.timedelta(hours=1))
+    assert at_edge.statuses("clicks") == [PRESENT]  # exactly ttl old: still served
+    past = online.read(stats, [1, 2], ["clicks", "score"],
+                       now=T0 + dt.timedelta(hours=1, microseconds=1))
+    assert past.status.tolist() == [[OLD, OLD], [NOT_FOUND, NOT_FOUND]]
+    assert past.values["clicks"] == [None, None]
+    assert past.event_ts[0] == np.datetime64("2026-03-01T12:00:00", "us")
+
+
+def test_ttl_zero_never_expires(online: OnlineStore) -> None:
+    forever = _repo(ttl=0).bind("stats")
+    online.write(forever, _rows((1, T0, 5)))
+    read = online.read(forever, [1], ["clicks"], now=T0 + dt.timedelta(days=3650))
+    assert read.statuses("clicks") == [PRESENT]
+
+
+def test_field_added_later_is_not_found(online: OnlineStore, stats: BoundView) -> None:
+    old = build(FeatureRepo, entities=[{"name": "user", "join_keys": [{"name": "user_id"}]}],
+                feature_views=[{"name": "stats", "entities": ["user"], "source": {"type": "push"},
+                                "fields": [{"name": "clicks", "dtype": "int64"}]}]).bind("stats")
+    online.write(old, {"user_id": [1], "event_timestamp": pa.array([T0]), "clicks": [3]})
+    read = online.read(stats, [1], ["clicks", "score"], now=T0)
+    assert read.status.tolist() == [[PRESENT, NOT_FOUND]]
+
+
+def test_multi_part_keys_and_key_forms(online: OnlineStore) -> None:
+    pair = _repo().bind("pair")
+    online.write(pair, {"user_id": [1, 1], "shop": ["a", "b"],
+                        "event_timestamp": pa.array([T0, T0]), "spend": [1.5, None]})
+    read = online.read(pair, [(1, "b"), {"shop": "a", "user_id": 1}, [1, "c"]], now=T0)
+    assert read.values["spend"] == [None, 1.5, None]
+    assert read.status.tolist() == [[PRESENT], [PRESENT], [NOT_FOUND]]  # a stored null
+    assert online.read(pair, [], now=T0).status.shape == (0, 1)
+
+
+@pytest.mark.parametrize(("keys", "message"), [
+    (["1"], r"entity_keys\[0\].user_id: expected int64, got str '1'"),
+    ([1, True], r"entity_keys\[1\].user_id: expected int64, got bool"),
+    ([1.0], "expected int64, got float"),
+    ([(1, 2)], "keyed by"),
+    ([2**64], "does not fit in int64"),
+])
+def test_wrong_key_types_are_refused(online: OnlineStore, stats: BoundView, keys: list[Any],
+                                     message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        online.read(stats, keys)
+
+
+def test_bad_batches_write_nothing(online: OnlineStore, stats: BoundView) -> None:
+    bad_range = _rows((1, T0, 1), (2, T0, 2)).set_column(
+        2, "clicks", pa.array([1, -1], pa.int64()))
+    with pytest.raises(InvalidInput, match=r"clicks: must be >= 0.0 \(rows \[1\]\)"):
+        online.write(stats, bad_range)
+    bad_label = _rows((1, T0, 1)).set_column(4, "label", pa.array(["z"]))
+    with pytest.raises(InvalidInput, match="must be one of"):
+        online.write(stats, bad_label)
+    naive = _rows((1, T0, 1)).set_column(1, "event_timestamp", pa.array([dt.datetime(2026, 1, 1)]))
+    with pytest.raises(InvalidInput, match="no time zone"):
+        online.write(stats, naive)
+    with pytest.raises(InvalidInput, match="missing feature column 'attrs'"):
+        online.write(stats, _rows((1, T0, 1)).drop_columns(["attrs"]))
+    null_key = _rows((1, T0, 1)).set_column(0, "user_id", pa.array([None], pa.int64()))
+    with pytest.raises(InvalidInput, match="join key 'user_id' has nulls"):
+        online.write(stats, null_key)
+    assert online.read(stats, [1, 2], now=T0).status.max() == NOT_FOUND
+
+
+def test_many_entities_pipelined(online: OnlineStore, stats: BoundView) -> None:
+    n = 2_500
+    rows = _rows(*[(i, T0, i % 7) for i in range(n)])
+    assert online.write(stats, rows) == n
+    read = online.read(stats, list(range(n + 10)), ["clicks"], now=T0)
+    assert read.values["clicks"][:n] == [i % 7 for i in range(n)]
+    assert (read.status[n:] == NOT_FOUND).all() and (read.status[:n] == PRESENT).all()
+
+
+def test_drop_view(online: OnlineStore, stats: BoundView) -> None:
+    online.write(stats, _rows((1, T0, 1)))
+    online.drop_view("stats")
+    assert online.read(stats, [1], now=T0).statuses("clicks") == [NOT_FOUND]
+
+
+def test_unknown_scheme_and_unreachable_redis() -> None:
+    with pytest.raises(ConfigError, match="unknown online store scheme 'mysql'"):
+        open_online_store("mysql://x")
+    with pytest.raises(BackendUnavailable, match="Redis online store"):
+        RedisOnlineStore("redis://127.0.0.1:1/0", timeout_s=0.5)
