@@ -17,7 +17,7 @@ from rich.table import Table
 
 from mlray.client import Client, connect
 from mlray.config import PlatformConfig, load_config
-from mlray.errors import InvalidInput
+from mlray.errors import BackendUnavailable, InvalidInput
 
 __all__ = ["JsonOpt", "State", "console", "emit", "parse_pairs", "state", "when"]
 
@@ -52,6 +52,15 @@ class State:
         """A client on Ray: the running cluster, or a local Ray started for this command."""
         config = self.config()
         return connect(self.cluster_address(config), config=config, project=self.project)
+
+    def cluster_client(self) -> Client:
+        """A client on the running cluster; serving needs one (Ray Serve lives there)."""
+        config = self.config()
+        address = self.cluster_address(config)
+        if address is None:
+            raise BackendUnavailable("no Ray cluster is running; start one with `mlray up` "
+                                     "(or set MLRAY_RAY_ADDRESS)")
+        return connect(address, config=config, project=self.project)
 
     def client(self) -> Client:
         """A client on the running cluster, or in-process on the embedded store if none."""

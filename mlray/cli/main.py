@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import typer
 
-from mlray.cli import models, runs, training
+from mlray.cli import models, runs, serving, training
 from mlray.cli._common import JsonOpt, emit, err_console, state
 from mlray.errors import BackendUnavailable, MlrayError
 
@@ -27,6 +27,9 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(training.jobs_app, name="jobs")
 app.command("train")(training.train)
 app.command("tune")(training.tune)
+for _command in (serving.deploy, serving.traffic, serving.rollback, serving.rollouts,
+                 serving.retune):
+    app.command(_command.__name__)(_command)
 
 
 @app.callback()
@@ -64,6 +67,18 @@ def _actor_states(namespace: str) -> dict[str, str]:
     return states
 
 
+def _serving_state(config: object) -> dict[str, object]:
+    """Model apps and breakers, or why they cannot be read."""
+    try:
+        client = state.cluster_client()
+        return {"url": f"http://127.0.0.1:{client.config.serve_port}",
+                "apps": client.serving.apps(),
+                "breakers": {k: v.model_dump(mode="json")
+                             for k, v in client.serving.breakers().items()}}
+    except MlrayError as exc:
+        return {"error": str(exc)}
+
+
 def _status(as_json: bool, dashboard: str | None = None) -> None:
     config = state.config()
     address = state.cluster_address(config)
@@ -78,17 +93,23 @@ def _status(as_json: bool, dashboard: str | None = None) -> None:
         dashboard = ensure_ray(address, config.namespace) or dashboard
         info["dashboard_url"] = dashboard
         info["actors"] = _actor_states(config.namespace)
-    rows = [[k, v] for k, v in info.items() if k != "actors"]
+        info["serving"] = _serving_state(config)
+    rows = [[k, v] for k, v in info.items() if k not in ("actors", "serving")]
     rows += [[f"actor {n}", s] for n, s in dict(info.get("actors") or {}).items()]  # type: ignore[call-overload]
+    serving_info = dict(info.get("serving") or {})  # type: ignore[call-overload]
+    rows += [[f"app {a['app']}", a["status"]] for a in serving_info.get("apps", [])]
+    rows += [[f"breaker {k}", v["state"]] for k, v in serving_info.get("breakers", {}).items()]
     emit(info, as_json, ("", ""), rows, "mlray status")
 
 
 @app.command()
 def up(
     num_cpus: int = typer.Option(None, "--num-cpus", min=1, help="Logical CPUs of the head."),
+    serve: bool = typer.Option(True, "--serve/--no-serve",
+                               help="Also start Ray Serve and the mlray ingress (serve_port)."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Start a local Ray head (on ray_head_port) and the control-plane actors."""
+    """Start a local Ray head (on ray_head_port), the control-plane actors and serving."""
     config = state.config()
     if state.cluster_address(config) is None:
         cmd = [_ray_cli(), "start", "--head", f"--port={config.ray_head_port}",
@@ -99,7 +120,11 @@ def up(
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise BackendUnavailable(f"`ray start` failed: {done.stderr.strip()[-500:]}")
-    state.client()
+    client = state.client()
+    if serve:
+        from mlray.serving.launch import start_serving
+
+        start_serving(client.config)
     _status(as_json)
 
 

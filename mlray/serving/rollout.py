@@ -432,9 +432,10 @@ class RolloutController:
             return self._fail(rollout, f"canary gate failed at {steps[rollout.step]}%: {why}")
         rollout.history.append(Event(ts=now, message=f"gate passed at "
                                                      f"{steps[rollout.step]}%: {why}"))
-        if rollout.step + 1 >= len(steps):
+        rollout = self._enter_step(rollout, rollout.step + 1)
+        if steps[rollout.step] >= 100:
             return self._succeed(rollout, f"canary reached 100% on v{rollout.version}")
-        return self._enter_step(rollout, rollout.step + 1)
+        return rollout
 
     def _enter_step(self, rollout: Rollout, step: int) -> Rollout:
         share = self.settings.canary_steps[step]

@@ -163,6 +163,7 @@ class Router:
             if breaker is None:
                 breaker = self._breakers[key] = CircuitBreaker(self.breaker_config,
                                                                self._clock, self._wall)
+                breaker.changed_at = 0.0  # never changed here: any cluster state is newer
             if breaker.merge(snapshot):
                 changed.append(key)
         return changed

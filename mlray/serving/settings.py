@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlray.config.files import load_yaml_model
 from mlray.serving.breaker import BreakerConfig
@@ -71,7 +71,7 @@ class ModelServing(_Strict):
     num_replicas: int = Field(1, ge=1, le=1000, description="Fixed replicas (no autoscaling).")
     autoscaling: Autoscaling | None = None
     max_ongoing_requests: int = Field(256, ge=1, le=100_000)
-    num_cpus: float = Field(1.0, ge=0, le=256)
+    num_cpus: float = Field(0.5, ge=0, le=256, description="CPUs per model replica.")
     num_gpus: float = Field(0.0, ge=0, le=16)
     quantize: bool = Field(False, description="torch dynamic int8 quantization of Linear layers.")
     cache: CacheSettings = CacheSettings()
@@ -137,7 +137,12 @@ class ServingConfig(_Strict):
     @model_validator(mode="after")
     def _overrides_are_valid(self) -> ServingConfig:
         for name in self.models:
-            self.for_model(name)
+            try:
+                self.for_model(name)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(str(p) for p in err["loc"])
+                raise ValueError(f"models.{name}.{where}: {err['msg']}") from None
         return self
 
     def for_model(self, name: str, **overrides: Any) -> ModelServing:

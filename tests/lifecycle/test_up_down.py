@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import free_port
@@ -22,7 +23,8 @@ pytestmark = pytest.mark.lifecycle
 def test_up_status_commands_down(tmp_path: Path) -> None:
     env = {**os.environ, "MLRAY_HOME": str(tmp_path / "home"),
            "MLRAY_RAY_HEAD_PORT": str(free_port()),
-           "MLRAY_RAY_DASHBOARD_PORT": str(free_port())}
+           "MLRAY_RAY_DASHBOARD_PORT": str(free_port()),
+           "MLRAY_SERVE_PORT": str(free_port())}
     env.pop("RAY_ADDRESS", None)
     mlray = [sys.executable, "-m", "mlray.cli"]
 
@@ -37,8 +39,13 @@ def test_up_status_commands_down(tmp_path: Path) -> None:
     try:
         up = json.loads(run("up", "--num-cpus", "2", "--json"))
         assert up["mode"] == "cluster"
-        assert up["actors"] == {"registry": "ALIVE", "experiments": "ALIVE", "jobs": "ALIVE"}
+        assert up["actors"] == {name: "ALIVE" for name in (
+            "registry", "experiments", "jobs", "breakers", "deployments")}
         assert str(up["dashboard_url"]).startswith("http://")
+        serve_url = f"http://127.0.0.1:{env['MLRAY_SERVE_PORT']}"
+        assert up["serving"]["url"] == serve_url and up["serving"]["apps"] == []
+        assert httpx.get(f"{serve_url}/v2/health/live", timeout=30).json() == {"live": True}
+        assert httpx.get(f"{serve_url}/v1/models", timeout=30).json() == {"models": []}
         run("models", "register", "fraud", "-a", str(weights), "-m", "auc=0.9")
         status = json.loads(run("status", "--json"))
         assert status["ray_address"].endswith(env["MLRAY_RAY_HEAD_PORT"])

@@ -1,0 +1,330 @@
+"""Serving's control logic without Ray: settings, the replica router, the breaker board,
+the rollout state machine (over a real state store and registry), JSON inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from mlray.errors import ConfigError, Conflict, InvalidInput, NotFound, PayloadTooLarge
+from mlray.identity import Caller, Role
+from mlray.registry.service import ModelRegistry
+from mlray.registry.types import ModelSpec, ModelVersion, ServedModel, Stage, TensorSpec
+from mlray.serving.board import BreakerBoard
+from mlray.serving.breaker import BreakerConfig, BreakerState
+from mlray.serving.inputs import columns_from_mapping, columns_from_rows
+from mlray.serving.model_names import app_name, parse_app_name
+from mlray.serving.rollout import RolloutController, RolloutStatus, Strategy
+from mlray.serving.router import Router, VersionOutcomes
+from mlray.serving.settings import ServingConfig, load_serving_config
+from mlray.serving.traffic import NoHealthyVersion, TrafficPolicy
+from mlray.storage import ArtifactStore, StateStore
+from tests.unit.helpers import artifact_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN = Caller.local_admin()
+SCHEMA = [TensorSpec(name="amount", dtype="float64"), TensorSpec(name="country", dtype="string")]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_serving_yaml_holds_exactly_the_defaults() -> None:
+    assert load_serving_config(ROOT / "configs" / "serving.yaml") == ServingConfig()
+
+
+def test_serve_yaml_is_a_valid_serve_config_for_the_ingress() -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    schema = ServeDeploySchema.model_validate(
+        yaml.safe_load((ROOT / "configs" / "serve.yaml").read_text()))
+    app = schema.applications[0]
+    assert (app.name, app.route_prefix) == ("mlray", "/")
+    assert app.import_path == "mlray.serving.ingress:build_app"
+
+
+def test_bad_serving_config_names_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "serving.yaml"
+    path.write_text("rollout: {canary_steps: [50, 10]}\n")
+    with pytest.raises(ConfigError, match="rollout"):
+        load_serving_config(path)
+    path.write_text("models: {fraud: {num_replicas: 0}}\n")
+    with pytest.raises(ConfigError, match="models"):
+        load_serving_config(path)
+
+
+def test_per_model_overrides_merge_deeply() -> None:
+    config = ServingConfig.model_validate(
+        {"models": {"fraud": {"tuning": {"max_batch_size": 8}, "cache": {"enabled": True}}}})
+    fraud = config.for_model("fraud")
+    assert fraud.tuning.max_batch_size == 8 and fraud.tuning.batch_wait_timeout_s == 0.002
+    assert fraud.cache.enabled and not config.for_model("other").cache.enabled
+
+
+def test_app_names_round_trip() -> None:
+    assert parse_app_name(app_name("fraud--x", 12)) == ("fraud--x", 12)
+    assert parse_app_name("mlray") is None
+
+
+def _served(weights: dict[int, float], shadows: tuple[int, ...] = ()) -> ServedModel:
+    versions = {v: ModelVersion(model="m", project="default", version=v, created_at=0,
+                                updated_at=0, created_by="t", updated_by="t",
+                                artifact_uri="file:///x", artifact_sha256="0" * 64,
+                                input_schema=SCHEMA)
+                for v in {*weights, *shadows}}
+    return ServedModel(policy=TrafficPolicy(weights=weights, shadows=list(shadows),
+                                            sticky=False), versions=versions)
+
+
+def test_router_fails_over_when_a_breaker_opens_and_converges_with_the_cluster() -> None:
+    clock = Clock()
+    config = BreakerConfig(failure_threshold=2, recovery_timeout_s=5, success_threshold=1)
+    a = Router("default", config, clock=clock, wall=clock, rng=lambda: 0.0)
+    a.update({"m": _served({1: 50, 2: 50})}, frozenset({"m--v1", "m--v2"}))
+    assert a.route("m").version == 1
+    a.record("m", 1, False, 3.0)
+    a.record("m", 1, False, 3.0)
+    route = a.route("m")
+    assert (route.version, route.failed_over) == (2, True)
+
+    b = Router("default", config, clock=clock, wall=clock, rng=lambda: 0.0)
+    b.update(a.models, a.ready_apps)
+    clock.now += 1
+    assert b.merge(a.snapshots()) == ["default/m/1"]
+    assert b.route("m").version == 2
+    clock.now += 5  # recovery timeout: half-open admits one trial
+    assert b.route("m").version == 1
+    b.record("m", 1, True, 2.0)
+    assert b.breaker("m", 1).state is BreakerState.CLOSED
+    outcomes = {o.key: o for o in a.drain_outcomes()}
+    assert outcomes["default/m/1"].errors == 2 and a.drain_outcomes() == []
+
+
+def test_router_needs_the_app_running_and_says_what_is_unknown() -> None:
+    router = Router("default")
+    router.update({"m": _served({1: 100})}, frozenset())
+    with pytest.raises(NoHealthyVersion):
+        router.route("m")
+    with pytest.raises(NotFound, match="not served"):
+        router.route("other")
+    with pytest.raises(NotFound, match="does not serve version 4"):
+        router.version("m", 4)
+
+
+def test_board_keeps_the_later_state_persists_it_and_windows_outcomes(store: StateStore
+                                                                         ) -> None:
+    clock = Clock()
+    board = BreakerBoard(store, clock=clock)
+    router = Router("p", BreakerConfig(failure_threshold=1), wall=clock)
+    router.update({"m": _served({1: 100})}, frozenset({"m--v1"}))
+    router.record("m", 1, False, 10.0)
+    merged = board.sync(router.snapshots(), router.drain_outcomes())
+    assert merged["p/m/1"].state is BreakerState.OPEN
+    assert BreakerBoard(store).states()["p/m/1"].state is BreakerState.OPEN  # survives
+    board.sync({}, [VersionOutcomes(key="p/m/1", requests=9, errors=0,
+                                    latencies_ms=[1.0] * 9)])
+    stats = board.stats("p/m/1", 60)
+    assert (stats.requests, stats.errors) == (10, 1) and stats.p99_ms is not None
+    clock.now += 120
+    assert board.stats("p/m/1", 60).requests == 0
+    assert board.breaker_states(ADMIN, "p") == {"m/1": merged["p/m/1"]}
+
+
+class FakeServe:
+    """The deployer port as a record of apps (Ray Serve itself runs in the integration
+    tests); ``fail`` names versions whose app fails to deploy."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, str] = {}
+        self.fail: set[int] = set()
+
+    def deploy(self, version: ModelVersion, serving: Any, wait: bool) -> None:
+        name = app_name(version.model, version.version)
+        self.apps[name] = "DEPLOY_FAILED" if version.version in self.fail else (
+            "RUNNING" if wait else "DEPLOYING")
+
+    def status(self, model: str, version: int) -> tuple[str, str]:
+        name = app_name(model, version)
+        if self.apps.get(name) == "DEPLOYING":
+            self.apps[name] = "RUNNING"
+            return "DEPLOYING", ""
+        return self.apps.get(name, "NOT_STARTED"), "replica constructor raised"
+
+    def smoke(self, model: str, version: int) -> None:
+        assert self.apps[app_name(model, version)] == "RUNNING"
+
+    def delete(self, model: str, version: int) -> None:
+        self.apps.pop(app_name(model, version), None)
+
+    def running(self, all_states: bool = False) -> frozenset[str]:
+        return frozenset(n for n, s in self.apps.items() if all_states or s == "RUNNING")
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.by_version: dict[int, tuple[int, int, float]] = {}
+
+    def stats(self, key: str, window_s: float = 60.0) -> Any:
+        from mlray.serving.board import VersionStats
+
+        requests, errors, p99 = self.by_version.get(int(key.rsplit("/", 1)[1]), (0, 0, 1.0))
+        return VersionStats(key=key, window_s=window_s, requests=requests, errors=errors,
+                            error_rate=errors / requests if requests else 0.0,
+                            p50_ms=p99, p99_ms=p99)
+
+
+@pytest.fixture
+def rollouts(store: StateStore, tmp_path: Path) -> tuple[RolloutController, ModelRegistry,
+                                                         FakeServe, Stats, Clock]:
+    artifacts = ArtifactStore(str(tmp_path / "art"))
+    registry = ModelRegistry(store, artifacts)
+    registry.create_model(ADMIN, "default", ModelSpec(name="m"))
+    for i in range(3):
+        registry.create_version(ADMIN, "default", "m",
+                                artifact_spec(artifacts, tmp_path, f"w{i}".encode()))
+    clock, serve, stats = Clock(), FakeServe(), Stats()
+    config = ServingConfig.model_validate({"rollout": {
+        "canary_steps": [10, 50, 100], "step_duration_s": 10, "min_requests": 5,
+        "max_error_rate": 0.1, "max_p99_ratio": 2, "max_step_wait_s": 60,
+        "rollback_window_s": 100}})
+    return RolloutController(store, registry, serve, stats, config, clock=clock), registry, \
+        serve, stats, clock
+
+
+def _run(controller: RolloutController, clock: Clock, seconds: float = 0, ticks: int = 6
+         ) -> None:
+    for _ in range(ticks):
+        controller.tick()
+    clock.now += seconds
+    for _ in range(ticks):
+        controller.tick()
+
+
+def test_blue_green_switches_keeps_the_old_app_then_cleans_up(rollouts: Any) -> None:
+    controller, registry, serve, _, clock = rollouts
+    first = controller.start(ADMIN, "default", "m", 1, Strategy.DIRECT)
+    _run(controller, clock)
+    assert controller.get(ADMIN, "default", first.id).status is RolloutStatus.SUCCEEDED
+    clock.now += 1
+    second = controller.start(ADMIN, "default", "m", 2, Strategy.BLUE_GREEN)
+    _run(controller, clock)
+    assert registry.get_traffic(ADMIN, "default", "m").weights == {2: 100.0}
+    assert serve.running() == {"m--v1", "m--v2"}  # v1 kept for the rollback window
+    _run(controller, clock, seconds=101)
+    assert serve.running() == {"m--v2"}
+    assert controller.get(ADMIN, "default", second.id).old_apps_removed
+    rolled = controller.rollback(ADMIN, "default", "m", "bad numbers")
+    assert rolled.status is RolloutStatus.ROLLED_BACK and "bad numbers" in (rolled.reason or "")
+    assert registry.get_traffic(ADMIN, "default", "m").weights == {1: 100.0}
+    assert "m--v1" in serve.running()  # redeployed to take the traffic back
+
+
+def test_canary_walks_its_steps_when_the_gates_pass(rollouts: Any) -> None:
+    controller, registry, _, stats, clock = rollouts
+    controller.start(ADMIN, "default", "m", 1, Strategy.DIRECT)
+    _run(controller, clock)
+    canary = controller.start(ADMIN, "default", "m", 2, Strategy.CANARY)
+    _run(controller, clock)
+    assert registry.get_traffic(ADMIN, "default", "m").weights == {1: 90.0, 2: 10.0}
+    stats.by_version = {1: (100, 0, 5.0), 2: (20, 1, 6.0)}
+    _run(controller, clock, seconds=10)
+    assert registry.get_traffic(ADMIN, "default", "m").weights == {1: 50.0, 2: 50.0}
+    _run(controller, clock, seconds=10)
+    final = controller.get(ADMIN, "default", canary.id)
+    assert final.status is RolloutStatus.SUCCEEDED
+    assert registry.get_traffic(ADMIN, "default", "m").weights == {2: 100.0}
+
+
+@pytest.mark.parametrize(("canary", "why"), [((40, 10, 5.0), "error rate"),
+                                             ((40, 0, 50.0), "p99"),
+                                             ((3, 3, 5.0), "error rate")])
+def test_a_bad_canary_rolls_back_by_itself_and_records_why(
+        rollouts: Any, canary: tuple[int, int, float], why: str) -> None:
+    controller, registry, serve, stats, clock = rollouts
+    controller.start(ADMIN, "default", "m", 1, Strategy.DIRECT)
+    _run(controller, clock)
+    started = controller.start(ADMIN, "default", "m", 2, Strategy.CANARY)
+    _run(controller, clock)
+    stats.by_version = {1: (100, 0, 5.0), 2: canary}
+    _run(controller, clock, seconds=10)
+    final = controller.get(ADMIN, "default", started.id)
+    assert final.status is RolloutStatus.ROLLED_BACK and why in (final.reason or "")
+    assert registry.get_traffic(ADMIN, "default", "m").weights == {1: 100.0}
+    assert "m--v2" not in serve.running()
+    entries = registry.audit_log(ADMIN, "default", limit=1000)
+    assert any(e.action == "rollout.rollback" and why in str(e.after) for e in entries)
+
+
+def test_a_canary_without_traffic_fails_after_the_step_wait(rollouts: Any) -> None:
+    controller, _, _, _, clock = rollouts
+    controller.start(ADMIN, "default", "m", 1, Strategy.DIRECT)
+    _run(controller, clock)
+    started = controller.start(ADMIN, "default", "m", 2, Strategy.CANARY)
+    _run(controller, clock, seconds=30)
+    assert controller.get(ADMIN, "default", started.id).status is RolloutStatus.RUNNING
+    _run(controller, clock, seconds=40)
+    final = controller.get(ADMIN, "default", started.id)
+    assert final.status is RolloutStatus.ROLLED_BACK and "fewer than" in (final.reason or "")
+
+
+def test_a_version_that_cannot_deploy_fails_and_leaves_traffic_alone(rollouts: Any) -> None:
+    controller, registry, serve, _, clock = rollouts
+    controller.start(ADMIN, "default", "m", 1, Strategy.DIRECT)
+    _run(controller, clock)
+    serve.fail.add(2)
+    started = controller.start(ADMIN, "default", "m", 2, Strategy.BLUE_GREEN)
+    _run(controller, clock)
+    final = controller.get(ADMIN, "default", started.id)
+    assert final.status is RolloutStatus.ROLLED_BACK and "failed to deploy" in final.reason
+    assert registry.get_traffic(ADMIN, "default", "m").weights == {1: 100.0}
+
+
+def test_rollout_requests_are_checked(rollouts: Any) -> None:
+    controller, registry, _, _, _ = rollouts
+    with pytest.raises(InvalidInput, match="needs a version already serving"):
+        controller.start(ADMIN, "default", "m", 1, Strategy.CANARY)
+    with pytest.raises(NotFound):
+        controller.start(ADMIN, "default", "m", 9, Strategy.DIRECT)
+    with pytest.raises(InvalidInput, match="overrides"):
+        controller.start(ADMIN, "default", "m", 1, Strategy.DIRECT, {"num_replicas": 0})
+    controller.start(ADMIN, "default", "m", 1, Strategy.DIRECT)
+    with pytest.raises(Conflict, match="still running"):
+        controller.start(ADMIN, "default", "m", 2, Strategy.DIRECT)
+    with pytest.raises(NotFound, match="first deployment"):
+        controller.rollback(ADMIN, "default", "m")
+    viewer = Caller(user="v", roles={"default": Role.viewer})
+    with pytest.raises(Exception, match="editor"):
+        controller.start(viewer, "default", "m", 2, Strategy.DIRECT)
+    assert registry.get_version(ADMIN, "default", "m", 1).stage is Stage.NONE
+
+
+def test_json_inputs_become_typed_columns_or_name_the_field() -> None:
+    cols = columns_from_mapping({"amount": [1, 2.5, None], "country": ["DE", None, "FR"]},
+                                SCHEMA, max_rows=10)
+    assert cols["amount"].dtype == np.float64 and np.isnan(cols["amount"][2])
+    assert list(columns_from_rows([{"amount": 1, "country": "DE"}], SCHEMA, 10)["country"]) \
+        == ["DE"]
+    bad = [({"amount": ["1"], "country": ["DE"]}, "amount"),
+           ({"amount": [True], "country": ["DE"]}, "amount"),
+           ({"amount": [1.0], "country": [3]}, "country"),
+           ({"amount": [1.0, 2.0], "country": ["DE"]}, "country"),
+           ({"amount": [[1.0]], "country": ["DE"]}, "amount"),
+           ({"country": ["DE"]}, "amount")]
+    for data, field in bad:
+        with pytest.raises(InvalidInput) as err:
+            columns_from_mapping(data, SCHEMA, max_rows=10)
+        assert err.value.field == field, data
+    with pytest.raises(PayloadTooLarge):
+        columns_from_mapping({"amount": [1.0] * 11, "country": ["x"] * 11}, SCHEMA, 10)
+    with pytest.raises(InvalidInput) as err:
+        columns_from_rows([{"amount": 1, "country": "DE"}, {"amount": 1}], SCHEMA, 10)
+    assert err.value.field == "country" and "instances[1]" in str(err.value)
