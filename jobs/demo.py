@@ -3,14 +3,22 @@
 On a local platform (local Ray, SQLite and files under ``MLRAY_HOME``): generate a
 fraud dataset, train the fraud MLP on Ray Train with two workers, run a short Ray Tune
 sweep, register both models with their gates, promote the better one to Production,
-load it back from its registry URI and score a few transactions.
+load it back from its registry URI and score a few transactions. Then serve: start the
+``mlray`` ingress on Ray Serve, deploy v1, send traffic over HTTP while v2 goes through
+a canary rollout to 100%, and print per-version counts and latencies.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
 import time
+from collections import defaultdict
 from pathlib import Path
 
+import httpx
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -24,7 +32,9 @@ from mlray.training.runner import run_training
 from mlray.training.tuning import run_tuning
 
 console = Console(width=110)
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "train" / "fraud.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "train" / "fraud.yaml"
+SERVING = ROOT / "configs" / "demo" / "serving.yaml"
 
 
 def _config(data: Path) -> TrainConfig:
@@ -50,10 +60,80 @@ def _gates(version: ModelVersion) -> str:
     return "; ".join(f"{'ok' if r.passed else 'FAIL'} {r.name}" for r in report.results)
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+async def _traffic(url: str, model: str, rows: list[dict[str, object]], until: asyncio.Event,
+                   seen: dict[int, list[float]], clients: int = 8) -> None:
+    """POST /v1/predict from ``clients`` concurrent clients until ``until`` is set."""
+    async def one_client(http: httpx.AsyncClient, n: int) -> None:
+        while not until.is_set():
+            body = {"modelName": model, "features": rows[n % len(rows)]}
+            start = time.perf_counter()
+            reply = await http.post("/v1/predict", json=body)
+            elapsed = (time.perf_counter() - start) * 1e3
+            version = int(reply.headers.get("x-mlray-model-version", 0))
+            seen[version if reply.status_code == 200 else -reply.status_code].append(elapsed)
+
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        await asyncio.gather(*(one_client(http, n) for n in range(clients)))
+
+
+def _serve(client: mlray.Client, model: str, first: int, second: int) -> None:
+    """Deploy ``first``, then canary ``second`` to 100% under live HTTP traffic."""
+    from mlray.serving.launch import start_serving
+
+    url = start_serving(client.config)
+    console.print(f"serving: Ray Serve ingress at [cyan]{url}[/] (OpenAPI at {url}/docs)")
+    with console.status(f"deploying {model} v{first} (direct)"):
+        client.serving.deploy(model, first, strategy="direct", wait=True, timeout_s=300)
+    rows = example_transactions()
+    seen: dict[int, list[float]] = defaultdict(list)
+
+    async def run() -> mlray.Rollout:
+        stop = asyncio.Event()
+        load = asyncio.create_task(_traffic(url, model, rows, stop, seen))
+        await asyncio.sleep(2)
+
+        def show(rollout: mlray.Rollout) -> None:
+            console.print(f"  canary: {rollout.history[-1].message}")
+
+        rollout = await asyncio.to_thread(client.serving.deploy, model, second,
+                                          strategy="canary", wait=True, timeout_s=300,
+                                          on_change=show)
+        await asyncio.sleep(2)
+        stop.set()
+        await load
+        return rollout
+
+    console.print(f"canary rollout of {model} v{second} under 8 concurrent HTTP clients:")
+    rollout = asyncio.run(run())
+    table = Table(title="HTTP traffic during the rollout, by the version that answered")
+    for col in ("version", "requests", "p50 ms", "p99 ms"):
+        table.add_column(col)
+    for version, times in sorted(seen.items()):
+        label = f"v{version}" if version > 0 else f"HTTP {-version}"
+        table.add_row(label, str(len(times)), f"{np.percentile(times, 50):.1f}",
+                      f"{np.percentile(times, 99):.1f}")
+    console.print(table)
+    policy = client.registry.get_traffic(model)
+    console.print(f"rollout {rollout.status}; traffic now "
+                  f"{ {f'v{v}': w for v, w in policy.weights.items()} }")
+
+
 def main() -> None:
     """Run the demo end to end."""
     started = time.time()
     console.rule("[bold]mlray demo: train, tune, gate, promote, serve from the registry")
+    os.environ.setdefault("MLRAY_SERVING_CONFIG", str(SERVING))
+    config = mlray.load_config()
+    if not _port_free(config.serve_port):
+        port = next(p for p in range(config.serve_port + 1, config.serve_port + 200)
+                    if _port_free(p))
+        console.print(f"[yellow]port {config.serve_port} is taken; serving on {port}[/]")
+        os.environ["MLRAY_SERVE_PORT"] = str(port)
     client = mlray.connect()
     home = client.config.home
     console.print(f"platform: actors in Ray namespace [cyan]{client.config.namespace}[/], "
@@ -108,6 +188,8 @@ def main() -> None:
         jobs.add_row(job.job_id, job.kind, job.status.value, (job.run_id or "")[:12],
                      str(job.model_version))
     console.print(jobs)
+    if trained.version is not None and tuned.version is not None:
+        _serve(client, config.name, trained.version.version, tuned.version.version)
     console.print(f"[green]demo finished in {time.time() - started:.0f}s[/]")
 
 

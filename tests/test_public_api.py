@@ -9,7 +9,8 @@ EXPECTED = {
     "ModelVersion", "NotFound", "PermissionDenied", "PlatformConfig", "RegisteredModel",
     "RegistryClient", "Role", "Run", "RunPage", "RunStatus", "Stage", "StateStore",
     "Unauthenticated", "VersionSpec", "__version__", "connect", "load_config",
-    "open_state_store",
+    "open_state_store", "PayloadTooLarge", "PredictionFailed", "RateLimited", "Rollout",
+    "RolloutStatus", "ServingClient", "Strategy", "TrafficPolicy",
 }
 
 

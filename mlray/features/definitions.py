@@ -25,7 +25,9 @@ from pydantic import (
 from mlray._private.types import FiniteFloat, Name, Tags
 
 __all__ = [
+    "AGGREGATIONS",
     "SCALAR_TYPES",
+    "Aggregation",
     "Entity",
     "FeatureField",
     "FeatureService",
@@ -196,12 +198,31 @@ class ParquetSource(_Spec):
 
 
 class StreamSource(_Spec):
-    """Rows arriving on a Redis Stream; the offline copy lives in the offline store."""
+    """Rows arriving on a Redis Stream; the offline copy lives in the offline store.
+
+    Events carry the join keys, ``timestamp_field`` and an ``event_id_field`` (redelivered
+    or republished events with the same id count once); ``transform`` may derive columns
+    before the view's aggregations run. Events up to ``allowed_lateness`` older than the
+    newest one of their entity still count; older ones are dropped.
+    """
 
     type: Literal["stream"] = "stream"
     stream: str = Field(min_length=1, max_length=512)
     timestamp_field: ColumnName = "event_timestamp"
     created_timestamp_field: ColumnName | None = None
+    event_id_field: ColumnName = "event_id"
+    allowed_lateness: Duration = Field(default=dt.timedelta(0), description="0 = in order.")
+    transform: str | None = Field(
+        None, min_length=3, max_length=512,
+        description="'package.module:name': DataFrame of events -> DataFrame, row for row.")
+
+    @model_validator(mode="after")
+    def _check(self) -> StreamSource:
+        if self.allowed_lateness < dt.timedelta(0):
+            raise ValueError("allowed_lateness must not be negative")
+        if self.transform is not None and not _CALLABLE.match(self.transform):
+            raise ValueError(f"transform {self.transform!r} must look like 'package.module:name'")
+        return self
 
 
 class PushSource(_Spec):
@@ -213,6 +234,48 @@ class PushSource(_Spec):
 
 
 Source = Annotated[ParquetSource | StreamSource | PushSource, Field(discriminator="type")]
+
+AGGREGATIONS: tuple[str, ...] = ("sum", "avg", "min", "max", "count", "std")
+#: Output dtypes each aggregation may write (``std`` is the population standard deviation).
+_AGG_DTYPES = {"sum": ("int64", "float64"), "min": ("int64", "float64"),
+               "max": ("int64", "float64"), "avg": ("float64",), "std": ("float64",),
+               "count": ("int64",)}
+
+
+def _window_label(window: dt.timedelta) -> str:
+    seconds = int(window.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        if seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+class Aggregation(_Spec):
+    """A sliding-window aggregation of an event column per entity, written to field ``name``.
+
+    The window is ``(T - window, T]`` where ``T`` is the entity's newest event time.
+    ``count`` counts events (``column`` optional); ``std`` is the population deviation.
+    """
+
+    column: ColumnName | None = None
+    function: Literal["sum", "avg", "min", "max", "count", "std"]
+    window: Duration
+    name: ColumnName | None = Field(None, description="Default: column_function_window.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Aggregation:
+        if self.window <= dt.timedelta(0) or self.window.microseconds:
+            raise ValueError(f"window must be a positive whole number of seconds, got "
+                             f"{self.window.total_seconds():g}s")
+        if self.column is None and self.function != "count":
+            raise ValueError(f"{self.function} needs a column")
+        return self
+
+    @property
+    def output(self) -> str:
+        """The field the aggregation writes."""
+        return self.name or f"{self.column or 'event'}_{self.function}_" \
+            f"{_window_label(self.window)}"
 
 
 class FeatureView(_Described):
@@ -228,6 +291,9 @@ class FeatureView(_Described):
     source: Source
     ttl: Duration = Field(default=dt.timedelta(0), description="0 = no limit.")
     online: bool = True
+    aggregations: list[Aggregation] = Field(
+        default_factory=list, max_length=1000,
+        description="Sliding-window aggregations (stream views); each writes one field.")
 
     @field_validator("ttl")
     @classmethod
@@ -249,7 +315,26 @@ class FeatureView(_Described):
         if clash:
             raise ValueError(f"fields {clash} clash with the source's timestamp or partition "
                              "columns")
+        self._check_aggregations()
         return self
+
+    def _check_aggregations(self) -> None:
+        if not self.aggregations:
+            return
+        if self.source.type != "stream":
+            raise ValueError("aggregations need a stream source")
+        outputs = [a.output for a in self.aggregations]
+        dupes = sorted({n for n in outputs if outputs.count(n) > 1})
+        if dupes:
+            raise ValueError(f"aggregations write the same fields twice: {dupes}")
+        for agg in self.aggregations:
+            f = self.field(agg.output)
+            if f is None:
+                raise ValueError(f"aggregation {agg.output!r} names no field of the view")
+            if f.dtype not in _AGG_DTYPES[agg.function]:
+                raise ValueError(f"aggregation {agg.output!r}: {agg.function} writes "
+                                 f"{' or '.join(_AGG_DTYPES[agg.function])}, the field is "
+                                 f"{f.dtype}")
 
     @property
     def feature_names(self) -> list[str]:

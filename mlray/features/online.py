@@ -216,40 +216,65 @@ class OnlineStore(abc.ABC):
             NotFound: a feature the view does not have.
             BackendUnavailable: the store cannot be reached.
         """
-        view = bound.view
-        wanted = list(view.feature_names if features is None else features)
-        for i, name in enumerate(wanted):
-            if view.field(name) is None:
-                raise NotFound(f"features[{i}]: view {view.name!r} has no feature {name!r}",
-                               field=f"features[{i}]")
-        encoded = [encode_key(bound, k, i) for i, k in enumerate(entity_keys)]
-        stored = self._get(bound.name, encoded) if encoded else []
-        n, width = len(encoded), len(wanted)
-        status = np.zeros((n, width), dtype=np.int8)
-        event = np.full(n, np.datetime64("NaT"), dtype="datetime64[us]")
-        values: dict[str, list[Any]] = {f: [None] * n for f in wanted}
-        ttl_us = int(view.ttl.total_seconds() * 10**6)
-        oldest = _now_us(now) - ttl_us if ttl_us else None
-        for i, got in enumerate(stored):
-            if got is None:
-                continue
-            event_us, payload = got
-            event[i] = np.datetime64(event_us, "us")
-            if oldest is not None and event_us < oldest:
-                status[i, :] = FeatureStatus.OUTSIDE_MAX_AGE
-                continue
-            row = _unpack(payload)
-            for j, name in enumerate(wanted):
-                if name in row:
-                    status[i, j] = FeatureStatus.PRESENT
-                    values[name][i] = row[name]
-        return OnlineRead(wanted, values, status, event)
+        return self.read_many([(bound, entity_keys, features)], now=now)[0]
+
+    def read_many(self, requests: Sequence[tuple[BoundView, Sequence[Any], Sequence[str] | None]],
+                  *, now: dt.datetime | None = None) -> list[OnlineRead]:
+        """:meth:`read` for several views at once: ``(bound, entity_keys, features)`` each.
+
+        Backends that can fetch every view in one round trip do (Redis: one pipeline).
+        """
+        checked = []
+        for bound, entity_keys, features in requests:
+            view = bound.view
+            wanted = list(view.feature_names if features is None else features)
+            for i, name in enumerate(wanted):
+                if view.field(name) is None:
+                    raise NotFound(f"features[{i}]: view {view.name!r} has no feature "
+                                   f"{name!r}", field=f"features[{i}]")
+            encoded = [encode_key(bound, k, i) for i, k in enumerate(entity_keys)]
+            checked.append((bound, wanted, encoded))
+        fetched = self._get_many([(b.name, keys) for b, _, keys in checked])
+        now_us = _now_us(now)
+        return [_decode(bound, wanted, stored, now_us)
+                for (bound, wanted, _), stored in zip(checked, fetched, strict=True)]
+
+    def _get_many(self, requests: Sequence[tuple[str, Sequence[bytes]]],
+                  ) -> list[list[tuple[int, bytes] | None]]:
+        """:meth:`_get` for several views; backends may override it to save round trips."""
+        return [self._get(view, keys) if keys else [] for view, keys in requests]
 
     def __enter__(self) -> OnlineStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _decode(bound: BoundView, wanted: list[str], stored: list[tuple[int, bytes] | None],
+            now_us: int) -> OnlineRead:
+    """Statuses and values of ``wanted`` from the stored rows, TTL measured from ``now_us``."""
+    view = bound.view
+    n, width = len(stored), len(wanted)
+    status = np.zeros((n, width), dtype=np.int8)
+    event = np.full(n, np.datetime64("NaT"), dtype="datetime64[us]")
+    values: dict[str, list[Any]] = {f: [None] * n for f in wanted}
+    ttl_us = int(view.ttl.total_seconds() * 10**6)
+    oldest = now_us - ttl_us if ttl_us else None
+    for i, got in enumerate(stored):
+        if got is None:
+            continue
+        event_us, payload = got
+        event[i] = np.datetime64(event_us, "us")
+        if oldest is not None and event_us < oldest:
+            status[i, :] = FeatureStatus.OUTSIDE_MAX_AGE
+            continue
+        row = _unpack(payload)
+        for j, name in enumerate(wanted):
+            if name in row:
+                status[i, j] = FeatureStatus.PRESENT
+                values[name][i] = row[name]
+    return OnlineRead(wanted, values, status, event)
 
 
 def _plain(column: pa.ChunkedArray) -> list[Any]:

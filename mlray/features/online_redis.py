@@ -115,6 +115,22 @@ class RedisOnlineStore(OnlineStore):
         return [None if raw is None else (_event_us(raw), raw[8:])
                 for chunk in replies for raw in chunk]
 
+    def _get_many(self, requests: Sequence[tuple[str, Sequence[bytes]]],
+                  ) -> list[list[tuple[int, bytes] | None]]:
+        """Every view's keys in one pipeline: one round trip for the whole read."""
+        with self._guard():
+            pipe = self._redis.pipeline(transaction=False)
+            chunks = []
+            for view, keys in requests:
+                head = self._prefix(view)
+                starts = range(0, len(keys), _READ_BATCH)
+                chunks.append(len(starts))
+                for start in starts:
+                    pipe.mget([head + k for k in keys[start:start + _READ_BATCH]])
+            replies = iter(pipe.execute() if any(chunks) else [])
+        return [[None if raw is None else (_event_us(raw), raw[8:])
+                 for _ in range(count) for raw in next(replies)] for count in chunks]
+
     def drop_view(self, view: str) -> None:
         pattern = self._prefix(view) + b"*"
         with self._guard():

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 __all__ = ["BatchPredictRequest", "ErrorBody", "PredictRequest", "PredictResponse"]
 
 _ID = Field(None, max_length=256, description="Echoed back; generated when absent.")
-Scalar = float | int | str | bool | None
+_SCALAR = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"},
+                     {"type": "null"}]}
+# Values are checked against the model's schema per column (mlray.serving.inputs), so
+# parsing leaves them as they came (no per-value union validation on the hot path).
+Row = Annotated[dict[str, Any], WithJsonSchema({"type": "object",
+                                                "additionalProperties": _SCALAR})]
+Columns = Annotated[dict[str, list[Any]], WithJsonSchema(
+    {"type": "object", "additionalProperties": {"type": "array", "items": _SCALAR}})]
 
 
 class _Envelope(BaseModel):
@@ -26,8 +33,8 @@ class _Envelope(BaseModel):
 class PredictRequest(_Envelope):
     """``POST /v1/predict``: one row as ``features``, or rows as ``instances``."""
 
-    features: dict[str, Scalar] | None = Field(None, description="One row: feature → value.")
-    instances: list[dict[str, Scalar]] | None = Field(None, description="Rows.")
+    features: Row | None = Field(None, description="One row: feature → value.")
+    instances: list[Row] | None = Field(None, description="Rows.")
 
     @model_validator(mode="after")
     def _one_form(self) -> PredictRequest:
@@ -39,8 +46,8 @@ class PredictRequest(_Envelope):
 class BatchPredictRequest(_Envelope):
     """``POST /v1/predict/batch``: columns (feature → values) or rows."""
 
-    columns: dict[str, list[Scalar]] | None = Field(None, description="Feature → values.")
-    instances: list[dict[str, Scalar]] | None = Field(None, description="Rows.")
+    columns: Columns | None = Field(None, description="Feature → values.")
+    instances: list[Row] | None = Field(None, description="Rows.")
 
     @model_validator(mode="after")
     def _one_form(self) -> BatchPredictRequest:

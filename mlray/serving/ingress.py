@@ -145,6 +145,7 @@ def _int_header(request: Request, name: str) -> int | None:
     return int(raw)
 
 
+_USABLE = frozenset({"RUNNING", "DEPLOYING", "UNHEALTHY"})
 _V2_TYPES = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64",
              "bool": "BOOL", "string": "BYTES", "bytes": "BYTES"}
 
@@ -180,8 +181,9 @@ class Ingress:
 
     @staticmethod
     def _running_apps() -> frozenset[str]:
+        """Apps that can take requests: running, or replacing a replica (still serving)."""
         apps = serve.status().applications
-        return frozenset(name for name, app in apps.items() if app.status == "RUNNING")
+        return frozenset(name for name, app in apps.items() if app.status in _USABLE)
 
     def _ensure_background(self) -> None:
         if self._background is None or self._background.done():
@@ -241,20 +243,22 @@ class Ingress:
     async def _call(self, model: str, version: int, columns: Columns, timeout_s: float
                     ) -> np.ndarray:
         start = time.perf_counter()
-        ok = False
         try:
             result = await asyncio.wait_for(
                 self._handle(model, version).predict.remote(columns), timeout_s)
-            ok = True
-            return result
         except TimeoutError:
+            self.router.record(model, version, False, (time.perf_counter() - start) * 1e3)
             raise DeadlineExceeded(f"{model} v{version} gave no answer within {timeout_s:g} s"
                                    ) from None
+        except asyncio.CancelledError:  # the client went away: no verdict on the model
+            self.router.breaker(model, version).release()
+            raise
         except Exception as exc:
+            self.router.record(model, version, False, (time.perf_counter() - start) * 1e3)
             raise PredictionFailed(f"{model} v{version} failed to predict: "
                                    f"{type(exc).__name__}") from exc
-        finally:
-            self.router.record(model, version, ok, (time.perf_counter() - start) * 1e3)
+        self.router.record(model, version, True, (time.perf_counter() - start) * 1e3)
+        return result
 
     def _shadow(self, model: str, version: int, columns: Columns, timeout_s: float) -> None:
         async def run() -> None:

@@ -7,7 +7,13 @@ Serve applications are cluster-wide, so tests share it and use their own models.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import math
+import os
+import subprocess
+import sys
+import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -28,9 +34,20 @@ pytestmark = pytest.mark.slow
 class Platform:
     """What the serving tests drive."""
 
-    def __init__(self, config: PlatformConfig, client: Any, url: str, tmp: Path) -> None:
+    def __init__(self, config: PlatformConfig, client: Any, url: str, tmp: Path,
+                 env: dict[str, str]) -> None:
         self.config, self.client, self.url, self.tmp = config, client, url, tmp
+        self.env = env
         self.http = httpx.Client(base_url=url, timeout=30)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``mlray`` against this platform (its cluster, namespace and home)."""
+        import ray
+
+        env = {**os.environ, **self.env,
+               "MLRAY_RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+        return subprocess.run([sys.executable, "-m", "mlray.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
 
     def model(self, *, model_type: str = "mlp", versions: int = 1) -> str:
         """A fresh model name with ``versions`` registered versions."""
@@ -73,14 +90,14 @@ def platform(ray_shared: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
     from mlray.serving.launch import start_serving
 
     tmp = tmp_path_factory.mktemp("serving")
-    config = load_config(env={"MLRAY_HOME": str(tmp / "home"),
-                              "MLRAY_NAMESPACE": f"s{uuid.uuid4().hex[:10]}",
-                              "MLRAY_SERVE_PORT": str(free_port()),
-                              "MLRAY_SERVING_CONFIG": str(_serving_yaml(tmp))})
+    env = {"MLRAY_HOME": str(tmp / "home"), "MLRAY_NAMESPACE": f"s{uuid.uuid4().hex[:10]}",
+           "MLRAY_SERVE_PORT": str(free_port()),
+           "MLRAY_SERVING_CONFIG": str(_serving_yaml(tmp))}
+    config = load_config(env=env)
     client = mlray.connect(config=config)
     url = start_serving(config)
     set_fault(None)
-    yield Platform(config, client, url, tmp)
+    yield Platform(config, client, url, tmp, env)
     set_fault(None)
     serve.shutdown()
     for name in actor_names():
@@ -354,3 +371,129 @@ def test_openapi_describes_the_endpoints(platform: Platform) -> None:
     assert "PredictRequest" in spec["components"]["schemas"]
     assert platform.http.get("/docs").status_code == 200
 
+
+
+def test_a_real_v2_client_round_trips(platform: Platform) -> None:
+    import numpy as np
+    import tritonclient.http as triton
+
+    model = platform.model()
+    platform.deploy(model, 1)
+    frame = generate_fraud(4, seed=3)
+    client = triton.InferenceServerClient(url=platform.url.removeprefix("http://"))
+    assert client.is_server_live()
+    assert client.is_model_ready(model)
+    meta = client.get_model_metadata(model)
+    assert (meta["name"] == model and len(meta["inputs"]) == 20) or meta["inputs"]
+    inputs = []
+    for c in [*FRAUD_NUMERIC, *FRAUD_CATEGORICAL]:
+        numeric = c in FRAUD_NUMERIC
+        array = (frame[c].to_numpy(dtype=np.float64) if numeric
+                 else frame[c].astype(str).str.encode("utf-8").to_numpy(dtype=object))
+        item = triton.InferInput(c, [4], "FP64" if numeric else "BYTES")
+        item.set_data_from_numpy(array, binary_data=False)
+        inputs.append(item)
+    result = client.infer(model, inputs, outputs=[
+        triton.InferRequestedOutput("probability", binary_data=False)])
+    probabilities = result.as_numpy("probability")
+    assert probabilities.shape == (4,) and ((probabilities >= 0) & (probabilities <= 1)).all()
+    columns = {c: frame[c].tolist() for c in [*FRAUD_NUMERIC, *FRAUD_CATEGORICAL]}
+    direct = platform.http.post("/v1/predict/batch", json={"modelName": model,
+                                                            "columns": columns}).json()
+    assert np.allclose(probabilities, direct["probabilities"], rtol=1e-5)
+
+
+def _fuzz(operation: Any, url: str, calls: Counter[str], failures: list[str]) -> None:
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=25, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy())
+    def check(case: Any) -> None:
+        response = case.call(base_url=url, timeout=30)
+        calls[operation.label] += 1
+        if response.status_code >= 500:
+            failures.append(f"{operation.label} -> {response.status_code}: "
+                            f"{response.text[:200]}")
+
+    check()
+
+
+def test_fuzzing_the_openapi_spec_finds_no_5xx(platform: Platform) -> None:
+    import schemathesis
+
+    schema = schemathesis.openapi.from_url(f"{platform.url}/openapi.json")
+    failures: list[str] = []
+    calls: Counter[str] = Counter()
+    for result in schema.get_all_operations():
+        _fuzz(result.ok(), platform.url, calls, failures)
+    print(f"fuzzed {sum(calls.values())} requests over {len(calls)} operations")
+    assert len(calls) >= 10
+    assert not failures, failures[:5]
+
+
+def test_killing_a_model_replica_under_load_loses_few_requests(platform: Platform) -> None:
+    import ray
+    from ray.util.state import list_actors
+
+    model = platform.model()
+    rollout = platform.client.serving.deploy(model, 1, strategy="direct", wait=True,
+                                             timeout_s=240, overrides={"num_replicas": 2})
+    assert rollout.status == "succeeded", rollout.history
+    platform.wait_served(model, {1})
+    codes: Counter[int] = Counter()
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=platform.url, timeout=30) as http:
+            while not stop.is_set():
+                body = {"modelName": model, "columns": {c: [1.0] for c in FRAUD_NUMERIC}
+                        | {c: ["x"] for c in FRAUD_CATEGORICAL}}
+                codes[http.post("/v1/predict/batch", json=body).status_code] += 1
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    replicas = [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)
+                if a.name and f"{model}--v1" in a.name and "ModelServer" in a.name]
+    assert len(replicas) == 2, [a.name for a in replicas]
+    ray.kill(ray.get_actor(replicas[0].name, namespace="serve"), no_restart=True)
+    time.sleep(6)
+    stop.set()
+    for t in threads:
+        t.join()
+    total = sum(codes.values())
+    errors = total - codes[200]
+    print(f"replica kill under load: {errors} errors in {total} requests ({dict(codes)})")
+    assert total > 50 and errors <= max(5, total // 20), codes
+
+    def replaced() -> bool:
+        alive = [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)
+                 if a.name and f"{model}--v1" in a.name and "ModelServer" in a.name]
+        return len(alive) == 2
+    wait_for(replaced, timeout=60, interval=0.5)
+
+
+def test_cli_deploys_sets_traffic_rolls_back_and_shows_status(platform: Platform) -> None:
+    model = platform.model(versions=2)
+    out = platform.cli("deploy", model, "--version", "1", "--strategy", "direct", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout[out.stdout.index("{"):])["status"] == "succeeded"
+    out = platform.cli("deploy", model, "-v", "2", "-s", "blue-green", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    out = platform.cli("traffic", model, "v1=70", "v2=30", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout[out.stdout.index("{"):])["weights"] == {"1": 70.0, "2": 30.0}
+    bad = platform.cli("traffic", model, "v1=abc")
+    assert bad.returncode == 2 and "vN=share" in bad.stderr
+    out = platform.cli("rollback", model, "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert platform.client.registry.get_traffic(model).weights == {1: 100.0}
+    status = platform.cli("status", "--json")
+    assert status.returncode == 0, status.stderr[-2000:]
+    info = json.loads(status.stdout[status.stdout.index("{"):])
+    assert {a["app"] for a in info["serving"]["apps"]} >= {f"{model}--v1"}
+    listed = platform.cli("rollouts", model, "--json")
+    assert [r["strategy"] for r in json.loads(listed.stdout[listed.stdout.index("["):])] == [
+        "blue-green", "direct"]

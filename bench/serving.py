@@ -1,0 +1,370 @@
+"""Serving throughput and latency: mlray's ingress against plain Ray Serve, side by side.
+
+    .venv/bin/python bench/serving.py [--quick] [--seconds 10] [--batch-concurrency 8]
+
+One run, one Ray (8 logical CPUs) and one Serve instance on a free port, the same
+small fraud MLP and the same batching (``@serve.batch`` 64 requests / 2 ms, 0.5 CPU
+per model replica) behind three targets:
+
+- ``mlray``: the ``mlray`` ingress → the model app ``<model>--v1`` (deployed with
+  ``client.serving.deploy(..., strategy="direct")``), ``POST /v1/predict/batch``;
+- ``(a) plain``: one plain Ray Serve deployment of the model alone, ``POST /plain``;
+- ``(b) composed``: a plain Ray Serve ingress deployment with a hand-written 90/10
+  weighted router over two deployments of the same model (the composition pattern of
+  Ray's docs), ``POST /composed``.
+
+Every target gets the same JSON body (``{"modelName", "columns": {feature: [values]}}``);
+the plain ones parse it with orjson, as mlray does. Loads: single-row requests at
+concurrency 1, 8 and 32, 256-row requests at ``--batch-concurrency``, and single-row
+requests to mlray at a fixed 100 requests/s (open loop). The load generator is ``wrk``
+with a Lua body when installed, else aiohttp (the fixed-rate cell always uses aiohttp);
+it runs on the same machine, so its CPU is taken from the servers. Before each cell a
+target must answer 200 three times running (how long it refused is logged: a stopped
+load generator's disconnects can trip a breaker). Ratios within one run
+are the figures; the goals of issue 4 are checked at the end. Not asserted anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+import httpx
+import numpy as np
+import orjson
+import ray
+import torch
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from rich.console import Console
+from rich.table import Table
+from starlette.requests import Request
+from starlette.responses import Response
+
+import mlray
+from mlray.config import PlatformConfig, load_config
+from mlray.datasets.fraud import FRAUD_CATEGORICAL, FRAUD_NUMERIC, generate_fraud
+from mlray.models.predictor import Predictor, save_model
+from mlray.monitoring.baseline import profile_frame
+from mlray.registry.types import TensorSpec
+from mlray.serving.launch import start_serving
+from mlray.serving.runner import Columns, VersionRunner, concat_columns, split_rows
+from mlray.training.data import Preprocessor
+from mlray.training.models import ModelArchitecture, build_model
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _load import LoadResult, closed_loop, generator_name, open_loop
+
+console = Console(width=140)
+
+MODEL = "benchfraud"
+MAX_BATCH, BATCH_WAIT_S, NUM_CPUS = 64, 0.002, 0.5
+SINGLE_CONCURRENCY = (1, 8, 32)
+BATCH_ROWS, OPEN_LOOP_RATE = 256, 100.0
+TARGETS = ("mlray", "(a) plain", "(b) composed")
+SERVING_YAML = f"""
+defaults:
+  num_cpus: {NUM_CPUS}
+  tuning: {{max_batch_size: {MAX_BATCH}, batch_wait_timeout_s: {BATCH_WAIT_S}}}
+ingress:
+  max_rows: 1000
+"""
+
+
+# -- the model --------------------------------------------------------------------------------
+
+def fraud_schema() -> list[TensorSpec]:
+    """The fraud model's input schema."""
+    return ([TensorSpec(name=c, dtype="float64") for c in FRAUD_NUMERIC]
+            + [TensorSpec(name=c, dtype="string") for c in FRAUD_CATEGORICAL])
+
+
+def train_model(directory: Path, epochs: int = 30) -> Path:
+    """Fit the small fraud MLP (hidden [16]) in plain torch and save its model directory."""
+    frame = generate_fraud(3000, seed=0)
+    pre = Preprocessor.fit(frame, FRAUD_NUMERIC, FRAUD_CATEGORICAL)
+    arch = ModelArchitecture(type="mlp", task="classification", in_features=pre.width,
+                             hidden=[16])
+    torch.manual_seed(0)
+    module = build_model(arch)
+    x = torch.from_numpy(pre.transform(frame))
+    y = torch.from_numpy(frame["is_fraud"].to_numpy(dtype=np.float32))
+    optimiser = torch.optim.Adam(module.parameters(), lr=0.01)
+    for _ in range(epochs):
+        optimiser.zero_grad()
+        torch.nn.functional.binary_cross_entropy_with_logits(module(x), y).backward()
+        optimiser.step()
+    with torch.no_grad():
+        scores = torch.sigmoid(module(x)).numpy()
+    baseline = profile_frame(frame, FRAUD_NUMERIC, FRAUD_CATEGORICAL, scores)
+    return save_model(directory, module, arch, pre, baseline)
+
+
+def request_body(rows: int) -> bytes:
+    """The JSON body every target gets: ``rows`` transactions as columns."""
+    frame = generate_fraud(rows, seed=7)
+    columns = {c: frame[c].tolist() for c in [*FRAUD_NUMERIC, *FRAUD_CATEGORICAL]}
+    return orjson.dumps({"modelName": MODEL, "columns": columns})
+
+
+# -- plain Ray Serve: (a) alone and (b) composed ----------------------------------------------
+
+def body_columns(body: bytes) -> Columns:
+    """A request body's columns as numpy arrays."""
+    return {name: np.asarray(values) for name, values in orjson.loads(body)["columns"].items()}
+
+
+def json_reply(probabilities: np.ndarray) -> Response:
+    """The answer, shaped like mlray's: predictions and probabilities."""
+    payload = {"predictions": (probabilities >= 0.5).astype(np.int8),
+               "probabilities": probabilities}
+    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
+                    media_type="application/json")
+
+
+@serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": NUM_CPUS})
+class PlainModel:
+    """The model alone: HTTP in, one batched forward pass, HTTP out."""
+
+    def __init__(self, model_dir: str) -> None:
+        self.runner = VersionRunner(Predictor.from_directory(model_dir), fraud_schema())
+
+    @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)
+    async def predict(self, requests: list[Columns]) -> list[np.ndarray]:
+        lengths = [len(next(iter(r.values()))) for r in requests]
+        return split_rows(self.runner.predict(concat_columns(requests)), lengths)
+
+    async def __call__(self, request: Request) -> Response:
+        return json_reply(await self.predict(body_columns(await request.body())))
+
+
+@serve.deployment(max_ongoing_requests=1024, ray_actor_options={"num_cpus": 0})
+class WeightedRouter:
+    """A hand-written ingress: picks a model deployment by weight and awaits its handle."""
+
+    def __init__(self, stable: DeploymentHandle, canary: DeploymentHandle) -> None:
+        self.handles, self.weights = [stable, canary], [90, 10]
+
+    async def __call__(self, request: Request) -> Response:
+        columns = body_columns(await request.body())
+        handle = random.choices(self.handles, self.weights)[0]
+        return json_reply(await handle.predict.remote(columns))
+
+
+def deploy_plain(model_dir: Path) -> None:
+    """Run (a) at ``/plain`` and (b) at ``/composed`` beside mlray's apps."""
+    serve.run(PlainModel.bind(str(model_dir)), name="plain", route_prefix="/plain")
+    stable = PlainModel.options(name="Stable").bind(str(model_dir))
+    canary = PlainModel.options(name="Canary").bind(str(model_dir))
+    serve.run(WeightedRouter.bind(stable, canary), name="composed", route_prefix="/composed")
+
+
+# -- mlray ------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def platform_config(home: Path) -> PlatformConfig:
+    """A fresh platform (namespace, home, Serve port) with the bench's serving YAML."""
+    (home / "serving.yaml").write_text(SERVING_YAML)
+    return load_config(env={"MLRAY_HOME": str(home / "home"),
+                            "MLRAY_NAMESPACE": f"bench{uuid.uuid4().hex[:8]}",
+                            "MLRAY_SERVE_PORT": str(free_port()),
+                            "MLRAY_SERVING_CONFIG": str(home / "serving.yaml")})
+
+
+def deploy_mlray(config: PlatformConfig, model_dir: Path) -> str:
+    """Start the platform and its ingress, register and deploy the model; the base URL."""
+    client = mlray.connect(config=config)
+    url = start_serving(config)
+    client.registry.register(MODEL, model_dir, input_schema=fraud_schema(),
+                             output_schema=[TensorSpec(name="probability", dtype="float32")],
+                             framework="torch")
+    rollout = client.serving.deploy(MODEL, 1, strategy="direct", wait=True, timeout_s=240)
+    if rollout.status != "succeeded":
+        raise RuntimeError(f"deploying {MODEL} v1 did not succeed: {rollout.history}")
+    return url
+
+
+def wait_answering(urls: dict[str, str], body: bytes, timeout_s: float = 60) -> None:
+    """Until every target answers ``body`` with 200; then check they agree."""
+    answers: dict[str, list[float]] = {}
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=10) as http:
+        for target, url in urls.items():
+            while (reply := http.post(url, content=body)).status_code != 200:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{target} answers {reply.status_code}: {reply.text}")
+                time.sleep(0.2)
+            answers[target] = reply.json()["probabilities"]
+    first = next(iter(answers.values()))
+    for target, probabilities in answers.items():
+        if not np.allclose(probabilities, first, rtol=1e-5):
+            raise RuntimeError(f"{target} predicts differently from the others")
+
+
+# -- measuring and reporting ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Cell:
+    """One figure of the table."""
+
+    target: str
+    load: str
+    rows: int
+    result: LoadResult
+
+    @property
+    def predictions_per_s(self) -> float:
+        return self.result.requests_per_s * self.rows
+
+
+def measure(urls: dict[str, str], seconds: float, batch_concurrency: int) -> list[Cell]:
+    """Every closed-loop cell, the targets taking turns at each load; then the open loop."""
+    loads = [(f"1 row, c={c}", 1, c) for c in SINGLE_CONCURRENCY]
+    loads.append((f"{BATCH_ROWS} rows, c={batch_concurrency}", BATCH_ROWS, batch_concurrency))
+    bodies = {rows: request_body(rows) for rows in (1, BATCH_ROWS)}
+    for target, url in urls.items():  # warm the proxy, the routers and the batchers
+        report(target, "warm-up, 1 row, c=32", closed_loop(url, bodies[1], 32, 1))
+    cells = []
+    for label, rows, concurrency in loads:
+        for target, url in urls.items():
+            settle(target, url, bodies[1])
+            result = closed_loop(url, bodies[rows], concurrency, seconds)
+            cells.append(Cell(target, label, rows, result))
+            report(target, label, result)
+    label = f"1 row, {OPEN_LOOP_RATE:g} req/s open loop"
+    settle("mlray", urls["mlray"], bodies[1])
+    result = open_loop(urls["mlray"], bodies[1], OPEN_LOOP_RATE, seconds)
+    cells.append(Cell("mlray", label, 1, result))
+    report("mlray", label, result)
+    return cells
+
+
+def settle(target: str, url: str, body: bytes, timeout_s: float = 60) -> None:
+    """Until ``url`` answers 200 three times running; logs how long it refused before.
+
+    A load generator stopping mid-request disconnects; a target that then refuses
+    (mlray's breaker, say, until its half-open trials pass) would otherwise spoil the
+    next cell's figures.
+    """
+    start = time.monotonic()
+    answered, refusal = 0, ""
+    with httpx.Client(timeout=10) as http:
+        while answered < 3:
+            reply = http.post(url, content=body)
+            if reply.status_code == 200:
+                answered += 1
+                continue
+            answered, refusal = 0, f"{reply.status_code} {reply.text[:120]}"
+            if time.monotonic() - start > timeout_s:
+                raise RuntimeError(f"{target} still refuses: {refusal}")
+            time.sleep(0.2)
+    if refusal:
+        console.log(f"{target:>13} refused for {time.monotonic() - start:.1f} s after the "
+                    f"previous cell ({refusal})")
+
+
+def report(target: str, load: str, result: LoadResult) -> None:
+    """One log line per cell, with the first failure when there were any."""
+    failure = f"  first: {result.first_error}" if result.errors else ""
+    console.log(f"{target:>13} {load:<26} {result.requests_per_s:9,.0f} req/s  "
+                f"p99 {result.p99_ms:7.1f} ms  errors {result.errors}{failure}")
+
+
+def find(cells: list[Cell], target: str, load: str) -> Cell | None:
+    return next((c for c in cells if c.target == target and c.load == load), None)
+
+
+def figures_table(cells: list[Cell], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("target", "load", "req/s", "predictions/s", "p50 ms", "p99 ms", "errors",
+                "thrpt / (b)", "p99 / (b)"):
+        table.add_column(col, justify="left" if col in ("target", "load") else "right")
+    for cell in cells:
+        base = find(cells, "(b) composed", cell.load)
+        ratios = ("", "")
+        if base is not None and cell.target != "(b) composed":
+            ratios = (f"{cell.result.requests_per_s / base.result.requests_per_s:.2f}",
+                      f"{cell.result.p99_ms / base.result.p99_ms:.2f}")
+        r = cell.result
+        table.add_row(cell.target, cell.load, f"{r.requests_per_s:,.0f}",
+                      f"{cell.predictions_per_s:,.0f}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}",
+                      str(r.errors), *ratios)
+    return table
+
+
+def goals_table(cells: list[Cell]) -> Table:
+    """Issue 4's goals, each with the measured figure and PASS/FAIL."""
+    table = Table(title="goals (issue 4), mlray")
+    for col in ("goal", "measured", ""):
+        table.add_column(col)
+
+    def check(goal: str, measured: str, ok: bool) -> None:
+        table.add_row(goal, measured, "[green]PASS[/]" if ok else "[red]FAIL[/]")
+
+    for cell in (c for c in cells if c.target == "mlray"):
+        base = find(cells, "(b) composed", cell.load)
+        if base is None:
+            continue
+        ratio = cell.result.requests_per_s / base.result.requests_per_s
+        check(f"{cell.load}: throughput ≥ 0.9x (b)", f"{ratio:.2f}x", ratio >= 0.9)
+        ratio = cell.result.p99_ms / base.result.p99_ms
+        check(f"{cell.load}: p99 ≤ 1.2x (b)", f"{ratio:.2f}x", ratio <= 1.2)
+    batch = next(c for c in cells if c.target == "mlray" and c.rows == BATCH_ROWS)
+    check(f"{BATCH_ROWS} rows: ≥ 100,000 predictions/s", f"{batch.predictions_per_s:,.0f}/s",
+          batch.predictions_per_s >= 100_000)
+    check(f"{BATCH_ROWS} rows: p99 < 100 ms", f"{batch.result.p99_ms:.1f} ms",
+          batch.result.p99_ms < 100)
+    fixed = cells[-1]
+    check(f"1 row at {OPEN_LOOP_RATE:g} req/s: p99 < 50 ms", f"{fixed.result.p99_ms:.1f} ms",
+          fixed.result.p99_ms < 50 and fixed.result.errors == 0)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="Duration of each cell.")
+    parser.add_argument("--quick", action="store_true", help="3 s cells.")
+    parser.add_argument("--batch-concurrency", type=int, default=8)
+    args = parser.parse_args()
+    seconds = 3.0 if args.quick else args.seconds
+    home = Path(tempfile.mkdtemp(prefix="mlray-bench-serving-"))
+    config = platform_config(home)
+    ray.init(address="local", num_cpus=8, namespace=config.namespace, log_to_driver=False,
+             include_dashboard=False)
+    try:
+        model_dir = train_model(home / "model")
+        base = deploy_mlray(config, model_dir)
+        deploy_plain(model_dir)
+        urls = {"mlray": f"{base}/v1/predict/batch", "(a) plain": f"{base}/plain",
+                "(b) composed": f"{base}/composed"}
+        wait_answering(urls, request_body(4))
+        console.log(f"load generator: {generator_name()} (open loop: aiohttp), "
+                    f"{seconds:g} s per cell, {os.cpu_count()} cores")
+        cells = measure(urls, seconds, args.batch_concurrency)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    console.print(figures_table(cells, f"serving, {generator_name()}, {seconds:g} s per cell, "
+                                       f"batch {MAX_BATCH} / {BATCH_WAIT_S * 1e3:g} ms "
+                                       f"(ratios: mlray or (a) over (b) composed)"))
+    console.print(goals_table(cells))
+
+
+if __name__ == "__main__":
+    main()
