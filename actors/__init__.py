@@ -17,11 +17,12 @@ def _classes() -> dict[str, Any]:
     from actors.breakers import BreakersActor
     from actors.deployments import DeploymentsActor
     from actors.experiments import ExperimentsActor
+    from actors.features import FeaturesActor
     from actors.jobs import JobsActor
     from actors.registry import RegistryActor
 
     classes = {cls.NAME: cls for cls in (RegistryActor, ExperimentsActor, JobsActor,
-                                         BreakersActor, DeploymentsActor)}
+                                         BreakersActor, FeaturesActor, DeploymentsActor)}
     return {name: classes[name] for name in ACTORS}
 
 

@@ -13,7 +13,7 @@ from mlray.storage import ArtifactStore, StateStore, open_state_store
 
 __all__ = ["SERVICE_NAMES", "build_service", "local_services", "open_stores"]
 
-SERVICE_NAMES = ("registry", "experiments", "jobs", "breakers")
+SERVICE_NAMES = ("registry", "experiments", "jobs", "breakers", "features")
 
 
 def open_stores(config: PlatformConfig) -> tuple[StateStore, ArtifactStore]:
@@ -24,6 +24,7 @@ def open_stores(config: PlatformConfig) -> tuple[StateStore, ArtifactStore]:
 
 def build_service(name: str, store: StateStore, artifacts: ArtifactStore) -> Any:
     """The plain service called ``name`` over the given stores."""
+    from mlray.features.registry import FeatureRegistry
     from mlray.registry.service import ModelRegistry
     from mlray.serving.board import BreakerBoard
     from mlray.tracking.jobs import JobBook
@@ -37,6 +38,8 @@ def build_service(name: str, store: StateStore, artifacts: ArtifactStore) -> Any
         return JobBook(store)
     if name == "breakers":
         return BreakerBoard(store)
+    if name == "features":
+        return FeatureRegistry(store)
     raise ValueError(f"no service {name!r}; there are {SERVICE_NAMES}")
 
 

@@ -38,6 +38,10 @@ class PlatformConfig(BaseModel):
                       description="Identity of the local caller.")
     state_url: str | None = Field(None, description="sqlite:///path or redis://host:port/db.")
     artifact_uri: str | None = Field(None, description="Local path or pyarrow.fs URI.")
+    online_url: str | None = Field(
+        None, description="Online feature store: sqlite:///path or redis://host:port/db.")
+    offline_uri: str | None = Field(
+        None, description="Offline feature store (Parquet): local path or pyarrow.fs URI.")
     redis_prefix: str = Field("mlray", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     ray_address: str | None = Field(None, description="Ray cluster to join (None = auto/local).")
     ray_head_port: int = Field(6390, ge=1024, le=65535, description="GCS port for `mlray up`.")
@@ -71,6 +75,10 @@ class PlatformConfig(BaseModel):
             object.__setattr__(self, "state_url", f"sqlite:///{self.home / 'state.db'}")
         if not self.artifact_uri:
             object.__setattr__(self, "artifact_uri", str(self.home / "artifacts"))
+        if not self.online_url:
+            object.__setattr__(self, "online_url", f"sqlite:///{self.home / 'online.db'}")
+        if not self.offline_uri:
+            object.__setattr__(self, "offline_uri", str(self.home / "offline"))
         return self
 
     @property
