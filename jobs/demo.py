@@ -11,6 +11,7 @@ a canary rollout to 100%, and print per-version counts and latencies.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import socket
 import time
@@ -24,6 +25,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import mlray
+from jobs import _demo_features as features
 from mlray.datasets import example_transactions, write_fraud
 from mlray.models import load
 from mlray.registry.types import ModelVersion, Stage
@@ -37,12 +39,14 @@ CONFIG = ROOT / "configs" / "train" / "fraud.yaml"
 SERVING = ROOT / "configs" / "demo" / "serving.yaml"
 
 
-def _config(data: Path) -> TrainConfig:
-    """The example training config, pointed at the generated data, sized for a laptop."""
+def _config(entities: Path) -> TrainConfig:
+    """The example training config, sized for a laptop, reading its training set as the
+    fraud feature service joined point-in-time onto the transactions at ``entities``."""
     base = load_train_config(CONFIG)
     tune = base.tune.model_copy(update={"num_samples": 2}) if base.tune else None
     return base.model_copy(update={
-        "data": base.data.model_copy(update={"path": str(data)}),
+        "data": base.data.model_copy(update={"path": str(entities),
+                                             "feature_service": features.SERVICE}),
         "hyperparameters": base.hyperparameters.model_copy(update={"epochs": 5}),
         "tune": tune})
 
@@ -81,7 +85,38 @@ async def _traffic(url: str, model: str, rows: list[dict[str, object]], until: a
         await asyncio.gather(*(one_client(http, n) for n in range(clients)))
 
 
-def _serve(client: mlray.Client, model: str, first: int, second: int) -> None:
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+def _by_entity(client: mlray.Client, url: str, model: str, data: Path) -> None:
+    """Stream fresh transactions into the velocity windows, then predict by entity key."""
+    customers = [1, 2, 3]
+    counts = features.stream_new_transactions(client, customers, per_customer=5)
+    if counts is None:
+        console.print("streams: no Redis for stream_url; skipped")
+    else:
+        console.print(f"streams: 5 new transactions each → txn_count_1h {counts}")
+    table = Table(title=f"POST /v1/predict by entity key ({model})")
+    for col in ("customer", "amount", "hour", "version", "probability"):
+        table.add_column(col)
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for row in features.latest_transactions(data, customers).itertuples():
+            reply = http.post("/v1/predict", json=features.request_body(model, row))
+            body = reply.json()
+            table.add_row(str(row.customer_id), f"{row.amount:.2f}", str(row.hour),
+                          str(body.get("modelVersion", reply.status_code)),
+                          f"{body['probabilities'][0]:.3f}" if reply.status_code == 200
+                          else body.get("error", ""))
+    console.print(table)
+
+
+def _serve(client: mlray.Client, model: str, first: int, second: int, data: Path) -> None:
     """Deploy ``first``, then canary ``second`` to 100% under live HTTP traffic."""
     from mlray.serving.launch import start_serving
 
@@ -121,6 +156,7 @@ def _serve(client: mlray.Client, model: str, first: int, second: int) -> None:
     policy = client.registry.get_traffic(model)
     console.print(f"rollout {rollout.status}; traffic now "
                   f"{ {f'v{v}': w for v, w in policy.weights.items()} }")
+    _by_entity(client, url, model, data)
 
 
 def main() -> None:
@@ -128,6 +164,8 @@ def main() -> None:
     started = time.time()
     console.rule("[bold]mlray demo: train, tune, gate, promote, serve from the registry")
     os.environ.setdefault("MLRAY_SERVING_CONFIG", str(SERVING))
+    if _redis_answers("redis://127.0.0.1:6379/0"):
+        os.environ.setdefault("MLRAY_STREAM_URL", "redis://127.0.0.1:6379/0")
     config = mlray.load_config()
     if not _port_free(config.serve_port):
         port = next(p for p in range(config.serve_port + 1, config.serve_port + 200)
@@ -138,9 +176,16 @@ def main() -> None:
     home = client.config.home
     console.print(f"platform: actors in Ray namespace [cyan]{client.config.namespace}[/], "
                   f"state at [cyan]{client.config.resolved_state_url}[/]")
-    data = write_fraud(home / "data" / "fraud.parquet", 20_000, seed=0)
-    config = _config(data)
-    console.print(f"data: 20,000 generated transactions in {data}")
+    now = dt.datetime.now(dt.UTC)
+    data = write_fraud(home / "data" / "fraud.parquet", 20_000, seed=0,
+                       start=now - dt.timedelta(days=30), days=29.9)
+    console.print(f"data: 20,000 generated transactions of the last 30 days in {data}")
+    entities, changes = features.prepare_features(client, data)
+    console.print(f"features: applied configs/features ({len(changes)} changes); velocity "
+                  "history recorded offline")
+    config = _config(entities)
+    console.print(f"training set: {features.SERVICE} joined point-in-time onto "
+                  f"{entities.name}")
 
     with _bar() as bar:
         task = bar.add_task("Ray Train, 2 workers", total=config.hyperparameters.epochs)
@@ -153,6 +198,7 @@ def main() -> None:
                            progress=lambda done, total: bar.update(task, completed=done,
                                                                    total=total))
 
+    client.registry.update_model(config.name, feature_service=features.SERVICE)
     candidates = [v for v in (trained.version, tuned.version) if v is not None]
     best = max(candidates, key=lambda v: v.metrics.get("roc_auc", 0.0))
     table = Table(title=f"registry: {config.name}")
@@ -188,8 +234,11 @@ def main() -> None:
         jobs.add_row(job.job_id, job.kind, job.status.value, (job.run_id or "")[:12],
                      str(job.model_version))
     console.print(jobs)
+    runs = client.features.materialize()
+    console.print("materialized offline → online: "
+                  + ", ".join(f"{r.view} {r.rows:,} entities" for r in runs))
     if trained.version is not None and tuned.version is not None:
-        _serve(client, config.name, trained.version.version, tuned.version.version)
+        _serve(client, config.name, trained.version.version, tuned.version.version, data)
     console.print(f"[green]demo finished in {time.time() - started:.0f}s[/]")
 
 

@@ -42,6 +42,8 @@ class PlatformConfig(BaseModel):
         None, description="Online feature store: sqlite:///path or redis://host:port/db.")
     offline_uri: str | None = Field(
         None, description="Offline feature store (Parquet): local path or pyarrow.fs URI.")
+    stream_url: str | None = Field(
+        None, description="Redis holding the feature streams (redis://...); none = push only.")
     redis_prefix: str = Field("mlray", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     ray_address: str | None = Field(None, description="Ray cluster to join (None = auto/local).")
     ray_head_port: int = Field(6390, ge=1024, le=65535, description="GCS port for `mlray up`.")

@@ -147,8 +147,10 @@ class ModelRegistry:
     @boundary
     def update_model(self, caller: Caller, project: Project, name: Name, *,
                      description: str | None = None, owner: str | None = None,
-                     tags: Tags | None = None) -> RegisteredModel:
-        """Change a model's description, owner or tags (tags are merged; '' deletes one)."""
+                     tags: Tags | None = None, feature_service: str | None = None
+                     ) -> RegisteredModel:
+        """Change a model's description, owner, tags (merged; '' deletes one) or feature
+        service ('' clears it)."""
         caller.require(project, Role.editor)
 
         def attempt() -> RegisteredModel:
@@ -159,6 +161,8 @@ class ModelRegistry:
                 changes["description"] = description
             if owner is not None:
                 changes["owner"] = owner
+            if feature_service is not None:
+                changes["feature_service"] = feature_service or None
             if tags is not None:
                 merged = {**model.tags, **tags}
                 changes["tags"] = {k: v for k, v in merged.items() if v != ""}
@@ -544,6 +548,8 @@ class ModelRegistry:
         prefix = f"{project}/"
         policies = {d.key[len(prefix):]: TrafficPolicy.model_validate(d.data)
                     for d in self._store.list(TRAFFIC, prefix=prefix)}
+        services = {d.key[len(prefix):]: d.data.get("feature_service")
+                    for d in self._store.list(MODELS, prefix=prefix)}
         versions: dict[str, dict[int, ModelVersion]] = {}
         for doc in self._store.list(VERSIONS, prefix=prefix):
             version = ModelVersion.model_validate(doc.data)
@@ -558,7 +564,8 @@ class ModelRegistry:
                 policy = TrafficPolicy(weights={max(live): 1.0})
             named = {*policy.weights, *policy.shadows}
             view[model] = ServedModel(policy=policy,
-                                      versions={v: known[v] for v in named if v in known})
+                                      versions={v: known[v] for v in named if v in known},
+                                      feature_service=services.get(model))
         return view
 
     @boundary

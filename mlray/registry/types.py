@@ -94,6 +94,9 @@ class ModelSpec(BaseModel):
     input_schema: list[TensorSpec] = Field(default_factory=list)
     output_schema: list[TensorSpec] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)
+    feature_service: str | None = Field(
+        None, max_length=128,
+        description="Feature service whose features the model reads when called by entity key.")
 
 
 class RegisteredModel(ModelSpec):
@@ -163,3 +166,4 @@ class ServedModel(BaseModel):
 
     policy: TrafficPolicy
     versions: dict[int, ModelVersion]
+    feature_service: str | None = None

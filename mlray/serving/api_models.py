@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
-__all__ = ["BatchPredictRequest", "ErrorBody", "PredictRequest", "PredictResponse"]
+__all__ = ["BatchPredictRequest", "ErrorBody", "FeaturesRequest", "PredictRequest",
+           "PredictResponse", "PushRequest"]
 
 _ID = Field(None, max_length=256, description="Echoed back; generated when absent.")
 _SCALAR = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"},
@@ -31,16 +32,25 @@ class _Envelope(BaseModel):
 
 
 class PredictRequest(_Envelope):
-    """``POST /v1/predict``: one row as ``features``, or rows as ``instances``."""
+    """``POST /v1/predict``: one row as ``features``, rows as ``instances``, or an entity's
+    join keys as ``entityKey`` (with request-time values in ``features``) for a model that
+    reads a feature service."""
 
     features: Row | None = Field(None, description="One row: feature → value.")
     instances: list[Row] | None = Field(None, description="Rows.")
+    entityKey: Row | None = Field(None, description="Join keys of one entity.")
 
     @model_validator(mode="after")
     def _one_form(self) -> PredictRequest:
-        if (self.features is None) == (self.instances is None):
-            raise ValueError("give exactly one of features or instances")
+        if self.instances is not None and (self.features is not None or self.entityKey):
+            raise ValueError("give instances, or features and/or entityKey, not both")
+        if self.instances is None and self.features is None and self.entityKey is None:
+            raise ValueError("give features, instances or entityKey")
         return self
+
+    def row(self) -> dict[str, Any]:
+        """The single row: entity keys and request values together."""
+        return {**(self.entityKey or {}), **(self.features or {})}
 
 
 class BatchPredictRequest(_Envelope):
@@ -65,6 +75,33 @@ class PredictResponse(BaseModel):
     predictions: list[float | int]
     probabilities: list[float] | None = None
     processingTimeMs: float
+
+
+class FeaturesRequest(BaseModel):
+    """``POST /v1/features``: online features of some entities."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entities: Columns = Field(description="Join keys (and request values): name → values.")
+    features: list[str] | None = Field(None, description='References like "view:feature".')
+    featureService: str | None = Field(None, max_length=128)
+    fullFeatureNames: bool = False
+
+    @model_validator(mode="after")
+    def _one_form(self) -> FeaturesRequest:
+        if (self.features is None) == (self.featureService is None):
+            raise ValueError("give exactly one of features or featureService")
+        return self
+
+
+class PushRequest(BaseModel):
+    """``POST /v1/features/push``: rows of one view into the online and/or offline store."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    view: str = Field(min_length=1, max_length=128)
+    rows: list[Row] = Field(min_length=1, max_length=100_000)
+    to: Literal["online", "offline", "both"] = "online"
 
 
 class ErrorBody(BaseModel):

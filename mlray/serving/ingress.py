@@ -36,9 +36,21 @@ from mlray.errors import (
     PredictionFailed,
     RateLimited,
 )
+from mlray.features.offline import OfflineStore
+from mlray.features.online import OnlineStore, open_online_store
+from mlray.features.repo import FeatureRepo
+from mlray.features.serving import FeatureReader
 from mlray.identity import Caller, Role
 from mlray.registry.types import ModelVersion
-from mlray.serving.api_models import BatchPredictRequest, ErrorBody, PredictRequest, PredictResponse
+from mlray.serving.api_models import (
+    BatchPredictRequest,
+    ErrorBody,
+    FeaturesRequest,
+    PredictRequest,
+    PredictResponse,
+    PushRequest,
+)
+from mlray.serving.enrich import fill_from_features
 from mlray.serving.inputs import columns_from_mapping, columns_from_rows
 from mlray.serving.limits import PredictionCache, RateLimiter, cache_key
 from mlray.serving.model_names import app_name
@@ -162,6 +174,9 @@ class Ingress:
         self.caller = Caller(user="mlray-ingress", roles={config.project: Role.viewer})
         self._registry = ray.get_actor("registry", namespace=config.namespace)
         self._breakers = ray.get_actor("breakers", namespace=config.namespace)
+        self._features = ray.get_actor("features", namespace=config.namespace)
+        self._feature_repo = FeatureRepo()
+        self._online: OnlineStore | None = None
         self._limiter = (RateLimiter(self.settings.rate_limit.requests_per_s,
                                      self.settings.rate_limit.burst)
                          if self.settings.rate_limit else None)
@@ -177,6 +192,8 @@ class Ingress:
     def _refresh_blocking(self) -> None:
         view = ray.get(self._registry.invoke.remote("serving_view", self.caller,
                                                     self.config.project), timeout=60)
+        self._feature_repo = ray.get(self._features.invoke.remote(
+            "repo", self.caller, self.config.project), timeout=60)
         self.router.update(view, self._running_apps())
 
     @staticmethod
@@ -197,6 +214,8 @@ class Ingress:
                                                           self.config.project)
                 running = await asyncio.to_thread(self._running_apps)
                 self.router.update(view, running)
+                self._feature_repo = await self._features.invoke.remote(
+                    "repo", self.caller, self.config.project)
                 if time.monotonic() - last_sync >= self.settings.sync_interval_s:
                     last_sync = time.monotonic()
                     merged = await self._breakers.invoke.remote(
@@ -226,6 +245,21 @@ class Ingress:
                 raise RateLimited(f"rate limit of {self.settings.rate_limit.requests_per_s:g}"  # type: ignore[union-attr]
                                   f"/s reached for {client!r}", retry_after=wait)
         return body
+
+    def _reader(self) -> FeatureReader:
+        if self._online is None:
+            assert self.config.online_url is not None
+            self._online = open_online_store(self.config.online_url,
+                                             redis_prefix=self.config.redis_prefix)
+        return FeatureReader(self._feature_repo, self._online)
+
+    def _with_features(self, model: str, request: dict[str, Any],
+                       version: ModelVersion) -> dict[str, Any]:
+        """The request completed from the model's feature service (when it has one)."""
+        service = self.router.served(model).feature_service
+        if service is None:
+            return request
+        return fill_from_features(request, version.input_schema, service, self._reader())
 
     def _model_settings(self, model: str) -> ModelServing:
         found = self._per_model.get(model)
@@ -337,9 +371,15 @@ class Ingress:
         limit = self.settings.max_rows
 
         def decode(version: ModelVersion) -> Columns:
-            if body.features is not None:
-                return columns_from_mapping(body.features, version.input_schema, limit)
-            return columns_from_rows(body.instances or [], version.input_schema, limit)
+            if body.instances is not None:
+                if self.router.served(body.modelName).feature_service is None:
+                    return columns_from_rows(body.instances, version.input_schema, limit)
+                names = list(dict.fromkeys(k for row in body.instances for k in row))
+                mapping = {k: [row.get(k) for row in body.instances] for k in names}
+            else:
+                mapping = body.row()
+            return columns_from_mapping(self._with_features(body.modelName, mapping, version),
+                                        version.input_schema, limit)
 
         return await self._v1(request, body, decode)
 
@@ -351,7 +391,8 @@ class Ingress:
 
         def decode(version: ModelVersion) -> Columns:
             if body.columns is not None:
-                return columns_from_mapping(body.columns, version.input_schema, limit,
+                mapping = self._with_features(body.modelName, body.columns, version)
+                return columns_from_mapping(mapping, version.input_schema, limit,
                                             where="columns")
             return columns_from_rows(body.instances or [], version.input_schema, limit)
 
@@ -369,6 +410,41 @@ class Ingress:
                               "breaker": self.router.breaker(name, v).state.value}
                              for v, mv in sorted(served.versions.items())]})
         return _json({"models": out})
+
+    # -- features ----------------------------------------------------------------------------
+
+    @api.post("/v1/features", responses=_ERRORS, openapi_extra=_body(FeaturesRequest),
+              summary="Online features of entities, with statuses and event times")
+    async def v1_features(self, request: Request) -> Response:
+        body = FeaturesRequest.model_validate_json(await self._read(request))
+        rows = {len(v) for v in body.entities.values()}
+        if rows and max(rows) > self.settings.max_rows:
+            raise PayloadTooLarge(f"{max(rows)} entities; at most {self.settings.max_rows}",
+                                  field="entities")
+        wanted = body.featureService or body.features or []
+        found = await asyncio.to_thread(self._reader().get_online_features, body.entities,
+                                        wanted, full_feature_names=body.fullFeatureNames)
+        return _json(found.to_dict())
+
+    @api.post("/v1/features/push", responses=_ERRORS, openapi_extra=_body(PushRequest),
+              summary="Write rows of a feature view (all checked first; none on error)")
+    async def v1_features_push(self, request: Request) -> Response:
+        body = PushRequest.model_validate_json(await self._read(request))
+        repo = self._feature_repo
+        bound = repo.bind(body.view)
+
+        def write() -> int:
+            written = 0
+            if body.to in ("offline", "both"):
+                assert self.config.offline_uri is not None
+                written = OfflineStore(self.config.offline_uri, repo).write(body.view,
+                                                                            body.rows)
+            if body.to in ("online", "both"):
+                written = max(written, self._reader().online.write(bound, body.rows))
+            return written
+
+        written = await asyncio.to_thread(write)
+        return _json({"view": body.view, "rows": written, "to": body.to})
 
     # -- Open Inference Protocol (V2) ------------------------------------------------------
 

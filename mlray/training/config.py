@@ -64,6 +64,10 @@ class DataConfig(_Strict):
                                       description="String columns, one-hot encoded.")
     split: SplitConfig = Field(default_factory=SplitConfig)
     seed: int = Field(42, ge=0)
+    feature_service: str | None = Field(
+        None, max_length=128,
+        description="Build the training set by a point-in-time join of this feature "
+                    "service onto the entity rows at `path` (keys, timestamp, label).")
 
     @model_validator(mode="after")
     def _columns(self) -> DataConfig:

@@ -7,7 +7,7 @@ artifact as JSON, so serving turns raw feature rows into tensors the same way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -22,8 +22,15 @@ from mlray.training.config import DataConfig
 __all__ = ["Preprocessor", "Splits", "check_frame", "load_frame", "split_frame"]
 
 
-def load_frame(config: DataConfig) -> pd.DataFrame:
-    """Read the configured columns from a Parquet file, directory or URI.
+#: ``(entity_rows, feature_service) -> DataFrame``: a point-in-time join (the client's
+#: ``features.get_historical_features``), for configs that name a feature service.
+HistoricalFeatures = Callable[[pa.Table, str], pd.DataFrame]
+
+
+def load_frame(config: DataConfig, historical: HistoricalFeatures | None = None
+               ) -> pd.DataFrame:
+    """Read the configured columns from a Parquet file, directory or URI; with a feature
+    service, join its features point-in-time onto the entity rows there.
 
     Raises:
         NotFound: no data at the path.
@@ -38,10 +45,20 @@ def load_frame(config: DataConfig) -> pd.DataFrame:
         raise InvalidInput(f"data.path {config.path!r} is not readable Parquet: {exc}",
                            field="data.path") from None
     wanted = [*config.features, config.label]
+    if config.feature_service:
+        if historical is None:
+            raise InvalidInput("data.feature_service needs a platform to read features from",
+                               field="data.feature_service")
+        frame = historical(dataset.to_table(), config.feature_service)
+        present = set(frame.columns)
     missing = [c for c in wanted if c not in present]
     if missing:
-        raise InvalidInput(f"data.path {config.path!r} has no column(s) {missing}; it has "
+        where = (f"the entity rows with feature service {config.feature_service!r}"
+                 if config.feature_service else f"data.path {config.path!r}")
+        raise InvalidInput(f"{where} give no column(s) {missing}; there are "
                            f"{sorted(present)}", field="data.features")
+    if config.feature_service:
+        return frame[wanted].reset_index(drop=True)
     return dataset.to_table(columns=wanted).to_pandas()
 
 

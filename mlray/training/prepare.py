@@ -19,7 +19,14 @@ import pandas as pd
 from mlray.errors import ConfigError
 from mlray.registry.types import TensorSpec
 from mlray.training.config import TrainConfig
-from mlray.training.data import Preprocessor, Splits, check_frame, load_frame, split_frame
+from mlray.training.data import (
+    HistoricalFeatures,
+    Preprocessor,
+    Splits,
+    check_frame,
+    load_frame,
+    split_frame,
+)
 from mlray.training.models import ModelArchitecture
 
 __all__ = ["Prepared", "check_cluster", "prepare"]
@@ -98,10 +105,19 @@ def check_cluster(config: TrainConfig, workers: int | None = None) -> None:
             "them; use fewer workers or a bigger cluster", field="scaling.num_workers")
 
 
-def prepare(config: TrainConfig) -> Prepared:
-    """Load, check, split and preprocess; raises before any worker starts."""
+def historical_from(client: Any) -> HistoricalFeatures:
+    """The client's point-in-time join, as :func:`load_frame` takes it."""
+    def join(entity_rows: Any, service: str) -> Any:
+        return client.features.get_historical_features(entity_rows, service, as_pandas=True)
+
+    return join
+
+
+def prepare(config: TrainConfig, historical: HistoricalFeatures | None = None) -> Prepared:
+    """Load (joining features when the config names a feature service), check, split and
+    preprocess; raises before any worker starts."""
     task = config.model.resolved_task
-    frame = load_frame(config.data)
+    frame = load_frame(config.data, historical)
     check_frame(frame, config.data, task)
     splits = split_frame(frame, config.data)
     train = frame.iloc[splits.train]

@@ -36,7 +36,7 @@ from mlray.training.config import TrainConfig
 from mlray.training.loop import STATE_FILE, train_loop_per_worker
 from mlray.training.metrics import classification_metrics, regression_metrics
 from mlray.training.models import build_model
-from mlray.training.prepare import Prepared, check_cluster, prepare
+from mlray.training.prepare import Prepared, check_cluster, historical_from, prepare
 
 __all__ = ["Heartbeat", "Progress", "TrainOutcome", "close_failed_job", "finalize", "run_training",
            "train_params"]
@@ -155,7 +155,7 @@ def finalize(client: Any, config: TrainConfig, prepared: Prepared, checkpoint: A
             data_fingerprint=prepared.fingerprint, description=config.description,
             tags=config.tags, input_schema=prepared.input_schema(),
             output_schema=prepared.output_schema(), baseline=baseline.model_dump(mode="json"),
-            framework="torch")
+            framework="torch", feature_service=config.data.feature_service)
     report = None
     if config.gates:
         batch = max(g.batch_size for g in config.gates)
@@ -235,7 +235,7 @@ def run_training(client: Any, config: TrainConfig, *, progress: Progress | None 
         "train", config.name, {"config": config.model_dump(mode="json")})
     run_id = None
     try:
-        prepared = prepare(config)
+        prepared = prepare(config, historical_from(client))
         check_cluster(config)
         params = train_params(config)
         run = client.experiments.start_run(config.name, params=params,

@@ -23,7 +23,7 @@ from mlray.tracking.jobs import JobStatus
 from mlray.tracking.types import RunStatus
 from mlray.training.callbacks import TrackerCallback, TrackingTarget
 from mlray.training.config import SearchSpace, TrainConfig, TuneSettings
-from mlray.training.prepare import Prepared, check_cluster, prepare
+from mlray.training.prepare import Prepared, check_cluster, historical_from, prepare
 from mlray.training.runner import (
     Heartbeat,
     close_failed_job,
@@ -140,7 +140,7 @@ def run_tuning(client: Any, config: TrainConfig, *,
     sweep_id = f"sweep-{uuid.uuid4().hex[:10]}"
     done = threading.Event()
     try:
-        prepared = prepare(config)
+        prepared = prepare(config, historical_from(client))
         check_cluster(config, settings.workers_per_trial * settings.max_concurrent_trials)
         client.jobs.update(job.job_id, status=JobStatus.RUNNING)
         target = TrackingTarget(client.config.namespace, client.caller, client.project, "",

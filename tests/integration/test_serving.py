@@ -1,7 +1,8 @@
 """Serving over real HTTP: Ray Serve model apps, the mlray ingress, rollouts, breakers.
 
-One platform (actors, Serve on a free port, the ingress) serves the whole module:
-Serve applications are cluster-wide, so tests share it and use their own models.
+One platform (actors, Serve on a free port, the ingress; tests/integration/conftest.py)
+serves the session: Serve applications are cluster-wide, so tests share it and use their
+own models.
 """
 
 from __future__ import annotations
@@ -9,127 +10,20 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import math
-import os
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from mlray.config import PlatformConfig, load_config
 from mlray.datasets.fraud import FRAUD_CATEGORICAL, FRAUD_NUMERIC, generate_fraud
-from tests.conftest import free_port, wait_for
+from tests.conftest import wait_for
+from tests.integration.platform import Platform
 from tests.integration.serving_models import FAULTY, register_model, set_fault
 
 pytestmark = pytest.mark.slow
-
-
-class Platform:
-    """What the serving tests drive."""
-
-    def __init__(self, config: PlatformConfig, client: Any, url: str, tmp: Path,
-                 env: dict[str, str]) -> None:
-        self.config, self.client, self.url, self.tmp = config, client, url, tmp
-        self.env = env
-        self.http = httpx.Client(base_url=url, timeout=30)
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run ``mlray`` against this platform (its cluster, namespace and home)."""
-        import ray
-
-        env = {**os.environ, **self.env,
-               "MLRAY_RAY_ADDRESS": ray.get_runtime_context().gcs_address}
-        return subprocess.run([sys.executable, "-m", "mlray.cli", *args], env=env,
-                              capture_output=True, text=True, timeout=300, check=False)
-
-    def model(self, *, model_type: str = "mlp", versions: int = 1) -> str:
-        """A fresh model name with ``versions`` registered versions."""
-        name = f"m{uuid.uuid4().hex[:8]}"
-        for seed in range(versions):
-            register_model(self.client, name, self.tmp, seed=seed, model_type=model_type)
-        return name
-
-    def deploy(self, model: str, version: int, strategy: str = "direct") -> Any:
-        rollout = self.client.serving.deploy(model, version, strategy=strategy, wait=True,
-                                             timeout_s=240)
-        assert rollout.status == "succeeded", rollout.history
-        self.wait_served(model, {version})
-        return rollout
-
-    def wait_served(self, model: str, versions: set[int], timeout: float = 30) -> None:
-        """Until the ingress has the model's policy with these versions ready."""
-        def ready() -> bool:
-            listed = self.http.get("/v1/models").json()["models"]
-            found = [m for m in listed if m["name"] == model]
-            return bool(found) and {v["version"] for v in found[0]["versions"]
-                                    if v["ready"]} >= versions
-        wait_for(ready, timeout=timeout, interval=0.2)
-
-    def predict(self, model: str, rows: int = 1, headers: dict[str, str] | None = None,
-                **extra: Any) -> httpx.Response:
-        frame = generate_fraud(rows, seed=7)
-        columns = {c: frame[c].tolist() for c in [*FRAUD_NUMERIC, *FRAUD_CATEGORICAL]}
-        return self.http.post("/v1/predict/batch", json={"modelName": model, "columns": columns,
-                                                         **extra}, headers=headers or {})
-
-
-@pytest.fixture(scope="module")
-def platform(ray_shared: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    import ray
-    from ray import serve
-
-    import mlray
-    from actors import actor_names
-    from mlray.serving.launch import start_serving
-
-    tmp = tmp_path_factory.mktemp("serving")
-    env = {"MLRAY_HOME": str(tmp / "home"), "MLRAY_NAMESPACE": f"s{uuid.uuid4().hex[:10]}",
-           "MLRAY_SERVE_PORT": str(free_port()),
-           "MLRAY_SERVING_CONFIG": str(_serving_yaml(tmp))}
-    config = load_config(env=env)
-    client = mlray.connect(config=config)
-    url = start_serving(config)
-    set_fault(None)
-    yield Platform(config, client, url, tmp, env)
-    set_fault(None)
-    serve.shutdown()
-    for name in actor_names():
-        try:
-            ray.kill(ray.get_actor(name, namespace=config.namespace), no_restart=True)
-        except ValueError:
-            continue
-
-
-def _serving_yaml(tmp: Path) -> Path:
-    path = tmp / "serving.yaml"
-    path.write_text("""
-defaults:
-  num_cpus: 0.25
-  tuning: {max_batch_size: 32, batch_wait_timeout_s: 0.005}
-  timeout_s: 5
-ingress:
-  policy_refresh_s: 0.5
-  sync_interval_s: 0.5
-  max_rows: 1000
-  max_body_bytes: 200000
-  breaker: {failure_threshold: 3, window_s: 30, recovery_timeout_s: 2, success_threshold: 2}
-rollout:
-  canary_steps: [10, 50, 100]
-  step_duration_s: 1.5
-  min_requests: 10
-  max_error_rate: 0.2
-  max_p99_ratio: 3
-  max_step_wait_s: 60
-  rollback_window_s: 0
-""")
-    return path
 
 
 def test_direct_deploy_then_v1_and_v2_predictions(platform: Platform) -> None:

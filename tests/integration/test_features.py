@@ -1,0 +1,161 @@
+"""The feature store on the running platform: definitions through the ``features`` actor,
+online features and pushes over HTTP, predictions by entity key, and a stream processor
+actor killed in the middle of a burst that still counts every event exactly once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mlray.datasets.fraud import FRAUD_CATEGORICAL, FRAUD_NUMERIC, generate_fraud
+from mlray.features.repo import FeatureRepo, load_repo
+from tests.conftest import wait_for
+from tests.integration.platform import Platform
+from tests.integration.serving_models import register_model
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+@pytest.fixture(scope="module")
+def features(platform: Platform) -> FeatureRepo:
+    """The fraud definitions, with the stream renamed to one only this run uses."""
+    data = load_repo(ROOT / "configs" / "features").model_dump(mode="json")
+    for view in data["feature_views"]:
+        if view["source"]["type"] == "stream":
+            view["source"]["stream"] = f"{platform.config.redis_prefix}:transactions"
+    repo = FeatureRepo.model_validate(data)
+    result = platform.client.features.apply(repo)
+    assert result.applied and any("customer_velocity" in a for a in result.added)
+    return repo
+
+
+def _customer_rows(customers: list[int]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    frame = generate_fraud(len(customers), seed=11)
+    last, profile = [], []
+    for i, customer in enumerate(customers):
+        row = frame.iloc[i]
+        last.append({"customer_id": customer, "event_timestamp": NOW,
+                     "merchant_category": row["merchant_category"], "device": row["device"],
+                     "country": row["country"],
+                     "distance_from_home_km": float(row["distance_from_home_km"])})
+        profile.append({"customer_id": customer, "event_timestamp": NOW,
+                        "account_age_days": int(row["account_age_days"]),
+                        "amount_avg_7d": float(row["amount_avg_7d"])})
+    return last, profile
+
+
+def test_online_features_pushes_and_predictions_by_entity_key(platform: Platform,
+                                                              features: FeatureRepo) -> None:
+    last, profile = _customer_rows([101, 102])
+    assert platform.client.features.push("customer_last_transaction", last, to="online") == 2
+    pushed = platform.http.post("/v1/features/push", json={
+        "view": "customer_profile", "to": "online",
+        "rows": [{**r, "event_timestamp": r["event_timestamp"].isoformat()} for r in profile]})
+    assert pushed.status_code == 200, pushed.text
+    bad = platform.http.post("/v1/features/push", json={
+        "view": "customer_profile", "rows": [{"customer_id": 1, "account_age_days": -5,
+                                              "event_timestamp": NOW.isoformat()}]})
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_input", bad.text
+
+    wait_for(lambda: platform.http.post("/v1/features", json={
+        "entities": {"customer_id": [101]}, "featureService": "fraud_model_v1"}
+    ).status_code == 200, timeout=10, interval=0.3)
+    reply = platform.http.post("/v1/features", json={
+        "entities": {"customer_id": [101, 999], "amount": [50.0, 50.0], "hour": [3, 3]},
+        "features": ["customer_profile:account_age_days", "customer_velocity:txn_count_1h",
+                     "transaction_risk:is_night"]})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["features"] == ["account_age_days", "txn_count_1h", "is_night"]
+    assert body["values"][0] == [profile[0]["account_age_days"], None]
+    assert body["statuses"][0] == ["PRESENT", "NOT_FOUND"]
+    assert body["statuses"][1] == ["NOT_FOUND", "NOT_FOUND"]
+    unknown = platform.http.post("/v1/features", json={"entities": {"customer_id": [1]},
+                                                       "features": ["nope:x"]})
+    assert unknown.status_code == 404, unknown.text
+    wrong_key = platform.http.post("/v1/features", json={"entities": {"customer_id": ["a"]},
+                                                         "features": ["customer_profile:*"]})
+    assert wrong_key.status_code == 400 and "customer_id" in wrong_key.text
+
+    model = f"fe{int(time.time() * 1000) % 10**8}"
+    register_model(platform.client, model, platform.tmp, seed=3)
+    platform.client.registry.update_model(model, feature_service="fraud_model_v1")
+    platform.deploy(model, 1)
+    wait_for(lambda: platform.http.post("/v1/predict", json={
+        "modelName": model, "entityKey": {"customer_id": 101},
+        "features": {"amount": 120.0, "hour": 3}}).status_code == 200, timeout=10,
+        interval=0.3)
+    by_key = platform.http.post("/v1/predict", json={
+        "modelName": model, "entityKey": {"customer_id": 101},
+        "features": {"amount": 120.0, "hour": 3}}).json()
+    full = {**{k: v for k, v in last[0].items() if k not in ("customer_id", "event_timestamp")},
+            **{k: v for k, v in profile[0].items()
+               if k not in ("customer_id", "event_timestamp")},
+            "amount": 120.0, "hour": 3, "txn_count_1h": None, "txn_count_24h": None}
+    explicit = platform.http.post("/v1/predict", json={"modelName": model,
+                                                       "features": full}).json()
+    assert set(full) == {*FRAUD_NUMERIC, *FRAUD_CATEGORICAL}
+    assert np.isclose(by_key["probabilities"][0], explicit["probabilities"][0], rtol=1e-6)
+    missing_key = platform.http.post("/v1/predict", json={
+        "modelName": model, "features": {"amount": 1.0, "hour": 1}})
+    assert missing_key.status_code == 400 and "customer_id" in missing_key.text
+
+
+def test_stream_processor_killed_mid_burst_counts_every_event_once(
+        platform: Platform, features: FeatureRepo) -> None:
+    import ray
+
+    from actors.stream import processor_name
+
+    client = platform.client.features
+    client.start_streams(["customer_velocity"])
+    customers = list(range(5000, 5100))
+    rng = np.random.default_rng(5)
+    picks = rng.choice(customers, size=100_000)
+    start = NOW - dt.timedelta(minutes=30)
+    offsets = np.sort(rng.uniform(0, 25 * 60, size=picks.size))
+    events = [{"customer_id": int(c), "event_timestamp": start + dt.timedelta(seconds=float(s)),
+               "created_at": start + dt.timedelta(seconds=float(s)), "event_id": f"e{i}"}
+              for i, (c, s) in enumerate(zip(picks, offsets, strict=True))]
+    for lo in range(0, len(events), 10_000):
+        client.publish("customer_velocity", events[lo:lo + 10_000])
+    client.publish("customer_velocity", events[:2000])  # redelivered duplicates
+    platform_redis = __import__("redis").Redis.from_url(platform.config.stream_url)
+    stream = f"{platform.config.redis_prefix}:transactions"
+    platform_redis.xadd(stream, {"event": b"{not json"})  # a poison message
+
+    def handled() -> int:
+        try:
+            return int(client.stream_stats("customer_velocity")["acked"])
+        except Exception:
+            return 0
+
+    wait_for(lambda: handled() > 20_000, timeout=120, interval=0.2)
+    actor = ray.get_actor(processor_name("customer_velocity"),
+                          namespace=platform.config.namespace)
+    ray.kill(actor, no_restart=False)  # dies mid-burst; Ray restarts it
+
+    def drained() -> bool:
+        try:
+            stats = client.stream_stats("customer_velocity")
+        except Exception:
+            return False
+        lag = platform_redis.xinfo_groups(stream)[0].get("lag")
+        return stats["pending"] == 0 and lag == 0
+
+    wait_for(drained, timeout=300, interval=1.0)
+    expected = Counter(int(c) for c in picks)
+    got = client.get_online_features({"customer_id": customers},
+                                     ["customer_velocity:txn_count_24h"])
+    counts = dict(zip(customers, got.column("txn_count_24h").to_pylist(), strict=True))
+    assert counts == {c: expected[c] for c in customers}
+    dead = platform_redis.xrange(f"{stream}:dead")
+    assert len(dead) == 1 and b"dead_error" in dead[0][1]
