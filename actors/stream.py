@@ -3,7 +3,10 @@
 A thin shell over :class:`mlray.features.stream.StreamProcessor`: a background thread
 reads the view's Redis Stream in the view's consumer group and writes online and
 offline. At-least-once with idempotent effects, so a killed actor (restarted forever)
-re-reads what it had not acknowledged and counts nothing twice.
+re-reads what it had not acknowledged and counts nothing twice. There is one processor
+per view, so it claims every pending entry at once (``claim_idle_ms=0``) before reading
+new ones: a restarted processor finishes the burst it was in before moving on, and
+its windows see those events in time rather than as late arrivals.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class StreamActor:
     """Consumes one streaming view until killed."""
 
     def __init__(self, config: PlatformConfig, project: str, view: str,
-                 claim_idle_ms: int = 10_000) -> None:
+                 claim_idle_ms: int = 0) -> None:
         if not config.stream_url:
             raise BackendUnavailable("stream_url is not set; streams need a Redis")
         store, _ = open_stores(config)
@@ -49,7 +52,7 @@ class StreamActor:
             repo, view, redis.Redis.from_url(config.stream_url),
             open_online_store(config.online_url, redis_prefix=config.redis_prefix),
             OfflineStore(config.offline_uri, repo), claim_idle_ms=claim_idle_ms,
-            prefix=config.redis_prefix)
+            consumer=f"{view}:processor", prefix=config.redis_prefix)
         self._stop = threading.Event()
         threading.Thread(target=self._loop, name=f"stream-{view}", daemon=True).start()
 

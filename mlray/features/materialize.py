@@ -15,7 +15,8 @@ Two engines, the same result:
   latest row per entity, the survivors are grouped by a hash of the entity key into
   partitions (``groupby(...).map_groups``, so every row of an entity lands in the same
   call), and each call reduces its partition and writes it to the online store, which
-  it opens itself from its URL.
+  it opens itself from its URL. Rows equal on both event and created time (full ties)
+  may be read in any order here, so which of them wins is not defined.
 
 Resumable and safe to repeat: online writes are idempotent and never go back in time
 (an older row does not replace a newer one), so a run that died half way is simply
@@ -57,6 +58,7 @@ RAY_THRESHOLD_ROWS = 2_000_000
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _PART = "__mlray_part"
 _MIN_I64 = np.iinfo(np.int64).min
+_SHUFFLE = "sort_shuffle_pull_based"
 
 
 def latest_rows(table: pa.Table, bound: BoundView) -> pa.Table:
@@ -187,23 +189,30 @@ def materialize_with_ray(offline: OfflineStore, online: OnlineStore, bound: Boun
 
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     count = partitions or max(cpus, math.ceil(rows_hint / 1_000_000))
-    pruning = (PathPartitionFilter.of(in_window, base_dir=path, filesystem=fs)
-               if fs.get_file_info(path).type == pafs.FileType.Directory else None)
-    dataset = ray.data.read_parquet(path, filesystem=fs, columns=wanted,
-                                    partition_filter=pruning)
-    reduced = dataset.map_batches(
-        _reduce_block, batch_format="pyarrow", batch_size=None,
-        fn_kwargs={"bound": bound, "lo": lo, "hi": hi, "partitions": count})
-    url, prefix = online.url, str(getattr(online, "prefix", "mlray"))
-    done = reduced.groupby(_PART, num_partitions=count).map_groups(
-        _write_partition, batch_format="pyarrow",
-        fn_kwargs={"bound": bound, "url": url, "prefix": prefix, "batch_rows": batch_rows})
+    # Ray Data's sort-based shuffle: on few partitions it starts in seconds where the hash
+    # shuffle's aggregator actors take many (measured in bench/features.py).
+    context = ray.data.DataContext.get_current()
+    strategy, context.shuffle_strategy = context.shuffle_strategy, _SHUFFLE
     written = 0
-    for batch in done.iter_batches(batch_format="pyarrow", batch_size=None):
-        n = int(pc.sum(batch["rows"]).as_py() or 0)
-        written += n
-        if progress is not None and n:
-            progress(bound.name, n)
+    try:
+        pruning = (PathPartitionFilter.of(in_window, base_dir=path, filesystem=fs)
+                   if fs.get_file_info(path).type == pafs.FileType.Directory else None)
+        dataset = ray.data.read_parquet(path, filesystem=fs, columns=wanted,
+                                        partition_filter=pruning)
+        reduced = dataset.map_batches(
+            _reduce_block, batch_format="pyarrow", batch_size=max(batch_rows, 100_000),
+            fn_kwargs={"bound": bound, "lo": lo, "hi": hi, "partitions": count})
+        url, prefix = online.url, str(getattr(online, "prefix", "mlray"))
+        done = reduced.groupby(_PART, num_partitions=count).map_groups(
+            _write_partition, batch_format="pyarrow",
+            fn_kwargs={"bound": bound, "url": url, "prefix": prefix, "batch_rows": batch_rows})
+        for batch in done.iter_batches(batch_format="pyarrow", batch_size=None):
+            n = int(pc.sum(batch["rows"]).as_py() or 0)
+            written += n
+            if progress is not None and n:
+                progress(bound.name, n)
+    finally:
+        context.shuffle_strategy = strategy
     return written
 
 

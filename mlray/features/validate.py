@@ -7,9 +7,11 @@ All checks are vectorised with ``pyarrow.compute``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -59,6 +61,9 @@ def to_utc_ns(column: pa.Array | pa.ChunkedArray, field: str) -> pa.ChunkedArray
         InvalidInput: not a timestamp, a timestamp without a time zone, or out of range.
     """
     typ = column.type
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        column = _parse_iso(column, field)  # JSON carries times as ISO 8601 text
+        typ = column.type
     if not pa.types.is_timestamp(typ):
         raise InvalidInput(f"{field}: expected a timestamp with a time zone, got {typ}",
                            field=field)
@@ -70,6 +75,24 @@ def to_utc_ns(column: pa.Array | pa.ChunkedArray, field: str) -> pa.ChunkedArray
         return column.cast(UTC_NS, safe=True)
     except pa.ArrowInvalid as exc:
         raise InvalidInput(f"{field}: timestamp out of range ({exc})", field=field) from None
+
+
+_OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
+
+
+def _parse_iso(column: pa.Array | pa.ChunkedArray, field: str) -> pa.ChunkedArray:
+    """ISO 8601 text with an offset (``Z`` or ``+02:00``) as UTC timestamps."""
+    values = column.to_pylist()
+    naive = [i for i, v in enumerate(values) if v is not None and not _OFFSET.search(v)]
+    if naive:
+        raise InvalidInput(f"{field}: row(s) {naive[:10]} have no time zone offset; write "
+                           "ISO 8601 with one (e.g. 2026-03-01T12:00:00Z)", field=field)
+    try:
+        parsed = pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601", utc=True)
+    except (ValueError, TypeError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise InvalidInput(f"{field}: not ISO 8601 times: {reason}", field=field) from None
+    return pa.chunked_array([pa.array(parsed)])
 
 
 def check_keys(table: pa.Table, keys: Sequence[JoinKey], what: str) -> dict[str, pa.ChunkedArray]:

@@ -563,8 +563,10 @@ class ModelRegistry:
                     continue
                 policy = TrafficPolicy(weights={max(live): 1.0})
             named = {*policy.weights, *policy.shadows}
+            # The ingress needs schemas and stages, not baselines: keep the refresh small.
             view[model] = ServedModel(policy=policy,
-                                      versions={v: known[v] for v in named if v in known},
+                                      versions={v: known[v].model_copy(update={"baseline": None})
+                                                for v in named if v in known},
                                       feature_service=services.get(model))
         return view
 

@@ -9,10 +9,11 @@ the ``breakers`` actor every ``sync_interval_s``. No request waits on an actor.
 # No `from __future__ import annotations`: FastAPI reads the route signatures at runtime.
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -186,6 +187,7 @@ class Ingress:
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._background: asyncio.Task[None] | None = None
         self._refresh_blocking()
+        gc.freeze()  # long-lived objects leave the collector's scans (tail latency)
 
     # -- background work -------------------------------------------------------------------
 
@@ -422,18 +424,29 @@ class Ingress:
             raise PayloadTooLarge(f"{max(rows)} entities; at most {self.settings.max_rows}",
                                   field="entities")
         wanted = body.featureService or body.features or []
-        found = await asyncio.to_thread(self._reader().get_online_features, body.entities,
-                                        wanted, full_feature_names=body.fullFeatureNames)
+        found = await self._fresh_on_miss(lambda: asyncio.to_thread(
+            self._reader().get_online_features, body.entities, wanted,
+            full_feature_names=body.fullFeatureNames))
         return _json(found.to_dict())
+
+    async def _fresh_on_miss(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``attempt``; on an unknown view or service, reload the definitions (just
+        applied?) and try once more."""
+        try:
+            return await attempt()
+        except NotFound:
+            self._feature_repo = await self._features.invoke.remote(
+                "repo", self.caller, self.config.project)
+            return await attempt()
 
     @api.post("/v1/features/push", responses=_ERRORS, openapi_extra=_body(PushRequest),
               summary="Write rows of a feature view (all checked first; none on error)")
     async def v1_features_push(self, request: Request) -> Response:
         body = PushRequest.model_validate_json(await self._read(request))
-        repo = self._feature_repo
-        bound = repo.bind(body.view)
 
         def write() -> int:
+            repo = self._feature_repo
+            bound = repo.bind(body.view)
             written = 0
             if body.to in ("offline", "both"):
                 assert self.config.offline_uri is not None
@@ -443,7 +456,7 @@ class Ingress:
                 written = max(written, self._reader().online.write(bound, body.rows))
             return written
 
-        written = await asyncio.to_thread(write)
+        written = await self._fresh_on_miss(lambda: asyncio.to_thread(write))
         return _json({"view": body.view, "rows": written, "to": body.to})
 
     # -- Open Inference Protocol (V2) ------------------------------------------------------

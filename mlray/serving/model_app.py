@@ -9,6 +9,7 @@ and wait are its ``user_config``: changing them reconfigures live replicas.
 from __future__ import annotations
 
 import collections
+import gc
 import tempfile
 from typing import Any
 
@@ -43,6 +44,7 @@ class ModelServer:
                                     quantize=serving.quantize, device=device)
         self.batch_sizes: collections.Counter[int] = collections.Counter()
         self.rows = 0
+        gc.freeze()  # the loaded model leaves the collector's scans (tail latency)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply new batch tuning to this live replica."""

@@ -65,9 +65,15 @@ def test_online_features_pushes_and_predictions_by_entity_key(platform: Platform
                                               "event_timestamp": NOW.isoformat()}]})
     assert bad.status_code == 400 and bad.json()["code"] == "invalid_input", bad.text
 
-    wait_for(lambda: platform.http.post("/v1/features", json={
-        "entities": {"customer_id": [101]}, "featureService": "fraud_model_v1"}
-    ).status_code == 200, timeout=10, interval=0.3)
+    service = platform.http.post("/v1/features", json={
+        "entities": {"customer_id": [101], "amount": [10.0], "hour": [2]},
+        "featureService": "fraud_model_v1"})
+    assert service.status_code == 200, service.text
+    assert dict(zip(service.json()["features"], service.json()["statuses"], strict=True))[
+        "account_age_days"] == ["PRESENT"]
+    no_request = platform.http.post("/v1/features", json={
+        "entities": {"customer_id": [101]}, "featureService": "fraud_model_v1"})
+    assert no_request.status_code == 400 and "amount" in no_request.text
     reply = platform.http.post("/v1/features", json={
         "entities": {"customer_id": [101, 999], "amount": [50.0, 50.0], "hour": [3, 3]},
         "features": ["customer_profile:account_age_days", "customer_velocity:txn_count_1h",
