@@ -59,10 +59,11 @@ def stream_new_transactions(client: mlray.Client, customers: list[int], per_cust
     client.features.start_streams(["customer_velocity"])
     now = dt.datetime.now(dt.UTC)
     rng = np.random.default_rng(3)
+    minutes = np.sort(rng.uniform(0, 50, size=(len(customers), per_customer)))[:, ::-1]
     events = [{"customer_id": c, "event_id": f"demo-{now.timestamp():.0f}-{c}-{i}",
-               "event_timestamp": now - dt.timedelta(minutes=float(rng.uniform(0, 50))),
+               "event_timestamp": now - dt.timedelta(minutes=float(minutes[j, i])),
                "created_at": now}
-              for c in customers for i in range(per_customer)]
+              for j, c in enumerate(customers) for i in range(per_customer)]
     client.features.publish("customer_velocity", events)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -110,7 +110,8 @@ def up(
                                help="Also start Ray Serve and the mlray ingress (serve_port)."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Start a local Ray head (on ray_head_port), the control-plane actors and serving."""
+    """Start a local Ray head (on ray_head_port), the control-plane actors, serving, and
+    the stream processors of streaming feature views (when stream_url is set)."""
     config = state.config()
     if state.cluster_address(config) is None:
         cmd = [_ray_cli(), "start", "--head", f"--port={config.ray_head_port}",
@@ -126,6 +127,8 @@ def up(
         from mlray.serving.launch import start_serving
 
         start_serving(client.config)
+    if client.config.stream_url and client.features.streaming_views():
+        client.features.start_streams()
     _status(as_json)
 
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mlray.errors import BackendUnavailable
-from mlray.features.online import OnlineStore
+from mlray.features.online import OnlineStore, _header
 
 __all__ = ["SQLiteOnlineStore"]
 
@@ -72,8 +72,8 @@ class SQLiteOnlineStore(OnlineStore):
                 raise
             return db.total_changes - before
 
-    def _get(self, view: str, keys: Sequence[bytes]) -> list[tuple[int, bytes] | None]:
-        found: dict[bytes, tuple[int, bytes]] = {}
+    def _get(self, view: str, keys: Sequence[bytes]) -> list[bytes | None]:
+        found: dict[bytes, bytes] = {}
         unique = list(dict.fromkeys(keys))
         with self._guard() as db:
             for start in range(0, len(unique), _CHUNK):
@@ -82,7 +82,7 @@ class SQLiteOnlineStore(OnlineStore):
                 rows = db.execute(
                     f"SELECT key, event_us, value FROM online_features "
                     f"WHERE view = ? AND key IN ({marks})", (view, *chunk)).fetchall()
-                found.update({bytes(k): (ts, bytes(v)) for k, ts, v in rows})
+                found.update({bytes(k): _header(ts) + bytes(v) for k, ts, v in rows})
         return [found.get(k) for k in keys]
 
     def drop_view(self, view: str) -> None:

@@ -6,6 +6,11 @@ views over the request's columns and the fetched features, and returns the featu
 the order they were asked as Arrow columns, with an ``(entities, features)`` status
 matrix and event times (numpy), so there is no Python object per returned value.
 
+What a feature list resolves to (views, bound join keys, output names, Arrow types,
+where each output comes from) is worked out once per distinct request shape and kept
+(:class:`_Plan`); a call then only encodes the keys (once per distinct join-key
+set), reads (:meth:`OnlineStore.read_columns`), and builds one Arrow array per output.
+
 An on-demand feature's status is the worst of its sources' for that entity
 (OUTSIDE_MAX_AGE, then NOT_FOUND, else PRESENT); its value is whatever the function
 made of the inputs it had, and its event time is the newest of its sources'.
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,13 +32,29 @@ from mlray.errors import InvalidInput, NotFound
 from mlray.features.definitions import FeatureService, parse_ref
 from mlray.features.offline import _needed, to_table
 from mlray.features.ondemand import input_columns, run_on_demand
-from mlray.features.online import FeatureStatus, OnlineStore
-from mlray.features.repo import FeatureRepo
+from mlray.features.online import FeatureStatus, OnlineStore, encode_key_columns
+from mlray.features.repo import BoundView, FeatureRepo, Selection
 from mlray.features.validate import check_keys
 
 __all__ = ["FeatureReader", "OnlineFeatures"]
 
 _NAT = np.datetime64("NaT", "us")
+_PLANS = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What one feature list resolves to, kept per request shape."""
+
+    selections: list[Selection]
+    out_names: list[str]
+    refs: list[str]
+    reads: list[tuple[BoundView, list[str], list[pa.DataType]]]  # per view read
+    sources: list[tuple[int, int] | None]  # per output: (read, column), None: on-demand
+    on_demand: list[str]  # on-demand views asked
+    by_type: list[tuple[pa.DataType, list[tuple[int, int]]]]  # (read, column)s per type
+    flat_status: np.ndarray | None  # without on-demand: per output, its column among all
+    flat_view: np.ndarray | None  # ... and its read
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +115,8 @@ class FeatureReader:
     def __init__(self, repo: FeatureRepo, online: OnlineStore) -> None:
         self.repo = repo
         self.online = online
+        self._plans: dict[tuple[Any, ...], _Plan] = {}
+        self._plans_repo = repo
 
     def get_online_features(
         self,
@@ -119,6 +143,68 @@ class FeatureReader:
             BackendUnavailable: the online store cannot be reached.
         """
         table = to_table(entity_rows, "entity_rows")
+        plan = self._plan(features, full_feature_names)
+        n = table.num_rows
+
+        keys_by_set: dict[tuple[str, ...], list[bytes]] = {}
+        requests = []
+        for bound, names, _ in plan.reads:
+            key_names = tuple(k.name for k in bound.join_keys)
+            keys = keys_by_set.get(key_names)
+            if keys is None:
+                cols = check_keys(table, bound.join_keys, "entity_rows")
+                keys = keys_by_set[key_names] = encode_key_columns(
+                    bound, [cols[k] for k in key_names])
+            requests.append((bound, keys, names))
+        reads = self.online.read_columns(requests, now=now)
+        arrays = _arrays(plan, [cols for cols, _, _ in reads], n)
+        if plan.flat_status is not None and plan.flat_view is not None:
+            status = np.hstack([st for _, st, _ in reads])[:, plan.flat_status]
+            event_ts = np.stack([ts for _, _, ts in reads], axis=1)[:, plan.flat_view]
+            return OnlineFeatures(plan.out_names, plan.refs,
+                                  [arrays[r][c] for r, c in plan.sources],  # type: ignore[misc]
+                                  status, event_ts)
+
+        computed: dict[str, tuple[pa.Array, np.ndarray, np.ndarray]] = {}
+        if plan.on_demand:
+            fetched = {f"{bound.name}__{name}": (arrays[r][j], st[:, j], ts)
+                       for r, ((bound, names, _), (_, st, ts)) in enumerate(
+                           zip(plan.reads, reads, strict=True)) for j, name in enumerate(names)}
+            for view in plan.on_demand:
+                computed.update(self._on_demand(view, table, fetched, n))
+
+        width = len(plan.out_names)
+        columns = []
+        status = np.empty((n, width), dtype=np.int8)
+        event_ts = np.empty((n, width), dtype="datetime64[us]")
+        for j, (ref, source) in enumerate(zip(plan.refs, plan.sources, strict=True)):
+            if source is None:
+                values, st, ts = computed[ref.replace(":", "__", 1)]
+            else:
+                r, c = source
+                values, st, ts = arrays[r][c], reads[r][1][:, c], reads[r][2]
+            columns.append(values)
+            status[:, j] = st
+            event_ts[:, j] = ts
+        return OnlineFeatures(plan.out_names, plan.refs, columns, status, event_ts)
+
+    def _plan(self, features: Sequence[str] | FeatureService | str,
+              full_feature_names: bool) -> _Plan:
+        """What ``features`` resolves to, worked out once per distinct list (and repo)."""
+        if self._plans_repo is not self.repo:
+            self._plans, self._plans_repo = {}, self.repo
+        if isinstance(features, str):
+            key: tuple[Any, ...] = ("service", features, full_feature_names)
+        elif isinstance(features, FeatureService):
+            key = ("refs", tuple(features.features), full_feature_names)
+        else:
+            key = ("refs", tuple(features), full_feature_names)
+        try:
+            plan = self._plans.get(key)
+        except TypeError:  # unhashable references: let select() say what is wrong
+            plan, key = None, ()
+        if plan is not None:
+            return plan
         selections = self.repo.select(features)
         flat = self._flatten(features)
         out_names = [f"{v}__{f}" if full_feature_names else f for v, f in flat]
@@ -126,41 +212,39 @@ class FeatureReader:
         if clash:
             raise InvalidInput(f"output names {clash} would be duplicated; ask with "
                                "full_feature_names=True", field="features")
-        n = table.num_rows
-
-        needed = _needed(self.repo, selections)
-        requests = []
-        for view, names in needed.items():
+        reads = []
+        where: dict[tuple[str, str], tuple[int, int]] = {}
+        for r, (view, names) in enumerate(_needed(self.repo, selections).items()):
             bound = self.repo.bind(view)
-            keys = check_keys(table, bound.join_keys, "entity_rows")
-            lists = [keys[k].to_pylist() for k in bound.key_names]
-            rows = lists[0] if len(lists) == 1 else list(zip(*lists, strict=True))
-            requests.append((bound, rows, names))
-        reads = self.online.read_many(requests, now=now)
-        fetched: dict[str, tuple[pa.Array, np.ndarray, np.ndarray]] = {}
-        for (bound, _, names), read in zip(requests, reads, strict=True):
+            types = []
             for j, name in enumerate(names):
                 field = bound.view.field(name)
                 assert field is not None
-                values = pa.array(read.values[name], field.arrow_type)
-                fetched[f"{bound.name}__{name}"] = (values, read.status[:, j], read.event_ts)
-
-        computed: dict[str, tuple[pa.Array, np.ndarray, np.ndarray]] = {}
-        for sel in selections:
-            if sel.on_demand:
-                computed.update(self._on_demand(sel.view, table, fetched, n))
-
-        refs, columns = [], []
-        status = np.zeros((n, len(flat)), dtype=np.int8)
-        event_ts = np.full((n, len(flat)), _NAT, dtype="datetime64[us]")
-        for j, (view, feature) in enumerate(flat):
-            values, st, ts = (computed if f"{view}__{feature}" in computed
-                              else fetched)[f"{view}__{feature}"]
-            refs.append(f"{view}:{feature}")
-            columns.append(values)
-            status[:, j] = st
-            event_ts[:, j] = ts
-        return OnlineFeatures(out_names, refs, columns, status, event_ts)
+                types.append(field.arrow_type)
+                where[(view, name)] = (r, j)
+            reads.append((bound, names, types))
+        on_demand = {sel.view for sel in selections if sel.on_demand}
+        sources = [None if v in on_demand else where[(v, f)] for v, f in flat]
+        by_type: dict[pa.DataType, list[tuple[int, int]]] = {}
+        for r, (_, _, types) in enumerate(reads):
+            for c, typ in enumerate(types):
+                by_type.setdefault(typ, []).append((r, c))
+        flat_status = flat_view = None
+        if not on_demand:
+            first = np.cumsum([0] + [len(names) for _, names, _ in reads])
+            flat_status = np.array([first[r] + c for r, c in sources],  # type: ignore[misc]
+                                   dtype=np.intp)
+            flat_view = np.array([r for r, _ in sources], dtype=np.intp)  # type: ignore[misc]
+        plan = _Plan(
+            selections=selections, out_names=out_names,
+            refs=[f"{v}:{f}" for v, f in flat], reads=reads, sources=sources,
+            on_demand=[sel.view for sel in selections if sel.on_demand],
+            by_type=list(by_type.items()), flat_status=flat_status, flat_view=flat_view)
+        if key:
+            if len(self._plans) >= _PLANS:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
 
     def _flatten(self, features: Sequence[str] | FeatureService | str) -> list[tuple[str, str]]:
         """``(view, feature)`` pairs in the order asked, ``view:*`` expanded, first kept."""
@@ -202,3 +286,20 @@ class FeatureReader:
         results = run_on_demand(odfv, inputs)
         return {f"{name}__{f}": (results[f].combine_chunks(), status, event_ts)
                 for f in odfv.feature_names}
+
+
+def _arrays(plan: _Plan, columns: Sequence[Sequence[Sequence[Any]]], n: int,
+            ) -> list[list[pa.Array]]:
+    """One Arrow array per column: the columns of one type, across every view, are
+    converted in one ``pa.array`` call and sliced (zero-copy), not one call per column."""
+    out: list[list[Any]] = [[None] * len(types) for _, _, types in plan.reads]
+    for typ, where in plan.by_type:
+        if len(where) == 1:
+            r, c = where[0]
+            out[r][c] = pa.array(columns[r][c], typ)
+            continue
+        flat = pa.array(list(itertools.chain.from_iterable([columns[r][c] for r, c in where])),
+                        typ)
+        for k, (r, c) in enumerate(where):
+            out[r][c] = flat.slice(k * n, n)
+    return out

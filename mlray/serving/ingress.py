@@ -186,6 +186,7 @@ class Ingress:
         self._caches: dict[str, PredictionCache] = {}
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._background: asyncio.Task[None] | None = None
+        self._apps_checked_at = 0.0
         self._refresh_blocking()
         gc.freeze()  # long-lived objects leave the collector's scans (tail latency)
 
@@ -203,6 +204,18 @@ class Ingress:
         """Apps that can take requests: running, or replacing a replica (still serving)."""
         apps = serve.status().applications
         return frozenset(name for name, app in apps.items() if app.status in _USABLE)
+
+    async def _refresh_apps(self, min_interval_s: float = 0.25) -> bool:
+        """Reload which apps run, at most every ``min_interval_s``; True if it changed."""
+        now = time.monotonic()
+        if now - self._apps_checked_at < min_interval_s:
+            return False
+        self._apps_checked_at = now
+        running = await asyncio.to_thread(self._running_apps)
+        if running == self.router.ready_apps:
+            return False
+        self.router.update(self.router.models, running)
+        return True
 
     def _ensure_background(self) -> None:
         if self._background is None or self._background.done():
@@ -316,8 +329,14 @@ class Ingress:
         try:
             route = self.router.route(model, routing_key=routing_key, pinned=pinned)
         except NoHealthyVersion as exc:
-            exc.retry_after = self.router.retry_after(model)  # type: ignore[attr-defined]
-            raise
+            if not await self._refresh_apps():  # a version deployed since the last refresh?
+                exc.retry_after = self.router.retry_after(model)  # type: ignore[attr-defined]
+                raise
+            try:
+                route = self.router.route(model, routing_key=routing_key, pinned=pinned)
+            except NoHealthyVersion as again:
+                again.retry_after = self.router.retry_after(model)  # type: ignore[attr-defined]
+                raise
         version = self.router.version(model, route.version)
         try:
             columns = decode(version)

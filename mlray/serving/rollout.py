@@ -208,8 +208,10 @@ class RolloutController:
             previous: TrafficPolicy | None = self._registry.get_traffic(caller, project, model)
         except NotFound:
             previous = None
-        if previous and previous.serving == [version] and strategy is not Strategy.SHADOW:
-            raise InvalidInput(f"{model} v{version} already takes all traffic", field="version")
+        if (previous and previous.serving == [version] and strategy is not Strategy.SHADOW
+                and app_name(model, version) in self._deployer.running()):
+            raise InvalidInput(f"{model} v{version} is deployed and already takes all traffic",
+                               field="version")
         if strategy in (Strategy.CANARY, Strategy.SHADOW) and not previous:
             raise InvalidInput(f"a {strategy} rollout needs a version already serving; "
                                f"deploy {model} first with --strategy direct or blue-green",

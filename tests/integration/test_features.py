@@ -28,9 +28,12 @@ NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 def features(platform: Platform) -> FeatureRepo:
     """The fraud definitions, with the stream renamed to one only this run uses."""
     data = load_repo(ROOT / "configs" / "features").model_dump(mode="json")
+    history = platform.tmp / "history"
     for view in data["feature_views"]:
         if view["source"]["type"] == "stream":
             view["source"]["stream"] = f"{platform.config.redis_prefix}:transactions"
+        if view["source"]["type"] == "parquet":
+            view["source"]["path"] = str(history / view["name"])
     repo = FeatureRepo.model_validate(data)
     result = platform.client.features.apply(repo)
     assert result.applied and any("customer_velocity" in a for a in result.added)
@@ -165,3 +168,38 @@ def test_stream_processor_killed_mid_burst_counts_every_event_once(
     assert counts == {c: expected[c] for c in customers}
     dead = platform_redis.xrange(f"{stream}:dead")
     assert len(dead) == 1 and b"dead_error" in dead[0][1]
+
+
+def test_cli_apply_list_show_materialize(platform: Platform, features: FeatureRepo,
+                                         tmp_path: Path) -> None:
+    import json
+
+    out = platform.cli("features", "apply", str(ROOT / "configs" / "features"), "--dry-run",
+                       "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout[out.stdout.index("{"):])["applied"] is False
+    listed = platform.cli("features", "list", "--json")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert {v["name"] for v in json.loads(listed.stdout[listed.stdout.index("{"):])[
+        "feature_views"]} >= {"customer_profile", "customer_velocity"}
+    shown = platform.cli("features", "show", "customer", "--json")
+    assert json.loads(shown.stdout[shown.stdout.index("{"):])["kind"] == "entities"
+    missing = platform.cli("features", "show", "nope")
+    assert missing.returncode == 2 and "nope" in missing.stderr
+
+    _, profile = _customer_rows([201, 202, 203])
+    platform.client.features.push("customer_profile", profile, to="offline")
+    end = (NOW + dt.timedelta(seconds=1)).isoformat()
+    run = platform.cli("features", "materialize", "--view", "customer_profile", "--end", end,
+                       "--json")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout[run.stdout.index("["):])[0]["rows"] >= 3
+    again = platform.cli("features", "materialize", "--view", "customer_profile",
+                         "--incremental", "--end", end, "--json")
+    assert json.loads(again.stdout[again.stdout.index("["):])[0]["rows"] == 0
+    naive = platform.cli("features", "materialize", "--end", "2026-01-01T00:00:00")
+    assert naive.returncode == 2 and "time zone" in naive.stderr
+    got = platform.client.features.get_online_features({"customer_id": [201, 202, 203]},
+                                                       ["customer_profile:account_age_days"])
+    assert got.column("account_age_days").to_pylist() == [r["account_age_days"]
+                                                          for r in profile]

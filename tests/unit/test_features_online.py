@@ -206,3 +206,19 @@ def test_unknown_scheme_and_unreachable_redis() -> None:
         open_online_store("mysql://x")
     with pytest.raises(BackendUnavailable, match="Redis online store"):
         RedisOnlineStore("redis://127.0.0.1:1/0", timeout_s=0.5)
+
+
+def test_rows_in_the_older_map_layout_and_expired_rows_mix(online: OnlineStore,
+                                                           stats: BoundView) -> None:
+    import msgpack
+
+    online.write(stats, _rows((1, T0, 5), (3, T0 - dt.timedelta(hours=2), 4)))
+    key = msgpack.packb([2])
+    online._put("stats", [(key, 0, msgpack.packb({"clicks": 9, "score": 1.5}))])
+    online._put("stats", [(key, int(T0.timestamp() * 1e6), msgpack.packb({"clicks": 9}))])
+    read = online.read(stats, [1, 2, 3, 4], ["score", "clicks"], now=T0)
+    assert read.values["clicks"] == [5, 9, None, None]
+    assert read.values["score"] == [2.5, None, None, None]
+    assert read.status.tolist() == [[PRESENT, PRESENT], [NOT_FOUND, PRESENT],
+                                    [OLD, OLD], [NOT_FOUND, NOT_FOUND]]
+    assert np.isnat(read.event_ts).tolist() == [False, False, False, True]

@@ -328,3 +328,15 @@ def test_json_inputs_become_typed_columns_or_name_the_field() -> None:
     with pytest.raises(InvalidInput) as err:
         columns_from_rows([{"amount": 1, "country": "DE"}, {"amount": 1}], SCHEMA, 10)
     assert err.value.field == "country" and "instances[1]" in str(err.value)
+
+
+def test_deploying_the_production_version_starts_its_app_once(rollouts: Any) -> None:
+    controller, registry, serve, _, clock = rollouts
+    registry.transition_stage(ADMIN, "default", "m", 1, Stage.STAGING)
+    registry.transition_stage(ADMIN, "default", "m", 1, Stage.PRODUCTION)
+    assert registry.get_traffic(ADMIN, "default", "m").weights == {1: 1.0}  # implied
+    controller.start(ADMIN, "default", "m", 1, Strategy.DIRECT)
+    _run(controller, clock)
+    assert serve.running() == {"m--v1"}
+    with pytest.raises(InvalidInput, match="already takes all traffic"):
+        controller.start(ADMIN, "default", "m", 1, Strategy.DIRECT)
