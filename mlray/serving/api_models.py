@@ -6,7 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
-__all__ = ["BatchPredictRequest", "ErrorBody", "FeaturesRequest", "PredictRequest",
+__all__ = ["BatchPredictRequest", "ErrorBody", "FeaturesRequest", "Feedback",
+           "FeedbackRequest", "PredictRequest",
            "PredictResponse", "PushRequest"]
 
 _ID = Field(None, max_length=256, description="Echoed back; generated when absent.")
@@ -102,6 +103,24 @@ class PushRequest(BaseModel):
     view: str = Field(min_length=1, max_length=128)
     rows: list[Row] = Field(min_length=1, max_length=100_000)
     to: Literal["online", "offline", "both"] = "online"
+
+
+class Feedback(BaseModel):
+    """The true outcome of one predicted row."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requestId: str = Field(min_length=1, max_length=256)
+    label: float = Field(allow_inf_nan=False)
+    row: int = Field(0, ge=0, description="Row of a multi-row request.")
+
+
+class FeedbackRequest(BaseModel):
+    """``POST /v1/feedback``: labels for earlier predictions, by request id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    feedback: list[Feedback] = Field(min_length=1, max_length=100_000)
 
 
 class ErrorBody(BaseModel):

@@ -42,11 +42,13 @@ from mlray.features.online import OnlineStore, open_online_store
 from mlray.features.repo import FeatureRepo
 from mlray.features.serving import FeatureReader
 from mlray.identity import Caller, Role
+from mlray.monitoring.prediction_log import FeedbackLog, PredictionLog
 from mlray.registry.types import ModelVersion
 from mlray.serving.api_models import (
     BatchPredictRequest,
     ErrorBody,
     FeaturesRequest,
+    FeedbackRequest,
     PredictRequest,
     PredictResponse,
     PushRequest,
@@ -54,6 +56,7 @@ from mlray.serving.api_models import (
 from mlray.serving.enrich import fill_from_features
 from mlray.serving.inputs import columns_from_mapping, columns_from_rows
 from mlray.serving.limits import PredictionCache, RateLimiter, cache_key
+from mlray.serving.metrics import ServingMetrics
 from mlray.serving.model_names import app_name
 from mlray.serving.protocol import InferRequest, decode_inputs
 from mlray.serving.router import Router
@@ -187,6 +190,10 @@ class Ingress:
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._background: asyncio.Task[None] | None = None
         self._apps_checked_at = 0.0
+        self.metrics = ServingMetrics()
+        assert config.offline_uri is not None
+        self._log = PredictionLog(config.offline_uri, self.settings.log_sample)
+        self._feedback = FeedbackLog(config.offline_uri)
         self._refresh_blocking()
         gc.freeze()  # long-lived objects leave the collector's scans (tail latency)
 
@@ -233,9 +240,15 @@ class Ingress:
                     "repo", self.caller, self.config.project)
                 if time.monotonic() - last_sync >= self.settings.sync_interval_s:
                     last_sync = time.monotonic()
+                    if self._log.pending():
+                        await asyncio.to_thread(self._log.flush)
                     merged = await self._breakers.invoke.remote(
                         "sync", self.router.snapshots(), self.router.drain_outcomes())
                     self.router.merge(merged)
+                    for name, served in self.router.models.items():
+                        for number in served.versions:
+                            self.metrics.breaker_state(
+                                name, number, self.router.breaker(name, number).state.value)
             except Exception:  # the control plane may be restarting; keep the last copy
                 log.warning("background refresh failed; serving from the last copy",
                             exc_info=True)
@@ -257,6 +270,7 @@ class Ingress:
                 request.client.host if request.client else "unknown")
             wait = self._limiter.take(client)
             if wait > 0:
+                self.metrics.rate_limited()
                 raise RateLimited(f"rate limit of {self.settings.rate_limit.requests_per_s:g}"  # type: ignore[union-attr]
                                   f"/s reached for {client!r}", retry_after=wait)
         return body
@@ -321,9 +335,27 @@ class Ingress:
 
     async def predict_columns(self, request: Request, model: str, pinned: int | None,
                               routing_key: str | None,
-                              decode: Callable[[ModelVersion], Columns]
+                              decode: Callable[[ModelVersion], Columns], request_id: str
                               ) -> tuple[ModelVersion, np.ndarray]:
-        """Route, decode against the chosen version's schema, and predict."""
+        """Route, decode against the chosen version's schema, and predict (counted and
+        logged)."""
+        start = time.perf_counter()
+        try:
+            version, columns, out = await self._predict_columns(request, model, pinned,
+                                                                routing_key, decode)
+        except MlrayError as exc:
+            known = model if model in self.router.models else "unknown"  # bounded labels
+            self.metrics.request(known, pinned, exc.code, time.perf_counter() - start)
+            raise
+        seconds = time.perf_counter() - start
+        self.metrics.request(model, version.version, None, seconds)
+        self._log.add(request_id, model, version.version, columns, out, seconds * 1e3)
+        return version, out
+
+    async def _predict_columns(self, request: Request, model: str, pinned: int | None,
+                               routing_key: str | None,
+                               decode: Callable[[ModelVersion], Columns]
+                               ) -> tuple[ModelVersion, Columns, np.ndarray]:
         routing_key = request.headers.get(ROUTING_HEADER) or routing_key
         pinned = _int_header(request, PIN_HEADER) or pinned
         try:
@@ -348,15 +380,16 @@ class Ingress:
         key = cache_key(model, route.version, columns) if cache is not None else None
         if cache is not None and key is not None:
             hit = cache.get(key)
+            self.metrics.cache_lookup(model, route.version, hit is not None)
             if hit is not None:
                 self.router.breaker(model, route.version).release()
-                return version, hit
+                return version, columns, hit
         for shadow in route.shadows:
             self._shadow(model, shadow, columns, settings.timeout_s)
         out = await self._call(model, route.version, columns, settings.timeout_s)
         if cache is not None and key is not None:
             cache.put(key, out)
-        return version, out
+        return version, columns, out
 
     def _cache(self, model: str, settings: ModelServing) -> PredictionCache | None:
         if not settings.cache.enabled:
@@ -370,10 +403,11 @@ class Ingress:
     async def _v1(self, request: Request, body: PredictRequest | BatchPredictRequest,
                   decode: Callable[[ModelVersion], Columns]) -> Response:
         start = time.perf_counter()
+        request_id = body.requestId or uuid.uuid4().hex
         version, out = await self.predict_columns(request, body.modelName, body.modelVersion,
-                                                  body.routingKey, decode)
+                                                  body.routingKey, decode, request_id)
         payload: dict[str, Any] = {
-            "requestId": body.requestId or uuid.uuid4().hex,
+            "requestId": request_id,
             "modelName": body.modelName, "modelVersion": version.version}
         if version.output_schema and version.output_schema[0].name == "probability":
             payload["predictions"] = (out >= 0.5).astype(np.int8)
@@ -431,6 +465,14 @@ class Ingress:
                               "breaker": self.router.breaker(name, v).state.value}
                              for v, mv in sorted(served.versions.items())]})
         return _json({"models": out})
+
+    @api.post("/v1/feedback", responses=_ERRORS, openapi_extra=_body(FeedbackRequest),
+              summary="Ground truth for logged predictions (by request id)")
+    async def v1_feedback(self, request: Request) -> Response:
+        body = FeedbackRequest.model_validate_json(await self._read(request))
+        rows = [(item.requestId, item.label, item.row) for item in body.feedback]
+        await asyncio.to_thread(self._feedback.write, rows)
+        return _json({"accepted": len(rows)})
 
     # -- features ----------------------------------------------------------------------------
 
@@ -540,9 +582,10 @@ class Ingress:
             return {k: v.reshape(rows) if v.ndim > 1 and v.size == rows else v
                     for k, v in arrays.items()}
 
-        mv, out = await self.predict_columns(request, model, version, None, decode)
+        request_id = body.id or uuid.uuid4().hex
+        mv, out = await self.predict_columns(request, model, version, None, decode, request_id)
         output = mv.output_schema[0].name if mv.output_schema else "prediction"
-        payload = {"model_name": model, "model_version": str(mv.version), "id": body.id,
+        payload = {"model_name": model, "model_version": str(mv.version), "id": request_id,
                    "outputs": [{"name": output, "shape": [len(out)], "datatype": "FP32",
                                 "data": out}]}
         return _json(payload, headers={VERSION_HEADER: str(mv.version)})

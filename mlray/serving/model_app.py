@@ -21,6 +21,7 @@ from ray.serve import Application
 from mlray.config import PlatformConfig
 from mlray.models.predictor import Predictor
 from mlray.registry.types import ModelVersion
+from mlray.serving.metrics import ModelMetrics
 from mlray.serving.model_names import app_name
 from mlray.serving.runner import Columns, VersionRunner, concat_columns, split_rows
 from mlray.serving.settings import BatchTuning, ModelServing
@@ -44,6 +45,7 @@ class ModelServer:
                                     quantize=serving.quantize, device=device)
         self.batch_sizes: collections.Counter[int] = collections.Counter()
         self.rows = 0
+        self.metrics = ModelMetrics(version.model, version.version)
         gc.freeze()  # the loaded model leaves the collector's scans (tail latency)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -56,6 +58,7 @@ class ModelServer:
     async def predict(self, requests: list[Columns]) -> list[np.ndarray]:
         """Answer a batch of column requests with one forward pass."""
         self.batch_sizes[len(requests)] += 1
+        self.metrics.batch_size(len(requests))
         lengths = [len(next(iter(r.values()))) for r in requests]
         self.rows += sum(lengths)
         return split_rows(self.runner.predict(concat_columns(requests)), lengths)

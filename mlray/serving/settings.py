@@ -99,6 +99,8 @@ class IngressSettings(_Strict):
     sync_interval_s: float = Field(1.0, gt=0, le=60,
                                    description="Breaker and outcome sync with the actor.")
     breaker: BreakerConfig = BreakerConfig()
+    log_sample: float = Field(1.0, ge=0, le=1,
+                              description="Share of predictions written to the log.")
 
 
 class RolloutSettings(_Strict):

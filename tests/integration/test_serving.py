@@ -13,6 +13,7 @@ import math
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -391,3 +392,54 @@ def test_cli_deploys_sets_traffic_rolls_back_and_shows_status(platform: Platform
     listed = platform.cli("rollouts", model, "--json")
     assert [r["strategy"] for r in json.loads(listed.stdout[listed.stdout.index("["):])] == [
         "blue-green", "direct"]
+
+
+def test_metrics_are_scraped_from_ray_and_predictions_are_logged(platform: Platform) -> None:
+    import urllib.request
+
+    import pyarrow.dataset as ds
+    import ray
+    from prometheus_client.parser import text_string_to_metric_families
+
+    model = platform.model()
+    platform.deploy(model, 1)
+    for i in range(20):
+        assert platform.predict(model, rows=2, requestId=f"req-{i}").status_code == 200
+    assert platform.predict("no-such-model").status_code == 404
+    feedback = platform.http.post("/v1/feedback", json={"feedback": [
+        {"requestId": "req-0", "label": 1, "row": 0}, {"requestId": "req-0", "label": 0,
+                                                       "row": 1}]})
+    assert feedback.status_code == 200 and feedback.json() == {"accepted": 2}
+
+    port = ray.nodes()[0]["MetricsExportPort"]
+
+    def samples() -> dict[str, list[Any]]:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+        found: dict[str, list[Any]] = {}
+        for family in text_string_to_metric_families(text.decode()):
+            for sample in family.samples:
+                if sample.labels.get("model") in (model, "unknown"):
+                    found.setdefault(sample.name, []).append(sample)
+        return found
+
+    def scraped() -> bool:
+        got = samples()
+        ok = [s for s in got.get("ray_mlray_requests_total", [])
+              if s.labels["model"] == model and s.value >= 20]
+        return bool(ok) and "ray_mlray_request_latency_seconds_bucket" in got \
+            and "ray_mlray_batch_size_bucket" in got
+    wait_for(scraped, timeout=90, interval=2.0)
+    got = samples()
+    assert any(s.labels["code"] == "not_found" and s.labels["model"] == "unknown"
+               for s in got["ray_mlray_request_errors_total"])
+
+    root = Path(str(platform.config.offline_uri)) / "predictions" / f"model={model}"
+    wait_for(lambda: root.exists() and ds.dataset(str(root), partitioning="hive")
+             .count_rows() >= 40, timeout=30, interval=0.5)
+    table = ds.dataset(str(root), partitioning="hive").to_table()
+    assert set(table.column("request_id").to_pylist()) == {f"req-{i}" for i in range(20)}
+    assert {"input_amount", "input_country", "prediction", "latency_ms"} <= set(
+        table.column_names)
+    labels = ds.dataset(str(Path(str(platform.config.offline_uri)) / "feedback"),
+                        partitioning="hive").to_table()
+    assert labels.num_rows >= 2

@@ -340,3 +340,10 @@ def test_deploying_the_production_version_starts_its_app_once(rollouts: Any) -> 
     assert serve.running() == {"m--v1"}
     with pytest.raises(InvalidInput, match="already takes all traffic"):
         controller.start(ADMIN, "default", "m", 1, Strategy.DIRECT)
+
+
+def test_the_data_plane_records_only_catalogued_metrics() -> None:
+    from mlray.alerts.metrics import METRIC_NAMES
+    from mlray.serving.metrics import RECORDED
+
+    assert set(RECORDED) <= set(METRIC_NAMES)

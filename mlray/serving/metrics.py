@@ -1,0 +1,80 @@
+"""Operational metrics of the serving data plane, through Ray's metrics pipeline.
+
+Recorded in the ingress and model replicas with :mod:`ray.util.metrics`; every Ray node's
+metrics agent serves them in Prometheus text at ``http://<node>:<MetricsExportPort>/metrics``
+(``ray start --metrics-export-port``), the target a Prometheus scraping a Ray cluster
+already has, with a ``ray_`` prefix (``ray_mlray_requests_total``). The names are those
+of the catalogue in :mod:`mlray.alerts.metrics`, which alert rules and the Grafana
+dashboard are checked against.
+"""
+
+from __future__ import annotations
+
+from ray.util.metrics import Counter, Gauge, Histogram
+
+__all__ = ["BREAKER_LEVEL", "LATENCY_BOUNDARIES_S", "RECORDED", "ModelMetrics",
+           "ServingMetrics"]
+
+LATENCY_BOUNDARIES_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
+BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+BREAKER_LEVEL = {"closed": 0, "half_open": 1, "open": 2}
+_MV = ("model", "version")
+#: What the data plane records (names as in the catalogue, without Ray's prefix).
+RECORDED = ("mlray_requests_total", "mlray_request_errors_total",
+            "mlray_request_latency_seconds", "mlray_batch_size", "mlray_cache_hits_total",
+            "mlray_cache_misses_total", "mlray_breaker_state", "mlray_rate_limited_total")
+
+
+class ServingMetrics:
+    """The ingress's metrics."""
+
+    def __init__(self) -> None:
+        self.requests = Counter("mlray_requests_total", "Prediction requests.", tag_keys=_MV)
+        self.errors = Counter("mlray_request_errors_total", "Requests answered with an error.",
+                              tag_keys=(*_MV, "code"))
+        self.latency = Histogram("mlray_request_latency_seconds",
+                                 "Prediction latency in the ingress.",
+                                 boundaries=LATENCY_BOUNDARIES_S, tag_keys=_MV)
+        self.hits = Counter("mlray_cache_hits_total", "Answers from the prediction cache.",
+                            tag_keys=_MV)
+        self.misses = Counter("mlray_cache_misses_total", "Cache lookups that went on.",
+                              tag_keys=_MV)
+        self.breaker = Gauge("mlray_breaker_state", "0 closed, 1 half-open, 2 open.",
+                             tag_keys=_MV)
+        self.limited = Counter("mlray_rate_limited_total", "Requests refused with 429.",
+                               tag_keys=("model",))
+
+    def request(self, model: str, version: int | None, error: str | None,
+                seconds: float) -> None:
+        """One answered request (``error``: its error code, None when it succeeded)."""
+        tags = {"model": model, "version": str(version or "none")}
+        self.requests.inc(1, tags)
+        if error is None:
+            self.latency.observe(seconds, tags)
+        else:
+            self.errors.inc(1, {**tags, "code": error})
+
+    def cache_lookup(self, model: str, version: int, hit: bool) -> None:
+        """One prediction-cache lookup."""
+        (self.hits if hit else self.misses).inc(1, {"model": model, "version": str(version)})
+
+    def breaker_state(self, model: str, version: int, state: str) -> None:
+        """The breaker state a replica sees."""
+        self.breaker.set(BREAKER_LEVEL[state], {"model": model, "version": str(version)})
+
+    def rate_limited(self) -> None:
+        """One request refused with 429 (before its model is read)."""
+        self.limited.inc(1, {"model": "all"})
+
+
+class ModelMetrics:
+    """A model replica's metrics."""
+
+    def __init__(self, model: str, version: int) -> None:
+        self.tags = {"model": model, "version": str(version)}
+        self.batch = Histogram("mlray_batch_size", "Requests per model batch.",
+                               boundaries=BATCH_BOUNDARIES, tag_keys=_MV)
+
+    def batch_size(self, size: int) -> None:
+        """One batch of ``size`` requests."""
+        self.batch.observe(size, self.tags)
