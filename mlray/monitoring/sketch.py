@@ -389,7 +389,7 @@ def _add_finite(sk: NumericSketch, b: _Bins, chunk: np.ndarray, total: float,
                 small: bool) -> None:
     sk.values += len(chunk)
     sk.sum += total
-    sk.sumsq += float(np.dot(chunk, chunk))
+    sk.sumsq += float(np.square(chunk).sum())  # not np.dot: BLAS threads in a replica
     lo, hi = float(chunk.min()), float(chunk.max())
     sk.min, sk.max = min(sk.min, lo), max(sk.max, hi)
     if b.lo is not None and lo < b.lo:

@@ -36,6 +36,7 @@ class SketchWindow:
         """Merge a sketch (or its dict) into its bucket; False if it is too old to keep."""
         sk = sketch if isinstance(sketch, Sketch) else Sketch.from_dict(sketch)
         now = time.time() if now is None else now
+        self.prune(now)
         if sk.end <= now - self.max_age_s:
             self.late += 1
             return False
@@ -44,7 +45,6 @@ class SketchWindow:
             self.buckets[sk.start] = copy.deepcopy(sk)
         else:
             held.merge_in(sk)
-        self.prune(now)
         return True
 
     def prune(self, now: float | None = None) -> None:

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 __all__ = ["BatchPredictRequest", "ErrorBody", "FeaturesRequest", "Feedback",
            "FeedbackRequest", "PredictRequest",
            "PredictResponse", "PushRequest"]
 
+def _utf8(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("is not valid UTF-8 text (lone surrogate)") from None
+    return text
+
+
+#: Text that is echoed back or written to logs: valid UTF-8 only.
+Text = Annotated[str, AfterValidator(_utf8)]
 _ID = Field(None, max_length=256, description="Echoed back; generated when absent.")
 _SCALAR = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"},
                      {"type": "null"}]}
@@ -24,10 +34,10 @@ Columns = Annotated[dict[str, list[Any]], WithJsonSchema(
 class _Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    requestId: str | None = _ID
-    modelName: str = Field(min_length=1, max_length=128)
+    requestId: Text | None = _ID
+    modelName: Text = Field(min_length=1, max_length=128)
     modelVersion: int | None = Field(None, ge=1, description="Pin a version (else the policy).")
-    routingKey: str | None = Field(None, max_length=512,
+    routingKey: Text | None = Field(None, max_length=512,
                                    description="Sticky routing key (or x-mlray-routing-key).")
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -110,9 +120,9 @@ class Feedback(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    requestId: str = Field(min_length=1, max_length=256)
+    requestId: Text = Field(min_length=1, max_length=256)
     label: float = Field(allow_inf_nan=False)
-    row: int = Field(0, ge=0, description="Row of a multi-row request.")
+    row: int = Field(0, ge=0, le=10_000_000, description="Row of a multi-row request.")
 
 
 class FeedbackRequest(BaseModel):

@@ -10,6 +10,7 @@ the ``breakers`` actor every ``sync_interval_s``. No request waits on an actor.
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import time
 import uuid
@@ -106,8 +107,15 @@ api.openapi = _openapi  # type: ignore[method-assign]
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
-                    media_type="application/json", headers=headers)
+    try:
+        body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError:  # e.g. a lone surrogate echoed from the request
+        body = json.dumps(payload, default=_plain).encode()
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _plain(value: Any) -> Any:
+    return value.tolist() if isinstance(value, np.ndarray) else str(value)
 
 
 def _error(exc: MlrayError, headers: dict[str, str] | None = None) -> Response:
@@ -156,7 +164,7 @@ def _int_header(request: Request, name: str) -> int | None:
     raw = request.headers.get(name)
     if raw is None:
         return None
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise InvalidInput(f"header {name} must be a version number, got {raw!r}", field=name)
     return int(raw)
 

@@ -70,7 +70,7 @@ class Route:
 
 def key_fraction(key: str) -> float:
     """A stable number in [0, 1) for a routing key (same on every process and run)."""
-    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
 
 

