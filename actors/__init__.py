@@ -19,10 +19,12 @@ def _classes() -> dict[str, Any]:
     from actors.experiments import ExperimentsActor
     from actors.features import FeaturesActor
     from actors.jobs import JobsActor
+    from actors.monitor import MonitorActor
     from actors.registry import RegistryActor
 
     classes = {cls.NAME: cls for cls in (RegistryActor, ExperimentsActor, JobsActor,
-                                         BreakersActor, FeaturesActor, DeploymentsActor)}
+                                         BreakersActor, FeaturesActor, MonitorActor,
+                                         DeploymentsActor)}
     return {name: classes[name] for name in ACTORS}
 
 

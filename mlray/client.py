@@ -32,6 +32,9 @@ from mlray.features.registry import ApplyResult, Materialization
 from mlray.features.repo import FeatureRepo, load_repo
 from mlray.features.serving import FeatureReader, OnlineFeatures
 from mlray.identity import Caller
+from mlray.monitoring.drift import DriftReport
+from mlray.monitoring.monitor import IngestResult
+from mlray.monitoring.quality import QualityReport
 from mlray.registry.gates import GateReport
 from mlray.registry.types import (
     Lineage,
@@ -60,8 +63,8 @@ from mlray.tracking.types import (
     RunStatus,
 )
 
-__all__ = ["Client", "ExperimentsClient", "FeaturesClient", "JobsClient", "RegistryClient",
-           "ServingClient", "connect"]
+__all__ = ["Client", "ExperimentsClient", "FeaturesClient", "JobsClient", "MonitoringClient",
+           "RegistryClient", "ServingClient", "connect"]
 
 
 class _Facade:
@@ -420,6 +423,36 @@ class ServingClient(_Facade):
         return self._breakers("version_stats", model, version, window_s)
 
 
+class MonitoringClient(_Facade):
+    """Live drift and data quality of served versions (``monitor`` actor)."""
+
+    def __init__(self, transport: Any, caller: Caller, project: str) -> None:
+        super().__init__("monitor", transport, caller, project)
+
+    def ingest(self, sketches: list[dict[str, Any]]) -> IngestResult:
+        """Ship sketch envelopes (what ingress replicas do in the background)."""
+        return self._transport.call("monitor", "ingest", sketches)
+
+    def drift(self, model: str, version: int | None = None, *, window_s: float | None = None,
+              rows: int | None = None) -> DriftReport:
+        """Drift of live traffic against the version's training baseline.
+
+        ``version`` None: the newest version with monitored traffic; ``window_s`` None:
+        the monitor's default window; ``rows``: the newest buckets holding that many rows.
+        """
+        return self._call("drift", model, version, window_s=window_s, rows=rows, read=True)
+
+    def quality(self, model: str, version: int | None = None, *,
+                window_s: float | None = None, rows: int | None = None) -> QualityReport:
+        """Data-quality checks of live inputs over the same windows as :meth:`drift`."""
+        return self._call("quality", model, version, window_s=window_s, rows=rows, read=True)
+
+    def values(self, window_s: float | None = None
+               ) -> list[tuple[str, dict[str, str], float, float]]:
+        """The project's monitored values as alert-engine samples."""
+        return self._call("values", window_s=window_s, read=True)
+
+
 class FeaturesClient(_Facade):
     """Feature definitions (``features`` actor) and the stores themselves (no actor hop).
 
@@ -575,6 +608,7 @@ class Client:
         self.jobs = JobsClient(transport, caller, project)
         self.serving = ServingClient(transport, caller, project, self.registry)
         self.features = FeaturesClient(transport, caller, project, config)
+        self.monitoring = MonitoringClient(transport, caller, project)
 
     @property
     def project(self) -> str:

@@ -13,7 +13,7 @@ from mlray.storage import ArtifactStore, StateStore, open_state_store
 
 __all__ = ["SERVICE_NAMES", "build_service", "local_services", "open_stores"]
 
-SERVICE_NAMES = ("registry", "experiments", "jobs", "breakers", "features")
+SERVICE_NAMES = ("registry", "experiments", "jobs", "breakers", "features", "monitor")
 
 
 def open_stores(config: PlatformConfig) -> tuple[StateStore, ArtifactStore]:
@@ -25,6 +25,7 @@ def open_stores(config: PlatformConfig) -> tuple[StateStore, ArtifactStore]:
 def build_service(name: str, store: StateStore, artifacts: ArtifactStore) -> Any:
     """The plain service called ``name`` over the given stores."""
     from mlray.features.registry import FeatureRegistry
+    from mlray.monitoring.monitor import Monitor
     from mlray.registry.service import ModelRegistry
     from mlray.serving.board import BreakerBoard
     from mlray.tracking.jobs import JobBook
@@ -40,6 +41,8 @@ def build_service(name: str, store: StateStore, artifacts: ArtifactStore) -> Any
         return BreakerBoard(store)
     if name == "features":
         return FeatureRegistry(store)
+    if name == "monitor":
+        return Monitor.over_registry(store, ModelRegistry(store, artifacts))
     raise ValueError(f"no service {name!r}; there are {SERVICE_NAMES}")
 
 

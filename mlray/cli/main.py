@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import typer
 
-from mlray.cli import features, models, runs, serving, training
+from mlray.cli import features, models, monitoring, runs, serving, training
 from mlray.cli._common import JsonOpt, emit, err_console, state
 from mlray.errors import BackendUnavailable, MlrayError
 
@@ -26,6 +26,8 @@ app.add_typer(models.app, name="models")
 app.add_typer(runs.app, name="runs")
 app.add_typer(training.jobs_app, name="jobs")
 app.add_typer(features.app, name="features")
+app.add_typer(monitoring.alerts_app, name="alerts")
+app.command("drift")(monitoring.drift)
 app.command("train")(training.train)
 app.command("tune")(training.tune)
 for _command in (serving.deploy, serving.traffic, serving.rollback, serving.rollouts,

@@ -43,6 +43,7 @@ from mlray.features.online import OnlineStore, open_online_store
 from mlray.features.repo import FeatureRepo
 from mlray.features.serving import FeatureReader
 from mlray.identity import Caller, Role
+from mlray.monitoring.buffer import SketchBuffer
 from mlray.monitoring.prediction_log import FeedbackLog, PredictionLog
 from mlray.registry.types import ModelVersion
 from mlray.serving.api_models import (
@@ -202,6 +203,8 @@ class Ingress:
         assert config.offline_uri is not None
         self._log = PredictionLog(config.offline_uri, self.settings.log_sample)
         self._feedback = FeedbackLog(config.offline_uri)
+        self._monitor = ray.get_actor("monitor", namespace=config.namespace)
+        self._sketches = SketchBuffer()
         self._refresh_blocking()
         gc.freeze()  # long-lived objects leave the collector's scans (tail latency)
 
@@ -232,6 +235,17 @@ class Ingress:
         self.router.update(self.router.models, running)
         return True
 
+    async def _ship_sketches(self) -> None:
+        """Sketch what was answered since the last call (off the event loop) and send the
+        sketches to the ``monitor`` actor; versions without a baseline are skipped."""
+        for model, version in self._sketches.unknown():
+            mv = await self._registry.invoke.remote("get_version", self.caller,
+                                                    self.config.project, model, version)
+            self._sketches.set_baseline(model, version, mv.baseline)
+        envelopes = await asyncio.to_thread(self._sketches.drain, self.config.project)
+        if envelopes:
+            await self._monitor.invoke.remote("ingest", envelopes)
+
     def _ensure_background(self) -> None:
         if self._background is None or self._background.done():
             self._background = asyncio.get_running_loop().create_task(self._run_background())
@@ -250,6 +264,7 @@ class Ingress:
                     last_sync = time.monotonic()
                     if self._log.pending():
                         await asyncio.to_thread(self._log.flush)
+                    await self._ship_sketches()
                     merged = await self._breakers.invoke.remote(
                         "sync", self.router.snapshots(), self.router.drain_outcomes())
                     self.router.merge(merged)
@@ -358,6 +373,7 @@ class Ingress:
         seconds = time.perf_counter() - start
         self.metrics.request(model, version.version, None, seconds)
         self._log.add(request_id, model, version.version, columns, out, seconds * 1e3)
+        self._sketches.add(model, version.version, columns, out)
         return version, out
 
     async def _predict_columns(self, request: Request, model: str, pinned: int | None,

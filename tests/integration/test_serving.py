@@ -445,3 +445,9 @@ def test_metrics_are_scraped_from_ray_and_predictions_are_logged(platform: Platf
     labels = ds.dataset(str(Path(str(platform.config.offline_uri)) / "feedback"),
                         partitioning="hive").to_table()
     assert labels.num_rows >= 2
+
+    # The replicas' sketches reach the monitor: drift against the training baseline.
+    wait_for(lambda: platform.client.monitoring.drift(model, 1).rows >= 40, timeout=30,
+             interval=0.5)
+    report = platform.client.monitoring.drift(model, 1)
+    assert {f.feature for f in report.features} >= {"amount", "country"}
