@@ -74,6 +74,9 @@ defaults:
   num_cpus: 0.25
   tuning: {max_batch_size: 32, batch_wait_timeout_s: 0.005}
   timeout_s: 5
+models:
+  cachedmodel: {cache: {enabled: true, ttl_s: 60}}
+  slowmodel: {timeout_s: 0.1}
 ingress:
   policy_refresh_s: 0.5
   sync_interval_s: 0.5

@@ -451,3 +451,32 @@ def test_metrics_are_scraped_from_ray_and_predictions_are_logged(platform: Platf
              interval=0.5)
     report = platform.client.monitoring.drift(model, 1)
     assert {f.feature for f in report.features} >= {"amount", "country"}
+
+
+def test_prediction_cache_answers_repeats_without_the_model(platform: Platform) -> None:
+    from mlray.serving.deployer import ServeDeployer
+
+    register_model(platform.client, "cachedmodel", platform.tmp, seed=4)
+    platform.deploy("cachedmodel", 1)
+    first = platform.predict("cachedmodel", rows=3).json()
+    before = ServeDeployer(platform.config).stats("cachedmodel", 1)[0]["rows"]
+    again = [platform.predict("cachedmodel", rows=3).json() for _ in range(5)]
+    assert all(a["probabilities"] == first["probabilities"] for a in again)
+    assert ServeDeployer(platform.config).stats("cachedmodel", 1)[0]["rows"] == before
+    other = platform.predict("cachedmodel", rows=4)  # a different input goes to the model
+    assert other.status_code == 200
+    assert ServeDeployer(platform.config).stats("cachedmodel", 1)[0]["rows"] == before + 4
+
+
+def test_a_model_slower_than_its_timeout_gets_504(platform: Platform) -> None:
+    register_model(platform.client, "slowmodel", platform.tmp, seed=5, model_type=FAULTY)
+    platform.deploy("slowmodel", 1)
+    assert platform.predict("slowmodel").status_code == 200
+    try:
+        set_fault("slow")
+        slow = platform.predict("slowmodel", rows=2)
+        assert slow.status_code == 504 and slow.json()["code"] == "timeout", slow.text
+    finally:
+        set_fault(None)
+    wait_for(lambda: platform.predict("slowmodel").status_code == 200, timeout=30,
+             interval=0.5)
