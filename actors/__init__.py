@@ -9,11 +9,13 @@ from mlray.config import PlatformConfig
 
 __all__ = ["ACTORS", "actor_names", "start_actors"]
 
-#: One actor per control-plane service, in start order; ``deployments`` drives Ray Serve.
-ACTORS = (*SERVICE_NAMES, "deployments")
+#: One actor per control-plane service, in start order; ``deployments`` drives Ray Serve and
+#: ``alerts`` evaluates rules over the ``monitor``'s values.
+ACTORS = (*SERVICE_NAMES, "deployments", "alerts")
 
 
 def _classes() -> dict[str, Any]:
+    from actors.alerts import AlertsActor
     from actors.breakers import BreakersActor
     from actors.deployments import DeploymentsActor
     from actors.experiments import ExperimentsActor
@@ -24,7 +26,7 @@ def _classes() -> dict[str, Any]:
 
     classes = {cls.NAME: cls for cls in (RegistryActor, ExperimentsActor, JobsActor,
                                          BreakersActor, FeaturesActor, MonitorActor,
-                                         DeploymentsActor)}
+                                         DeploymentsActor, AlertsActor)}
     return {name: classes[name] for name in ACTORS}
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from mlray._private.transport import ActorTransport, Transport
 from mlray._private.validation import build
+from mlray.alerts.rules import AlertRule
+from mlray.alerts.types import AlertStatus, Notification, Silence
 from mlray.config import PlatformConfig, load_config
 from mlray.errors import (
     AlreadyExists,
@@ -592,6 +594,34 @@ class FeaturesClient(_Facade):
             client.close()
 
 
+class AlertsClient(_Facade):
+    """Alert states, rules and silences (the ``alerts`` actor)."""
+
+    def __init__(self, transport: Any, caller: Caller, project: str) -> None:
+        super().__init__("alerts", transport, caller, project)
+
+    def list(self) -> list[AlertStatus]:
+        """Pending and firing alerts."""
+        return self._call("alerts", read=True)
+
+    def rules(self) -> list[AlertRule]:
+        """The rules being evaluated."""
+        return self._call("rules", read=True)
+
+    def silence(self, matchers: dict[str, str], duration_s: float, comment: str = ""
+                ) -> Silence:
+        """Mute notifications of matching alerts for ``duration_s`` seconds."""
+        return self._call("silence", matchers, duration_s, comment)
+
+    def silences(self) -> list[Silence]:
+        """Active and future silences."""
+        return self._call("silences", read=True)
+
+    def evaluate(self) -> list[Notification]:
+        """Evaluate every rule now (the actor also does it on its interval)."""
+        return self._transport.call("alerts", "evaluate")
+
+
 class Client:
     """Entry point to a platform: ``client.registry``, ``.experiments`` and ``.jobs``."""
 
@@ -608,6 +638,7 @@ class Client:
         self.jobs = JobsClient(transport, caller, project)
         self.serving = ServingClient(transport, caller, project, self.registry)
         self.features = FeaturesClient(transport, caller, project, config)
+        self.alerts = AlertsClient(transport, caller, project)
         self.monitoring = MonitoringClient(transport, caller, project)
 
     @property

@@ -1,4 +1,4 @@
-"""``mlray drift`` and ``mlray alerts rules``: monitoring from the command line."""
+"""``mlray drift`` and ``mlray alerts rules|list|silence``: monitoring from the command line."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 import typer
 
 from mlray.alerts.rules import load_rules
-from mlray.cli._common import JsonOpt, emit, err_console, state
+from mlray.cli._common import JsonOpt, emit, err_console, parse_pairs, state, when
 from mlray.monitoring.report import DRIFT_COLUMNS, drift_table, html_report
 
-__all__ = ["alerts_app", "drift", "rules"]
+__all__ = ["alerts_app", "drift", "list_alerts", "rules", "silence"]
 
-alerts_app = typer.Typer(help="Alert rules.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Alert rules, alerts and silences.", no_args_is_help=True)
 
 
 def drift(
@@ -55,3 +55,28 @@ def rules(
     emit(config.model_dump(mode="json", by_alias=True), as_json,
          ("name", "metric", "labels", "condition", "for", "severity", "channels"), rows,
          f"alert rules in {file}")
+
+
+@alerts_app.command("list")
+def list_alerts(as_json: bool = JsonOpt) -> None:
+    """Pending and firing alerts (from the alerts actor; needs a cluster)."""
+    found = state.cluster_client().alerts.list()
+    emit(found, as_json, ("alert", "state", "labels", "value", "silenced by"),
+         [[a.alertname, a.state, ", ".join(f"{k}={v}" for k, v in sorted(a.labels.items())),
+           "" if a.value is None else f"{a.value:.4g}", ", ".join(a.silenced_by)]
+          for a in found], "alerts")
+
+
+@alerts_app.command("silence")
+def silence(
+    matchers: list[str] = typer.Argument(..., help="Label matchers: alertname=X model=fraud."),
+    duration: float = typer.Option(3600.0, "--for", min=1, help="Seconds to stay silent."),
+    comment: str = typer.Option("", "--comment"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Mute notifications of matching alerts for a while."""
+    parsed = parse_pairs(matchers, "matchers")
+    made = state.cluster_client().alerts.silence(parsed, duration, comment)
+    emit(made, as_json, ("id", "matchers", "ends"),
+         [[made.id, ", ".join(f"{k}={v}" for k, v in made.matchers.items()),
+           when(made.ends_at)]], "silence")

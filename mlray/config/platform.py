@@ -51,6 +51,8 @@ class PlatformConfig(BaseModel):
     serve_port: int = Field(8000, ge=1024, le=65535, description="HTTP port of Ray Serve.")
     serving_config: Path | None = Field(
         None, description="Serving settings YAML (None = built-in defaults, configs/serving.yaml).")
+    alerts_config: Path | None = Field(
+        None, description="Alert rules YAML (configs/alerts.yaml is an example); none = no rules.")
     actor_num_cpus: float = Field(0.0, ge=0, le=64, description="CPUs each actor reserves.")
     local_num_cpus: int = Field(
         0, ge=0, le=4096,

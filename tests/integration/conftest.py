@@ -9,7 +9,7 @@ import pytest
 
 from mlray.config import load_config
 from tests.conftest import free_port
-from tests.integration.platform import Platform, serving_yaml
+from tests.integration.platform import Platform, alerts_yaml, serving_yaml
 from tests.integration.serving_models import set_fault
 
 
@@ -28,7 +28,8 @@ def platform(ray_shared: None, redis_url: str, tmp_path_factory: pytest.TempPath
     env = {"MLRAY_HOME": str(tmp / "home"), "MLRAY_NAMESPACE": f"s{uuid.uuid4().hex[:10]}",
            "MLRAY_SERVE_PORT": str(free_port()),
            "MLRAY_SERVING_CONFIG": str(serving_yaml(tmp)), "MLRAY_STREAM_URL": redis_url,
-           "MLRAY_REDIS_PREFIX": f"t{uuid.uuid4().hex[:10]}"}
+           "MLRAY_REDIS_PREFIX": f"t{uuid.uuid4().hex[:10]}",
+           "MLRAY_ALERTS_CONFIG": str(alerts_yaml(tmp))}
     config = load_config(env=env)
     client = mlray.connect(config=config)
     url = start_serving(config)

@@ -93,3 +93,24 @@ rollout:
   rollback_window_s: 0
 """)
     return path
+
+
+def alerts_yaml(tmp: Path) -> Path:
+    """Rules for the platform's alerts actor: one that fires as soon as a version has
+    drift values (so tests can see pending -> firing without waiting for real drift)."""
+    path = tmp / "alerts.yaml"
+    path.write_text("""
+evaluation_interval: 3600s
+channels:
+  log: {type: log}
+rules:
+  - name: DriftMeasured
+    metric: mlray_drift_share
+    operator: ">="
+    threshold: 0
+    for: 0s
+    severity: info
+    annotations: {summary: "drift share {{ $value }} for {{ $labels.model }}"}
+    channels: [log]
+""")
+    return path

@@ -405,8 +405,8 @@ def test_metrics_are_scraped_from_ray_and_predictions_are_logged(platform: Platf
 
     model = platform.model()
     platform.deploy(model, 1)
-    for i in range(20):
-        assert platform.predict(model, rows=2, requestId=f"req-{i}").status_code == 200
+    for i in range(20):  # 200 rows: enough for drift verdicts (min_rows 100)
+        assert platform.predict(model, rows=10, requestId=f"req-{i}").status_code == 200
     assert platform.predict("no-such-model").status_code == 404
     feedback = platform.http.post("/v1/feedback", json={"feedback": [
         {"requestId": "req-0", "label": 1, "row": 0}, {"requestId": "req-0", "label": 0,
@@ -447,10 +447,20 @@ def test_metrics_are_scraped_from_ray_and_predictions_are_logged(platform: Platf
     assert labels.num_rows >= 2
 
     # The replicas' sketches reach the monitor: drift against the training baseline.
-    wait_for(lambda: platform.client.monitoring.drift(model, 1).rows >= 40, timeout=30,
+    wait_for(lambda: platform.client.monitoring.drift(model, 1).rows >= 200, timeout=30,
              interval=0.5)
     report = platform.client.monitoring.drift(model, 1)
     assert {f.feature for f in report.features} >= {"amount", "country"}
+
+    # The alerts actor evaluates its rules over the monitor's values.
+    platform.client.alerts.evaluate()
+    platform.client.alerts.evaluate()
+    firing = [a for a in platform.client.alerts.list() if a.labels.get("model") == model]
+    assert [a.state for a in firing] == ["firing"], platform.client.alerts.list()
+    listed = platform.cli("alerts", "list", "--json")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert any(a["labels"].get("model") == model
+               for a in json.loads(listed.stdout[listed.stdout.index("["):]))
 
 
 def test_prediction_cache_answers_repeats_without_the_model(platform: Platform) -> None:

@@ -41,7 +41,7 @@ def test_up_status_commands_down(tmp_path: Path) -> None:
         assert up["mode"] == "cluster"
         assert up["actors"] == {name: "ALIVE" for name in (
             "registry", "experiments", "jobs", "breakers", "features", "monitor",
-            "deployments")}
+            "deployments", "alerts")}
         assert str(up["dashboard_url"]).startswith("http://")
         serve_url = f"http://127.0.0.1:{env['MLRAY_SERVE_PORT']}"
         assert up["serving"]["url"] == serve_url and up["serving"]["apps"] == []

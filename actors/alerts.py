@@ -1,0 +1,68 @@
+"""The ``alerts`` actor: evaluates the alert rules over the ``monitor`` actor's values on
+the configured interval and notifies the channels; a thin shell over
+:class:`mlray.alerts.service.AlertsService` (state stored after every evaluation)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import ray
+
+from actors._shell import ServiceActor
+from mlray._private.services import open_stores
+from mlray.alerts.channels import build_dispatcher
+from mlray.alerts.engine import Sample
+from mlray.alerts.rules import AlertsConfig, load_rules
+from mlray.alerts.service import AlertsService
+from mlray.config import PlatformConfig
+from mlray.errors import InvalidInput
+from mlray.identity import Caller, Role
+
+__all__ = ["AlertsActor"]
+
+log = logging.getLogger("mlray.alerts")
+
+
+@ray.remote(max_concurrency=4)
+class AlertsActor(ServiceActor):
+    """Alert rules, their states, silences and notifications."""
+
+    NAME = "alerts"
+    API = frozenset({"alerts", "rules", "silence", "silences", "evaluate"})
+
+    def __init__(self, config: PlatformConfig) -> None:
+        store, _ = open_stores(config)
+        rules = (load_rules(config.alerts_config) if config.alerts_config
+                 else AlertsConfig())
+        self._config = config
+        self._caller = Caller(user="mlray-alerts", roles={config.project: Role.viewer})
+        self._service = AlertsService(store, rules, self._samples,
+                                      notify=build_dispatcher(rules, redis_url=config.stream_url))
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        threading.Thread(target=self._loop, args=(rules.evaluation_interval,), daemon=True,
+                         name="alerts").start()
+
+    def _samples(self) -> list[Sample]:
+        monitor = ray.get_actor("monitor", namespace=self._config.namespace)
+        return ray.get(monitor.invoke.remote("values", self._caller, self._config.project),
+                       timeout=30)
+
+    def invoke(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """As the base shell, one call at a time with the evaluation loop."""
+        if method not in self.API:
+            raise InvalidInput(f"{self.NAME} has no method {method!r}", field="method")
+        with self._lock:
+            if method == "evaluate":
+                return self._service.evaluate()
+            return getattr(self._service, method)(*args, **kwargs)
+
+    def _loop(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                with self._lock:
+                    self._service.evaluate()
+            except Exception:  # the monitor may be restarting; try again next interval
+                log.exception("alert evaluation failed")

@@ -1,0 +1,77 @@
+"""The alerts service (the ``alerts`` actor's logic): the engine, its persisted state, and
+the calls people make (list alerts, list rules, silence).
+
+The engine's state (alert states, notification times, silences) is stored after every
+evaluation and every silence, so a restarted actor neither forgets a firing alert nor
+notifies it again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from pydantic import Field
+
+from mlray._private.types import Project
+from mlray._private.validation import boundary
+from mlray.alerts.engine import AlertEngine, SampleSource
+from mlray.alerts.rules import AlertRule, AlertsConfig
+from mlray.alerts.types import AlertStatus, Notification, Silence
+from mlray.identity import Caller, Role
+from mlray.storage.base import AuditEntry, Put, StateStore
+
+__all__ = ["AlertsService"]
+
+STATE = "alerts_state"
+_KEY = "engine"
+
+
+class AlertsService:
+    """Evaluates the configured rules over ``source`` and keeps the state durable."""
+
+    def __init__(self, store: StateStore, config: AlertsConfig, source: SampleSource, *,
+                 notify: Callable[[Notification], None] | None = None,
+                 on_action: Callable[[str, Notification], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self.config = config
+        doc = store.get(STATE, _KEY)
+        self.engine = AlertEngine(config.rules, source, notify=notify,
+                                  repeat_interval=config.repeat_interval, on_action=on_action,
+                                  clock=clock, state=doc.data if doc else None)
+
+    def _save(self, audit: AuditEntry | None = None) -> None:
+        self._store.apply([Put(collection=STATE, key=_KEY, data=self.engine.to_dict())], audit)
+
+    def evaluate(self) -> list[Notification]:
+        """One evaluation of every rule; the new state is stored before it returns."""
+        notes = self.engine.evaluate()
+        self._save()
+        return notes
+
+    def alerts(self, caller: Caller, project: Project) -> list[AlertStatus]:
+        """Pending and firing alerts."""
+        caller.require(project, Role.viewer)
+        return self.engine.alerts()
+
+    def rules(self, caller: Caller, project: Project) -> list[AlertRule]:
+        """The rules being evaluated."""
+        caller.require(project, Role.viewer)
+        return self.engine.rules
+
+    @boundary
+    def silence(self, caller: Caller, project: Project, matchers: dict[str, str],
+                duration_s: float = Field(gt=0, le=90 * 86_400), comment: str = "") -> Silence:
+        """Mute notifications of alerts whose labels match, for ``duration_s`` seconds."""
+        caller.require(project, Role.editor)
+        silence = self.engine.add_silence(matchers, time.time() + duration_s,
+                                          created_by=caller.user, comment=comment)
+        self._save(AuditEntry(user=caller.user, project=project, action="alerts.silence",
+                              target=silence.id, after=silence.model_dump(mode="json")))
+        return silence
+
+    def silences(self, caller: Caller, project: Project) -> list[Silence]:
+        """Active and future silences."""
+        caller.require(project, Role.viewer)
+        return self.engine.silences()
