@@ -55,7 +55,7 @@ def to_table(rows: pa.Table | pd.DataFrame | Mapping[str, Any] | Sequence[Mappin
         if isinstance(rows, Mapping):
             return pa.table(dict(rows))
         return pa.Table.from_pylist(list(rows))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
         raise InvalidInput(f"{what} cannot be read as a table: {exc}", field=what) from None
 
 
