@@ -36,6 +36,7 @@ from mlray.features.serving import FeatureReader, OnlineFeatures
 from mlray.identity import Caller
 from mlray.monitoring.drift import DriftReport
 from mlray.monitoring.monitor import IngestResult
+from mlray.monitoring.performance import PerformanceReport
 from mlray.monitoring.quality import QualityReport
 from mlray.registry.gates import GateReport
 from mlray.registry.types import (
@@ -426,10 +427,28 @@ class ServingClient(_Facade):
 
 
 class MonitoringClient(_Facade):
-    """Live drift and data quality of served versions (``monitor`` actor)."""
+    """Live drift and data quality of served versions (``monitor`` actor), and live model
+    metrics from feedback (read straight from the prediction and feedback logs)."""
 
-    def __init__(self, transport: Any, caller: Caller, project: str) -> None:
+    def __init__(self, transport: Any, caller: Caller, project: str,
+                 config: PlatformConfig | None = None,
+                 registry: RegistryClient | None = None) -> None:
         super().__init__("monitor", transport, caller, project)
+        self._config, self._registry = config, registry
+
+    def performance(self, model: str, version: int, *, window_s: float = 86_400.0
+                    ) -> PerformanceReport:
+        """Accuracy, F1, ROC AUC (or RMSE/MAE) of ``model`` v``version`` on the feedback
+        received for its logged predictions of the last ``window_s``, beside its
+        evaluation metrics; feedback for unknown request ids is counted."""
+        from mlray.monitoring.performance import live_performance
+
+        assert self._config is not None and self._registry is not None
+        mv = self._registry.get_version(model, version)
+        task = ("classification" if mv.output_schema and
+                mv.output_schema[0].name == "probability" else "regression")
+        return live_performance(self._config.offline_uri or "", model, version, task=task,
+                                window_s=window_s, evaluation=dict(mv.metrics))
 
     def ingest(self, sketches: list[dict[str, Any]]) -> IngestResult:
         """Ship sketch envelopes (what ingress replicas do in the background)."""
@@ -639,7 +658,7 @@ class Client:
         self.serving = ServingClient(transport, caller, project, self.registry)
         self.features = FeaturesClient(transport, caller, project, config)
         self.alerts = AlertsClient(transport, caller, project)
-        self.monitoring = MonitoringClient(transport, caller, project)
+        self.monitoring = MonitoringClient(transport, caller, project, config, self.registry)
 
     @property
     def project(self) -> str:

@@ -28,6 +28,7 @@ app.add_typer(training.jobs_app, name="jobs")
 app.add_typer(features.app, name="features")
 app.add_typer(monitoring.alerts_app, name="alerts")
 app.command("drift")(monitoring.drift)
+app.command("performance")(monitoring.performance)
 app.command("train")(training.train)
 app.command("tune")(training.tune)
 for _command in (serving.deploy, serving.traffic, serving.rollback, serving.rollouts,

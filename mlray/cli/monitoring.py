@@ -10,7 +10,7 @@ from mlray.alerts.rules import load_rules
 from mlray.cli._common import JsonOpt, emit, err_console, parse_pairs, state, when
 from mlray.monitoring.report import DRIFT_COLUMNS, drift_table, html_report
 
-__all__ = ["alerts_app", "drift", "list_alerts", "rules", "silence"]
+__all__ = ["alerts_app", "drift", "list_alerts", "performance", "rules", "silence"]
 
 alerts_app = typer.Typer(help="Alert rules, alerts and silences.", no_args_is_help=True)
 
@@ -80,3 +80,19 @@ def silence(
     emit(made, as_json, ("id", "matchers", "ends"),
          [[made.id, ", ".join(f"{k}={v}" for k, v in made.matchers.items()),
            when(made.ends_at)]], "silence")
+
+
+def performance(
+    model: str = typer.Argument(..., help="Registered model name."),
+    version: int = typer.Option(..., "--version", "-v", min=1),
+    window_s: float = typer.Option(86_400.0, "--window-s", min=1),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Live metrics from feedback joined to logged predictions, beside training's."""
+    report = state.client().monitoring.performance(model, version, window_s=window_s)
+    rows = [[k, f"{v:.4f}", f"{report.evaluation[k]:.4f}" if k in report.evaluation else ""]
+            for k, v in sorted(report.metrics.items())]
+    rows += [["predictions logged", report.predictions, ""],
+             ["with feedback", report.labelled, ""],
+             ["feedback for unknown ids", report.unknown_feedback, ""]]
+    emit(report, as_json, ("metric", "live", "at training"), rows, f"{model} v{version}")

@@ -445,6 +445,8 @@ def test_metrics_are_scraped_from_ray_and_predictions_are_logged(platform: Platf
     labels = ds.dataset(str(Path(str(platform.config.offline_uri)) / "feedback"),
                         partitioning="hive").to_table()
     assert labels.num_rows >= 2
+    live = platform.client.monitoring.performance(model, 1)
+    assert (live.predictions, live.labelled) == (200, 2) and "accuracy" in live.metrics
 
     # The replicas' sketches reach the monitor: drift against the training baseline.
     wait_for(lambda: platform.client.monitoring.drift(model, 1).rows >= 200, timeout=30,
