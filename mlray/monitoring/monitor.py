@@ -201,6 +201,10 @@ class Monitor:
                              self._window(project, model, version, window_s, rows),
                              self.quality_thresholds)
 
+    def projects(self) -> list[str]:
+        """Projects with live windows."""
+        return sorted({_split(key)[0] for key in self._windows})
+
     @boundary
     def values(self, caller: Caller, project: Project,
                window_s: float | None = Field(None, gt=0)

@@ -454,6 +454,11 @@ def test_metrics_are_scraped_from_ray_and_predictions_are_logged(platform: Platf
     report = platform.client.monitoring.drift(model, 1)
     assert {f.feature for f in report.features} >= {"amount", "country"}
 
+    # The monitor exports its values as gauges beside the data plane's metrics.
+    wait_for(lambda: any(s.labels.get("feature") == "amount"
+                         for s in samples().get("ray_mlray_drift_psi", []))
+             and "ray_mlray_drift_share" in samples(), timeout=90, interval=2.0)
+
     # The alerts actor evaluates its rules over the monitor's values.
     platform.client.alerts.evaluate()
     platform.client.alerts.evaluate()
