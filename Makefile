@@ -31,6 +31,9 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/registry.py
 	$(BIN)/python bench/training.py
+	$(BIN)/python bench/serving.py --quick
+	$(BIN)/python bench/features.py --quick
+	$(BIN)/python bench/monitoring.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
