@@ -199,6 +199,7 @@ class Ingress:
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._background: asyncio.Task[None] | None = None
         self._apps_checked_at = 0.0
+        self._apps_reload: asyncio.Task[bool] | None = None
         self.metrics = ServingMetrics()
         assert config.offline_uri is not None
         self._log = PredictionLog(config.offline_uri, self.settings.log_sample)
@@ -224,11 +225,18 @@ class Ingress:
         return frozenset(name for name, app in apps.items() if app.status in _USABLE)
 
     async def _refresh_apps(self, min_interval_s: float = 0.25) -> bool:
-        """Reload which apps run, at most every ``min_interval_s``; True if it changed."""
-        now = time.monotonic()
-        if now - self._apps_checked_at < min_interval_s:
-            return False
-        self._apps_checked_at = now
+        """Reload which apps run, at most every ``min_interval_s``; True if it changed.
+
+        Requests that miss while a reload is under way wait for that same reload."""
+        if self._apps_reload is None or self._apps_reload.done():
+            now = time.monotonic()
+            if now - self._apps_checked_at < min_interval_s:
+                return False
+            self._apps_checked_at = now
+            self._apps_reload = asyncio.get_running_loop().create_task(self._reload_apps())
+        return await asyncio.shield(self._apps_reload)
+
+    async def _reload_apps(self) -> bool:
         running = await asyncio.to_thread(self._running_apps)
         if running == self.router.ready_apps:
             return False
