@@ -15,33 +15,15 @@ success; an mlray error prints its reason and exits with its code.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from mlray.errors import InvalidInput, MlrayError
+from mlray.features.materialize import parse_time
 
-__all__ = ["main", "parse_time"]
-
-
-def parse_time(value: str | None, name: str) -> dt.datetime | None:
-    """An ISO 8601 time with a time zone (``Z`` or an offset); None stays None.
-
-    Raises:
-        InvalidInput: not ISO 8601, or without a time zone.
-    """
-    if value is None:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"--{name} {value!r} is not an ISO 8601 time", field=name) from None
-    if parsed.tzinfo is None:
-        raise InvalidInput(f"--{name} {value!r} has no time zone; add one (e.g. Z or +00:00)",
-                           field=name)
-    return parsed
+__all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import typer
 
 from mlray.cli._common import JsonOpt, emit, state
 from mlray.errors import InvalidInput
+from mlray.features.materialize import parse_time
 
 app = typer.Typer(help="Feature definitions, materialization and pushes.",
                   no_args_is_help=True)
@@ -76,19 +76,6 @@ def push(
          [[view, written, to]], "pushed")
 
 
-def _when(value: str | None, name: str) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"--{name} {value!r} is not an ISO time", field=name) from None
-    if parsed.tzinfo is None:
-        raise InvalidInput(f"--{name} {value!r} needs a time zone (e.g. +00:00 or Z)",
-                           field=name)
-    return parsed
-
-
 @app.command("materialize")
 def materialize(
     start: str = typer.Option(None, "--start", help="Window start (ISO, with time zone)."),
@@ -108,8 +95,8 @@ def materialize(
         def progress(view: str, rows: int) -> None:
             bar.update(task, description=f"{view}: {rows:,} rows", advance=rows)
 
-        runs = client.features.materialize(start=_when(start, "start"),
-                                           end=_when(end, "end"), views=views or None,
+        runs = client.features.materialize(start=parse_time(start, "start"),
+                                           end=parse_time(end, "end"), views=views or None,
                                            incremental=incremental, progress=progress)
     emit(runs, as_json, ("view", "start", "end", "rows"),
          [[r.view, r.start.isoformat(), r.end.isoformat(), r.rows] for r in runs],

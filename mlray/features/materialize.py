@@ -46,8 +46,14 @@ from mlray.features.registry import Materialization
 from mlray.features.repo import BoundView, FeatureRepo
 from mlray.features.validate import cast_column, check_keys, to_utc_ns
 
-__all__ = ["Progress", "latest_rows", "materialize", "materialize_view",
-           "materialize_with_ray"]
+__all__ = [
+    "Progress",
+    "latest_rows",
+    "materialize",
+    "materialize_view",
+    "materialize_with_ray",
+    "parse_time",
+]
 
 #: ``progress(view, rows)``: ``rows`` more rows of ``view`` were written online.
 Progress = Callable[[str, int], Any]
@@ -254,6 +260,24 @@ def _write_partition(group: pa.Table, *, bound: BoundView, url: str, prefix: str
 def _check_batch(batch_rows: int) -> None:
     if batch_rows < 1:
         raise InvalidInput(f"batch_rows must be >= 1, got {batch_rows}", field="batch_rows")
+
+
+def parse_time(value: str | None, name: str) -> dt.datetime | None:
+    """An ISO 8601 time with a time zone (``Z`` or an offset); None stays None.
+
+    Raises:
+        InvalidInput: not ISO 8601, or without a time zone.
+    """
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"--{name} {value!r} is not an ISO 8601 time", field=name) from None
+    if parsed.tzinfo is None:
+        raise InvalidInput(f"--{name} {value!r} has no time zone; add one (e.g. Z or +00:00)",
+                           field=name)
+    return parsed
 
 
 def _aware(value: dt.datetime | None, name: str) -> dt.datetime | None:

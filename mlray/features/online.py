@@ -214,9 +214,9 @@ class OnlineStore(abc.ABC):
     def close(self) -> None:
         """Release connections; the store is unusable afterwards."""
 
+    @abc.abstractmethod
     def drop_view(self, view: str) -> None:
-        """Delete every row of ``view`` (optional; backends may not support it)."""
-        raise NotImplementedError
+        """Delete every row of ``view``."""
 
     # The checked API, built on the primitives.
 
