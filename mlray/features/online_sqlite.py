@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mlray.errors import BackendUnavailable
 from mlray.features.online import OnlineStore, _header
+from mlray.storage.sqlite import open_wal
 
 __all__ = ["SQLiteOnlineStore"]
 
@@ -43,11 +44,7 @@ class SQLiteOnlineStore(OnlineStore):
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                       check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._db = open_wal(self.path, _SCHEMA, synchronous="NORMAL")
         except (sqlite3.Error, OSError) as exc:
             raise BackendUnavailable(f"cannot open SQLite online store at {self.path}: {exc}",
                                      ) from exc

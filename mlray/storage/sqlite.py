@@ -24,7 +24,7 @@ from mlray.storage.base import (
     matches,
 )
 
-__all__ = ["SQLiteStateStore"]
+__all__ = ["SQLiteStateStore", "open_wal"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -53,6 +53,31 @@ _MAX_KEY_CHAR = "\U0010ffff"
 _OPEN_TIMEOUT_S = 30.0
 
 
+def open_wal(path: Path, schema: str, *, synchronous: str = "FULL",
+             timeout_s: float = _OPEN_TIMEOUT_S) -> sqlite3.Connection:
+    """A connection to ``path`` in WAL mode with ``schema`` created, retrying while another
+    process holds the new file.
+
+    Switching journal mode and WAL recovery can answer SQLITE_BUSY without calling the
+    busy handler, so several processes opening one new file at once need their own retry.
+    """
+    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    deadline, delay = time.monotonic() + timeout_s, 0.01
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={synchronous}")
+            db.executescript(schema)
+            return db
+        except sqlite3.OperationalError as exc:
+            if (("locked" not in str(exc) and "busy" not in str(exc))
+                    or time.monotonic() >= deadline):
+                db.close()
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 class SQLiteStateStore(StateStore):
     """Documents in one SQLite file (WAL, synchronous=FULL: a commit survives a crash)."""
 
@@ -64,33 +89,9 @@ class SQLiteStateStore(StateStore):
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            self._initialise(deadline=time.monotonic() + _OPEN_TIMEOUT_S)
+            self._db = open_wal(self.path, _SCHEMA, synchronous="FULL")
         except (sqlite3.Error, OSError) as exc:
             raise BackendUnavailable(f"cannot open SQLite state at {self.path}: {exc}") from exc
-
-    def _initialise(self, deadline: float) -> None:
-        """Switch to WAL and create the schema, retrying while another process holds the file.
-
-        Switching journal mode and WAL recovery can answer SQLITE_BUSY without calling the
-        busy handler, so several actors opening one new file at once need their own retry.
-        """
-        delay = 0.01
-        while True:
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=FULL")
-                self._db.executescript(_SCHEMA)
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
 
     @contextmanager
     def _guard(self) -> Iterator[sqlite3.Connection]:
