@@ -8,15 +8,19 @@ per model replica) behind three targets:
 
 - ``mlray``: the ``mlray`` ingress → the model app ``<model>--v1`` (deployed with
   ``client.serving.deploy(..., strategy="direct")``), ``POST /v1/predict/batch``;
+- ``mlray colocated``: the same model registered under a second name whose serving
+  settings say ``colocate: true``: the ingress replica answers from its own copy (same
+  ``serve.batch`` tuning), with no hop to the model app;
 - ``(a) plain``: one plain Ray Serve deployment of the model alone, ``POST /plain``;
 - ``(b) composed``: a plain Ray Serve ingress deployment with a hand-written 90/10
   weighted router over two deployments of the same model (the composition pattern of
   Ray's docs), ``POST /composed``.
 
-Every target gets the same JSON body (``{"modelName", "columns": {feature: [values]}}``);
-the plain ones parse it with orjson, as mlray does. Loads: single-row requests at
+Every target gets the same JSON body (``{"modelName", "columns": {feature: [values]}}``,
+the model name differing between the two mlray targets); the plain ones parse it with
+orjson, as mlray does. Loads: single-row requests at
 concurrency 1, 8 and 32, 256-row requests at ``--batch-concurrency``, and single-row
-requests to mlray at a fixed 100 requests/s (open loop). The load generator is ``wrk``
+requests to both mlray targets at a fixed 100 requests/s (open loop). The load generator is ``wrk``
 with a Lua body when installed, else aiohttp (the fixed-rate cell always uses aiohttp);
 it runs on the same machine, so its CPU is taken from the servers. Before each cell a
 target must answer 200 three times running (how long it refused is logged: a stopped
@@ -67,15 +71,17 @@ from _load import LoadResult, closed_loop, generator_name, open_loop
 
 console = Console(width=140)
 
-MODEL = "benchfraud"
+MODEL, LOCAL_MODEL = "benchfraud", "benchlocal"
 MAX_BATCH, BATCH_WAIT_S, NUM_CPUS = 64, 0.002, 0.5
 SINGLE_CONCURRENCY = (1, 8, 32)
 BATCH_ROWS, OPEN_LOOP_RATE = 256, 100.0
-TARGETS = ("mlray", "(a) plain", "(b) composed")
+MLRAY_TARGETS = {"mlray": MODEL, "mlray colocated": LOCAL_MODEL}
 SERVING_YAML = f"""
 defaults:
   num_cpus: {NUM_CPUS}
   tuning: {{max_batch_size: {MAX_BATCH}, batch_wait_timeout_s: {BATCH_WAIT_S}}}
+models:
+  {LOCAL_MODEL}: {{colocate: true}}
 ingress:
   max_rows: 1000
 """
@@ -110,11 +116,16 @@ def train_model(directory: Path, epochs: int = 30) -> Path:
     return save_model(directory, module, arch, pre, baseline)
 
 
-def request_body(rows: int) -> bytes:
+def request_body(rows: int, model: str = MODEL) -> bytes:
     """The JSON body every target gets: ``rows`` transactions as columns."""
     frame = generate_fraud(rows, seed=7)
     columns = {c: frame[c].tolist() for c in [*FRAUD_NUMERIC, *FRAUD_CATEGORICAL]}
-    return orjson.dumps({"modelName": MODEL, "columns": columns})
+    return orjson.dumps({"modelName": model, "columns": columns})
+
+
+def target_body(target: str, rows: int) -> bytes:
+    """``request_body`` naming the model the target serves."""
+    return request_body(rows, MLRAY_TARGETS.get(target, MODEL))
 
 
 # -- plain Ray Serve: (a) alone and (b) composed ----------------------------------------------
@@ -188,24 +199,41 @@ def platform_config(home: Path) -> PlatformConfig:
 
 
 def deploy_mlray(config: PlatformConfig, model_dir: Path) -> str:
-    """Start the platform and its ingress, register and deploy the model; the base URL."""
+    """Start the platform and its ingress, register and deploy the model under both
+    names (app-served and colocated); the base URL."""
     client = mlray.connect(config=config)
     url = start_serving(config)
-    client.registry.register(MODEL, model_dir, input_schema=fraud_schema(),
-                             output_schema=[TensorSpec(name="probability", dtype="float32")],
-                             framework="torch")
-    rollout = client.serving.deploy(MODEL, 1, strategy="direct", wait=True, timeout_s=240)
-    if rollout.status != "succeeded":
-        raise RuntimeError(f"deploying {MODEL} v1 did not succeed: {rollout.history}")
+    for model in MLRAY_TARGETS.values():
+        client.registry.register(
+            model, model_dir, input_schema=fraud_schema(), framework="torch",
+            output_schema=[TensorSpec(name="probability", dtype="float32")])
+        rollout = client.serving.deploy(model, 1, strategy="direct", wait=True, timeout_s=240)
+        if rollout.status != "succeeded":
+            raise RuntimeError(f"deploying {model} v1 did not succeed: {rollout.history}")
     return url
 
 
-def wait_answering(urls: dict[str, str], body: bytes, timeout_s: float = 60) -> None:
-    """Until every target answers ``body`` with 200; then check they agree."""
+def wait_colocated(base: str, timeout_s: float = 120) -> None:
+    """Until the ingress has loaded its copy of the colocated model."""
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=10) as http:
+        while time.monotonic() < deadline:
+            http.post(f"{base}/v1/predict/batch", content=request_body(1, LOCAL_MODEL))
+            models = http.get(f"{base}/v1/models").json()["models"]
+            served = next(m for m in models if m["name"] == LOCAL_MODEL)
+            if served["versions"][0]["colocated"] is not None:
+                return
+            time.sleep(0.5)
+    raise RuntimeError(f"the ingress did not load {LOCAL_MODEL} within {timeout_s:g} s")
+
+
+def wait_answering(urls: dict[str, str], rows: int, timeout_s: float = 60) -> None:
+    """Until every target answers ``rows`` rows with 200; then check they agree."""
     answers: dict[str, list[float]] = {}
     deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=10) as http:
         for target, url in urls.items():
+            body = target_body(target, rows)
             while (reply := http.post(url, content=body)).status_code != 200:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{target} answers {reply.status_code}: {reply.text}")
@@ -237,21 +265,22 @@ def measure(urls: dict[str, str], seconds: float, batch_concurrency: int) -> lis
     """Every closed-loop cell, the targets taking turns at each load; then the open loop."""
     loads = [(f"1 row, c={c}", 1, c) for c in SINGLE_CONCURRENCY]
     loads.append((f"{BATCH_ROWS} rows, c={batch_concurrency}", BATCH_ROWS, batch_concurrency))
-    bodies = {rows: request_body(rows) for rows in (1, BATCH_ROWS)}
+    bodies = {(t, rows): target_body(t, rows) for t in urls for rows in (1, BATCH_ROWS)}
     for target, url in urls.items():  # warm the proxy, the routers and the batchers
-        report(target, "warm-up, 1 row, c=32", closed_loop(url, bodies[1], 32, 1))
+        report(target, "warm-up, 1 row, c=32", closed_loop(url, bodies[target, 1], 32, 1))
     cells = []
     for label, rows, concurrency in loads:
         for target, url in urls.items():
-            settle(target, url, bodies[1])
-            result = closed_loop(url, bodies[rows], concurrency, seconds)
+            settle(target, url, bodies[target, 1])
+            result = closed_loop(url, bodies[target, rows], concurrency, seconds)
             cells.append(Cell(target, label, rows, result))
             report(target, label, result)
     label = f"1 row, {OPEN_LOOP_RATE:g} req/s open loop"
-    settle("mlray", urls["mlray"], bodies[1])
-    result = open_loop(urls["mlray"], bodies[1], OPEN_LOOP_RATE, seconds)
-    cells.append(Cell("mlray", label, 1, result))
-    report("mlray", label, result)
+    for target in MLRAY_TARGETS:
+        settle(target, urls[target], bodies[target, 1])
+        result = open_loop(urls[target], bodies[target, 1], OPEN_LOOP_RATE, seconds)
+        cells.append(Cell(target, label, 1, result))
+        report(target, label, result)
     return cells
 
 
@@ -310,14 +339,19 @@ def figures_table(cells: list[Cell], title: str) -> Table:
 
 def goals_table(cells: list[Cell]) -> Table:
     """Issue 4's goals, each with the measured figure and PASS/FAIL."""
-    table = Table(title="goals (issue 4), mlray")
-    for col in ("goal", "measured", ""):
+    table = Table(title="goals (issue 4)")
+    for col in ("target", "goal", "measured", ""):
         table.add_column(col)
+    for target in MLRAY_TARGETS:
+        _check_goals(table, cells, target)
+    return table
 
+
+def _check_goals(table: Table, cells: list[Cell], target: str) -> None:
     def check(goal: str, measured: str, ok: bool) -> None:
-        table.add_row(goal, measured, "[green]PASS[/]" if ok else "[red]FAIL[/]")
+        table.add_row(target, goal, measured, "[green]PASS[/]" if ok else "[red]FAIL[/]")
 
-    for cell in (c for c in cells if c.target == "mlray"):
+    for cell in (c for c in cells if c.target == target and "open loop" not in c.load):
         base = find(cells, "(b) composed", cell.load)
         if base is None:
             continue
@@ -325,15 +359,14 @@ def goals_table(cells: list[Cell]) -> Table:
         check(f"{cell.load}: throughput ≥ 0.9x (b)", f"{ratio:.2f}x", ratio >= 0.9)
         ratio = cell.result.p99_ms / base.result.p99_ms
         check(f"{cell.load}: p99 ≤ 1.2x (b)", f"{ratio:.2f}x", ratio <= 1.2)
-    batch = next(c for c in cells if c.target == "mlray" and c.rows == BATCH_ROWS)
+    batch = next(c for c in cells if c.target == target and c.rows == BATCH_ROWS)
     check(f"{BATCH_ROWS} rows: ≥ 100,000 predictions/s", f"{batch.predictions_per_s:,.0f}/s",
           batch.predictions_per_s >= 100_000)
     check(f"{BATCH_ROWS} rows: p99 < 100 ms", f"{batch.result.p99_ms:.1f} ms",
           batch.result.p99_ms < 100)
-    fixed = cells[-1]
+    fixed = next(c for c in cells if c.target == target and "open loop" in c.load)
     check(f"1 row at {OPEN_LOOP_RATE:g} req/s: p99 < 50 ms", f"{fixed.result.p99_ms:.1f} ms",
           fixed.result.p99_ms < 50 and fixed.result.errors == 0)
-    return table
 
 
 def main() -> None:
@@ -351,9 +384,11 @@ def main() -> None:
         model_dir = train_model(home / "model")
         base = deploy_mlray(config, model_dir)
         deploy_plain(model_dir)
-        urls = {"mlray": f"{base}/v1/predict/batch", "(a) plain": f"{base}/plain",
-                "(b) composed": f"{base}/composed"}
-        wait_answering(urls, request_body(4))
+        wait_colocated(base)
+        urls = {"mlray": f"{base}/v1/predict/batch",
+                "mlray colocated": f"{base}/v1/predict/batch",
+                "(a) plain": f"{base}/plain", "(b) composed": f"{base}/composed"}
+        wait_answering(urls, 4)
         console.log(f"load generator: {generator_name()} (open loop: aiohttp), "
                     f"{seconds:g} s per cell, {os.cpu_count()} cores")
         cells = measure(urls, seconds, args.batch_concurrency)
@@ -362,7 +397,7 @@ def main() -> None:
         ray.shutdown()
     console.print(figures_table(cells, f"serving, {generator_name()}, {seconds:g} s per cell, "
                                        f"batch {MAX_BATCH} / {BATCH_WAIT_S * 1e3:g} ms "
-                                       f"(ratios: mlray or (a) over (b) composed)"))
+                                       f"(ratios over (b) composed)"))
     console.print(goals_table(cells))
 
 

@@ -55,6 +55,8 @@ from mlray.serving.api_models import (
     PredictResponse,
     PushRequest,
 )
+from mlray.serving.batched import load_runner
+from mlray.serving.colocated import LocalVersions
 from mlray.serving.enrich import fill_from_features
 from mlray.serving.inputs import columns_from_mapping, columns_from_rows
 from mlray.serving.limits import PredictionCache, RateLimiter, cache_key
@@ -63,7 +65,7 @@ from mlray.serving.model_names import app_name
 from mlray.serving.protocol import InferRequest, decode_inputs
 from mlray.serving.router import Router
 from mlray.serving.runner import Columns
-from mlray.serving.settings import ModelServing, ServingConfig
+from mlray.serving.settings import BatchTuning, ModelServing, ServingConfig
 from mlray.serving.traffic import NoHealthyVersion
 
 __all__ = ["Ingress", "build_app", "ingress_app"]
@@ -195,6 +197,8 @@ class Ingress:
                          if self.settings.rate_limit else None)
         self._handles: dict[str, Any] = {}
         self._per_model: dict[str, ModelServing] = {}
+        self._local = LocalVersions(
+            lambda mv: load_runner(config, mv, self._model_settings(mv.model)))
         self._caches: dict[str, PredictionCache] = {}
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._background: asyncio.Task[None] | None = None
@@ -254,6 +258,16 @@ class Ingress:
         if envelopes:
             await self._monitor.invoke.remote("ingest", envelopes)
 
+    async def _sync_local(self) -> None:
+        """Drop colocated copies no longer served; let the rest follow their app's
+        batch tuning (``mlray retune`` reconfigures the app)."""
+        self._local.keep_only((m, v) for m, s in self.router.models.items()
+                              for v in s.versions)
+        for (model, version), local in self._local.loaded().items():
+            if self.router.is_ready(model, version):
+                tuning = await self._handle(model, version).tuning.remote()
+                local.retune(BatchTuning.model_validate(tuning))
+
     def _ensure_background(self) -> None:
         if self._background is None or self._background.done():
             self._background = asyncio.get_running_loop().create_task(self._run_background())
@@ -276,6 +290,7 @@ class Ingress:
                     merged = await self._breakers.invoke.remote(
                         "sync", self.router.snapshots(), self.router.drain_outcomes())
                     self.router.merge(merged)
+                    await self._sync_local()
                     for name, served in self.router.models.items():
                         for number in served.versions:
                             self.metrics.breaker_state(
@@ -334,12 +349,20 @@ class Ingress:
             handle = self._handles[name] = serve.get_app_handle(name)
         return handle
 
+    def _answer(self, model: str, version: int, columns: Columns) -> Awaitable[np.ndarray]:
+        """The prediction call: the colocated copy when it is loaded here, else the app."""
+        settings = self._model_settings(model)
+        if settings.colocate:
+            local = self._local.get(self.router.version(model, version), settings.tuning)
+            if local is not None:
+                return local.predict(columns)
+        return self._handle(model, version).predict.remote(columns)
+
     async def _call(self, model: str, version: int, columns: Columns, timeout_s: float
                     ) -> np.ndarray:
         start = time.perf_counter()
         try:
-            result = await asyncio.wait_for(
-                self._handle(model, version).predict.remote(columns), timeout_s)
+            result = await asyncio.wait_for(self._answer(model, version, columns), timeout_s)
         except TimeoutError:
             self.router.record(model, version, False, (time.perf_counter() - start) * 1e3)
             raise DeadlineExceeded(f"{model} v{version} gave no answer within {timeout_s:g} s"
@@ -488,12 +511,14 @@ class Ingress:
     @api.get("/v1/models", summary="Served models, their traffic policies and versions")
     async def v1_models(self) -> Response:
         self._ensure_background()
-        out = []
+        out, local = [], self._local.loaded()
         for name, served in sorted(self.router.models.items()):
             out.append({
                 "name": name, "policy": served.policy.model_dump(mode="json"),
                 "versions": [{"version": v, "stage": mv.stage.value,
                               "ready": self.router.is_ready(name, v),
+                              "colocated": (local[(name, v)].stats()
+                                            if (name, v) in local else None),
                               "breaker": self.router.breaker(name, v).state.value}
                              for v, mv in sorted(served.versions.items())]})
         return _json({"models": out})

@@ -76,6 +76,15 @@ class ModelServing(_Strict):
     quantize: bool = Field(False, description="torch dynamic int8 quantization of Linear layers.")
     cache: CacheSettings = CacheSettings()
     timeout_s: float = Field(5.0, gt=0, le=600, description="Ingress wait for an answer (504).")
+    colocate: bool = Field(False, description="Also answer from a copy loaded in each ingress "
+                                              "replica (no hop; small CPU models).")
+
+    @model_validator(mode="after")
+    def _colocate_on_cpu(self) -> ModelServing:
+        if self.colocate and self.num_gpus > 0:
+            raise ValueError("colocate is for CPU models: the ingress has no GPU "
+                             "(set num_gpus: 0 or colocate: false)")
+        return self
 
 
 class RateLimitSettings(_Strict):

@@ -77,6 +77,7 @@ defaults:
 models:
   cachedmodel: {cache: {enabled: true, ttl_s: 60}}
   slowmodel: {timeout_s: 0.1}
+  localmodel: {colocate: true}
 ingress:
   policy_refresh_s: 0.5
   sync_interval_s: 0.5

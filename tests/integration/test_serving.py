@@ -164,6 +164,39 @@ def test_batching_batches_under_concurrent_load(platform: Platform) -> None:
     print(f"batch sizes under 32 concurrent clients: {dict(sorted(sizes.items()))}")
 
 
+def test_a_colocated_version_answers_in_the_ingress_and_follows_retunes(platform: Platform
+                                                                      ) -> None:
+    from mlray.serving.deployer import ServeDeployer
+
+    model = "localmodel"  # colocate: true in the platform's serving.yaml
+    register_model(platform.client, model, platform.tmp, seed=0)
+    platform.deploy(model, 1)
+    first = platform.predict(model, rows=5)  # the app answers while the ingress loads
+    assert first.status_code == 200, first.text
+
+    def colocated() -> dict[str, Any] | None:
+        models = platform.http.get("/v1/models").json()["models"]
+        return next(m for m in models if m["name"] == model)["versions"][0]["colocated"]
+
+    wait_for(lambda: colocated() is not None, timeout=60)
+    deployer = ServeDeployer(platform.config)
+    app_rows = deployer.stats(model, 1)[0]["rows"]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        replies = list(pool.map(lambda _: platform.predict(model, rows=5), range(200)))
+    assert {r.status_code for r in replies} == {200}
+    assert {r.headers["x-mlray-model-version"] for r in replies} == {"1"}
+    expected = first.json()["probabilities"]
+    assert all(r.json()["probabilities"] == pytest.approx(expected, rel=1e-5) for r in replies)
+    assert deployer.stats(model, 1)[0]["rows"] == app_rows  # no request reached the app
+    stats = colocated()
+    assert stats is not None and stats["rows"] >= 1000
+    assert max(int(k) for k in stats["batch_sizes"]) > 1, stats
+
+    platform.client.serving.retune(model, 1, max_batch_size=2)
+    wait_for(lambda: (colocated() or {}).get("tuning", {}).get("max_batch_size") == 2,
+             timeout=20)
+
+
 def test_failing_version_trips_breaker_fails_over_and_recovers(platform: Platform) -> None:
     model = platform.model(model_type=FAULTY, versions=1)
     register_model(platform.client, model, platform.tmp, seed=1)  # v2: a healthy MLP
