@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import ray
@@ -26,6 +27,7 @@ __all__ = ["DeploymentsActor"]
 
 log = logging.getLogger("mlray.deployments")
 TICK_S = 0.5
+APPS_MAX_AGE_S = 0.5
 
 
 class _BreakersStats:
@@ -54,6 +56,8 @@ class DeploymentsActor(ServiceActor):
             store, ModelRegistry(store, artifacts), ServeDeployer(config),
             _BreakersStats(config.namespace), load_serving_config(config.serving_config))
         self._lock = threading.RLock()
+        self._apps: frozenset[str] = frozenset()
+        self._apps_at = float("-inf")
         self._stop = threading.Event()
         threading.Thread(target=self._tick_forever, name="rollouts", daemon=True).start()
 
@@ -63,6 +67,15 @@ class DeploymentsActor(ServiceActor):
             raise InvalidInput(f"{self.NAME} has no method {method!r}", field="method")
         with self._lock:
             return getattr(self._service, method)(*args, **kwargs)
+
+    def usable_apps(self, max_age_s: float = APPS_MAX_AGE_S) -> frozenset[str]:
+        """Model apps that can take requests, at most ``max_age_s`` old (what every
+        ingress replica polls; outside the rollout lock)."""
+        from mlray.serving.deployer import usable_apps
+
+        if time.monotonic() - self._apps_at > max_age_s:
+            self._apps, self._apps_at = usable_apps(), time.monotonic()
+        return self._apps
 
     def _tick_forever(self) -> None:
         while not self._stop.wait(TICK_S):

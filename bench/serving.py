@@ -220,8 +220,8 @@ def wait_colocated(base: str, timeout_s: float = 120) -> None:
         while time.monotonic() < deadline:
             http.post(f"{base}/v1/predict/batch", content=request_body(1, LOCAL_MODEL))
             models = http.get(f"{base}/v1/models").json()["models"]
-            served = next(m for m in models if m["name"] == LOCAL_MODEL)
-            if served["versions"][0]["colocated"] is not None:
+            served = [m for m in models if m["name"] == LOCAL_MODEL]
+            if served and served[0]["versions"][0]["colocated"] is not None:
                 return
             time.sleep(0.5)
     raise RuntimeError(f"the ingress did not load {LOCAL_MODEL} within {timeout_s:g} s")

@@ -13,9 +13,21 @@ from mlray.serving.model_app import model_app
 from mlray.serving.model_names import app_name
 from mlray.serving.settings import ModelServing
 
-__all__ = ["ServeDeployer"]
+__all__ = ["ServeDeployer", "usable_apps"]
 
 _RUNNING = "RUNNING"
+_USABLE = frozenset({"RUNNING", "DEPLOYING", "UNHEALTHY"})
+
+
+def usable_apps() -> frozenset[str]:
+    """Apps that can take requests: running, or replacing a replica (still serving).
+
+    ``serve.status()`` costs its caller about 100 ms of Python (it rebuilds and pickles
+    router configs): the ``deployments`` actor calls it for the ingress replicas, which
+    never do.
+    """
+    apps = serve.status().applications
+    return frozenset(name for name, app in apps.items() if app.status in _USABLE)
 
 
 class ServeDeployer:

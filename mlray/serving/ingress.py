@@ -172,7 +172,6 @@ def _int_header(request: Request, name: str) -> int | None:
     return int(raw)
 
 
-_USABLE = frozenset({"RUNNING", "DEPLOYING", "UNHEALTHY"})
 _V2_TYPES = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64",
              "bool": "BOOL", "string": "BYTES", "bytes": "BYTES"}
 
@@ -190,6 +189,7 @@ class Ingress:
         self._registry = ray.get_actor("registry", namespace=config.namespace)
         self._breakers = ray.get_actor("breakers", namespace=config.namespace)
         self._features = ray.get_actor("features", namespace=config.namespace)
+        self._deployments = ray.get_actor("deployments", namespace=config.namespace)
         self._feature_repo = FeatureRepo()
         self._online: OnlineStore | None = None
         self._limiter = (RateLimiter(self.settings.rate_limit.requests_per_s,
@@ -220,13 +220,8 @@ class Ingress:
                                                     self.config.project), timeout=60)
         self._feature_repo = ray.get(self._features.invoke.remote(
             "repo", self.caller, self.config.project), timeout=60)
-        self.router.update(view, self._running_apps())
+        self.router.update(view, ray.get(self._deployments.usable_apps.remote(), timeout=60))
 
-    @staticmethod
-    def _running_apps() -> frozenset[str]:
-        """Apps that can take requests: running, or replacing a replica (still serving)."""
-        apps = serve.status().applications
-        return frozenset(name for name, app in apps.items() if app.status in _USABLE)
 
     async def _refresh_apps(self, min_interval_s: float = 0.25) -> bool:
         """Reload which apps run, at most every ``min_interval_s``; True if it changed.
@@ -241,7 +236,7 @@ class Ingress:
         return await asyncio.shield(self._apps_reload)
 
     async def _reload_apps(self) -> bool:
-        running = await asyncio.to_thread(self._running_apps)
+        running = await self._deployments.usable_apps.remote(0.0)
         if running == self.router.ready_apps:
             return False
         self.router.update(self.router.models, running)
@@ -278,7 +273,7 @@ class Ingress:
             try:
                 view = await self._registry.invoke.remote("serving_view", self.caller,
                                                           self.config.project)
-                running = await asyncio.to_thread(self._running_apps)
+                running = await self._deployments.usable_apps.remote()
                 self.router.update(view, running)
                 self._feature_repo = await self._features.invoke.remote(
                     "repo", self.caller, self.config.project)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from mlray.errors import InvalidInput, NotFound
 from mlray.training.config import DataConfig
@@ -121,6 +121,15 @@ def split_frame(frame: pd.DataFrame, config: DataConfig) -> Splits:
     return Splits(train=parts[0], validation=parts[1], test=parts[2])
 
 
+class _IndexCache(dict[str, pd.Index]):
+    """Vocabulary indexes built on first use: a cache, so never part of equality."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _IndexCache)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 class Preprocessor(BaseModel):
     """Standardize numeric columns and one-hot encode categorical ones."""
 
@@ -129,6 +138,7 @@ class Preprocessor(BaseModel):
     means: list[float] = Field(default_factory=list)
     stds: list[float] = Field(default_factory=list)
     vocab: dict[str, list[str]] = Field(default_factory=dict)
+    _indexes: _IndexCache = PrivateAttr(default_factory=lambda: _IndexCache())
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> Preprocessor:
@@ -168,11 +178,19 @@ class Preprocessor(BaseModel):
         offset = len(self.numeric)
         for col in self.categorical:
             vocab = self.vocab[col]
-            codes = pd.Categorical(_strings(columns[col]), categories=vocab).codes.astype(np.int64)
+            codes = self._index(col).get_indexer(_strings(columns[col])).astype(np.int64)
             codes[codes < 0] = len(vocab)  # unseen and null share the last slot
             out[np.arange(n), offset + codes] = 1.0
             offset += len(vocab) + 1
         return out
+
+
+    def _index(self, column: str) -> pd.Index:
+        """The column's vocabulary as an index (built once: serving calls this per batch)."""
+        found = self._indexes.get(column)
+        if found is None:
+            found = self._indexes[column] = pd.Index(self.vocab[column], dtype=object)
+        return found
 
 
 def _rows_of(columns: Mapping[str, Any]) -> int:
