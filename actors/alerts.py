@@ -46,9 +46,11 @@ class AlertsActor(ServiceActor):
                          name="alerts").start()
 
     def _samples(self) -> list[Sample]:
-        monitor = ray.get_actor("monitor", namespace=self._config.namespace)
-        return ray.get(monitor.invoke.remote("values", self._caller, self._config.project),
-                       timeout=30)
+        """The monitor's values (drift, quality) and the breakers' (error ratio, latency
+        quantiles, breaker states)."""
+        refs = [ray.get_actor(name, namespace=self._config.namespace).invoke.remote(
+            "values", self._caller, self._config.project) for name in ("monitor", "breakers")]
+        return [s for found in ray.get(refs, timeout=30) for s in found]
 
     def invoke(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """As the base shell, one call at a time with the evaluation loop."""

@@ -1,17 +1,23 @@
-"""The ``breakers`` actor: a thin shell over :class:`mlray.serving.board.BreakerBoard`."""
+"""The ``breakers`` actor: a thin shell over :class:`mlray.serving.board.BreakerBoard`.
+
+Every 5 s the board's derived values are exported as Ray gauges
+(``ray_mlray_request_error_ratio``, ``ray_mlray_request_latency_quantile_seconds``,
+``ray_mlray_breaker_state``): the figures alert rules on errors and latency read.
+"""
 
 from __future__ import annotations
 
 import ray
 
-from actors._shell import ServiceActor
+from actors._gauges import GaugeExportingActor
 
 __all__ = ["BreakersActor"]
 
 
-@ray.remote
-class BreakersActor(ServiceActor):
+@ray.remote(max_concurrency=2)
+class BreakersActor(GaugeExportingActor):
     """Cluster-wide circuit-breaker states and live outcome windows per model version."""
 
     NAME = "breakers"
-    API = frozenset({"sync", "states", "stats", "forget", "breaker_states", "version_stats"})
+    API = frozenset({"sync", "states", "stats", "forget", "breaker_states", "version_stats",
+                     "values"})

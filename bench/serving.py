@@ -20,7 +20,10 @@ Every target gets the same JSON body (``{"modelName", "columns": {feature: [valu
 the model name differing between the two mlray targets); the plain ones parse it with
 orjson, as mlray does. Loads: single-row requests at
 concurrency 1, 8 and 32, 256-row requests at ``--batch-concurrency``, and single-row
-requests to both mlray targets at a fixed 100 requests/s (open loop). The load generator is ``wrk``
+requests to both mlray targets at a fixed 100 requests/s (open loop). Last, what
+monitoring costs (issue 6): the colocated model beside a third registration of it with
+``monitor: false`` (no drift sketches, no prediction log), single-row at concurrency 32,
+alternating twice. The load generator is ``wrk``
 with a Lua body when installed, else aiohttp (the fixed-rate cell always uses aiohttp);
 it runs on the same machine, so its CPU is taken from the servers. Before each cell a
 target must answer 200 three times running (how long it refused is logged: a stopped
@@ -71,7 +74,7 @@ from _load import LoadResult, closed_loop, generator_name, open_loop
 
 console = Console(width=140)
 
-MODEL, LOCAL_MODEL = "benchfraud", "benchlocal"
+MODEL, LOCAL_MODEL, UNMONITORED = "benchfraud", "benchlocal", "benchquiet"
 MAX_BATCH, BATCH_WAIT_S, NUM_CPUS = 64, 0.002, 0.5
 SINGLE_CONCURRENCY = (1, 8, 32)
 BATCH_ROWS, OPEN_LOOP_RATE = 256, 100.0
@@ -82,6 +85,7 @@ defaults:
   tuning: {{max_batch_size: {MAX_BATCH}, batch_wait_timeout_s: {BATCH_WAIT_S}}}
 models:
   {LOCAL_MODEL}: {{colocate: true}}
+  {UNMONITORED}: {{colocate: true, monitor: false}}
 ingress:
   max_rows: 1000
 """
@@ -203,7 +207,7 @@ def deploy_mlray(config: PlatformConfig, model_dir: Path) -> str:
     names (app-served and colocated); the base URL."""
     client = mlray.connect(config=config)
     url = start_serving(config)
-    for model in MLRAY_TARGETS.values():
+    for model in (*MLRAY_TARGETS.values(), UNMONITORED):
         client.registry.register(
             model, model_dir, input_schema=fraud_schema(), framework="torch",
             output_schema=[TensorSpec(name="probability", dtype="float32")])
@@ -213,18 +217,19 @@ def deploy_mlray(config: PlatformConfig, model_dir: Path) -> str:
     return url
 
 
-def wait_colocated(base: str, timeout_s: float = 120) -> None:
-    """Until the ingress has loaded its copy of the colocated model."""
+def wait_colocated(base: str, models: tuple[str, ...], timeout_s: float = 120) -> None:
+    """Until the ingress has loaded its copies of the colocated ``models``."""
     deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=10) as http:
         while time.monotonic() < deadline:
-            http.post(f"{base}/v1/predict/batch", content=request_body(1, LOCAL_MODEL))
-            models = http.get(f"{base}/v1/models").json()["models"]
-            served = [m for m in models if m["name"] == LOCAL_MODEL]
-            if served and served[0]["versions"][0]["colocated"] is not None:
+            for model in models:
+                http.post(f"{base}/v1/predict/batch", content=request_body(1, model))
+            served = {m["name"]: m for m in http.get(f"{base}/v1/models").json()["models"]}
+            if all(m in served and served[m]["versions"][0]["colocated"] is not None
+                   for m in models):
                 return
             time.sleep(0.5)
-    raise RuntimeError(f"the ingress did not load {LOCAL_MODEL} within {timeout_s:g} s")
+    raise RuntimeError(f"the ingress did not load {models} within {timeout_s:g} s")
 
 
 def wait_answering(urls: dict[str, str], rows: int, timeout_s: float = 60) -> None:
@@ -284,6 +289,21 @@ def measure(urls: dict[str, str], seconds: float, batch_concurrency: int) -> lis
     return cells
 
 
+def monitoring_cost(url: str, seconds: float, concurrency: int = 32, rounds: int = 2
+                    ) -> tuple[float, float]:
+    """Requests/s at ``concurrency`` of the colocated model with monitoring on and of the
+    same model with ``monitor: false``, alternating ``rounds`` times (means)."""
+    on, off = [], []
+    bodies = {LOCAL_MODEL: request_body(1, LOCAL_MODEL), UNMONITORED: request_body(1, UNMONITORED)}
+    for _ in range(rounds):
+        for model, rates in ((LOCAL_MODEL, on), (UNMONITORED, off)):
+            settle(model, url, bodies[model])
+            result = closed_loop(url, bodies[model], concurrency, seconds)
+            report(f"{model}", f"1 row, c={concurrency}", result)
+            rates.append(result.requests_per_s)
+    return float(np.mean(on)), float(np.mean(off))
+
+
 def settle(target: str, url: str, body: bytes, timeout_s: float = 60) -> None:
     """Until ``url`` answers 200 three times running; logs how long it refused before.
 
@@ -337,13 +357,18 @@ def figures_table(cells: list[Cell], title: str) -> Table:
     return table
 
 
-def goals_table(cells: list[Cell]) -> Table:
-    """Issue 4's goals, each with the measured figure and PASS/FAIL."""
-    table = Table(title="goals (issue 4)")
+def goals_table(cells: list[Cell], cost: tuple[float, float]) -> Table:
+    """Issue 4's goals and issue 6's monitoring cost, each measured with PASS/FAIL."""
+    table = Table(title="goals (issues 4 and 6)")
     for col in ("target", "goal", "measured", ""):
         table.add_column(col)
     for target in MLRAY_TARGETS:
         _check_goals(table, cells, target)
+    on, off = cost
+    share = 1 - on / off
+    table.add_row("mlray colocated", "monitoring costs ≤ 10% of throughput at c=32",
+                  f"{on:,.0f} vs {off:,.0f} req/s off: {share:+.1%}",
+                  "[green]PASS[/]" if share <= 0.10 else "[red]FAIL[/]")
     return table
 
 
@@ -384,7 +409,7 @@ def main() -> None:
         model_dir = train_model(home / "model")
         base = deploy_mlray(config, model_dir)
         deploy_plain(model_dir)
-        wait_colocated(base)
+        wait_colocated(base, (LOCAL_MODEL, UNMONITORED))
         urls = {"mlray": f"{base}/v1/predict/batch",
                 "mlray colocated": f"{base}/v1/predict/batch",
                 "(a) plain": f"{base}/plain", "(b) composed": f"{base}/composed"}
@@ -392,13 +417,14 @@ def main() -> None:
         console.log(f"load generator: {generator_name()} (open loop: aiohttp), "
                     f"{seconds:g} s per cell, {os.cpu_count()} cores")
         cells = measure(urls, seconds, args.batch_concurrency)
+        cost = monitoring_cost(urls["mlray colocated"], seconds)
     finally:
         serve.shutdown()
         ray.shutdown()
     console.print(figures_table(cells, f"serving, {generator_name()}, {seconds:g} s per cell, "
                                        f"batch {MAX_BATCH} / {BATCH_WAIT_S * 1e3:g} ms "
                                        f"(ratios over (b) composed)"))
-    console.print(goals_table(cells))
+    console.print(goals_table(cells, cost))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ fraud dataset, train the fraud MLP on Ray Train with two workers, run a short Ra
 sweep, register both models with their gates, promote the better one to Production,
 load it back from its registry URI and score a few transactions. Then serve: start the
 ``mlray`` ingress on Ray Serve, deploy v1, send traffic over HTTP while v2 goes through
-a canary rollout to 100%, and print per-version counts and latencies.
+a canary rollout to 100%, and print per-version counts and latencies. Last, monitor:
+replay ordinary and then drifted traffic, print the drift table, watch the drift alert
+go pending → firing and write the HTML drift report.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from rich.table import Table
 
 import mlray
 from jobs import _demo_features as features
+from jobs import _demo_monitoring as monitoring
 from mlray.datasets import example_transactions, write_fraud
 from mlray.models import load
 from mlray.registry.types import ModelVersion, Stage
@@ -37,6 +40,7 @@ console = Console(width=110)
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "train" / "fraud.yaml"
 SERVING = ROOT / "configs" / "demo" / "serving.yaml"
+ALERTS = ROOT / "configs" / "demo" / "alerts.yaml"
 
 
 def _config(entities: Path) -> TrainConfig:
@@ -157,6 +161,7 @@ def _serve(client: mlray.Client, model: str, first: int, second: int, data: Path
     console.print(f"rollout {rollout.status}; traffic now "
                   f"{ {f'v{v}': w for v, w in policy.weights.items()} }")
     _by_entity(client, url, model, data)
+    monitoring.watch(client, console, url, model, second, client.config.home / "reports")
 
 
 def main() -> None:
@@ -164,6 +169,7 @@ def main() -> None:
     started = time.time()
     console.rule("[bold]mlray demo: train, tune, gate, promote, serve from the registry")
     os.environ.setdefault("MLRAY_SERVING_CONFIG", str(SERVING))
+    os.environ.setdefault("MLRAY_ALERTS_CONFIG", str(ALERTS))
     if _redis_answers("redis://127.0.0.1:6379/0"):
         os.environ.setdefault("MLRAY_STREAM_URL", "redis://127.0.0.1:6379/0")
     config = mlray.load_config()

@@ -2,7 +2,7 @@
 
 Every series carries ``model`` and ``version`` unless noted. Counters end in ``_total``;
 histograms are exported as ``<name>_bucket``/``_sum``/``_count`` and, where alert rules
-need a plain number, the monitor also exports a derived gauge (the latency quantiles,
+need a plain number, the breakers actor also exports a derived gauge (the latency quantiles,
 the error ratio). Names here are without the exporter's prefix: through Ray's metrics
 pipeline Prometheus sees ``ray_<name>`` (see :mod:`mlray.monitoring.grafana`).
 
@@ -41,11 +41,12 @@ METRICS: tuple[MetricInfo, ...] = (
                "Requests answered with an error, by error code (e.g. timeout, "
                "prediction_failed, invalid_input).", (*_MV, "code")),
     MetricInfo("mlray_request_error_ratio", "gauge",
-               "Derived by the monitor: errors / requests over its window (0..1).", _MV),
+               "Derived by the breakers actor: errors / requests over the last minute "
+               "(0..1).", _MV),
     MetricInfo("mlray_request_latency_seconds", "histogram",
                "End-to-end request latency at the ingress, in seconds.", _MV),
     MetricInfo("mlray_request_latency_quantile_seconds", "gauge",
-               "Derived by the monitor: latency quantiles over its window; label "
+               "Derived by the breakers actor: latency quantiles over the last minute; label "
                "quantile is 0.5, 0.95 or 0.99.", (*_MV, "quantile")),
     MetricInfo("mlray_batch_size", "histogram",
                "Rows per batch handed to the model by Serve's batching.", _MV),

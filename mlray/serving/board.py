@@ -19,6 +19,7 @@ from mlray._private.types import Name, Project
 from mlray._private.validation import boundary
 from mlray.identity import Caller, Role
 from mlray.serving.breaker import BreakerSnapshot
+from mlray.serving.metrics import BREAKER_LEVEL
 from mlray.serving.model_names import breaker_key
 from mlray.serving.router import VersionOutcomes
 from mlray.storage.base import Put, StateStore
@@ -39,6 +40,7 @@ class VersionStats(BaseModel):
     errors: int
     error_rate: float = Field(description="errors / requests (0 without requests)")
     p50_ms: float | None = None
+    p95_ms: float | None = None
     p99_ms: float | None = None
 
 
@@ -87,11 +89,44 @@ class BreakerBoard:
         requests = sum(o.requests for o in recent)
         errors = sum(o.errors for o in recent)
         latencies = np.fromiter((x for o in recent for x in o.latencies_ms), dtype=np.float64)
-        p50, p99 = (np.percentile(latencies, [50, 99]).tolist() if latencies.size
-                    else (None, None))
+        p50, p95, p99 = (np.percentile(latencies, [50, 95, 99]).tolist() if latencies.size
+                         else (None, None, None))
         return VersionStats(key=key, window_s=window_s, requests=requests, errors=errors,
                             error_rate=errors / requests if requests else 0.0,
-                            p50_ms=p50, p99_ms=p99)
+                            p50_ms=p50, p95_ms=p95, p99_ms=p99)
+
+    def projects(self) -> set[str]:
+        """Projects with a breaker or outcomes here."""
+        return {key.split("/", 1)[0] for key in (*self._states, *self._outcomes)}
+
+    @boundary
+    def values(self, caller: Caller, project: Project,
+               window_s: float = Field(60.0, gt=0, le=86_400)
+               ) -> list[tuple[str, dict[str, str], float, float]]:
+        """The project's live serving figures as alert samples ``(metric, labels, value,
+        ts)``: breaker state, and for versions with traffic in the window the error ratio
+        and the latency quantiles (seconds)."""
+        caller.require(project, Role.viewer)
+        now, out = self._clock(), []
+        for key in sorted({*self._states, *self._outcomes}):
+            owner, model, version = key.split("/")
+            if owner != project:
+                continue
+            labels = {"model": model, "version": version}
+            state = self._states.get(key)
+            if state is not None:
+                out.append(("mlray_breaker_state", labels,
+                            float(BREAKER_LEVEL[state.state.value]), now))
+            stats = self.stats(key, window_s)
+            if not stats.requests:
+                continue
+            out.append(("mlray_request_error_ratio", labels, stats.error_rate, now))
+            for quantile, ms in (("0.5", stats.p50_ms), ("0.95", stats.p95_ms),
+                                 ("0.99", stats.p99_ms)):
+                if ms is not None:
+                    out.append(("mlray_request_latency_quantile_seconds",
+                                {**labels, "quantile": quantile}, ms / 1e3, now))
+        return out
 
     def breaker_states(self, caller: Caller, project: Project) -> dict[str, BreakerSnapshot]:
         """The project's breakers, by ``model/version``."""

@@ -263,6 +263,16 @@ class Ingress:
                 tuning = await self._handle(model, version).tuning.remote()
                 local.retune(BatchTuning.model_validate(tuning))
 
+    async def _open_handles(self) -> None:
+        """Open the handles of running versions the policies name before a request needs
+        one (opening costs a blocking controller call; a canary's first requests would
+        otherwise pay it)."""
+        for model, served in self.router.models.items():
+            for version in served.versions:
+                name = app_name(model, version)
+                if name not in self._handles and self.router.is_ready(model, version):
+                    self._handles[name] = await asyncio.to_thread(serve.get_app_handle, name)
+
     def _ensure_background(self) -> None:
         if self._background is None or self._background.done():
             self._background = asyncio.get_running_loop().create_task(self._run_background())
@@ -275,6 +285,7 @@ class Ingress:
                                                           self.config.project)
                 running = await self._deployments.usable_apps.remote()
                 self.router.update(view, running)
+                await self._open_handles()
                 self._feature_repo = await self._features.invoke.remote(
                     "repo", self.caller, self.config.project)
                 if time.monotonic() - last_sync >= self.settings.sync_interval_s:
@@ -398,8 +409,9 @@ class Ingress:
             raise
         seconds = time.perf_counter() - start
         self.metrics.request(model, version.version, None, seconds)
-        self._log.add(request_id, model, version.version, columns, out, seconds * 1e3)
-        self._sketches.add(model, version.version, columns, out)
+        if self._model_settings(model).monitor:
+            self._log.add(request_id, model, version.version, columns, out, seconds * 1e3)
+            self._sketches.add(model, version.version, columns, out)
         return version, out
 
     async def _predict_columns(self, request: Request, model: str, pinned: int | None,

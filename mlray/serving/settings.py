@@ -76,6 +76,8 @@ class ModelServing(_Strict):
     quantize: bool = Field(False, description="torch dynamic int8 quantization of Linear layers.")
     cache: CacheSettings = CacheSettings()
     timeout_s: float = Field(5.0, gt=0, le=600, description="Ingress wait for an answer (504).")
+    monitor: bool = Field(True, description="Sketch answered inputs for drift and append "
+                                            "them to the prediction log (metrics always).")
     colocate: bool = Field(False, description="Also answer from a copy loaded in each ingress "
                                               "replica (no hop; small CPU models).")
 

@@ -487,16 +487,27 @@ def test_metrics_are_scraped_from_ray_and_predictions_are_logged(platform: Platf
     report = platform.client.monitoring.drift(model, 1)
     assert {f.feature for f in report.features} >= {"amount", "country"}
 
-    # The monitor exports its values as gauges beside the data plane's metrics.
-    wait_for(lambda: any(s.labels.get("feature") == "amount"
-                         for s in samples().get("ray_mlray_drift_psi", []))
-             and "ray_mlray_drift_share" in samples(), timeout=90, interval=2.0)
+    # The monitor and the breakers actor export their values as gauges beside the data
+    # plane's metrics: drift, and the error ratio and latency quantiles rules read.
+    def derived() -> bool:
+        found = samples()
+        return (any(s.labels.get("feature") == "amount"
+                    for s in found.get("ray_mlray_drift_psi", []))
+                and "ray_mlray_drift_share" in found
+                and any(s.labels.get("model") == model and s.value == 0
+                        for s in found.get("ray_mlray_request_error_ratio", []))
+                and any(s.labels.get("model") == model and s.labels["quantile"] == "0.99"
+                        and s.value > 0 for s in
+                        found.get("ray_mlray_request_latency_quantile_seconds", [])))
 
-    # The alerts actor evaluates its rules over the monitor's values.
+    wait_for(derived, timeout=90, interval=2.0)
+
+    # The alerts actor evaluates its rules over the monitor's and the breakers' values.
     platform.client.alerts.evaluate()
     platform.client.alerts.evaluate()
-    firing = [a for a in platform.client.alerts.list() if a.labels.get("model") == model]
-    assert [a.state for a in firing] == ["firing"], platform.client.alerts.list()
+    firing = {(a.alertname, a.state) for a in platform.client.alerts.list()
+              if a.labels.get("model") == model}
+    assert firing == {("DriftMeasured", "firing"), ("LatencyMeasured", "firing")}, firing
     listed = platform.cli("alerts", "list", "--json")
     assert listed.returncode == 0, listed.stderr[-2000:]
     assert any(a["labels"].get("model") == model
