@@ -21,16 +21,18 @@ from mlray.monitoring.report import drift_table, html_report
 
 __all__ = ["watch"]
 
-ROWS, BATCH = 2_000, 100
+ORDINARY, DRIFTED, BATCH = 1_000, 3_000, 100
+WINDOW_S = 3600.0
 
 
-def replay(url: str, model: str, features: list[str], *, drift: float, seed: int) -> int:
-    """POST ``ROWS`` generated transactions in column batches; the rows answered."""
-    frame = generate_fraud(ROWS, seed=seed, drift=drift)
+def replay(url: str, model: str, features: list[str], *, rows: int, drift: float,
+           seed: int) -> int:
+    """POST ``rows`` generated transactions in column batches; the rows answered."""
+    frame = generate_fraud(rows, seed=seed, drift=drift)
     columns = [c for c in features if c in frame.columns]
     answered = 0
     with httpx.Client(base_url=url, timeout=30) as http:
-        for start in range(0, ROWS, BATCH):
+        for start in range(0, rows, BATCH):
             part = frame.iloc[start:start + BATCH]
             reply = http.post("/v1/predict/batch", json={
                 "modelName": model, "columns": {c: part[c].tolist() for c in columns}})
@@ -49,16 +51,18 @@ def watch(client: mlray.Client, console: Console, url: str, model: str, version:
           reports: Path) -> None:
     """Normal then drifted traffic; the drift table, the alert and the HTML report."""
     features = [s.name for s in client.registry.get_version(model, version).input_schema]
-    normal = replay(url, model, features, drift=0.0, seed=11)
-    drifted = replay(url, model, features, drift=0.8, seed=12)
+    before = client.monitoring.drift(model, version, window_s=WINDOW_S).rows
+    normal = replay(url, model, features, rows=ORDINARY, drift=0.0, seed=11)
+    drifted = replay(url, model, features, rows=DRIFTED, drift=0.8, seed=12)
     console.print(f"monitoring: replayed {normal:,} ordinary, then {drifted:,} drifted "
                   f"transactions to {model} v{version}")
-    deadline = time.monotonic() + 60
-    while client.monitoring.drift(model, version, rows=ROWS).rows < ROWS:
+    deadline = time.monotonic() + 60  # sketches reach the monitor each second
+    while client.monitoring.drift(model, version, window_s=WINDOW_S).rows < (
+            before + normal + drifted):
         if time.monotonic() > deadline:
             raise RuntimeError("the monitor did not receive the replayed traffic in 60 s")
         time.sleep(1)
-    report = client.monitoring.drift(model, version, rows=ROWS)
+    report = client.monitoring.drift(model, version, rows=drifted)
     table = Table(title=f"drift of the newest {report.rows:,} rows against the training "
                         f"baseline (share {report.drift_share:.2f})")
     shown = ("feature", "psi", "js", "ks", "chi2_p", "test", "drifted")
@@ -71,7 +75,7 @@ def watch(client: mlray.Client, console: Console, url: str, model: str, version:
     console.print(f"alerts after one evaluation: {_alert_states(client)}")
     time.sleep(3.5)  # the rule's `for`
     console.print(f"alerts 3.5 s later:         {_alert_states(client)}")
-    quality = client.monitoring.quality(model, version, rows=ROWS)
+    quality = client.monitoring.quality(model, version, rows=drifted)
     reports.mkdir(parents=True, exist_ok=True)
     path = reports / f"drift-{model}-v{version}.html"
     path.write_text(html_report(report, quality, title=f"Drift of {model} v{version}"),
