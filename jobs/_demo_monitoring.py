@@ -40,10 +40,10 @@ def replay(url: str, model: str, features: list[str], *, rows: int, drift: float
     return answered
 
 
-def _alert_states(client: mlray.Client) -> str:
+def _alert_states(client: mlray.Client, model: str, version: int) -> str:
     client.alerts.evaluate()
-    found = [f"{a.alertname} {a.state} ({a.labels.get('version')})"
-             for a in client.alerts.list()]
+    found = [f"{a.alertname} {a.state}" for a in client.alerts.list()
+             if a.labels.get("model") == model and a.labels.get("version") == str(version)]
     return ", ".join(found) or "none"
 
 
@@ -72,9 +72,11 @@ def watch(client: mlray.Client, console: Console, url: str, model: str, version:
         table.add_row(*(row[c] for c in shown))
     console.print(table)
 
-    console.print(f"alerts after one evaluation: {_alert_states(client)}")
+    console.print(f"alerts on v{version} after one evaluation: "
+                  f"{_alert_states(client, model, version)}")
     time.sleep(3.5)  # the rule's `for`
-    console.print(f"alerts 3.5 s later:         {_alert_states(client)}")
+    console.print(f"alerts on v{version} 3.5 s later:         "
+                  f"{_alert_states(client, model, version)}")
     quality = client.monitoring.quality(model, version, rows=drifted)
     reports.mkdir(parents=True, exist_ok=True)
     path = reports / f"drift-{model}-v{version}.html"
