@@ -38,7 +38,7 @@ class ServiceActor:
 
     def __init__(self, config: PlatformConfig) -> None:
         store, artifacts = open_stores(config)
-        self._service = build_service(self.NAME, store, artifacts)
+        self._service = build_service(self.NAME, store, artifacts, config.offline_uri)
 
     def invoke(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call ``method`` on the service; unknown names are refused."""

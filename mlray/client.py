@@ -441,14 +441,13 @@ class MonitoringClient(_Facade):
         """Accuracy, F1, ROC AUC (or RMSE/MAE) of ``model`` v``version`` on the feedback
         received for its logged predictions of the last ``window_s``, beside its
         evaluation metrics; feedback for unknown request ids is counted."""
-        from mlray.monitoring.performance import live_performance
+        from mlray.monitoring.performance import live_performance, version_task
 
         assert self._config is not None and self._registry is not None
         mv = self._registry.get_version(model, version)
-        task = ("classification" if mv.output_schema and
-                mv.output_schema[0].name == "probability" else "regression")
-        return live_performance(self._config.offline_uri or "", model, version, task=task,
-                                window_s=window_s, evaluation=dict(mv.metrics))
+        return live_performance(self._config.offline_uri or "", model, version,
+                                task=version_task(mv), window_s=window_s,
+                                evaluation=dict(mv.metrics))
 
     def ingest(self, sketches: list[dict[str, Any]]) -> IngestResult:
         """Ship sketch envelopes (what ingress replicas do in the background)."""

@@ -22,8 +22,10 @@ def open_stores(config: PlatformConfig) -> tuple[StateStore, ArtifactStore]:
     return store, ArtifactStore(config.resolved_artifact_uri)
 
 
-def build_service(name: str, store: StateStore, artifacts: ArtifactStore) -> Any:
-    """The plain service called ``name`` over the given stores."""
+def build_service(name: str, store: StateStore, artifacts: ArtifactStore,
+                  offline_uri: str | None = None) -> Any:
+    """The plain service called ``name`` over the given stores (the monitor also reads
+    the prediction and feedback logs under ``offline_uri``)."""
     from mlray.features.registry import FeatureRegistry
     from mlray.monitoring.monitor import Monitor
     from mlray.registry.service import ModelRegistry
@@ -42,11 +44,12 @@ def build_service(name: str, store: StateStore, artifacts: ArtifactStore) -> Any
     if name == "features":
         return FeatureRegistry(store)
     if name == "monitor":
-        return Monitor.over_registry(store, ModelRegistry(store, artifacts))
+        return Monitor.over_registry(store, ModelRegistry(store, artifacts), offline_uri)
     raise ValueError(f"no service {name!r}; there are {SERVICE_NAMES}")
 
 
 def local_services(config: PlatformConfig) -> dict[str, Any]:
     """Every service, in this process, sharing one store."""
     store, artifacts = open_stores(config)
-    return {name: build_service(name, store, artifacts) for name in SERVICE_NAMES}
+    return {name: build_service(name, store, artifacts, config.offline_uri)
+            for name in SERVICE_NAMES}

@@ -43,6 +43,8 @@ PREDICTION_FEATURE = "__prediction__"
 
 #: ``(project, model, version) -> Baseline`` (None: the version has no baseline).
 BaselineSource = Callable[[str, str, int], "Baseline | None"]
+#: (project, model, version, window_s, now) -> live model metrics (accuracy, f1, rmse...).
+PerformanceSource = Callable[[str, str, int, float, float], dict[str, float]]
 
 _DRIFT_SAMPLES = (("psi", "mlray_drift_psi", "statistic"), ("kl", "mlray_drift_kl", "statistic"),
                   ("js", "mlray_drift_js", "statistic"), ("ks", "mlray_drift_ks", "statistic"),
@@ -95,6 +97,8 @@ class Monitor:
                  window_s: float = 3600.0, max_age_s: float = 7 * 86400.0,
                  drift_config: DriftConfig | None = None,
                  quality_thresholds: QualityThresholds | None = None,
+                 performance: PerformanceSource | None = None,
+                 performance_every_s: float = 15.0,
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._baselines = baselines
@@ -103,20 +107,45 @@ class Monitor:
         self.max_age_s = float(max_age_s)
         self.drift_config = drift_config or DriftConfig()
         self.quality_thresholds = quality_thresholds or QualityThresholds()
+        self._performance = performance
+        self._performance_every_s = performance_every_s
+        self._performance_at: dict[tuple[str, float], tuple[float, dict[str, float]]] = {}
         self._clock = clock
         self._windows = {d.key: SketchWindow.from_dict(d.data)
                          for d in store.list(MONITOR_WINDOWS)}
 
     @classmethod
-    def over_registry(cls, store: StateStore, registry: Any, **kwargs: Any) -> Monitor:
-        """A monitor reading baselines from ``registry`` (a ModelRegistry on ``store``)."""
+    def over_registry(cls, store: StateStore, registry: Any, offline_uri: str | None = None,
+                      **kwargs: Any) -> Monitor:
+        """A monitor reading baselines from ``registry`` (a ModelRegistry on ``store``) and,
+        with ``offline_uri``, live model metrics from the prediction and feedback logs."""
+        from mlray.monitoring.performance import performance_source
+
         system = Caller.local_admin("monitor")
 
         def baseline(project: str, model: str, version: int) -> Baseline | None:
             found = registry.get_version(system, project, model, version).baseline
             return None if found is None else Baseline.model_validate(found)
 
+        if offline_uri is not None:
+            kwargs.setdefault("performance", performance_source(offline_uri, registry))
         return cls(store, baseline, **kwargs)
+
+    def _live_metrics(self, project: str, model: str, version: int, window_s: float,
+                      now: float) -> dict[str, float]:
+        """The version's live model metrics over ``window_s``, recomputed at most every
+        ``performance_every_s`` (they join Parquet logs); {} without a source or labels."""
+        if self._performance is None:
+            return {}
+        key = (window_key(project, model, version), window_s)
+        cached = self._performance_at.get(key)
+        if cached is None or now - cached[0] >= self._performance_every_s:
+            try:
+                metrics = self._performance(project, model, version, window_s, now)
+            except (MlrayError, OSError):
+                metrics = {}  # no logs yet, or the version is gone: no samples
+            cached = self._performance_at[key] = (now, metrics)
+        return cached[1]
 
     # -- the replica side ----------------------------------------------------------------
 
@@ -212,7 +241,8 @@ class Monitor:
         """The project's monitored values as ``(metric, labels, value, ts)`` samples.
 
         Drift statistics per feature (``feature="__prediction__"`` for the output), the
-        drift share and the quality ratios, for every version with a baseline and traffic
+        drift share, the quality ratios and the live model metrics (once feedback joined;
+        ``mlray_model_accuracy``...), for every version with a baseline and traffic
         in the window.
         """
         caller.require(project, Role.viewer)
@@ -246,6 +276,8 @@ class Monitor:
             for check in check_quality(baseline, sketch, self.quality_thresholds).checks:
                 out.append((_QUALITY_SAMPLES[check.check], {**base, "feature": check.feature},
                             float(check.score), now))
+            for name, value in self._live_metrics(p, model, version, seconds, now).items():
+                out.append((f"mlray_model_{name}", win, float(value), now))
         return out
 
     def windows(self) -> list[str]:

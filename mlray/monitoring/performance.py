@@ -10,6 +10,8 @@ request ids that were never logged (or not sampled) is counted and reported, not
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +22,11 @@ from pydantic import BaseModel, Field
 from mlray.errors import InvalidInput
 from mlray.training.metrics import classification_metrics, regression_metrics
 
-__all__ = ["PerformanceReport", "live_performance"]
+__all__ = ["LIVE_METRICS", "PerformanceReport", "live_performance", "performance_source",
+           "version_task"]
+
+#: The live model metrics exported as ``mlray_model_<name>`` gauges (the catalogue's).
+LIVE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "rmse", "mae")
 
 
 class PerformanceReport(BaseModel):
@@ -93,3 +99,28 @@ def live_performance(offline_uri: str, model: str, version: int, *, task: str,
                    else regression_metrics(y, scores))
         report.metrics = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
     return report
+
+
+def version_task(version: Any) -> str:
+    """``classification`` when the version outputs a probability, else ``regression``."""
+    schema = version.output_schema
+    return "classification" if schema and schema[0].name == "probability" else "regression"
+
+
+def performance_source(offline_uri: str, registry: Any
+                       ) -> Callable[[str, str, int, float, float], dict[str, float]]:
+    """What the monitor asks for the live metrics of (project, model, version, window_s,
+    now): :func:`live_performance` over the offline store, the task read from
+    ``registry``."""
+    from mlray.identity import Caller
+
+    system = Caller.local_admin("monitor")
+
+    def metrics(project: str, model: str, version: int, window_s: float, now: float
+                ) -> dict[str, float]:
+        mv = registry.get_version(system, project, model, version)
+        report = live_performance(offline_uri, model, version, task=version_task(mv),
+                                  window_s=window_s, now=now)
+        return {k: v for k, v in report.metrics.items() if k in LIVE_METRICS}
+
+    return metrics

@@ -480,6 +480,10 @@ def test_metrics_are_scraped_from_ray_and_predictions_are_logged(platform: Platf
     assert labels.num_rows >= 2
     live = platform.client.monitoring.performance(model, 1)
     assert (live.predictions, live.labelled) == (200, 2) and "accuracy" in live.metrics
+    # ... and the monitor keeps them as values alert rules read (recomputed every 15 s).
+    wait_for(lambda: any(m == "mlray_model_accuracy" and labels["model"] == model
+                         for m, labels, _, _ in platform.client.monitoring.values()),
+             timeout=60, interval=2.0)
 
     # The replicas' sketches reach the monitor: drift against the training baseline.
     wait_for(lambda: platform.client.monitoring.drift(model, 1).rows >= 200, timeout=30,

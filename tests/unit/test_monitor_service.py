@@ -151,3 +151,30 @@ def test_callers_need_a_role_in_the_project(store: StateStore,
         monitor.values(outsider, "default")
     with pytest.raises(NotFound):
         monitor.drift(ADMIN, "default", "nothing")
+
+
+def test_live_model_metrics_join_feedback_and_are_cached(
+        store: StateStore, setup: tuple[ModelRegistry, Sketcher], tmp_path: Path) -> None:
+    from mlray.monitoring.prediction_log import FeedbackLog, PredictionLog
+
+    registry, sketcher = setup
+    rng = np.random.default_rng(5)
+    clock = {"now": NOW}
+    offline = str(tmp_path / "offline")
+    monitor = Monitor.over_registry(store, registry, offline, window_s=600,
+                                    performance_every_s=60, clock=lambda: clock["now"])
+    monitor.ingest([_ship(sketcher, _frame(rng, 200), NOW - 10, rng.uniform(0, 1, 200))])
+
+    def live() -> dict[str, float]:
+        return {m: v for m, _, v, _ in monitor.values(ADMIN, "default")
+                if m.startswith("mlray_model_")}
+
+    assert live() == {}  # nothing logged yet (and that answer is cached for a minute)
+    log = PredictionLog(offline, clock=lambda: NOW - 30)
+    log.add("r1", "fraud", 1, {"amount": np.array([1.0, 2.0])}, np.array([0.5, 1.5]), 3.0)
+    log.flush()
+    FeedbackLog(offline, clock=lambda: NOW - 20).write([("r1", 1.0, 0), ("r1", 2.0, 1)])
+    assert live() == {}
+    clock["now"] += 61
+    assert live() == {"mlray_model_rmse": pytest.approx(0.5),
+                      "mlray_model_mae": pytest.approx(0.5)}
