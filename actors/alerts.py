@@ -1,5 +1,6 @@
-"""The ``alerts`` actor: evaluates the alert rules over the ``monitor`` actor's values on
-the configured interval and notifies the channels; a thin shell over
+"""The ``alerts`` actor: evaluates the alert rules over the ``monitor`` actor's values
+(drift, quality, live model metrics) and the ``breakers`` actor's (error ratio, latency
+quantiles, breaker states) on the configured interval and notifies the channels; a thin shell over
 :class:`mlray.alerts.service.AlertsService` (state stored after every evaluation)."""
 
 from __future__ import annotations

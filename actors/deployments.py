@@ -41,7 +41,7 @@ class _BreakersStats:
         return ray.get(actor.invoke.remote("stats", key, window_s), timeout=30)
 
 
-@ray.remote(max_concurrency=4)
+@ray.remote(max_concurrency=4, concurrency_groups={"apps": 1})
 class DeploymentsActor(ServiceActor):
     """Deploys model versions, retunes them and runs rollouts."""
 
@@ -68,9 +68,11 @@ class DeploymentsActor(ServiceActor):
         with self._lock:
             return getattr(self._service, method)(*args, **kwargs)
 
+    @ray.method(concurrency_group="apps")
     def usable_apps(self, max_age_s: float = APPS_MAX_AGE_S) -> frozenset[str]:
         """Model apps that can take requests, at most ``max_age_s`` old (what every
-        ingress replica polls; outside the rollout lock)."""
+        ingress replica polls; outside the rollout lock, in its own thread so calls
+        waiting on that lock never hold it up)."""
         from mlray.serving.deployer import usable_apps
 
         if time.monotonic() - self._apps_at > max_age_s:

@@ -1,8 +1,9 @@
 """The ``monitor`` actor: a thin shell over :class:`mlray.monitoring.monitor.Monitor`.
 
-A background thread sets the monitor's values every ``EXPORT_S`` — drift statistics per
-feature, drift share, data-quality ratios — as Ray gauges, so Prometheus scrapes them
-beside the data plane's metrics (``ray_mlray_drift_psi``, ``ray_mlray_drift_share``...).
+A background thread sets the monitor's values every 5 s — drift statistics per feature,
+drift share, data-quality ratios, live model metrics once feedback joins — as Ray
+gauges, so Prometheus scrapes them beside the data plane's metrics
+(``ray_mlray_drift_psi``, ``ray_mlray_drift_share``...).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from the registry over the same store (cached: a version's baseline does not cha
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlray._private.types import Name, Project
 from mlray._private.validation import boundary
-from mlray.errors import MlrayError, NotFound
+from mlray.errors import InvalidInput, MlrayError, NotFound
 from mlray.identity import Caller, Role
 from mlray.monitoring.baseline import Baseline
 from mlray.monitoring.drift import DriftConfig, DriftReport, compute_drift
@@ -42,6 +43,7 @@ MONITOR_WINDOWS = "monitor_windows"
 PREDICTION_FEATURE = "__prediction__"
 
 #: ``(project, model, version) -> Baseline`` (None: the version has no baseline).
+log = logging.getLogger("mlray.monitor")
 BaselineSource = Callable[[str, str, int], "Baseline | None"]
 #: (project, model, version, window_s, now) -> live model metrics (accuracy, f1, rmse...).
 PerformanceSource = Callable[[str, str, int, float, float], dict[str, float]]
@@ -107,6 +109,9 @@ class Monitor:
         self.max_age_s = float(max_age_s)
         self.drift_config = drift_config or DriftConfig()
         self.quality_thresholds = quality_thresholds or QualityThresholds()
+        if not performance_every_s > 0:
+            raise InvalidInput(f"performance_every_s must be > 0 (got {performance_every_s})",
+                               field="performance_every_s")
         self._performance = performance
         self._performance_every_s = performance_every_s
         self._performance_at: dict[tuple[str, float], tuple[float, dict[str, float]]] = {}
@@ -142,8 +147,9 @@ class Monitor:
         if cached is None or now - cached[0] >= self._performance_every_s:
             try:
                 metrics = self._performance(project, model, version, window_s, now)
-            except (MlrayError, OSError):
-                metrics = {}  # no logs yet, or the version is gone: no samples
+            except Exception as exc:  # a log file being written, the version gone...
+                log.warning("live metrics of %s v%d: %s", model, version, exc)
+                metrics = {}  # no samples until the next try
             cached = self._performance_at[key] = (now, metrics)
         return cached[1]
 
@@ -290,4 +296,6 @@ class Monitor:
         if self._windows.pop(key, None) is not None:
             self._store.delete(MONITOR_WINDOWS, key)
         self._cache.pop(key, None)
+        for cached in [k for k in self._performance_at if k[0] == key]:
+            del self._performance_at[cached]
 

@@ -30,11 +30,12 @@ def load_runner(config: PlatformConfig, version: ModelVersion, serving: ModelSer
                 ) -> VersionRunner:
     """Fetch the version's artifact (checked by sha256), load it and warm it up."""
     artifacts = ArtifactStore(config.resolved_artifact_uri)
-    local = artifacts.fetch(version.artifact_uri, version.artifact_sha256,
-                            tempfile.mkdtemp(prefix="mlray-serve-"))
     device = "cuda" if serving.num_gpus > 0 and torch.cuda.is_available() else "cpu"
-    return VersionRunner(Predictor.from_directory(local), version.input_schema,
-                         quantize=serving.quantize, device=device)
+    with tempfile.TemporaryDirectory(prefix="mlray-serve-") as scratch:  # loaded, then gone
+        local = artifacts.fetch(version.artifact_uri, version.artifact_sha256, scratch)
+        predictor = Predictor.from_directory(local)
+    return VersionRunner(predictor, version.input_schema, quantize=serving.quantize,
+                         device=device)
 
 
 class BatchedVersion:

@@ -1,11 +1,12 @@
 """Small model versions answered inside the ingress replica: no hop to a model app.
 
 A model whose serving settings say ``colocate: true`` still deploys its app
-``<model>--v<N>``: health checks, smoke tests, rollouts, retuning and the fallback all
-stay there. Each ingress replica also loads the version itself, off the event loop, the
-first time it routes to it; from then on its requests are batched and predicted in the
-replica (:class:`~mlray.serving.batched.BatchedVersion`, with the app's batch tuning).
-Until the copy is loaded, or when loading it failed, requests go to the app.
+``<model>--v<N>``: health checks, smoke tests, rollouts and retuning stay there. Each
+ingress replica also loads the version itself (with the app's effective settings), off
+the event loop, the first time it routes to it; from then on its requests are batched
+and predicted in the replica (:class:`~mlray.serving.batched.BatchedVersion`). Until the
+copy is loaded, when loading failed (retried later), and when the copy fails a request
+(it is dropped and loaded again later), requests go to the app.
 """
 
 from __future__ import annotations
@@ -13,12 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from mlray.registry.types import ModelVersion
 from mlray.serving.batched import BatchedVersion
-from mlray.serving.runner import VersionRunner
-from mlray.serving.settings import BatchTuning
 
 __all__ = ["LocalVersions"]
 
@@ -30,7 +29,7 @@ Key = tuple[str, int]
 class LocalVersions:
     """The colocated versions of one ingress replica, loaded on first use."""
 
-    def __init__(self, load: Callable[[ModelVersion], VersionRunner],
+    def __init__(self, load: Callable[[ModelVersion], Awaitable[BatchedVersion]],
                  retry_after_s: float = 30.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._load, self._retry_after_s, self._clock = load, retry_after_s, clock
@@ -38,7 +37,7 @@ class LocalVersions:
         self._loading: dict[Key, asyncio.Task[None]] = {}
         self._failed_at: dict[Key, float] = {}
 
-    def get(self, version: ModelVersion, tuning: BatchTuning) -> BatchedVersion | None:
+    def get(self, version: ModelVersion) -> BatchedVersion | None:
         """The loaded copy of ``version``; None (and a load started) while there is none."""
         key = (version.model, version.version)
         found = self._loaded.get(key)
@@ -47,15 +46,20 @@ class LocalVersions:
         failed = self._failed_at.get(key)
         if key not in self._loading and (failed is None
                                          or self._clock() - failed >= self._retry_after_s):
-            task = asyncio.get_running_loop().create_task(self._load_one(key, version, tuning))
+            task = asyncio.get_running_loop().create_task(self._load_one(key, version))
             self._loading[key] = task
         return None
 
-    async def _load_one(self, key: Key, version: ModelVersion, tuning: BatchTuning) -> None:
+    def loading(self) -> frozenset[Key]:
+        """The versions being loaded now."""
+        return frozenset(self._loading)
+
+    async def _load_one(self, key: Key, version: ModelVersion) -> None:
         try:
-            runner = await asyncio.to_thread(self._load, version)
-            self._loaded[key] = BatchedVersion(version.model, version.version, runner, tuning)
+            self._loaded[key] = await self._load(version)
             self._failed_at.pop(key, None)
+        except asyncio.CancelledError:
+            raise
         except Exception:  # the app keeps answering; try again later
             log.warning("loading %s v%d in the ingress failed; its app answers",
                         *key, exc_info=True)
@@ -63,14 +67,22 @@ class LocalVersions:
         finally:
             self._loading.pop(key, None)
 
+    def drop(self, model: str, version: int) -> None:
+        """Forget a copy that failed; it is loaded again after ``retry_after_s``."""
+        self._loaded.pop((model, version), None)
+        self._failed_at[(model, version)] = self._clock()
+
     def loaded(self) -> dict[Key, BatchedVersion]:
         """Every copy that answers here now."""
         return dict(self._loaded)
 
     def keep_only(self, served: Iterable[Key]) -> None:
-        """Forget copies of versions no longer served (their memory goes with them)."""
+        """Forget copies of versions no longer served (their memory goes with them) and
+        stop loading them."""
         keep = set(served)
         for key in [k for k in self._loaded if k not in keep]:
             del self._loaded[key]
         for key in [k for k in self._failed_at if k not in keep]:
             del self._failed_at[key]
+        for key in [k for k in self._loading if k not in keep]:
+            self._loading.pop(key).cancel()

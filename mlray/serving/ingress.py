@@ -3,7 +3,9 @@
 Each replica keeps its own copy of the served models and breaker states (see
 :mod:`mlray.serving.router`), refreshed by a background task: policies from the
 ``registry`` actor every ``policy_refresh_s``, breaker states and outcomes exchanged with
-the ``breakers`` actor every ``sync_interval_s``. No request waits on an actor.
+the ``breakers`` actor every ``sync_interval_s``. No request waits on an actor, except
+one shared, rate-limited ``usable_apps`` call when a request misses a version deployed
+since the last refresh.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures at runtime.
@@ -55,7 +57,7 @@ from mlray.serving.api_models import (
     PredictResponse,
     PushRequest,
 )
-from mlray.serving.batched import load_runner
+from mlray.serving.batched import BatchedVersion, load_runner
 from mlray.serving.colocated import LocalVersions
 from mlray.serving.enrich import fill_from_features
 from mlray.serving.inputs import columns_from_mapping, columns_from_rows
@@ -71,6 +73,7 @@ from mlray.serving.traffic import NoHealthyVersion
 __all__ = ["Ingress", "build_app", "ingress_app"]
 
 log = logging.getLogger("mlray.ingress")
+_CALL_TIMEOUT_S = 10.0  # background calls to actors and apps
 
 VERSION_HEADER = "x-mlray-model-version"
 PIN_HEADER = "x-mlray-version"
@@ -197,8 +200,7 @@ class Ingress:
                          if self.settings.rate_limit else None)
         self._handles: dict[str, Any] = {}
         self._per_model: dict[str, ModelServing] = {}
-        self._local = LocalVersions(
-            lambda mv: load_runner(config, mv, self._model_settings(mv.model)))
+        self._local = LocalVersions(self._load_local)
         self._caches: dict[str, PredictionCache] = {}
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._background: asyncio.Task[None] | None = None
@@ -222,7 +224,6 @@ class Ingress:
             "repo", self.caller, self.config.project), timeout=60)
         self.router.update(view, ray.get(self._deployments.usable_apps.remote(), timeout=60))
 
-
     async def _refresh_apps(self, min_interval_s: float = 0.25) -> bool:
         """Reload which apps run, at most every ``min_interval_s``; True if it changed.
 
@@ -236,7 +237,8 @@ class Ingress:
         return await asyncio.shield(self._apps_reload)
 
     async def _reload_apps(self) -> bool:
-        running = await self._deployments.usable_apps.remote(0.0)
+        running = await asyncio.wait_for(self._deployments.usable_apps.remote(0.1),
+                                         _CALL_TIMEOUT_S)
         if running == self.router.ready_apps:
             return False
         self.router.update(self.router.models, running)
@@ -259,9 +261,23 @@ class Ingress:
         self._local.keep_only((m, v) for m, s in self.router.models.items()
                               for v in s.versions)
         for (model, version), local in self._local.loaded().items():
-            if self.router.is_ready(model, version):
-                tuning = await self._handle(model, version).tuning.remote()
+            if not self.router.is_ready(model, version):
+                continue
+            try:
+                tuning = await asyncio.wait_for(
+                    self._handle(model, version).tuning.remote(), _CALL_TIMEOUT_S)
                 local.retune(BatchTuning.model_validate(tuning))
+            except Exception:  # the app may be restarting; the next sync tries again
+                log.warning("tuning of %s v%d not read", model, version, exc_info=True)
+
+    async def _load_local(self, version: ModelVersion) -> BatchedVersion:
+        """A colocated copy of ``version`` with its app's effective settings (deploy-time
+        overrides and retuning included), loaded off the event loop."""
+        handle = self._handle(version.model, version.version)
+        serving = ModelServing.model_validate(
+            await asyncio.wait_for(handle.serving.remote(), _CALL_TIMEOUT_S))
+        runner = await asyncio.to_thread(load_runner, self.config, version, serving)
+        return BatchedVersion(version.model, version.version, runner, serving.tuning)
 
     async def _open_handles(self) -> None:
         """Open the handles of running versions the policies name before a request needs
@@ -271,7 +287,11 @@ class Ingress:
             for version in served.versions:
                 name = app_name(model, version)
                 if name not in self._handles and self.router.is_ready(model, version):
-                    self._handles[name] = await asyncio.to_thread(serve.get_app_handle, name)
+                    try:
+                        self._handles[name] = await asyncio.wait_for(
+                            asyncio.to_thread(serve.get_app_handle, name), _CALL_TIMEOUT_S)
+                    except Exception:  # a request opens it when it comes
+                        log.warning("could not open %s yet", name, exc_info=True)
 
     def _ensure_background(self) -> None:
         if self._background is None or self._background.done():
@@ -283,7 +303,8 @@ class Ingress:
             try:
                 view = await self._registry.invoke.remote("serving_view", self.caller,
                                                           self.config.project)
-                running = await self._deployments.usable_apps.remote()
+                running = await asyncio.wait_for(self._deployments.usable_apps.remote(),
+                                                 _CALL_TIMEOUT_S)
                 self.router.update(view, running)
                 await self._open_handles()
                 self._feature_repo = await self._features.invoke.remote(
@@ -355,14 +376,19 @@ class Ingress:
             handle = self._handles[name] = serve.get_app_handle(name)
         return handle
 
-    def _answer(self, model: str, version: int, columns: Columns) -> Awaitable[np.ndarray]:
-        """The prediction call: the colocated copy when it is loaded here, else the app."""
-        settings = self._model_settings(model)
-        if settings.colocate:
-            local = self._local.get(self.router.version(model, version), settings.tuning)
+    async def _answer(self, model: str, version: int, columns: Columns) -> np.ndarray:
+        """The prediction: from the colocated copy when one is loaded here, else (and when
+        the copy fails: it is dropped and reloaded later) from the model app."""
+        if self._model_settings(model).colocate:
+            local = self._local.get(self.router.version(model, version))
             if local is not None:
-                return local.predict(columns)
-        return self._handle(model, version).predict.remote(columns)
+                try:
+                    return await local.predict(columns)
+                except Exception:
+                    log.warning("the colocated copy of %s v%d failed; asking its app",
+                                model, version, exc_info=True)
+                    self._local.drop(model, version)
+        return await self._handle(model, version).predict.remote(columns)
 
     async def _call(self, model: str, version: int, columns: Columns, timeout_s: float
                     ) -> np.ndarray:

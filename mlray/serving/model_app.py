@@ -32,13 +32,16 @@ class ModelServer:
 
     def __init__(self, config: PlatformConfig, version: ModelVersion,
                  serving: ModelServing) -> None:
+        self.serving_settings = serving
         self.batched = BatchedVersion(version.model, version.version,
                                       load_runner(config, version, serving), serving.tuning)
         gc.freeze()  # the loaded model leaves the collector's scans (tail latency)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply new batch tuning to this live replica."""
-        self.batched.retune(BatchTuning.model_validate(user_config))
+        tuning = BatchTuning.model_validate(user_config)
+        self.batched.retune(tuning)
+        self.serving_settings = self.serving_settings.model_copy(update={"tuning": tuning})
 
     async def predict(self, columns: Columns) -> np.ndarray:
         """One request's predictions, answered in a batch with concurrent ones."""
@@ -47,6 +50,10 @@ class ModelServer:
     async def smoke(self) -> list[float]:
         """Predict the probe rows through the batching path (a rollout's smoke test)."""
         return await self.batched.smoke()
+
+    def serving(self) -> dict[str, Any]:
+        """The settings this replica runs with (colocated copies load with them)."""
+        return self.serving_settings.model_dump()
 
     def tuning(self) -> dict[str, Any]:
         """The batch tuning this replica runs with (colocated copies follow it)."""

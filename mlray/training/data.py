@@ -121,7 +121,7 @@ def split_frame(frame: pd.DataFrame, config: DataConfig) -> Splits:
     return Splits(train=parts[0], validation=parts[1], test=parts[2])
 
 
-class _IndexCache(dict[str, pd.Index]):
+class _IndexCache(dict[str, tuple[list[str], pd.Index]]):
     """Vocabulary indexes built on first use: a cache, so never part of equality."""
 
     def __eq__(self, other: object) -> bool:
@@ -186,11 +186,13 @@ class Preprocessor(BaseModel):
 
 
     def _index(self, column: str) -> pd.Index:
-        """The column's vocabulary as an index (built once: serving calls this per batch)."""
+        """The column's vocabulary as an index, built once per vocabulary list (serving
+        calls this per batch; a copy with another vocabulary builds its own)."""
+        vocab = self.vocab[column]
         found = self._indexes.get(column)
-        if found is None:
-            found = self._indexes[column] = pd.Index(self.vocab[column], dtype=object)
-        return found
+        if found is None or found[0] is not vocab or len(found[1]) != len(vocab):
+            found = self._indexes[column] = (vocab, pd.Index(vocab, dtype=object))
+        return found[1]
 
 
 def _rows_of(columns: Mapping[str, Any]) -> int:

@@ -11,6 +11,7 @@ import torch
 from mlray.datasets.fraud import FRAUD_CATEGORICAL, FRAUD_NUMERIC, generate_fraud
 from mlray.models.predictor import Predictor, save_model
 from mlray.registry.types import ModelVersion, TensorSpec
+from mlray.serving.batched import BatchedVersion
 from mlray.serving.colocated import LocalVersions
 from mlray.serving.runner import VersionRunner
 from mlray.serving.settings import BatchTuning, ModelServing
@@ -47,43 +48,50 @@ def test_copies_load_in_the_background_retry_after_a_failure_and_are_dropped(
         runner: VersionRunner) -> None:
     broken = {"m2"}
     loads: list[str] = []
+    slow = asyncio.Event()
 
-    def load(version: ModelVersion) -> VersionRunner:
+    async def load(version: ModelVersion) -> BatchedVersion:
         loads.append(version.model)
+        if version.model == "m3":
+            await slow.wait()  # still loading when its version is retired
         if version.model in broken:
             raise OSError("artifact store unreachable")
-        return runner
+        return BatchedVersion(version.model, version.version, runner, BatchTuning())
 
     clock = _Clock()
     local = LocalVersions(load, retry_after_s=30, clock=clock)
-    tuning = BatchTuning()
 
     async def settle() -> None:
         for _ in range(200):
             await asyncio.sleep(0.01)
-            if not local._loading:
+            if not local.loading() - {("m3", 1)}:
                 return
 
     async def go() -> None:
-        assert local.get(_version("m1", 1), tuning) is None  # loading starts
-        assert local.get(_version("m1", 1), tuning) is None  # ... once
-        assert local.get(_version("m2", 1), tuning) is None
+        assert local.get(_version("m1", 1)) is None  # loading starts
+        assert local.get(_version("m1", 1)) is None  # ... once
+        assert local.get(_version("m2", 1)) is None
+        assert local.get(_version("m3", 1)) is None
         await settle()
-        copy = local.get(_version("m1", 1), tuning)
+        copy = local.get(_version("m1", 1))
         assert copy is not None and copy.version == 1
-        assert local.get(_version("m2", 1), tuning) is None  # failed: not before 30 s
+        assert local.get(_version("m2", 1)) is None  # failed: not before 30 s
         await settle()
         assert loads.count("m2") == 1
         clock.now = 31
         broken.clear()
-        assert local.get(_version("m2", 1), tuning) is None
+        assert local.get(_version("m2", 1)) is None
         await settle()
-        assert local.get(_version("m2", 1), tuning) is not None
-        local.keep_only([("m2", 1)])
-        assert set(local.loaded()) == {("m2", 1)}
+        assert local.get(_version("m2", 1)) is not None
+        local.drop("m2", 1)  # a copy that failed a request: the app answers for 30 s
+        assert local.get(_version("m2", 1)) is None and ("m2", 1) not in local.loading()
+        local.keep_only([("m1", 1)])  # m3's load is cancelled, m2 forgotten
+        slow.set()
+        await asyncio.sleep(0.05)
+        assert set(local.loaded()) == {("m1", 1)} and not local.loading()
 
     asyncio.run(go())
-    assert loads == ["m1", "m2", "m2"]
+    assert loads == ["m1", "m2", "m3", "m2"]
 
 
 def test_colocating_a_gpu_model_is_refused() -> None:
