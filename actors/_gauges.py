@@ -3,7 +3,9 @@
 A daemon thread sets every ``(metric, labels, value, ts)`` sample the actor's service
 gives (``values(caller, project)`` for each of its ``projects()``) as a
 :class:`ray.util.metrics.Gauge` every ``EXPORT_S``; Ray's metrics agent serves them
-beside the data plane's metrics (``ray_<metric>``).
+beside the data plane's metrics (``ray_<metric>``). A series that is no longer given
+(a version without traffic in the window) is set to NaN once, rather than left at its
+last value.
 """
 
 from __future__ import annotations
@@ -29,12 +31,16 @@ Sample = tuple[str, Mapping[str, str], float, float]
 def export_gauges(source: Callable[[], Iterable[Sample]], period_s: float, name: str
                   ) -> threading.Thread:
     """Start the thread that sets ``source()``'s samples as gauges every ``period_s``."""
+    if not period_s > 0:
+        raise ValueError(f"period_s must be > 0 (got {period_s})")
     gauges: dict[tuple[str, tuple[str, ...]], Gauge] = {}
+    last: dict[tuple[str, tuple[tuple[str, str], ...]], Gauge] = {}
 
     def run() -> None:
         stop = threading.Event()
         while not stop.wait(period_s):
             try:
+                current: dict[tuple[str, tuple[tuple[str, str], ...]], Gauge] = {}
                 for metric, labels, value, _ in source():
                     keys = tuple(sorted(labels))
                     gauge = gauges.get((metric, keys))
@@ -42,6 +48,11 @@ def export_gauges(source: Callable[[], Iterable[Sample]], period_s: float, name:
                         gauge = gauges[(metric, keys)] = Gauge(
                             metric, f"mlray {name}: {metric}", tag_keys=keys)
                     gauge.set(value, dict(labels))
+                    current[(metric, tuple(sorted(labels.items())))] = gauge
+                for (_, labels), gauge in last.items() - current.items():
+                    gauge.set(float("nan"), dict(labels))  # a series that ended: no value
+                last.clear()
+                last.update(current)
             except Exception:  # keep exporting; the next round retries
                 log.exception("exporting %s values failed", name)
 
@@ -55,6 +66,8 @@ class GaugeExportingActor(ServiceActor):
     exporter (one lock)."""
 
     EXPORT_S: ClassVar[float] = 5.0
+    #: Values kept for alert rules but exported as gauges elsewhere (by the data plane).
+    NOT_EXPORTED: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: PlatformConfig) -> None:
         super().__init__(config)
@@ -70,4 +83,5 @@ class GaugeExportingActor(ServiceActor):
     def _all_values(self) -> list[Sample]:
         with self._lock:
             return [s for project in self._service.projects()
-                    for s in self._service.values(self._caller, project)]
+                    for s in self._service.values(self._caller, project)
+                    if s[0] not in self.NOT_EXPORTED]

@@ -1,8 +1,9 @@
 """The ``breakers`` actor: a thin shell over :class:`mlray.serving.board.BreakerBoard`.
 
 Every 5 s the board's derived values are exported as Ray gauges
-(``ray_mlray_request_error_ratio``, ``ray_mlray_request_latency_quantile_seconds``,
-``ray_mlray_breaker_state``): the figures alert rules on errors and latency read.
+(``ray_mlray_request_error_ratio``, ``ray_mlray_request_latency_quantile_seconds``):
+the figures alert rules on errors and latency read. Its breaker states are alert
+samples too, but their gauge is the ingress replicas' own.
 """
 
 from __future__ import annotations
@@ -21,3 +22,4 @@ class BreakersActor(GaugeExportingActor):
     NAME = "breakers"
     API = frozenset({"sync", "states", "stats", "forget", "breaker_states", "version_stats",
                      "values"})
+    NOT_EXPORTED = frozenset({"mlray_breaker_state"})  # the ingress replicas export it
