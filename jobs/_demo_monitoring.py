@@ -40,6 +40,19 @@ def replay(url: str, model: str, features: list[str], *, rows: int, drift: float
     return answered
 
 
+def _settled_rows(client: mlray.Client, model: str, version: int) -> int:
+    """Rows in the monitor's window once earlier traffic has arrived (two equal readings
+    a second and a half apart; sketches ship every second)."""
+    rows = client.monitoring.drift(model, version, window_s=WINDOW_S).rows
+    for _ in range(20):
+        time.sleep(1.5)
+        again = client.monitoring.drift(model, version, window_s=WINDOW_S).rows
+        if again == rows:
+            break
+        rows = again
+    return rows
+
+
 def _alert_states(client: mlray.Client, model: str, version: int) -> str:
     client.alerts.evaluate()
     found = [f"{a.alertname} {a.state}" for a in client.alerts.list()
@@ -51,7 +64,7 @@ def watch(client: mlray.Client, console: Console, url: str, model: str, version:
           reports: Path) -> None:
     """Normal then drifted traffic; the drift table, the alert and the HTML report."""
     features = [s.name for s in client.registry.get_version(model, version).input_schema]
-    before = client.monitoring.drift(model, version, window_s=WINDOW_S).rows
+    before = _settled_rows(client, model, version)
     normal = replay(url, model, features, rows=ORDINARY, drift=0.0, seed=11)
     drifted = replay(url, model, features, rows=DRIFTED, drift=0.8, seed=12)
     console.print(f"monitoring: replayed {normal:,} ordinary, then {drifted:,} drifted "
