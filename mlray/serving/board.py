@@ -18,8 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlray._private.types import Name, Project
 from mlray._private.validation import boundary
 from mlray.identity import Caller, Role
-from mlray.serving.breaker import BreakerSnapshot
-from mlray.serving.metrics import BREAKER_LEVEL
+from mlray.serving.breaker import BREAKER_LEVEL, BreakerSnapshot
 from mlray.serving.model_names import breaker_key
 from mlray.serving.router import VersionOutcomes
 from mlray.storage.base import Put, StateStore

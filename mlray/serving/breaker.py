@@ -19,7 +19,8 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["BreakerConfig", "BreakerSnapshot", "BreakerState", "CircuitBreaker"]
+__all__ = ["BREAKER_LEVEL", "BreakerConfig", "BreakerSnapshot", "BreakerState",
+           "CircuitBreaker"]
 
 
 class BreakerState(enum.StrEnum):
@@ -28,6 +29,10 @@ class BreakerState(enum.StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+
+
+#: A breaker state as a number (the ``mlray_breaker_state`` gauge and alert samples).
+BREAKER_LEVEL = {"closed": 0, "half_open": 1, "open": 2}
 
 
 class BreakerConfig(BaseModel):

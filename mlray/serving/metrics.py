@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from ray.util.metrics import Counter, Gauge, Histogram
 
+from mlray.serving.breaker import BREAKER_LEVEL
+
 __all__ = ["BREAKER_LEVEL", "LATENCY_BOUNDARIES_S", "RECORDED", "ModelMetrics",
            "ServingMetrics"]
 
 LATENCY_BOUNDARIES_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
 BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
-BREAKER_LEVEL = {"closed": 0, "half_open": 1, "open": 2}
 _MV = ("model", "version")
 #: What the data plane records (names as in the catalogue, without Ray's prefix).
 RECORDED = ("mlray_requests_total", "mlray_request_errors_total",
