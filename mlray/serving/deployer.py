@@ -19,15 +19,20 @@ _RUNNING = "RUNNING"
 _USABLE = frozenset({"RUNNING", "DEPLOYING", "UNHEALTHY"})
 
 
+def _apps_in(states: frozenset[str] | None) -> frozenset[str]:
+    """Names of the Serve apps in one of ``states`` (None: every app)."""
+    apps = serve.status().applications
+    return frozenset(name for name, app in apps.items() if states is None or app.status in states)
+
+
 def usable_apps() -> frozenset[str]:
     """Apps that can take requests: running, or replacing a replica (still serving).
 
     ``serve.status()`` costs its caller about 100 ms of Python (it rebuilds and pickles
-    router configs): the ``deployments`` actor calls it for the ingress replicas, which
-    never do.
+    router configs; seen with py-spy): the ``deployments`` actor calls it for the ingress
+    replicas, which never do.
     """
-    apps = serve.status().applications
-    return frozenset(name for name, app in apps.items() if app.status in _USABLE)
+    return _apps_in(_USABLE)
 
 
 class ServeDeployer:
@@ -67,9 +72,7 @@ class ServeDeployer:
 
     def running(self, all_states: bool = False) -> frozenset[str]:
         """Names of the apps that are RUNNING (or, with ``all_states``, that exist)."""
-        apps = serve.status().applications
-        return frozenset(name for name, app in apps.items()
-                         if all_states or app.status == _RUNNING)
+        return _apps_in(None if all_states else frozenset({_RUNNING}))
 
     def stats(self, model: str, version: int) -> list[dict]:
         """Each replica's own batching figures (one call per replica reached)."""

@@ -264,9 +264,9 @@ class Ingress:
             if not self.router.is_ready(model, version):
                 continue
             try:
-                tuning = await asyncio.wait_for(
-                    self._handle(model, version).tuning.remote(), _CALL_TIMEOUT_S)
-                local.retune(BatchTuning.model_validate(tuning))
+                serving = await asyncio.wait_for(
+                    self._handle(model, version).serving.remote(), _CALL_TIMEOUT_S)
+                local.retune(BatchTuning.model_validate(serving["tuning"]))
             except Exception:  # the app may be restarting; the next sync tries again
                 log.warning("tuning of %s v%d not read", model, version, exc_info=True)
 
@@ -376,10 +376,11 @@ class Ingress:
             handle = self._handles[name] = serve.get_app_handle(name)
         return handle
 
-    async def _answer(self, model: str, version: int, columns: Columns) -> np.ndarray:
+    async def _answer(self, model: str, version: int, columns: Columns,
+                      settings: ModelServing) -> np.ndarray:
         """The prediction: from the colocated copy when one is loaded here, else (and when
         the copy fails: it is dropped and reloaded later) from the model app."""
-        if self._model_settings(model).colocate:
+        if settings.colocate:
             local = self._local.get(self.router.version(model, version))
             if local is not None:
                 try:
@@ -390,11 +391,12 @@ class Ingress:
                     self._local.drop(model, version)
         return await self._handle(model, version).predict.remote(columns)
 
-    async def _call(self, model: str, version: int, columns: Columns, timeout_s: float
+    async def _call(self, model: str, version: int, columns: Columns, settings: ModelServing
                     ) -> np.ndarray:
-        start = time.perf_counter()
+        start, timeout_s = time.perf_counter(), settings.timeout_s
         try:
-            result = await asyncio.wait_for(self._answer(model, version, columns), timeout_s)
+            result = await asyncio.wait_for(self._answer(model, version, columns, settings),
+                                            timeout_s)
         except TimeoutError:
             self.router.record(model, version, False, (time.perf_counter() - start) * 1e3)
             raise DeadlineExceeded(f"{model} v{version} gave no answer within {timeout_s:g} s"
@@ -409,11 +411,12 @@ class Ingress:
         self.router.record(model, version, True, (time.perf_counter() - start) * 1e3)
         return result
 
-    def _shadow(self, model: str, version: int, columns: Columns, timeout_s: float) -> None:
+    def _shadow(self, model: str, version: int, columns: Columns, settings: ModelServing
+                ) -> None:
         async def run() -> None:
             # Counted in the shadow's breaker and tallies; never the caller's problem.
             with contextlib.suppress(MlrayError):
-                await self._call(model, version, columns, timeout_s)
+                await self._call(model, version, columns, settings)
 
         task = asyncio.get_running_loop().create_task(run())
         self._shadow_tasks.add(task)
@@ -473,8 +476,8 @@ class Ingress:
                 self.router.breaker(model, route.version).release()
                 return version, columns, hit
         for shadow in route.shadows:
-            self._shadow(model, shadow, columns, settings.timeout_s)
-        out = await self._call(model, route.version, columns, settings.timeout_s)
+            self._shadow(model, shadow, columns, settings)
+        out = await self._call(model, route.version, columns, settings)
         if cache is not None and key is not None:
             cache.put(key, out)
         return version, columns, out

@@ -32,16 +32,14 @@ class ModelServer:
 
     def __init__(self, config: PlatformConfig, version: ModelVersion,
                  serving: ModelServing) -> None:
-        self.serving_settings = serving
+        self.deployed = serving
         self.batched = BatchedVersion(version.model, version.version,
                                       load_runner(config, version, serving), serving.tuning)
         gc.freeze()  # the loaded model leaves the collector's scans (tail latency)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply new batch tuning to this live replica."""
-        tuning = BatchTuning.model_validate(user_config)
-        self.batched.retune(tuning)
-        self.serving_settings = self.serving_settings.model_copy(update={"tuning": tuning})
+        self.batched.retune(BatchTuning.model_validate(user_config))
 
     async def predict(self, columns: Columns) -> np.ndarray:
         """One request's predictions, answered in a batch with concurrent ones."""
@@ -52,12 +50,9 @@ class ModelServer:
         return await self.batched.smoke()
 
     def serving(self) -> dict[str, Any]:
-        """The settings this replica runs with (colocated copies load with them)."""
-        return self.serving_settings.model_dump()
-
-    def tuning(self) -> dict[str, Any]:
-        """The batch tuning this replica runs with (colocated copies follow it)."""
-        return self.batched.tuning.model_dump()
+        """The settings this replica runs with, its live batch tuning included (colocated
+        copies load with them and follow the tuning)."""
+        return self.deployed.model_copy(update={"tuning": self.batched.tuning}).model_dump()
 
     def check_health(self) -> None:
         """Raise (Serve restarts the replica) when the model cannot predict."""
