@@ -60,8 +60,8 @@ from rich.table import Table
 from mlray._private.validation import build
 from mlray.features import FeatureReader, FeatureRepo, OfflineStore, StreamProcessor, publish
 from mlray.features.materialize import materialize, materialize_with_ray
-from mlray.features.online import _header, pack_rows
 from mlray.features.online_redis import RedisOnlineStore
+from mlray.features.rowcodec import header, pack_columns
 
 console = Console(width=150)
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
@@ -312,12 +312,11 @@ def bench_materialize(url: str, prefix: str, entities: int, workdir: Path,
         head = f"{prefix}-bare:fv:{v}:".encode()
         ids = table["user_id"].to_pylist()
         ts = (table["event_timestamp"].cast(pa.int64()).to_numpy() // 1000).tolist()
-        names = [f.name for f in repo.feature_view(v).fields]
-        cols = [table[c].to_pylist() for c in names]
-        payloads = pack_rows(names, zip(*cols, strict=True))
+        bound = repo.bind(v)
+        payloads = pack_columns(bound, {c: table[c] for c in bound.view.feature_names})
         pipe = client.pipeline(transaction=False)
         for i, uid in enumerate(ids):
-            pipe.set(head + msgpack.packb([uid]), _header(ts[i]) + payloads[i])
+            pipe.set(head + msgpack.packb([uid]), header(ts[i]) + payloads[i])
             if i % 1000 == 999:
                 pipe.execute()
         pipe.execute()

@@ -1,16 +1,10 @@
 """The online store contract: the latest row per (view, entity key), read with statuses.
 
-Every backend stores, per view and entity key, one event time and one packed value:
-the msgpack array ``[names, values]`` (the view's field names when written, then the
-row's values in that order), so values keep their types (int, float, str, bool,
-bytes, lists, maps) and a field added later reads NOT_FOUND in old rows. Reads are
-column-wise: every stored value of a view whose names are the view's current ones
-(checked on the raw bytes, one ``startswith`` per value) is decoded in one
-``msgpack.unpackb`` call over their concatenation, and one ``zip`` turns the rows
-into columns; only rows written under another field list (or the older
-``{feature: value}`` map) are decoded one by one by name. Backends implement two
-primitives, :meth:`OnlineStore._put` (write where the event time is not older than
-the stored one, atomically per key) and :meth:`OnlineStore._get`; the checked
+Every backend stores, per view and entity key, one event time and one payload, in the
+layouts of :mod:`mlray.features.rowcodec` (fixed-width for all-numeric views, msgpack
+otherwise); reads decode every view's rows column by column. Backends implement two
+primitives, :meth:`OnlineStore._put` (write where the event time is not older than the
+stored one, atomically per key) and :meth:`OnlineStore._get`; the checked
 :meth:`OnlineStore.write` and :meth:`OnlineStore.read` are built once on them.
 
 Statuses: PRESENT; NOT_FOUND (no row for the key, or the row lacks the feature);
@@ -24,9 +18,6 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime as dt
-import enum
-import functools
-import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,24 +29,12 @@ import pyarrow as pa
 from mlray.errors import ConfigError, InvalidInput, NotFound
 from mlray.features.offline import to_table
 from mlray.features.repo import BoundView
+from mlray.features.rowcodec import Columns, FeatureStatus, decode_rows, pack_columns
 from mlray.features.validate import check_fields, check_keys, to_utc_ns
 
 __all__ = ["FeatureStatus", "OnlineRead", "OnlineStore", "encode_key", "open_online_store"]
 
 _INT64 = (-(2**63), 2**63 - 1)
-# A stored value: an 8-byte event time (µs since the epoch, big-endian with the sign bit
-# flipped, so byte order is time order), then the packed ``[names, values]`` row.
-_HEADER = struct.Struct(">Q")
-_FLIP = 1 << 63
-_NAT = np.datetime64("NaT", "us")
-
-
-class FeatureStatus(enum.IntEnum):
-    """Per-value outcome of an online read."""
-
-    NOT_FOUND = 0
-    PRESENT = 1
-    OUTSIDE_MAX_AGE = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,46 +123,6 @@ def encode_key_columns(bound: BoundView, columns: Sequence[pa.ChunkedArray]) -> 
     return [pack(k) for k in zip(*lists, strict=True)]
 
 
-def _header(event_us: int) -> bytes:
-    """The 8-byte stored form of an event time; byte order is time order."""
-    return _HEADER.pack((event_us + _FLIP) & 0xFFFF_FFFF_FFFF_FFFF)
-
-
-def _event_us(value: bytes) -> int:
-    return int(_HEADER.unpack_from(value)[0]) - _FLIP
-
-
-@functools.lru_cache(maxsize=4096)
-def _layout(names: tuple[str, ...]) -> bytes:
-    """How a packed row written with field ``names`` starts: ``[`` then the names."""
-    return b"\x92" + msgpack.packb(list(names), use_bin_type=True)
-
-
-def pack_rows(names: Sequence[str], rows: Any) -> list[bytes]:
-    """The packed values (without the event time) of ``rows``, each a sequence of values in
-    the order of ``names``."""
-    head = _layout(tuple(names))
-    pack = msgpack.Packer(use_bin_type=True).pack
-    return [head + pack(row) for row in rows]
-
-
-def _array_header(n: int) -> bytes:
-    if n < 16:
-        return bytes([0x90 | n])
-    if n < 2**16:
-        return b"\xdc" + n.to_bytes(2, "big")
-    return b"\xdd" + n.to_bytes(4, "big")
-
-
-def _unpack_by_name(payload: bytes) -> dict[str, Any]:
-    """A row written under another field list (or as the older ``{feature: value}`` map)."""
-    obj = msgpack.unpackb(payload, raw=False, strict_map_key=False)
-    if isinstance(obj, dict):
-        return obj
-    names, values = obj
-    return dict(zip(names, values, strict=False))
-
-
 def _now_us(now: dt.datetime | None) -> int:
     if now is None:
         now = dt.datetime.now(dt.UTC)
@@ -208,7 +147,7 @@ class OnlineStore(abc.ABC):
     @abc.abstractmethod
     def _get(self, view: str, keys: Sequence[bytes]) -> list[bytes | None]:
         """The stored value per key, in order, None where there is none: the 8-byte event
-        time (:func:`_header`) followed by the payload."""
+        time (:func:`mlray.features.rowcodec.header`) followed by the payload."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -255,8 +194,7 @@ class OnlineStore(abc.ABC):
                                    field=name)
         key_lists = [keys[n].to_pylist() for n in bound.key_names]
         event_us = (ts.cast(pa.int64()).to_numpy() // 1000).tolist()
-        names = list(fields)
-        payloads = pack_rows(names, zip(*[_plain(fields[n]) for n in names], strict=True))
+        payloads = pack_columns(bound, fields)
         pack = msgpack.Packer(use_bin_type=True).pack
         items = [(pack(key), t, payload) for key, t, payload
                  in zip(zip(*key_lists, strict=True), event_us, payloads, strict=True)]
@@ -296,14 +234,15 @@ class OnlineStore(abc.ABC):
                                    f"{name!r}", field=f"features[{i}]")
             encoded = [encode_key(bound, k, i) for i, k in enumerate(entity_keys)]
             checked.append((bound, encoded, wanted))
-        return [OnlineRead(wanted, {f: list(c) for f, c in zip(wanted, cols, strict=True)},
+        return [OnlineRead(wanted, {f: c.to_pylist() if isinstance(c, pa.Array) else list(c)
+                                    for f, c in zip(wanted, cols, strict=True)},
                            status, event)
                 for (_, _, wanted), (cols, status, event)
                 in zip(checked, self.read_columns(checked, now=now), strict=True)]
 
     def read_columns(self, requests: Sequence[tuple[BoundView, Sequence[bytes], Sequence[str]]],
                      *, now: dt.datetime | None = None,
-                     ) -> list[tuple[list[Sequence[Any]], np.ndarray, np.ndarray]]:
+                     ) -> list[tuple[Columns, np.ndarray, np.ndarray]]:
         """The lean read under :meth:`read_many`, for callers that checked their request.
 
         Args:
@@ -312,13 +251,14 @@ class OnlineStore(abc.ABC):
             now: the time TTLs are measured from (default: the clock).
 
         Returns:
-            Per request ``(columns, status, event_ts)``: one sequence of values per
-            feature (None unless PRESENT), the ``(entities, features)`` int8 statuses and
-            the rows' event times (``datetime64[us]``, NaT where there is no row).
+            Per request ``(columns, status, event_ts)``: per feature, an Arrow array
+            (fixed-width views) or a sequence of values (None unless PRESENT), the
+            ``(entities, features)`` int8 statuses and the rows' event times
+            (``datetime64[us]``, NaT where there is no row).
         """
         fetched = self._get_many([(bound.name, keys) for bound, keys, _ in requests])
         now_us = _now_us(now)
-        return [_decode(bound, wanted, stored, now_us)
+        return [decode_rows(bound, wanted, stored, now_us)
                 for (bound, _, wanted), stored in zip(requests, fetched, strict=True)]
 
     def _get_many(self, requests: Sequence[tuple[str, Sequence[bytes]]],
@@ -331,73 +271,6 @@ class OnlineStore(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _decode(bound: BoundView, wanted: Sequence[str], stored: Sequence[bytes | None],
-            now_us: int) -> tuple[list[Sequence[Any]], np.ndarray, np.ndarray]:
-    """Columns, statuses and event times of ``wanted`` from the stored values, TTL measured
-    from ``now_us`` (see the module's docstring for the fast path)."""
-    view = bound.view
-    names = view.feature_names
-    n, width = len(stored), len(wanted)
-    status = np.zeros((n, width), dtype=np.int8)
-    at = [i for i, raw in enumerate(stored) if raw is not None]
-    if not at:
-        return [(None,) * n for _ in wanted], status, np.full(n, _NAT)
-    got = stored if len(at) == n else [stored[i] for i in at]
-    times = (np.frombuffer(b"".join([raw[:8] for raw in got]), dtype=">u8")  # type: ignore[index]
-             ^ np.uint64(_FLIP)).view(np.int64)
-    if len(at) == n:
-        event = times.view("datetime64[us]")
-    else:
-        event = np.full(n, _NAT)
-        event[at] = times.view("datetime64[us]")
-    ttl_us = int(view.ttl.total_seconds() * 10**6)
-    fresh = times >= now_us - ttl_us if ttl_us else None
-    layout = _layout(tuple(names))
-    cut = 8 + len(layout)
-    keep = None
-    if fresh is not None and not fresh.all():
-        status[np.asarray(at)[~fresh]] = FeatureStatus.OUTSIDE_MAX_AGE
-        keep = fresh.tolist()
-    fast = [raw[cut:] for raw in got if raw.startswith(layout, 8)]  # type: ignore[union-attr]
-    if keep is None and len(fast) == len(got):
-        same = None  # the common case: every row fresh, written under the current fields
-    else:
-        same = [raw.startswith(layout, 8) for raw in got]  # type: ignore[union-attr]
-        if keep is not None:
-            same = [s and f for s, f in zip(same, keep, strict=True)]
-            fast = [raw[cut:] for raw, s in zip(got, same, strict=True) if s]  # type: ignore[index]
-    decoded = msgpack.unpackb(_array_header(len(fast)) + b"".join(fast), raw=False,
-                              strict_map_key=False)
-    index = {name: j for j, name in enumerate(names)}
-    if same is None and len(fast) == n:
-        rows = decoded
-        status[:] = FeatureStatus.PRESENT
-    else:
-        same = same or [True] * len(got)
-        filler = (None,) * len(names)
-        rows = [filler] * n
-        it = iter(decoded)
-        for k, (i, s) in enumerate(zip(at, same, strict=True)):
-            if s:
-                rows[i] = next(it)
-                status[i] = FeatureStatus.PRESENT
-            elif keep is None or keep[k]:  # another field list: decode by name
-                row = _unpack_by_name(got[k][8:])  # type: ignore[index]
-                rows[i] = tuple(row.get(name) for name in names)
-                status[i] = [FeatureStatus.PRESENT if f in row else FeatureStatus.NOT_FOUND
-                             for f in wanted]
-    columns = list(zip(*rows, strict=True)) if names else []
-    return [columns[index[f]] for f in wanted], status, event
-
-
-def _plain(column: pa.ChunkedArray) -> list[Any]:
-    """Python values for msgpack: maps become dicts, floats stay floats."""
-    values = column.to_pylist()
-    if pa.types.is_map(column.type):
-        return [None if v is None else dict(v) for v in values]
-    return values
 
 
 def open_online_store(url: str, *, redis_prefix: str = "mlray") -> OnlineStore:

@@ -29,13 +29,16 @@ Batched keys may hash to different slots: on Redis Cluster, use one batch per ke
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import redis
 
 from mlray.errors import BackendUnavailable, ConfigError
-from mlray.features.online import OnlineStore, _header
+from mlray.features.online import OnlineStore
+from mlray.features.rowcodec import header
 
 __all__ = ["RedisOnlineStore"]
 
@@ -60,6 +63,17 @@ return applied
 """
 _WRITE_BATCH = 1000
 _READ_BATCH = 10_000
+
+
+def _mget(head: bytes, keys: Sequence[bytes]) -> bytes:
+    """The RESP form of ``MGET head+key ...``, built with one ``bytes.join`` per run of keys
+    of equal length. redis-py (and hiredis) pack a command argument by argument in
+    Python, which costs more than the round trip for a read of a few hundred keys."""
+    parts = [b"*%d\r\n$4\r\nMGET\r\n" % (len(keys) + 1)]
+    for size, run in itertools.groupby(keys, len):
+        lead = b"$%d\r\n%s" % (len(head) + size, head)
+        parts.append(lead + (b"\r\n" + lead).join(run) + b"\r\n")
+    return b"".join(parts)
 
 
 class RedisOnlineStore(OnlineStore):
@@ -94,7 +108,7 @@ class RedisOnlineStore(OnlineStore):
             for start in range(0, len(items), _WRITE_BATCH):
                 batch = items[start:start + _WRITE_BATCH]
                 self._put_script(keys=[head + k for k, _, _ in batch],
-                                 args=[_header(ts) + v for _, ts, v in batch], client=pipe)
+                                 args=[header(ts) + v for _, ts, v in batch], client=pipe)
             return sum(int(n) for n in pipe.execute())
 
     def _get(self, view: str, keys: Sequence[bytes]) -> list[bytes | None]:
@@ -102,27 +116,44 @@ class RedisOnlineStore(OnlineStore):
 
     def _get_many(self, requests: Sequence[tuple[str, Sequence[bytes]]],
                   ) -> list[list[bytes | None]]:
-        """Every view's keys in one MGET (a pipeline of MGETs of at most ``_READ_BATCH`` keys
-        when there are more): one round trip for the whole read."""
-        flat: list[bytes] = []
+        """One MGET per view (of at most ``_READ_BATCH`` keys each), all sent together: one
+        round trip for the whole read."""
+        commands, sizes = [], []
         for view, keys in requests:
             head = self._prefix(view)
-            flat += [head + k for k in keys]
-        if not flat:
+            for start in range(0, len(keys), _READ_BATCH):
+                chunk = keys[start:start + _READ_BATCH]
+                commands.append(_mget(head, chunk))
+                sizes.append(len(chunk))
+        if not commands:
             return [[] for _ in requests]
         with self._guard():
-            if len(flat) <= _READ_BATCH:
-                values = self._redis.execute_command("MGET", *flat)
-            else:
-                pipe = self._redis.pipeline(transaction=False)
-                for start in range(0, len(flat), _READ_BATCH):
-                    pipe.execute_command("MGET", *flat[start:start + _READ_BATCH])
-                values = [v for chunk in pipe.execute() for v in chunk]
+            values = [v for reply in self._send(commands) for v in reply]
         out, start = [], 0
         for _, keys in requests:
             out.append(values[start:start + len(keys)])
             start += len(keys)
         return out
+
+    def _send(self, commands: Sequence[bytes]) -> list[Any]:
+        """Send read-only RESP ``commands`` on one pooled connection and read their replies.
+
+        A connection that turns out dead (Redis restarted) is dropped and the commands sent
+        once more on a fresh one: they are reads, so sending twice is safe.
+        """
+        pool = self._redis.connection_pool
+        for attempt in (1, 2):
+            conn = pool.get_connection()
+            try:
+                conn.send_packed_command([b"".join(commands)])
+                return [conn.read_response() for _ in commands]
+            except (redis.ConnectionError, redis.TimeoutError):
+                conn.disconnect()
+                if attempt == 2:
+                    raise
+            finally:
+                pool.release(conn)
+        raise AssertionError("unreachable")
 
     def drop_view(self, view: str) -> None:
         pattern = self._prefix(view) + b"*"

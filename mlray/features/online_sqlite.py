@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mlray.errors import BackendUnavailable
-from mlray.features.online import OnlineStore, _header
+from mlray.features.online import OnlineStore
+from mlray.features.rowcodec import header
 from mlray.storage.sqlite import open_wal
 
 __all__ = ["SQLiteOnlineStore"]
@@ -79,7 +80,7 @@ class SQLiteOnlineStore(OnlineStore):
                 rows = db.execute(
                     f"SELECT key, event_us, value FROM online_features "
                     f"WHERE view = ? AND key IN ({marks})", (view, *chunk)).fetchall()
-                found.update({bytes(k): _header(ts) + bytes(v) for k, ts, v in rows})
+                found.update({bytes(k): header(ts) + bytes(v) for k, ts, v in rows})
         return [found.get(k) for k in keys]
 
     def drop_view(self, view: str) -> None:

@@ -34,6 +34,7 @@ from mlray.features.offline import _needed, to_table
 from mlray.features.ondemand import input_columns, run_on_demand
 from mlray.features.online import FeatureStatus, OnlineStore, encode_key_columns
 from mlray.features.repo import BoundView, FeatureRepo, Selection
+from mlray.features.rowcodec import Columns
 from mlray.features.validate import check_keys
 
 __all__ = ["FeatureReader", "OnlineFeatures"]
@@ -288,18 +289,24 @@ class FeatureReader:
                 for f in odfv.feature_names}
 
 
-def _arrays(plan: _Plan, columns: Sequence[Sequence[Sequence[Any]]], n: int,
-            ) -> list[list[pa.Array]]:
-    """One Arrow array per column: the columns of one type, across every view, are
-    converted in one ``pa.array`` call and sliced (zero-copy), not one call per column."""
+def _arrays(plan: _Plan, columns: Sequence[Columns], n: int) -> list[list[pa.Array]]:
+    """One Arrow array per column. Fixed-width views already read as arrays; the Python
+    columns of one type, across every view, are converted in one ``pa.array`` call and
+    sliced (zero-copy), not one call per column."""
     out: list[list[Any]] = [[None] * len(types) for _, _, types in plan.reads]
     for typ, where in plan.by_type:
-        if len(where) == 1:
-            r, c = where[0]
+        lists = []
+        for r, c in where:
+            if isinstance(columns[r][c], pa.Array):
+                out[r][c] = columns[r][c]
+            else:
+                lists.append((r, c))
+        if len(lists) == 1:
+            r, c = lists[0]
             out[r][c] = pa.array(columns[r][c], typ)
-            continue
-        flat = pa.array(list(itertools.chain.from_iterable([columns[r][c] for r, c in where])),
-                        typ)
-        for k, (r, c) in enumerate(where):
-            out[r][c] = flat.slice(k * n, n)
+        elif lists:
+            flat = pa.array(list(itertools.chain.from_iterable(
+                [columns[r][c] for r, c in lists])), typ)
+            for k, (r, c) in enumerate(lists):
+                out[r][c] = flat.slice(k * n, n)
     return out

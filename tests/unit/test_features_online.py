@@ -15,6 +15,7 @@ from mlray._private.validation import build
 from mlray.errors import BackendUnavailable, ConfigError, InvalidInput, NotFound
 from mlray.features import BoundView, FeatureRepo, FeatureStatus, OnlineStore, open_online_store
 from mlray.features.online_redis import RedisOnlineStore
+from mlray.features.rowcodec import fixed_layout
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 PRESENT, NOT_FOUND, OLD = (FeatureStatus.PRESENT, FeatureStatus.NOT_FOUND,
@@ -222,3 +223,90 @@ def test_rows_in_the_older_map_layout_and_expired_rows_mix(online: OnlineStore,
     assert read.status.tolist() == [[PRESENT, PRESENT], [NOT_FOUND, PRESENT],
                                     [OLD, OLD], [NOT_FOUND, NOT_FOUND]]
     assert np.isnat(read.event_ts).tolist() == [False, False, False, True]
+
+
+def _numeric(*fields: tuple[str, str], ttl: str = "1h") -> BoundView:
+    """A view of only fixed-width fields (stored in the fixed layout)."""
+    return build(FeatureRepo, entities=[{"name": "user", "join_keys": [{"name": "user_id"}]}],
+                 feature_views=[{"name": "nums", "entities": ["user"], "ttl": ttl,
+                                 "source": {"type": "push"},
+                                 "fields": [{"name": n, "dtype": d} for n, d in fields]}],
+                 ).bind("nums")
+
+
+def test_numeric_views_keep_nulls_nan_and_extremes(online: OnlineStore) -> None:
+    nums = _numeric(("n", "int64"), ("x", "float64"), ("ok", "bool"))
+    assert fixed_layout(nums) is not None
+    online.write(nums, {"user_id": [1, 2, 3], "event_timestamp": pa.array([T0] * 3),
+                        "n": [-(2**63), 2**63 - 1, None],
+                        "x": [float("nan"), float("-inf"), None], "ok": [True, None, False]})
+    read = online.read(nums, [3, 1, 9, 2], ["ok", "x", "n"], now=T0)
+    assert read.values["n"] == [None, -(2**63), None, 2**63 - 1]
+    assert read.values["ok"] == [False, True, None, None]
+    assert np.isnan(read.values["x"][1]) and read.values["x"][0] is None
+    assert read.values["x"][3] == float("-inf")
+    assert read.status.tolist() == [[PRESENT] * 3, [PRESENT] * 3, [NOT_FOUND] * 3,
+                                    [PRESENT] * 3]
+
+
+def test_numeric_rows_under_other_layouts_are_read_by_name(online: OnlineStore) -> None:
+    import msgpack
+
+    before = _numeric(("a", "float64"), ("b", "int64"))
+    now = _numeric(("a", "float64"), ("b", "int64"), ("c", "bool"))
+    online.write(before, {"user_id": [1], "event_timestamp": pa.array([T0]),
+                          "a": [1.5], "b": [7]})
+    online.write(now, {"user_id": [2, 5], "event_timestamp": pa.array(
+        [T0, T0 - dt.timedelta(hours=2)]), "a": [2.5, 9.0], "b": [8, 9], "c": [True, True]})
+    at = int(T0.timestamp() * 1e6)
+    online._put("nums", [(msgpack.packb([3]), at, msgpack.packb([["b", "a"], [4, "x"]])),
+                         (msgpack.packb([4]), at, msgpack.packb({"c": False}))])
+    read = online.read(now, [1, 2, 3, 4, 5, 6], now=T0)
+    assert read.values == {"a": [1.5, 2.5, None, None, None, None],
+                           "b": [7, 8, 4, None, None, None],
+                           "c": [None, True, None, False, None, None]}
+    assert read.status.tolist() == [
+        [PRESENT, PRESENT, NOT_FOUND],  # written before c existed
+        [PRESENT] * 3,
+        [NOT_FOUND, PRESENT, NOT_FOUND],  # a string where a float belongs is not served
+        [NOT_FOUND, NOT_FOUND, PRESENT],  # the older map layout
+        [OLD] * 3, [NOT_FOUND] * 3]
+
+
+def test_numeric_rows_of_other_lengths_adding_up_to_whole_rows(online: OnlineStore) -> None:
+    """Values whose lengths sum to a multiple of the row size are still told apart."""
+    import msgpack
+
+    nums = _numeric(("a", "float64"))
+    layout = fixed_layout(nums)
+    assert layout is not None
+    at = int(T0.timestamp() * 1e6)
+
+    def padded(size: int) -> bytes:  # a map-layout payload of exactly ``size`` bytes
+        for pad in range(size):
+            payload = msgpack.packb({"a": 0.25, "z": "x" * pad})
+            if len(payload) == size:
+                return payload
+        raise AssertionError(size)
+
+    payload = layout.size - 8
+    online._put("nums", [(msgpack.packb([1]), at, padded(payload - 3)),
+                         (msgpack.packb([2]), at, padded(payload + 3))])
+    online.write(nums, {"user_id": [3], "event_timestamp": pa.array([T0]), "a": [0.5]})
+    read = online.read(nums, [1, 2, 3], now=T0)
+    assert read.values["a"] == [0.25, 0.25, 0.5]
+    assert read.status.tolist() == [[PRESENT]] * 3
+
+
+def test_reads_larger_than_one_command(online: OnlineStore, monkeypatch: pytest.MonkeyPatch,
+                                       ) -> None:
+    import mlray.features.online_redis as online_redis
+
+    monkeypatch.setattr(online_redis, "_READ_BATCH", 7)
+    nums = _numeric(("a", "float64"))
+    keys = [1, 10**3, 10**6, 10**12, 2, -5] * 4  # keys of several encoded lengths
+    online.write(nums, {"user_id": keys[:6], "event_timestamp": pa.array([T0] * 6),
+                        "a": [float(k) for k in keys[:6]]})
+    read = online.read_many([(nums, keys, None), (nums, [10**6, 99], None)], now=T0)
+    assert read[0].values["a"] == [float(k) for k in keys]
+    assert read[1].values["a"] == [1e6, None]
