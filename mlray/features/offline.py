@@ -40,6 +40,9 @@ from mlray.features.validate import UTC_NS, cast_column, check_fields, check_key
 __all__ = ["OfflineStore", "to_table"]
 
 PARTITION = "date"
+#: Entity sets up to this many keys are pushed into the scan as a filter; for more, the
+#: filter costs more than the rows it drops (the join skips unmatched keys anyway).
+_PROBE_KEYS = 10_000
 _PARTITIONING = ds.partitioning(pa.schema([(PARTITION, pa.string())]), flavor="hive")
 _NS_PER_DAY = 86_400 * 10**9
 
@@ -187,7 +190,7 @@ class OfflineStore:
             expr &= pc.field(src.timestamp_field) <= _bound(hi, ts_type, up=True)
             if _partitioned(dataset):
                 expr &= pc.field(PARTITION) <= _day(hi)
-        if keys is not None and len(bound.join_keys) == 1:
+        if keys is not None and len(bound.join_keys) == 1 and len(keys) <= _PROBE_KEYS:
             key_type = dataset.schema.field(bound.key_names[0]).type
             # If the types cannot meet the filter is skipped; the join compares after casting.
             with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):

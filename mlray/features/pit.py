@@ -109,24 +109,76 @@ def asof_indices(
     if n == 0 or usable.size == 0:
         return out
     rk, rt = right_key[usable], right_ts[usable]
-    m = np.int64(len(usable))
-    # Time order with the tie-breaks (created, then table order: both sorts are stable).
-    if right_created is None:
-        by_time = np.argsort(rt, kind="stable")
+    created = None if right_created is None else right_created[usable]
+    keys = int(max(rk.max(), left_key.max())) + 1
+    scaled = _scaled_times(rt, left_ts, keys)
+    if scaled is None:  # (key, time) does not fit in an int64: times become ranks
+        rtime, ltime, span = _ranked_times(rt, left_ts, created)
     else:
-        by_time = np.lexsort((right_created[usable], rt))
-    in_time_order = rt[by_time]
-    # (key, position in time order) packed in one int64; all distinct, so a plain sort.
-    packed = np.sort(rk[by_time] * m + np.arange(m, dtype=np.int64))
-    order = by_time[packed % m]
-    rk, rt = packed // m, rt[order]
-    # Right rows at or before t are exactly those whose time position is below this count.
-    below = np.searchsorted(in_time_order, left_ts, side="right")
-    hit = np.searchsorted(packed, np.maximum(left_key, 0) * m + below, side="left") - 1
-    found = hit >= 0
-    safe = np.where(found, hit, 0)
-    found &= (rk[safe] == left_key) & (left_key >= 0)
+        rtime, ltime, span = scaled
+    # One sort of (key, time) packed in an int64 groups the rows by key in time order.
+    packed = rk * span + rtime
+    order = np.argsort(packed)
+    in_order = packed[order]
+    if scaled is not None:
+        _break_ties(order, in_order, created)
+    # The last right row at or before each left row's time, among those of its key.
+    # The last right row at or before each left row's time, among those of its key. The
+    # left rows are searched in sorted order: the search then walks the right rows once,
+    # and the matches come out in order, so reading them does not jump about.
+    wanted = np.maximum(left_key, 0) * span + ltime
+    by_want = np.argsort(wanted)
+    hit = np.searchsorted(in_order, wanted[by_want], side="right") - 1
+    safe = np.maximum(hit, 0)
+    key = left_key[by_want]
+    found = (hit >= 0) & (key >= 0) & (in_order[safe] // span == key)
+    row = order[safe]
     if ttl > 0:
-        found &= (left_ts - rt[safe]) <= ttl
-    out[found] = usable[order[safe[found]]]
+        found &= (left_ts[by_want] - rt[row]) <= ttl
+    out[by_want[found]] = usable[row[found]]
     return out
+
+
+def _scaled_times(rt: np.ndarray, left_ts: np.ndarray, keys: int,
+                  ) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Times as steps of the coarsest unit (s, ms, µs or ns) that every right time is a
+    whole number of, from the earliest right time; left times rounded down to a step and
+    clipped to the right times' range (-1: before all of them). None when ``keys`` times
+    the number of steps does not fit in an int64."""
+    low = int(rt.min())
+    offset = rt - low
+    for unit in (10**9, 10**6, 10**3, 1):
+        if not (offset % unit).any():
+            break
+    steps = int(offset.max()) // unit + 1
+    if keys * steps >= 2**62:
+        return None
+    rtime = offset // unit if unit > 1 else offset
+    ltime = np.clip((left_ts - low) // unit, -1, steps - 1)
+    return rtime, ltime, steps
+
+
+def _ranked_times(rt: np.ndarray, left_ts: np.ndarray, created: np.ndarray | None,
+                  ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Times as positions in time order with every tie-break applied (distinct per row);
+    a left time becomes the position of the last right row at or before it."""
+    by_time = np.argsort(rt, kind="stable") if created is None else np.lexsort((created, rt))
+    rank = np.empty(len(rt), dtype=np.int64)
+    rank[by_time] = np.arange(len(rt), dtype=np.int64)
+    ltime = np.searchsorted(rt[by_time], left_ts, side="right") - 1
+    return rank, ltime, len(rt)
+
+
+def _break_ties(order: np.ndarray, in_order: np.ndarray, created: np.ndarray | None) -> None:
+    """Within runs of equal (key, time), order rows by created time, then table order, in
+    place (the sort before was not stable)."""
+    same = in_order[1:] == in_order[:-1]
+    if not same.any():
+        return
+    tied = np.zeros(len(in_order), dtype=bool)
+    tied[1:] |= same
+    tied[:-1] |= same
+    at = np.flatnonzero(tied)
+    rows = order[at]
+    later = np.zeros(len(rows), np.int64) if created is None else created[rows]
+    order[at] = rows[np.lexsort((rows, later, in_order[at]))]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import tempfile
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 
 from mlray._private.validation import build
 from mlray.errors import InvalidInput, NotFound
-from mlray.features import FeatureRepo, OfflineStore
+from mlray.features import FeatureRepo, OfflineStore, pit
 from mlray.features.pit import asof_indices, encode_keys
 
 # Near midnight UTC, so rows and TTL windows straddle date partitions.
@@ -136,23 +138,37 @@ def test_pit_join_matches_brute_force(feats: list[tuple[int, int, int]],
             assert doubled == (None if value is None else value * 2 + 1)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(feats=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 10), st.integers(0, 2)),
                       max_size=50),
-       ents=entity_rows, ttl=st.sampled_from([0, 1, 4]))
+       ents=entity_rows, ttl=st.sampled_from([0, 1, 4]),
+       scale=st.sampled_from([1, 1000, 10**9]), ranked=st.booleans())
 def test_asof_indices_exact_tie_break(feats: list[tuple[int, int, int]],
-                                      ents: list[tuple[int | None, int]], ttl: int) -> None:
-    """Exact duplicates (same event and created time) go to the last one in table order."""
+                                      ents: list[tuple[int | None, int]], ttl: int, scale: int,
+                                      ranked: bool) -> None:
+    """Exact duplicates (same event and created time) go to the last one in table order,
+    whether times pack with the keys (in steps of ``scale``) or are ranked first."""
     lk, rk = encode_keys([pa.array([k for k, _ in ents], pa.int64())],
                          [pa.array([k for k, _, _ in feats], pa.int64())])
-    idx = asof_indices(lk, np.array([t for _, t in ents], np.int64), rk,
-                       np.array([e for _, e, _ in feats], np.int64),
-                       np.array([c for _, _, c in feats], np.int64), ttl)
+    with mock.patch.object(pit, "_scaled_times", return_value=None) if ranked \
+            else contextlib.nullcontext():
+        idx = asof_indices(lk, np.array([t * scale for _, t in ents], np.int64), rk,
+                           np.array([e * scale for _, e, _ in feats], np.int64),
+                           np.array([c for _, _, c in feats], np.int64), ttl * scale)
     for (key, t), got in zip(ents, idx.tolist(), strict=True):
         cands = [i for i, (k, e, _) in enumerate(feats)
                  if key is not None and k == key and e <= t and (ttl == 0 or t - ttl <= e)]
         want = max(cands, key=lambda i: (feats[i][1], feats[i][2], i)) if cands else -1
         assert got == want
+
+
+def test_times_that_do_not_pack_with_the_keys_are_ranked() -> None:
+    """Keys times time steps beyond an int64: the join ranks the times first."""
+    keys = np.array([0, 1, 2**40], np.int64)
+    times = np.array([0, 2**30 + 1, 5], np.int64)  # 1-ns steps over 2**30: 2**70 > int64
+    assert pit._scaled_times(times, times, 2**40 + 1) is None
+    idx = asof_indices(keys, times + 1, keys, times)
+    assert idx.tolist() == [0, 1, 2]
 
 
 def test_ttl_edges_are_inclusive(tmp_path: Path) -> None:
