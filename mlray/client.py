@@ -530,10 +530,28 @@ class FeaturesClient(_Facade):
             entity_rows, features, full_feature_names=full_feature_names)
 
     def get_historical_features(self, entity_rows: Any, features: list[str] | str, *,
-                                full_feature_names: bool = False, as_pandas: bool = False
-                                ) -> Any:
-        """Point-in-time correct features for training (an Arrow table, or pandas)."""
-        return self.offline_store().get_historical_features(
+                                full_feature_names: bool = False, as_pandas: bool = False,
+                                output: str | None = None) -> Any:
+        """Point-in-time correct features for training (an Arrow table, or pandas).
+
+        Given a Ray Dataset of entity rows (for inputs larger than memory), the join runs
+        on Ray Data and returns a Dataset, written to the Parquet directory ``output``
+        when given (:mod:`mlray.features.offline_ray`).
+        """
+        store = self.offline_store()
+        if type(entity_rows).__module__.startswith("ray.data"):
+            if as_pandas:
+                raise InvalidInput("as_pandas applies to in-memory entity rows; a Ray Dataset "
+                                   "of entity rows gives a Dataset", field="as_pandas")
+            from mlray.features.offline_ray import get_historical_features_ray
+
+            return get_historical_features_ray(store, entity_rows, features,
+                                               full_feature_names=full_feature_names,
+                                               output=output)
+        if output is not None:
+            raise InvalidInput("output applies to a Ray Dataset of entity rows",
+                               field="output")
+        return store.get_historical_features(
             entity_rows, features, full_feature_names=full_feature_names, as_pandas=as_pandas)
 
     def push(self, view: str, rows: Any, *, to: str = "both") -> int:

@@ -27,10 +27,11 @@ run again. Each view's finished run is handed to ``record`` as a
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,12 +40,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlray.errors import InvalidInput
-from mlray.features.offline import PARTITION, OfflineStore, _day, _ns, _open
+from mlray.features.offline import PARTITION, OfflineStore, _day, _ns, _open, normalise_rows
 from mlray.features.online import OnlineStore, open_online_store
 from mlray.features.pit import encode_keys
 from mlray.features.registry import Materialization
 from mlray.features.repo import BoundView, FeatureRepo
-from mlray.features.validate import cast_column, check_keys, to_utc_ns
 
 __all__ = [
     "Progress",
@@ -93,22 +93,6 @@ def latest_rows(table: pa.Table, bound: BoundView) -> pa.Table:
     last[:-1] = ordered[1:] != ordered[:-1]
     last &= ordered >= 0
     return table.take(pa.array(order[last]))
-
-
-def _normalise(table: pa.Table, bound: BoundView, what: str) -> pa.Table:
-    """Keys, timestamps (UTC ns) and fields of a raw batch, typed; other columns dropped."""
-    src = bound.view.source
-    cols: dict[str, pa.ChunkedArray] = dict(check_keys(table, bound.join_keys, what))
-    for name in (src.timestamp_field, src.created_timestamp_field):
-        if name:
-            if name not in table.column_names:
-                raise InvalidInput(f"{what}: missing timestamp column {name!r}", field=name)
-            cols[name] = to_utc_ns(table[name], f"{bound.name}.{name}")
-    for f in bound.view.fields:
-        if f.name not in table.column_names:
-            raise InvalidInput(f"{what}: missing feature column {f.name!r}", field=f.name)
-        cols[f.name] = cast_column(table[f.name], f.arrow_type, f"{bound.name}.{f.name}")
-    return pa.table(cols)
 
 
 def _write(online: OnlineStore, bound: BoundView, rows: pa.Table, batch_rows: int,
@@ -195,12 +179,8 @@ def materialize_with_ray(offline: OfflineStore, online: OnlineStore, bound: Boun
 
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     count = partitions or max(cpus, math.ceil(rows_hint / 1_000_000))
-    # Ray Data's sort-based shuffle: on few partitions it starts in seconds where the hash
-    # shuffle's aggregator actors take many (measured in bench/features.py).
-    context = ray.data.DataContext.get_current()
-    strategy, context.shuffle_strategy = context.shuffle_strategy, _SHUFFLE
     written = 0
-    try:
+    with _shuffle_strategy():
         pruning = (PathPartitionFilter.of(in_window, base_dir=path, filesystem=fs)
                    if fs.get_file_info(path).type == pafs.FileType.Directory else None)
         dataset = ray.data.read_parquet(path, filesystem=fs, columns=wanted,
@@ -217,15 +197,28 @@ def materialize_with_ray(offline: OfflineStore, online: OnlineStore, bound: Boun
             written += n
             if progress is not None and n:
                 progress(bound.name, n)
+    return written
+
+
+@contextlib.contextmanager
+def _shuffle_strategy() -> Iterator[None]:
+    """Ray Data's sort-based shuffle while the block runs: on few partitions it starts in
+    seconds where the hash shuffle's aggregator actors take many (measured in
+    bench/features.py)."""
+    import ray
+
+    context = ray.data.DataContext.get_current()
+    strategy, context.shuffle_strategy = context.shuffle_strategy, _SHUFFLE
+    try:
+        yield
     finally:
         context.shuffle_strategy = strategy
-    return written
 
 
 def _reduce_block(batch: pa.Table, *, bound: BoundView, lo: int | None, hi: int,
                   partitions: int) -> pa.Table:
     """A read block, typed, cut to the window, one row per entity, tagged with its partition."""
-    table = _normalise(batch, bound, f"view {bound.name!r} data")
+    table = normalise_rows(batch, bound, f"view {bound.name!r} data")
     ts = table[bound.view.source.timestamp_field].cast(pa.int64())
     keep = pc.less_equal(ts, hi)
     if lo is not None:

@@ -199,16 +199,7 @@ class OfflineStore:
             table = dataset.to_table(columns=wanted, filter=expr)
         except OSError as exc:
             raise BackendUnavailable(f"cannot read view {view.name!r} at {path}: {exc}") from exc
-        what = f"view {view.name!r} data"
-        cols: dict[str, pa.ChunkedArray] = dict(check_keys(table, bound.join_keys, what))
-        cols[src.timestamp_field] = to_utc_ns(table[src.timestamp_field],
-                                              f"{view.name}.{src.timestamp_field}")
-        if src.created_timestamp_field:
-            cols[src.created_timestamp_field] = to_utc_ns(
-                table[src.created_timestamp_field], f"{view.name}.{src.created_timestamp_field}")
-        for f in view.fields:
-            cols[f.name] = cast_column(table[f.name], f.arrow_type, f"{view.name}.{f.name}")
-        return pa.table(cols)
+        return normalise_rows(table, bound, f"view {view.name!r} data")
 
     def get_historical_features(
         self,
@@ -241,68 +232,118 @@ class OfflineStore:
         """
         table = to_table(entity_rows, "entity_rows")
         selections = self.repo.select(features)
-        if timestamp_field not in table.column_names:
-            raise InvalidInput(f"entity_rows: missing timestamp column {timestamp_field!r}",
-                               field=timestamp_field)
-        t = to_utc_ns(table[timestamp_field], f"entity_rows.{timestamp_field}")
-        if t.null_count:
-            raise InvalidInput(f"entity_rows.{timestamp_field}: {t.null_count} rows have no "
-                               "timestamp", field=timestamp_field)
-        times = t.cast(pa.int64()).to_numpy()
-
-        needed = _needed(self.repo, selections)
+        times = entity_times(table, timestamp_field)
         joined: dict[str, pa.ChunkedArray] = {}
-        for view, names in needed.items():
+        for view, names in _needed(self.repo, selections).items():
             joined.update(self._join_view(table, times, self.repo.bind(view), names))
-
-        out_names: list[str] = []
-        out_cols: list[pa.ChunkedArray] = []
-        for sel in selections:
-            if sel.on_demand:
-                odfv = self.repo.on_demand_view(sel.view)
-                inputs = {n: table[n] for n in input_columns(odfv)[: len(odfv.request)]
-                          if n in table.column_names}
-                inputs.update({n: joined[n] for n in input_columns(odfv)[len(odfv.request):]})
-                computed = run_on_demand(odfv, inputs)
-                values = [computed[f] for f in sel.features]
-            else:
-                values = [joined[f"{sel.view}__{f}"] for f in sel.features]
-            for feature, column in zip(sel.features, values, strict=True):
-                out_names.append(f"{sel.view}__{feature}" if full_feature_names else feature)
-                out_cols.append(column)
-        clash = sorted({n for n in out_names if out_names.count(n) > 1}
-                       | (set(out_names) & set(table.column_names)))
-        if clash:
-            raise InvalidInput(f"output columns {clash} would be duplicated; ask with "
-                               "full_feature_names=True or rename the entity columns",
-                               field="features")
-        result = table
-        for name, column in zip(out_names, out_cols, strict=True):
-            result = result.append_column(name, column)
+        result = assemble(self.repo, table, joined, selections, full_feature_names)
         return result.to_pandas() if as_pandas else result
 
     def _join_view(self, table: pa.Table, times: np.ndarray, bound: BoundView,
                    names: list[str]) -> dict[str, pa.ChunkedArray]:
         """The ``names`` features of one view as of each entity row, named ``view__f``."""
-        view, src = bound.view, bound.view.source
-        keys = check_keys(table, bound.join_keys, "entity_rows")
-        ttl = int(view.ttl.total_seconds() * 10**9) if view.ttl else 0
+        ttl = int(bound.view.ttl.total_seconds() * 10**9) if bound.view.ttl else 0
         if not len(times):
-            types = _schema(bound)
-            return {f"{view.name}__{n}": pa.chunked_array([], types[n]) for n in names}
+            return join_rows(table, times, bound, names, None)
         lo = int(times.min()) - ttl if ttl else None
+        keys = check_keys(table, bound.join_keys, "entity_rows")
         probe = keys[bound.key_names[0]].unique() if len(bound.join_keys) == 1 else None
-        rows = self._scan(bound, lo, int(times.max()), probe)
-        lcode, rcode = encode_keys([keys[k] for k in bound.key_names],
-                                   [rows[k] for k in bound.key_names])
-        rts = rows[src.timestamp_field]
-        rcode[np.asarray(pc.is_null(rts).to_numpy(zero_copy_only=False))] = -1
-        created = None
-        if src.created_timestamp_field:
-            created = _int_ns(rows[src.created_timestamp_field], fill=np.iinfo(np.int64).min)
-        idx = asof_indices(lcode, times, rcode, _int_ns(rts, fill=0), created, ttl)
-        take = pa.array(idx, mask=idx < 0)
-        return {f"{view.name}__{n}": rows[n].take(take) for n in names}
+        return join_rows(table, times, bound, names, self._scan(bound, lo, int(times.max()),
+                                                                probe))
+
+
+def entity_times(table: pa.Table, timestamp_field: str) -> np.ndarray:
+    """The entity rows' times as int64 ns (UTC).
+
+    Raises:
+        InvalidInput: the column is missing, naive, or has nulls.
+    """
+    if timestamp_field not in table.column_names:
+        raise InvalidInput(f"entity_rows: missing timestamp column {timestamp_field!r}",
+                           field=timestamp_field)
+    t = to_utc_ns(table[timestamp_field], f"entity_rows.{timestamp_field}")
+    if t.null_count:
+        raise InvalidInput(f"entity_rows.{timestamp_field}: {t.null_count} rows have no "
+                           "timestamp", field=timestamp_field)
+    return t.cast(pa.int64()).to_numpy()
+
+
+def join_rows(table: pa.Table, times: np.ndarray, bound: BoundView, names: list[str],
+              rows: pa.Table | None) -> dict[str, pa.ChunkedArray]:
+    """The ``names`` features of one view as of each entity row (``times``, int64 ns),
+    named ``view__f``, from the view's ``rows`` (normalised; None: no rows)."""
+    view, src = bound.view, bound.view.source
+    if rows is None or not len(times):
+        types = _schema(bound)
+        return {f"{view.name}__{n}": pa.nulls(len(times), types[n]) for n in names}
+    keys = check_keys(table, bound.join_keys, "entity_rows")
+    ttl = int(view.ttl.total_seconds() * 10**9) if view.ttl else 0
+    lcode, rcode = encode_keys([keys[k] for k in bound.key_names],
+                               [rows[k] for k in bound.key_names])
+    rts = rows[src.timestamp_field]
+    rcode[np.asarray(pc.is_null(rts).to_numpy(zero_copy_only=False))] = -1
+    created = None
+    if src.created_timestamp_field:
+        created = _int_ns(rows[src.created_timestamp_field], fill=np.iinfo(np.int64).min)
+    idx = asof_indices(lcode, times, rcode, _int_ns(rts, fill=0), created, ttl)
+    take = pa.array(idx, mask=idx < 0)
+    return {f"{view.name}__{n}": rows[n].take(take) for n in names}
+
+
+def assemble(repo: FeatureRepo, table: pa.Table, joined: Mapping[str, pa.ChunkedArray],
+             selections: list[Selection], full_feature_names: bool) -> pa.Table:
+    """The entity rows followed by the features asked, in order: joined ones (``view__f``
+    in ``joined``) and on-demand ones computed from them.
+
+    Raises:
+        InvalidInput: two output columns would have the same name.
+    """
+    out_names: list[str] = []
+    out_cols: list[pa.ChunkedArray] = []
+    for sel in selections:
+        if sel.on_demand:
+            odfv = repo.on_demand_view(sel.view)
+            inputs = {n: table[n] for n in input_columns(odfv)[: len(odfv.request)]
+                      if n in table.column_names}
+            inputs.update({n: joined[n] for n in input_columns(odfv)[len(odfv.request):]})
+            computed = run_on_demand(odfv, inputs)
+            values = [computed[f] for f in sel.features]
+        else:
+            values = [joined[f"{sel.view}__{f}"] for f in sel.features]
+        for feature, column in zip(sel.features, values, strict=True):
+            out_names.append(f"{sel.view}__{feature}" if full_feature_names else feature)
+            out_cols.append(column)
+    clash = sorted({n for n in out_names if out_names.count(n) > 1}
+                   | (set(out_names) & set(table.column_names)))
+    if clash:
+        raise InvalidInput(f"output columns {clash} would be duplicated; ask with "
+                           "full_feature_names=True or rename the entity columns",
+                           field="features")
+    result = table
+    for name, column in zip(out_names, out_cols, strict=True):
+        result = result.append_column(name, column)
+    return result
+
+
+def normalise_rows(table: pa.Table, bound: BoundView, what: str) -> pa.Table:
+    """Keys, timestamps (UTC ns) and fields of a view's raw rows, typed; other columns
+    dropped.
+
+    Raises:
+        InvalidInput: a missing or mistyped column, or a naive timestamp.
+    """
+    src = bound.view.source
+    cols: dict[str, pa.ChunkedArray] = dict(check_keys(table, bound.join_keys, what))
+    for name in (src.timestamp_field, src.created_timestamp_field):
+        if name:
+            if name not in table.column_names:
+                raise InvalidInput(f"{what}: missing timestamp column {name!r}", field=name)
+            cols[name] = to_utc_ns(table[name], f"{bound.name}.{name}")
+    for f in bound.view.fields:
+        if f.name not in table.column_names:
+            raise InvalidInput(f"{what}: missing feature column {f.name!r}", field=f.name)
+        cols[f.name] = cast_column(table[f.name], f.arrow_type, f"{bound.name}.{f.name}")
+    return pa.table(cols)
 
 
 def _needed(repo: FeatureRepo, selections: list[Selection]) -> dict[str, list[str]]:
