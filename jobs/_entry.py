@@ -6,12 +6,14 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mlray.errors import MlrayError
 from mlray.training.config import TrainConfig, load_train_config
 
-__all__ = ["run_job"]
+__all__ = ["run_job", "run_or_exit"]
+
+T = TypeVar("T")
 
 
 def run_job(description: str, body: Callable[[Any, TrainConfig], Any]) -> None:
@@ -21,12 +23,21 @@ def run_job(description: str, body: Callable[[Any, TrainConfig], Any]) -> None:
     parser.add_argument("--address", default=None,
                         help="Ray address (default: the job's cluster, or a local Ray).")
     args = parser.parse_args()
-    try:
+
+    def connect_and_run() -> None:
         config = load_train_config(args.config)
         import mlray
 
-        client = mlray.connect(args.address)
-        body(client, config)
+        body(mlray.connect(args.address), config)
+
+    run_or_exit(connect_and_run)
+
+
+def run_or_exit(body: Callable[[], T]) -> T:
+    """``body()``; an mlray error prints its reason (and field) to stderr and exits with
+    the error's code."""
+    try:
+        return body()
     except MlrayError as exc:
         where = f" [{exc.field}]" if exc.field else ""
         print(f"error{where}: {exc.message}", file=sys.stderr)

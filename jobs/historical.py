@@ -16,11 +16,10 @@ Exit status 0 on success; an mlray error prints its reason and exits with its co
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-from mlray.errors import MlrayError
+from jobs._entry import run_or_exit
 
 __all__ = ["main"]
 
@@ -74,12 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the arguments, run the join, print a summary; exit 0, or the error's code."""
     args = _parser().parse_args(argv)
     began = time.perf_counter()
-    try:
-        rows = _run(args)
-    except MlrayError as exc:
-        where = f" [{exc.field}]" if exc.field else ""
-        print(f"error{where}: {exc.message}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+    rows = run_or_exit(lambda: _run(args))
     print(f"wrote {rows:,} rows to {args.output} in {time.perf_counter() - began:.1f} s")
 
 

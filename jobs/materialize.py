@@ -15,12 +15,12 @@ success; an mlray error prints its reason and exits with its code.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from mlray.errors import InvalidInput, MlrayError
+from jobs._entry import run_or_exit
+from mlray.errors import InvalidInput
 from mlray.features.materialize import parse_time
 
 __all__ = ["main"]
@@ -89,12 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the arguments, materialize, print a summary; exit 0, or the error's code."""
     args = _parser().parse_args(argv)
     began = time.perf_counter()
-    try:
-        runs = _run(args)
-    except MlrayError as exc:
-        where = f" [{exc.field}]" if exc.field else ""
-        print(f"error{where}: {exc.message}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+    runs = run_or_exit(lambda: _run(args))
     took = time.perf_counter() - began
     print(f"{'view':<24} {'start':<26} {'end':<26} {'rows':>12}")
     for run in runs:

@@ -1,10 +1,12 @@
-"""Redis online store: one packed value per (view, entity key), read with pipelined MGETs.
+"""Redis online store: one packed value per (view, entity key), read with one MGET per view.
 
 Layout: key ``<prefix>:fv:<view>:<msgpack(entity key)>``, value ``<8-byte event time>
-<msgpack [names, values]>`` (see :mod:`mlray.features.online`); the event time is
-microseconds since the epoch, big-endian with the sign bit flipped, so byte order is
-time order. The stored value is what :meth:`OnlineStore._get` returns, so a read hands
-the MGET replies to the decoder as they are.
+<payload>``, the payload fixed-width for all-numeric views and msgpack otherwise (see
+:mod:`mlray.features.rowcodec`); the event time is microseconds since the epoch,
+big-endian with the sign bit flipped, so byte order is time order. The stored value is
+what :meth:`OnlineStore._get` returns, so a read hands the MGET replies to the decoder
+as they are. A read's MGET commands are built as RESP bytes here (:func:`_mget`) and
+sent in one write on a pooled connection.
 
 Why one packed value rather than one hash per entity and view (DESIGN's table says
 hash; this is the better choice, and the difference is large): a read of N entities
@@ -13,8 +15,8 @@ instead of N ``HMGET``/``HGETALL`` commands, each parsed and answered separately
 issue's measurements on this kind of machine: 100 entities x 50 features read as
 hashes (one HMGET per view per entity) cost 2.8 ms p50 with redis-py, the same data
 as one packed value per entity and view with a single MGET 0.17 ms. Decoding is one
-msgpack call per view (over the concatenated values) instead of 50 bytes-to-str
-conversions per entity, and the packed form
+matrix (numeric views) or one msgpack call (others) per view instead of 50
+bytes-to-str conversions per entity, and the packed form
 keeps types (int, float, bool, bytes, lists, maps) that hash fields flatten to
 strings. What a hash would give, updating one feature in place, the contract does not
 need: a write replaces the view's row for that entity as of its event time.
