@@ -206,8 +206,9 @@ def decode_rows(bound: BoundView, wanted: Sequence[str], stored: Sequence[bytes 
         return [pa.nulls(n, t) for t in types], status, np.full(n, _NAT)
     got: list[bytes] = stored if dense else [stored[i] for i in at]  # type: ignore[assignment]
     matrix = sized = None
+    whole = False
     if layout is not None:
-        matrix, sized = _words(layout, got)
+        matrix, sized, whole = _words(layout, got)
     if matrix is not None and len(matrix) == len(got):
         times = matrix[:, 0].byteswap() ^ _SIGN
     else:
@@ -225,12 +226,14 @@ def decode_rows(bound: BoundView, wanted: Sequence[str], stored: Sequence[bytes 
         status[np.asarray(at)[~fresh]] = FeatureStatus.OUTSIDE_MAX_AGE
     if layout is None or matrix is None or sized is None:
         return _decode_packed(bound, wanted, got, at, fresh, status), status, event
+    if whole and fresh is None and len(sized) == n:
+        return _decode_all(layout, wanted, status, matrix), status, event
     return _decode_fixed(layout, wanted, got, at, fresh, status, matrix, sized), status, event
 
 
-def _words(layout: _Fixed, got: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """The stored values of the layout's size as one matrix of 8-byte words, and which of
-    ``got`` they are.
+def _words(layout: _Fixed, got: list[bytes]) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The stored values of the layout's size as one matrix of 8-byte words, which of
+    ``got`` they are, and whether they are all of them and all of the current layout.
 
     When the values add up to whole rows and every row's fingerprint word is the
     layout's, every value has the layout's size: by induction from the first row, each
@@ -242,10 +245,10 @@ def _words(layout: _Fixed, got: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     if len(blob) == layout.size * len(got):
         matrix = np.frombuffer(blob, "<i8").reshape(len(got), words)
         if (matrix[:, 1] == layout.fingerprint).all():
-            return matrix, np.arange(len(got))
+            return matrix, np.arange(len(got)), True
     sized = np.flatnonzero(np.fromiter(map(len, got), np.int64, len(got)) == layout.size)
     blob = b"".join([got[k] for k in sized])
-    return np.frombuffer(blob, "<i8").reshape(len(sized), words), sized
+    return np.frombuffer(blob, "<i8").reshape(len(sized), words), sized, False
 
 
 def _decode_fixed(layout: _Fixed, wanted: Sequence[str], got: list[bytes], at: Sequence[int],
@@ -259,26 +262,42 @@ def _decode_fixed(layout: _Fixed, wanted: Sequence[str], got: list[bytes], at: S
         current &= fresh[rows]
     values = matrix[:, layout.values:layout.values + w]
     validity = matrix.view(np.uint8)[:, layout.valid:layout.valid + w]
-    if len(rows) == n and current.all():  # the common case: every row here and current
-        bits = np.ascontiguousarray(values.T)
-        valid = validity.T != 0
-        status[:] = FeatureStatus.PRESENT
-    else:
-        rows = rows[current]
-        where = rows if isinstance(at, range) else np.asarray(at, dtype=np.intp)[rows]
-        bits = np.zeros((w, n), np.int64)
-        valid = np.zeros((w, n), bool)
-        bits[:, where] = values[current].T
-        valid[:, where] = validity[current].T != 0
-        status[where] = FeatureStatus.PRESENT
-        if len(rows) < len(got):
-            _by_name(layout, wanted, got, at, fresh, set(rows.tolist()), status, bits, valid)
+    rows = rows[current]
+    where = rows if isinstance(at, range) else np.asarray(at, dtype=np.intp)[rows]
+    bits = np.zeros((w, n), np.int64)
+    valid = np.zeros((w, n), bool)
+    bits[:, where] = values[current].T
+    valid[:, where] = validity[current].T != 0
+    status[where] = FeatureStatus.PRESENT
+    if len(rows) < len(got):
+        _by_name(layout, wanted, got, at, fresh, set(rows.tolist()), status, bits, valid)
+    return _arrays(layout, wanted, bits, valid)
+
+
+def _decode_all(layout: _Fixed, wanted: Sequence[str], status: np.ndarray,
+                matrix: np.ndarray) -> Columns:
+    """The common case: a row for every entity, all fresh and of the current layout."""
+    w = len(layout.names)
+    bits = np.ascontiguousarray(matrix[:, layout.values:layout.values + w].T)
+    validity = matrix.view(np.uint8)[:, layout.valid:layout.valid + w]
+    status[:] = FeatureStatus.PRESENT
+    return _arrays(layout, wanted, bits, None if validity.all() else validity.T != 0)
+
+
+def _arrays(layout: _Fixed, wanted: Sequence[str], bits: np.ndarray,
+            valid: np.ndarray | None) -> Columns:
+    """One Arrow array per wanted feature from the ``(fields, entities)`` value bits and
+    validity (None: all valid): one array per kind, sliced."""
+    n = bits.shape[1]
     out: Columns = [None] * len(wanted)  # type: ignore[list-item]
     for kind, positions, fields in _by_kind(layout.kinds, layout.names, tuple(wanted)):
         block = bits if fields is None else bits[fields]
-        ok = valid if fields is None else valid[fields]
         data = block.view(np.float64) if kind == "f" else block != 0 if kind == "b" else block
-        array = pa.array(data.ravel(), mask=None if ok.all() else ~ok.ravel())
+        mask = None
+        if valid is not None:
+            ok = valid if fields is None else valid[fields]
+            mask = None if ok.all() else ~ok.ravel()
+        array = pa.array(data.ravel(), mask=mask)
         for k, c in enumerate(positions):
             out[c] = array.slice(k * n, n)
     return out
