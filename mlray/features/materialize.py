@@ -231,7 +231,10 @@ def _hash_part(table: pa.Table, bound: BoundView, partitions: int) -> np.ndarray
     """A partition number per row from its key, the same in every process."""
     mixed = np.zeros(table.num_rows, dtype=np.uint64)
     for name in bound.key_names:
-        values = table[name].to_numpy()
+        column = table[name]
+        # A null would turn an int column into floats (and change every row's hash); rows
+        # with a null key match nothing, so where they go does not matter.
+        values = column.fill_null("" if pa.types.is_string(column.type) else 0).to_numpy()
         mixed = mixed * np.uint64(1_000_003) ^ pd.util.hash_array(np.asarray(values, object)
                                                                   if values.dtype.kind == "O"
                                                                   else values)

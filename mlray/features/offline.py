@@ -313,16 +313,21 @@ def assemble(repo: FeatureRepo, table: pa.Table, joined: Mapping[str, pa.Chunked
         for feature, column in zip(sel.features, values, strict=True):
             out_names.append(f"{sel.view}__{feature}" if full_feature_names else feature)
             out_cols.append(column)
-    clash = sorted({n for n in out_names if out_names.count(n) > 1}
-                   | (set(out_names) & set(table.column_names)))
-    if clash:
-        raise InvalidInput(f"output columns {clash} would be duplicated; ask with "
-                           "full_feature_names=True or rename the entity columns",
-                           field="features")
+    check_output_names(out_names, table.column_names)
     result = table
     for name, column in zip(out_names, out_cols, strict=True):
         result = result.append_column(name, column)
     return result
+
+
+def check_output_names(out_names: Sequence[str], entity_columns: Sequence[str]) -> None:
+    """Raise InvalidInput when two outputs, or an output and an entity column, share a name."""
+    clash = sorted({n for n in out_names if list(out_names).count(n) > 1}
+                   | (set(out_names) & set(entity_columns)))
+    if clash:
+        raise InvalidInput(f"output columns {clash} would be duplicated; ask with "
+                           "full_feature_names=True or rename the entity columns",
+                           field="features")
 
 
 def normalise_rows(table: pa.Table, bound: BoundView, what: str) -> pa.Table:

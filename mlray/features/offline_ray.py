@@ -15,13 +15,18 @@ Views keyed by different join keys are joined in stages, one per key set, each s
 output being the next one's entity rows; on-demand features are computed last, batch by
 batch. Rows come back grouped by partition, not in input order: carry a row id to
 restore it. Values are those the in-memory :meth:`OfflineStore.get_historical_features`
-gives for the same rows.
+gives for the same rows, with one exception: feature rows equal on key, event time and
+created time that sit in different files or blocks are taken in the order they reach
+the worker, not in table order (give such rows distinct created times). The entity
+Dataset is read more than once (its time range first), so it must give the same rows
+each time (no unseeded sampling).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,7 +34,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from mlray.errors import InvalidInput
+from mlray.errors import BackendUnavailable, InvalidInput, MlrayError
 from mlray.features.definitions import FeatureService
 from mlray.features.materialize import _SHUFFLE, _hash_part
 from mlray.features.offline import (
@@ -40,6 +45,7 @@ from mlray.features.offline import (
     _open,
     _schema,
     assemble,
+    check_output_names,
     entity_times,
     join_rows,
     normalise_rows,
@@ -93,8 +99,6 @@ def get_historical_features_ray(
             found while the rows are read and raised as the task's error).
         NotFound: an unknown view, feature or service.
     """
-    import ray
-
     repo = store.repo
     selections = repo.select(features)
     needed = _needed(repo, selections)
@@ -112,6 +116,21 @@ def get_historical_features_ray(
         stages.setdefault(tuple(bound.key_names), []).append(bound)
     if partitions is not None and partitions < 1:
         raise InvalidInput(f"partitions must be >= 1, got {partitions}", field="partitions")
+    check_output_names([f"{sel.view}__{f}" if full_feature_names else f
+                        for sel in selections for f in sel.features], schema.names)
+    if output is not None:
+        _check_empty(output)
+    with _task_errors():
+        return _join(store, entity_rows, schema, stages, needed, selections,
+                     full_feature_names, timestamp_field, partitions, output)
+
+
+def _join(store: OfflineStore, entity_rows: ray.data.Dataset, schema: pa.Schema,
+          stages: dict[tuple[str, ...], list[BoundView]], needed: dict[str, list[str]],
+          selections: list[Selection], full_feature_names: bool, timestamp_field: str,
+          partitions: int | None, output: str | None) -> ray.data.Dataset:
+    """The checked request, run: time range and counts, the stages, the finish."""
+    import ray
 
     lo, hi, entity_count = _time_bounds(entity_rows, timestamp_field)
     feature_count = sum(_count_rows(store, b) for group in stages.values() for b in group)
@@ -123,14 +142,65 @@ def get_historical_features_ray(
         current = _join_stage(store, current, schema, group, needed, timestamp_field, lo, hi,
                               count)
         schema = _with_joined(schema, group, needed)
-    result = current.map_batches(
+    result = _own(current.map_batches(
         _finish, batch_format="pyarrow", zero_copy_batch=True,
-        fn_kwargs={"repo": repo, "selections": selections,
-                   "full_feature_names": full_feature_names})
+        fn_kwargs={"repo": store.repo, "selections": selections,
+                   "full_feature_names": full_feature_names}))
     if output is None:
         return result.materialize()
     result.write_parquet(output)
     return ray.data.read_parquet(output)
+
+
+def _own(dataset: ray.data.Dataset) -> ray.data.Dataset:
+    """``dataset`` with the settings this join runs under (a Dataset keeps the context it
+    was made in, so they are set on it, not globally): Ray Data's sort-based shuffle,
+    which on few partitions starts in seconds where the hash shuffle's actors take many,
+    and a task's own error raised as itself, not wrapped."""
+    dataset.context.shuffle_strategy = _SHUFFLE
+    dataset.context.raise_original_map_exception = True
+    return dataset
+
+
+def _check_empty(output: str) -> None:
+    """Refuse an output directory that already holds files (Ray Data would add to them)."""
+    fs, path = _open(output)
+    try:
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.File or (
+                info.type == pafs.FileType.Directory
+                and fs.get_file_info(pafs.FileSelector(path, recursive=False))):
+            raise InvalidInput(f"output {output!r} exists and is not empty; give a new "
+                               "directory", field="output")
+    except OSError as exc:
+        raise BackendUnavailable(f"cannot inspect output {output!r}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _task_errors() -> Iterator[None]:
+    """Raise the mlray error a Ray task raised as itself, not wrapped by Ray Data."""
+    try:
+        yield
+    except Exception as exc:
+        cause = _mlray_cause(exc)
+        if cause is None:
+            raise
+        raise cause from None
+
+
+def _mlray_cause(exc: BaseException) -> MlrayError | None:
+    """The mlray error a task raised, found along the exception's causes."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        original = getattr(current, "cause", None)  # a RayTaskError holds the task's error
+        if isinstance(original, MlrayError):
+            return original
+        if isinstance(current, MlrayError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _arrow_schema(dataset: ray.data.Dataset) -> pa.Schema:
@@ -147,8 +217,8 @@ def _arrow_schema(dataset: ray.data.Dataset) -> pa.Schema:
 def _time_bounds(dataset: ray.data.Dataset, timestamp_field: str) -> tuple[int, int, int]:
     """The entity rows' earliest and latest times (int ns) and their count, in one pass
     that also checks the timestamps (naive or null ones fail the task)."""
-    stats = dataset.map_batches(_batch_bounds, batch_format="pyarrow",
-                                fn_kwargs={"timestamp_field": timestamp_field}).take_all()
+    stats = _own(dataset.map_batches(_batch_bounds, batch_format="pyarrow",
+                                     fn_kwargs={"timestamp_field": timestamp_field})).take_all()
     stats = [s for s in stats if s["rows"]]
     if not stats:
         return 0, 0, 0
@@ -165,9 +235,12 @@ def _batch_bounds(batch: pa.Table, *, timestamp_field: str) -> pa.Table:
 
 def _count_rows(store: OfflineStore, bound: BoundView) -> int:
     fs, path = _open(store.location(bound.name))
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return 0
-    return int(pads.dataset(path, filesystem=fs, format="parquet").count_rows())
+    try:
+        if fs.get_file_info(path).type == pafs.FileType.NotFound:
+            return 0
+        return int(pads.dataset(path, filesystem=fs, format="parquet").count_rows())
+    except OSError as exc:
+        raise BackendUnavailable(f"cannot read view {bound.name!r} at {path}: {exc}") from exc
 
 
 def _join_stage(store: OfflineStore, entities: ray.data.Dataset, schema: pa.Schema,
@@ -201,9 +274,8 @@ def _join_stage(store: OfflineStore, entities: ray.data.Dataset, schema: pa.Sche
         pieces.append(rows.map_batches(
             _split_view, batch_format="pyarrow",
             fn_kwargs={"bound": bound, "side": side, "count": count, "lo": first, "hi": hi}))
-    combined = pieces[0].union(*pieces[1:]) if len(pieces) > 1 else pieces[0]
-    combined.context.shuffle_strategy = _SHUFFLE  # a Dataset keeps the context it was made in
-    return combined.groupby(_PART, num_partitions=count).map_groups(
+    combined = _own(pieces[0].union(*pieces[1:]) if len(pieces) > 1 else pieces[0])
+    return _own(combined).groupby(_PART, num_partitions=count).map_groups(
         _join_partition, batch_format="pyarrow",
         fn_kwargs={"group": group, "needed": needed, "schema": schema,
                    "timestamp_field": timestamp_field})
@@ -266,8 +338,9 @@ def _join_partition(group_rows: pa.Table, *, group: list[BoundView],
     by_side: dict[int, list[pa.Table]] = {}
     for side, blob in zip(sides.tolist(), data, strict=True):
         by_side.setdefault(side, []).append(_from_ipc(blob))
-    entities = (pa.concat_tables(by_side[0], promote_options="permissive") if 0 in by_side
-                else schema.empty_table())
+    entities = (pa.concat_tables(by_side[0], promote_options="permissive")
+                .select(schema.names).cast(schema)  # one schema in every partition
+                if 0 in by_side else schema.empty_table())
     times = entity_times(entities, timestamp_field)
     out = entities
     for side, bound in enumerate(group, start=1):

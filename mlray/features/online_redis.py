@@ -141,7 +141,9 @@ class RedisOnlineStore(OnlineStore):
         """Send read-only RESP ``commands`` on one pooled connection and read their replies.
 
         A connection that turns out dead (Redis restarted) is dropped and the commands sent
-        once more on a fresh one: they are reads, so sending twice is safe.
+        once more on a fresh one: they are reads, so sending twice is safe. Any other
+        failure (a timeout, an error reply) drops the connection, so replies left unread
+        on it can never be taken for another read's, and is raised.
         """
         pool = self._redis.connection_pool
         for attempt in (1, 2):
@@ -149,10 +151,13 @@ class RedisOnlineStore(OnlineStore):
             try:
                 conn.send_packed_command([b"".join(commands)])
                 return [conn.read_response() for _ in commands]
-            except (redis.ConnectionError, redis.TimeoutError):
+            except redis.ConnectionError:
                 conn.disconnect()
                 if attempt == 2:
                     raise
+            except BaseException:
+                conn.disconnect()  # replies may be left unread: never reuse the connection
+                raise
             finally:
                 pool.release(conn)
         raise AssertionError("unreachable")

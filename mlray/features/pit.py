@@ -14,10 +14,10 @@ feature rows and one binary search, in numpy's C loops with no per-row Python:
 1. key columns of both sides are dictionary-encoded together into one integer code
    (null → no match);
 2. event times become whole steps of the coarsest unit (s, ms, µs, ns) that every
-   feature row's time is a multiple of, counted from the earliest; ``key * steps +
-   step`` then fits in an int64 for any realistic data (else times are first replaced
-   by their rank in time order, with the tie-breaks applied, and the step count is the
-   row count);
+   feature row's time is a multiple of, counted from the earliest, so that ``key *
+   steps + step`` is one int64. When it does not fit (e.g. µs times over a year with
+   more than ~140k keys) times are first replaced by their rank in time order, with
+   the tie-breaks applied, at the cost of one more sort;
 3. one sort of that packed value groups the feature rows by key in time order; only
    runs of equal (key, time), if any, are then re-ordered by created time and table
    order;
@@ -138,7 +138,8 @@ def asof_indices(
     found = (hit >= 0) & (key >= 0) & (in_order[safe] // span == key)
     row = order[safe]
     if ttl > 0:
-        found &= (left_ts[by_want] - rt[row]) <= ttl
+        age = left_ts[by_want] - rt[row]  # >= 0 for a match; negative only if it wrapped
+        found &= (age >= 0) & (age <= ttl)
     out[by_want[found]] = usable[row[found]]
     return out
 
@@ -149,7 +150,9 @@ def _scaled_times(rt: np.ndarray, left_ts: np.ndarray, keys: int,
     whole number of, from the earliest right time; left times rounded down to a step and
     clipped to the right times' range (-1: before all of them). None when ``keys`` times
     the number of steps does not fit in an int64."""
-    low = int(rt.min())
+    low, high = int(rt.min()), int(rt.max())
+    if high - low >= 2**62:
+        return None
     offset = rt - low
     for unit in (10**9, 10**6, 10**3, 1):
         if not (offset % unit).any():
@@ -158,7 +161,7 @@ def _scaled_times(rt: np.ndarray, left_ts: np.ndarray, keys: int,
     if keys * steps >= 2**62:
         return None
     rtime = offset // unit if unit > 1 else offset
-    ltime = np.clip((left_ts - low) // unit, -1, steps - 1)
+    ltime = (np.clip(left_ts, low - 1, high) - low) // unit  # clipped first: no overflow
     return rtime, ltime, steps
 
 

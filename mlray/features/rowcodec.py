@@ -314,11 +314,12 @@ def _by_name(layout: _Fixed, wanted: Sequence[str], got: list[bytes], at: Sequen
         i = at[k]
         for c, f in enumerate(wanted):
             value = row.get(f)
-            numeric = isinstance(value, int | float)
-            present = f in row and (value is None or numeric)
+            j = layout.index[f]
+            fits = isinstance(value, int | float) if layout.kinds[j] == "f" \
+                else isinstance(value, int) and -(2**63) <= value < 2**63  # not a float
+            present = f in row and (value is None or fits)
             status[i, c] = FeatureStatus.PRESENT if present else FeatureStatus.NOT_FOUND
-            if numeric:
-                j = layout.index[f]
+            if value is not None and fits:
                 bits[j, i] = np.float64(value).view(np.int64) if layout.kinds[j] == "f" \
                     else int(value)
                 valid[j, i] = True

@@ -93,7 +93,8 @@ def test_ray_join_matches_the_in_memory_join(ray_shared: None, store: OfflineSto
     assert 0 < table["clicks__n"].null_count < len(table)  # some rows match, some do not
 
 
-def test_ray_join_refuses_bad_entity_rows(ray_shared: None, store: OfflineStore) -> None:
+def test_ray_join_refuses_bad_entity_rows(ray_shared: None, store: OfflineStore,
+                                          tmp_path: Path) -> None:
     import ray
 
     entities = _entities(10)
@@ -102,5 +103,13 @@ def test_ray_join_refuses_bad_entity_rows(ray_shared: None, store: OfflineStore)
                                     FEATURES)
     naive = entities.set_column(3, "event_timestamp",
                                 pa.array([dt.datetime(2026, 3, 1)] * 10, pa.timestamp("us")))
-    with pytest.raises(Exception, match="time zone"):
+    with pytest.raises(InvalidInput, match="time zone"):  # raised in a task, unwrapped
         get_historical_features_ray(store, ray.data.from_arrow(naive), FEATURES)
+    clash = entities.append_column("n", pa.array([1] * 10))
+    with pytest.raises(InvalidInput, match=r"output columns \['n'\] would be duplicated"):
+        get_historical_features_ray(store, ray.data.from_arrow(clash), FEATURES)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "old.parquet").write_bytes(b"x")
+    with pytest.raises(InvalidInput, match="exists and is not empty"):
+        get_historical_features_ray(store, ray.data.from_arrow(entities), FEATURES,
+                                    output=str(tmp_path / "full"))

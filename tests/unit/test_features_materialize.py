@@ -237,3 +237,16 @@ def test_latest_rows_drops_null_keys_and_keeps_table_order_on_full_ties(
         "spend": [1.0, 2.0, 3.0, 4.0]})
     assert latest_rows(table, bound)["spend"].to_pylist() == [4.0]
     assert latest_rows(table.slice(0, 0), bound).num_rows == 0
+
+
+def test_partition_of_a_key_does_not_depend_on_nulls_beside_it(tmp_path: Path) -> None:
+    from mlray.features.materialize import _hash_part
+
+    bound = _repo(tmp_path).bind("stats")
+    ints = pa.table({"user_id": pa.array([1, 2], pa.int64())})
+    with_null = pa.table({"user_id": pa.array([1, None], pa.int64())})
+    assert _hash_part(ints, bound, 16)[0] == _hash_part(with_null, bound, 16)[0]
+    pair = _repo(tmp_path).bind("pair")
+    keys = pa.table({"user_id": [3, 3], "shop": pa.array(["a", None], pa.string())})
+    alone = pa.table({"user_id": [3], "shop": ["a"]})
+    assert _hash_part(keys, pair, 16)[0] == _hash_part(alone, pair, 16)[0]

@@ -162,6 +162,19 @@ def test_asof_indices_exact_tie_break(feats: list[tuple[int, int, int]],
         assert got == want
 
 
+def test_times_centuries_apart_never_wrap() -> None:
+    """Spans beyond an int64 of ns: nothing after t is taken, and ages do not wrap."""
+    ns = [int(dt.datetime(y, 1, 1, tzinfo=dt.UTC).timestamp()) * 10**9
+          for y in (1700, 1800, 2000, 2024, 2200)]
+    zero = np.zeros(2, np.int64)
+    right = np.array([ns[2], ns[3]], np.int64)
+    assert asof_indices(zero[:1], np.array([ns[0]]), zero, right).tolist() == [-1]
+    far = np.array([ns[0], ns[4]], np.int64)
+    assert asof_indices(zero, np.array([ns[1], ns[4]]), zero, far).tolist() == [0, 1]
+    year = 366 * 86_400 * 10**9
+    assert asof_indices(zero, np.array([ns[1], ns[4]]), zero, far, ttl=year).tolist() == [-1, 1]
+
+
 def test_times_that_do_not_pack_with_the_keys_are_ranked() -> None:
     """Keys times time steps beyond an int64: the join ranks the times first."""
     keys = np.array([0, 1, 2**40], np.int64)

@@ -260,17 +260,20 @@ def test_numeric_rows_under_other_layouts_are_read_by_name(online: OnlineStore) 
         [T0, T0 - dt.timedelta(hours=2)]), "a": [2.5, 9.0], "b": [8, 9], "c": [True, True]})
     at = int(T0.timestamp() * 1e6)
     online._put("nums", [(msgpack.packb([3]), at, msgpack.packb([["b", "a"], [4, "x"]])),
-                         (msgpack.packb([4]), at, msgpack.packb({"c": False}))])
-    read = online.read(now, [1, 2, 3, 4, 5, 6], now=T0)
-    assert read.values == {"a": [1.5, 2.5, None, None, None, None],
-                           "b": [7, 8, 4, None, None, None],
-                           "c": [None, True, None, False, None, None]}
+                         (msgpack.packb([4]), at, msgpack.packb({"c": False})),
+                         (msgpack.packb([7]), at, msgpack.packb(
+                             {"a": 3, "b": float("nan"), "c": 1.5}))])
+    read = online.read(now, [1, 2, 3, 4, 5, 6, 7], now=T0)
+    assert read.values == {"a": [1.5, 2.5, None, None, None, None, 3.0],
+                           "b": [7, 8, 4, None, None, None, None],
+                           "c": [None, True, None, False, None, None, None]}
     assert read.status.tolist() == [
         [PRESENT, PRESENT, NOT_FOUND],  # written before c existed
         [PRESENT] * 3,
         [NOT_FOUND, PRESENT, NOT_FOUND],  # a string where a float belongs is not served
         [NOT_FOUND, NOT_FOUND, PRESENT],  # the older map layout
-        [OLD] * 3, [NOT_FOUND] * 3]
+        [OLD] * 3, [NOT_FOUND] * 3,
+        [PRESENT, NOT_FOUND, NOT_FOUND]]  # floats are not served as int or bool
 
 
 def test_numeric_rows_of_other_lengths_adding_up_to_whole_rows(online: OnlineStore) -> None:
