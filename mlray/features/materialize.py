@@ -27,11 +27,10 @@ run again. Each view's finished run is handed to ``record`` as a
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -180,39 +179,34 @@ def materialize_with_ray(offline: OfflineStore, online: OnlineStore, bound: Boun
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     count = partitions or max(cpus, math.ceil(rows_hint / 1_000_000))
     written = 0
-    with _shuffle_strategy():
-        pruning = (PathPartitionFilter.of(in_window, base_dir=path, filesystem=fs)
-                   if fs.get_file_info(path).type == pafs.FileType.Directory else None)
-        dataset = ray.data.read_parquet(path, filesystem=fs, columns=wanted,
-                                        partition_filter=pruning)
-        reduced = dataset.map_batches(
-            _reduce_block, batch_format="pyarrow", batch_size=max(batch_rows, 100_000),
-            fn_kwargs={"bound": bound, "lo": lo, "hi": hi, "partitions": count})
-        url, prefix = online.url, str(getattr(online, "prefix", "mlray"))
-        done = reduced.groupby(_PART, num_partitions=count).map_groups(
-            _write_partition, batch_format="pyarrow",
-            fn_kwargs={"bound": bound, "url": url, "prefix": prefix, "batch_rows": batch_rows})
-        for batch in done.iter_batches(batch_format="pyarrow", batch_size=None):
-            n = int(pc.sum(batch["rows"]).as_py() or 0)
-            written += n
-            if progress is not None and n:
-                progress(bound.name, n)
+    pruning = (PathPartitionFilter.of(in_window, base_dir=path, filesystem=fs)
+               if fs.get_file_info(path).type == pafs.FileType.Directory else None)
+    dataset = ray.data.read_parquet(path, filesystem=fs, columns=wanted,
+                                    partition_filter=pruning)
+    reduced = ray_settings(dataset.map_batches(
+        _reduce_block, batch_format="pyarrow", batch_size=max(batch_rows, 100_000),
+        fn_kwargs={"bound": bound, "lo": lo, "hi": hi, "partitions": count}))
+    url, prefix = online.url, str(getattr(online, "prefix", "mlray"))
+    done = ray_settings(reduced.groupby(_PART, num_partitions=count).map_groups(
+        _write_partition, batch_format="pyarrow",
+        fn_kwargs={"bound": bound, "url": url, "prefix": prefix, "batch_rows": batch_rows}))
+    for batch in done.iter_batches(batch_format="pyarrow", batch_size=None):
+        n = int(pc.sum(batch["rows"]).as_py() or 0)
+        written += n
+        if progress is not None and n:
+            progress(bound.name, n)
     return written
 
 
-@contextlib.contextmanager
-def _shuffle_strategy() -> Iterator[None]:
-    """Ray Data's sort-based shuffle while the block runs: on few partitions it starts in
-    seconds where the hash shuffle's aggregator actors take many (measured in
-    bench/features.py)."""
-    import ray
-
-    context = ray.data.DataContext.get_current()
-    strategy, context.shuffle_strategy = context.shuffle_strategy, _SHUFFLE
-    try:
-        yield
-    finally:
-        context.shuffle_strategy = strategy
+def ray_settings(dataset: Any) -> Any:
+    """``dataset`` with the settings mlray's Ray Data jobs run under, set on the Dataset (it
+    keeps the context it was made in) rather than globally: the sort-based shuffle, which
+    on few partitions starts in seconds where the hash shuffle's aggregator actors take
+    many (measured in bench/features.py), and a task's own error raised as itself rather
+    than wrapped."""
+    dataset.context.shuffle_strategy = _SHUFFLE
+    dataset.context.raise_original_map_exception = True
+    return dataset
 
 
 def _reduce_block(batch: pa.Table, *, bound: BoundView, lo: int | None, hi: int,

@@ -36,7 +36,7 @@ import pyarrow.fs as pafs
 
 from mlray.errors import BackendUnavailable, InvalidInput, MlrayError
 from mlray.features.definitions import FeatureService
-from mlray.features.materialize import _SHUFFLE, _hash_part
+from mlray.features.materialize import _hash_part, ray_settings
 from mlray.features.offline import (
     PARTITION,
     OfflineStore,
@@ -142,7 +142,7 @@ def _join(store: OfflineStore, entity_rows: ray.data.Dataset, schema: pa.Schema,
         current = _join_stage(store, current, schema, group, needed, timestamp_field, lo, hi,
                               count)
         schema = _with_joined(schema, group, needed)
-    result = _own(current.map_batches(
+    result = ray_settings(current.map_batches(
         _finish, batch_format="pyarrow", zero_copy_batch=True,
         fn_kwargs={"repo": store.repo, "selections": selections,
                    "full_feature_names": full_feature_names}))
@@ -150,16 +150,6 @@ def _join(store: OfflineStore, entity_rows: ray.data.Dataset, schema: pa.Schema,
         return result.materialize()
     result.write_parquet(output)
     return ray.data.read_parquet(output)
-
-
-def _own(dataset: ray.data.Dataset) -> ray.data.Dataset:
-    """``dataset`` with the settings this join runs under (a Dataset keeps the context it
-    was made in, so they are set on it, not globally): Ray Data's sort-based shuffle,
-    which on few partitions starts in seconds where the hash shuffle's actors take many,
-    and a task's own error raised as itself, not wrapped."""
-    dataset.context.shuffle_strategy = _SHUFFLE
-    dataset.context.raise_original_map_exception = True
-    return dataset
 
 
 def _check_empty(output: str) -> None:
@@ -217,7 +207,7 @@ def _arrow_schema(dataset: ray.data.Dataset) -> pa.Schema:
 def _time_bounds(dataset: ray.data.Dataset, timestamp_field: str) -> tuple[int, int, int]:
     """The entity rows' earliest and latest times (int ns) and their count, in one pass
     that also checks the timestamps (naive or null ones fail the task)."""
-    stats = _own(dataset.map_batches(_batch_bounds, batch_format="pyarrow",
+    stats = ray_settings(dataset.map_batches(_batch_bounds, batch_format="pyarrow",
                                      fn_kwargs={"timestamp_field": timestamp_field})).take_all()
     stats = [s for s in stats if s["rows"]]
     if not stats:
@@ -274,8 +264,8 @@ def _join_stage(store: OfflineStore, entities: ray.data.Dataset, schema: pa.Sche
         pieces.append(rows.map_batches(
             _split_view, batch_format="pyarrow",
             fn_kwargs={"bound": bound, "side": side, "count": count, "lo": first, "hi": hi}))
-    combined = _own(pieces[0].union(*pieces[1:]) if len(pieces) > 1 else pieces[0])
-    return _own(combined).groupby(_PART, num_partitions=count).map_groups(
+    combined = ray_settings(pieces[0].union(*pieces[1:]) if len(pieces) > 1 else pieces[0])
+    return ray_settings(combined).groupby(_PART, num_partitions=count).map_groups(
         _join_partition, batch_format="pyarrow",
         fn_kwargs={"group": group, "needed": needed, "schema": schema,
                    "timestamp_field": timestamp_field})
