@@ -49,8 +49,8 @@ def export_gauges(source: Callable[[], Iterable[Sample]], period_s: float, name:
                             metric, f"mlray {name}: {metric}", tag_keys=keys)
                     gauge.set(value, dict(labels))
                     current[(metric, tuple(sorted(labels.items())))] = gauge
-                for (_, labels), gauge in last.items() - current.items():
-                    gauge.set(float("nan"), dict(labels))  # a series that ended: no value
+                for key in last.keys() - current.keys():  # series that ended: no value
+                    last[key].set(float("nan"), dict(key[1]))
                 last.clear()
                 last.update(current)
             except Exception:  # keep exporting; the next round retries

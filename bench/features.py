@@ -22,8 +22,8 @@ One table, four areas (issue 5's goals checked at the end of each row):
   Redis with :func:`mlray.features.materialize.materialize` (``engine="local"``, and
   ``engine="ray"``, the job's default, unless ``--no-ray``; timed on a warm Ray, after a
   first run that starts its worker processes, whose time is shown apart), beside a bare
-  write of the same values: the rows already in memory, packed as the store packs them and ``SET``
-  in a pipeline. Goal: within 2x.
+  write of the same values: the rows already in memory, packed as the store packs them
+  and ``SET`` in a pipeline. Goal: within 2x.
 - streams: events/s through :class:`StreamProcessor` (windows: count/sum over 1h, avg
   over 1d; online writes), beside a bare ``XREADGROUP``/``XACK`` loop that does no work.
 

@@ -39,7 +39,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlray.errors import InvalidInput
-from mlray.features.offline import PARTITION, OfflineStore, _day, _ns, _open, normalise_rows
+from mlray.features.offline import (
+    OfflineStore,
+    _ns,
+    _open,
+    cut_to_window,
+    day_filter,
+    normalise_rows,
+    view_columns,
+)
 from mlray.features.online import OnlineStore, open_online_store
 from mlray.features.pit import encode_keys
 from mlray.features.registry import Materialization
@@ -164,24 +172,12 @@ def materialize_with_ray(offline: OfflineStore, online: OnlineStore, bound: Boun
     rows_hint = pads.dataset(path, filesystem=fs, format="parquet").count_rows()
     if rows_hint == 0:
         return 0
-    src = bound.view.source
-    wanted = [*bound.key_names, src.timestamp_field]
-    if src.created_timestamp_field:
-        wanted.append(src.created_timestamp_field)
-    wanted += bound.view.feature_names
-    lo_day = None if lo is None else _day(lo)
-    hi_day = _day(hi)
-
-    def in_window(parts: dict[str, str]) -> bool:
-        day = parts.get(PARTITION)
-        return day is None or ((lo_day is None or day >= lo_day) and day <= hi_day)
-
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     count = partitions or max(cpus, math.ceil(rows_hint / 1_000_000))
     written = 0
-    pruning = (PathPartitionFilter.of(in_window, base_dir=path, filesystem=fs)
+    pruning = (PathPartitionFilter.of(day_filter(lo, hi), base_dir=path, filesystem=fs)
                if fs.get_file_info(path).type == pafs.FileType.Directory else None)
-    dataset = ray.data.read_parquet(path, filesystem=fs, columns=wanted,
+    dataset = ray.data.read_parquet(path, filesystem=fs, columns=view_columns(bound),
                                     partition_filter=pruning)
     reduced = ray_settings(dataset.map_batches(
         _reduce_block, batch_format="pyarrow", batch_size=max(batch_rows, 100_000),
@@ -212,12 +208,9 @@ def ray_settings(dataset: Any) -> Any:
 def _reduce_block(batch: pa.Table, *, bound: BoundView, lo: int | None, hi: int,
                   partitions: int) -> pa.Table:
     """A read block, typed, cut to the window, one row per entity, tagged with its partition."""
-    table = normalise_rows(batch, bound, f"view {bound.name!r} data")
-    ts = table[bound.view.source.timestamp_field].cast(pa.int64())
-    keep = pc.less_equal(ts, hi)
-    if lo is not None:
-        keep = pc.and_(keep, pc.greater_equal(ts, lo))
-    table = latest_rows(table.filter(pc.fill_null(keep, False)), bound)
+    table = cut_to_window(normalise_rows(batch, bound, f"view {bound.name!r} data"), bound, lo,
+                          hi)
+    table = latest_rows(table, bound)
     return table.append_column(_PART, pa.array(_hash_part(table, bound, partitions)))
 
 

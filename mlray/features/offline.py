@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,23 +149,13 @@ class OfflineStore:
         bound = self.repo.bind(view)
         lo = None if start is None else _ns(start, "start")
         hi = None if end is None else _ns(end, "end") - 1
-        table = self._scan(bound, lo, hi, None)
-        ts = table[bound.view.source.timestamp_field].cast(pa.int64())
-        keep = pc.is_valid(ts)
-        if lo is not None:
-            keep = pc.and_(keep, pc.greater_equal(ts, lo))
-        if hi is not None:
-            keep = pc.and_(keep, pc.less_equal(ts, hi))
-        return table.filter(keep)
+        return cut_to_window(self._scan(bound, lo, hi, None), bound, lo, hi)
 
     def _scan(self, bound: BoundView, lo: int | None, hi: int | None,
               keys: pa.Array | None) -> pa.Table:
         """Rows of ``bound`` with ``lo <= event time <= hi`` (ns, inclusive), typed and in UTC."""
         view, src = bound.view, bound.view.source
-        wanted = [*bound.key_names, src.timestamp_field]
-        if src.created_timestamp_field:
-            wanted.append(src.created_timestamp_field)
-        wanted += view.feature_names
+        wanted = view_columns(bound)
         empty = pa.table({n: pa.array([], t) for n, t in _schema(bound).items()})
         fs, path = _open(self.location(view.name))
         try:
@@ -242,14 +232,14 @@ class OfflineStore:
     def _join_view(self, table: pa.Table, times: np.ndarray, bound: BoundView,
                    names: list[str]) -> dict[str, pa.ChunkedArray]:
         """The ``names`` features of one view as of each entity row, named ``view__f``."""
-        ttl = int(bound.view.ttl.total_seconds() * 10**9) if bound.view.ttl else 0
-        if not len(times):
-            return join_rows(table, times, bound, names, None)
-        lo = int(times.min()) - ttl if ttl else None
         keys = check_keys(table, bound.join_keys, "entity_rows")
+        if not len(times):
+            return join_rows(keys, times, bound, names, None)
+        ttl = ttl_ns(bound)
+        lo = int(times.min()) - ttl if ttl else None
         probe = keys[bound.key_names[0]].unique() if len(bound.join_keys) == 1 else None
-        return join_rows(table, times, bound, names, self._scan(bound, lo, int(times.max()),
-                                                                probe))
+        return join_rows(keys, times, bound, names, self._scan(bound, lo, int(times.max()),
+                                                               probe))
 
 
 def entity_times(table: pa.Table, timestamp_field: str) -> np.ndarray:
@@ -268,16 +258,15 @@ def entity_times(table: pa.Table, timestamp_field: str) -> np.ndarray:
     return t.cast(pa.int64()).to_numpy()
 
 
-def join_rows(table: pa.Table, times: np.ndarray, bound: BoundView, names: list[str],
-              rows: pa.Table | None) -> dict[str, pa.ChunkedArray]:
-    """The ``names`` features of one view as of each entity row (``times``, int64 ns),
-    named ``view__f``, from the view's ``rows`` (normalised; None: no rows)."""
+def join_rows(keys: Mapping[str, pa.ChunkedArray], times: np.ndarray, bound: BoundView,
+              names: list[str], rows: pa.Table | None) -> dict[str, pa.ChunkedArray]:
+    """The ``names`` features of one view as of each entity row (its join ``keys``, typed
+    by :func:`check_keys`, and ``times``, int64 ns), named ``view__f``, from the view's
+    ``rows`` (normalised; None: no rows)."""
     view, src = bound.view, bound.view.source
     if rows is None or not len(times):
         types = _schema(bound)
         return {f"{view.name}__{n}": pa.nulls(len(times), types[n]) for n in names}
-    keys = check_keys(table, bound.join_keys, "entity_rows")
-    ttl = int(view.ttl.total_seconds() * 10**9) if view.ttl else 0
     lcode, rcode = encode_keys([keys[k] for k in bound.key_names],
                                [rows[k] for k in bound.key_names])
     rts = rows[src.timestamp_field]
@@ -285,7 +274,7 @@ def join_rows(table: pa.Table, times: np.ndarray, bound: BoundView, names: list[
     created = None
     if src.created_timestamp_field:
         created = _int_ns(rows[src.created_timestamp_field], fill=np.iinfo(np.int64).min)
-    idx = asof_indices(lcode, times, rcode, _int_ns(rts, fill=0), created, ttl)
+    idx = asof_indices(lcode, times, rcode, _int_ns(rts, fill=0), created, ttl_ns(bound))
     take = pa.array(idx, mask=idx < 0)
     return {f"{view.name}__{n}": rows[n].take(take) for n in names}
 
@@ -298,7 +287,6 @@ def assemble(repo: FeatureRepo, table: pa.Table, joined: Mapping[str, pa.Chunked
     Raises:
         InvalidInput: two output columns would have the same name.
     """
-    out_names: list[str] = []
     out_cols: list[pa.ChunkedArray] = []
     for sel in selections:
         if sel.on_demand:
@@ -310,14 +298,19 @@ def assemble(repo: FeatureRepo, table: pa.Table, joined: Mapping[str, pa.Chunked
             values = [computed[f] for f in sel.features]
         else:
             values = [joined[f"{sel.view}__{f}"] for f in sel.features]
-        for feature, column in zip(sel.features, values, strict=True):
-            out_names.append(f"{sel.view}__{feature}" if full_feature_names else feature)
-            out_cols.append(column)
+        out_cols += values
+    out_names = output_names(selections, full_feature_names)
     check_output_names(out_names, table.column_names)
     result = table
     for name, column in zip(out_names, out_cols, strict=True):
         result = result.append_column(name, column)
     return result
+
+
+def output_names(selections: list[Selection], full_feature_names: bool) -> list[str]:
+    """The output column of each feature asked, in order."""
+    return [f"{sel.view}__{f}" if full_feature_names else f
+            for sel in selections for f in sel.features]
 
 
 def check_output_names(out_names: Sequence[str], entity_columns: Sequence[str]) -> None:
@@ -328,6 +321,43 @@ def check_output_names(out_names: Sequence[str], entity_columns: Sequence[str]) 
         raise InvalidInput(f"output columns {clash} would be duplicated; ask with "
                            "full_feature_names=True or rename the entity columns",
                            field="features")
+
+
+def ttl_ns(bound: BoundView) -> int:
+    """The view's TTL in ns; 0: no limit."""
+    return int(bound.view.ttl.total_seconds() * 10**9) if bound.view.ttl else 0
+
+
+def view_columns(bound: BoundView) -> list[str]:
+    """The stored columns a view's rows are read with: join keys, timestamps, fields."""
+    src = bound.view.source
+    created = [src.created_timestamp_field] if src.created_timestamp_field else []
+    return [*bound.key_names, src.timestamp_field, *created, *bound.view.feature_names]
+
+
+def cut_to_window(rows: pa.Table, bound: BoundView, lo: int | None, hi: int | None,
+                  ) -> pa.Table:
+    """The normalised ``rows`` whose event time is set and within ``[lo, hi]`` (int ns,
+    inclusive; None: unbounded)."""
+    ts = rows[bound.view.source.timestamp_field].cast(pa.int64())
+    keep = pc.is_valid(ts)
+    if lo is not None:
+        keep = pc.and_(keep, pc.greater_equal(ts, lo))
+    if hi is not None:
+        keep = pc.and_(keep, pc.less_equal(ts, hi))
+    return rows.filter(keep)
+
+
+def day_filter(lo: int | None, hi: int) -> Callable[[dict[str, str]], bool]:
+    """Whether a ``date=`` partition (its path's parts) can hold event times in
+    ``[lo, hi]``: for Ray Data's partition pruning."""
+    low, high = None if lo is None else _day(lo), _day(hi)
+
+    def keep(parts: dict[str, str]) -> bool:
+        day = parts.get(PARTITION)
+        return day is None or ((low is None or day >= low) and day <= high)
+
+    return keep
 
 
 def normalise_rows(table: pa.Table, bound: BoundView, what: str) -> pa.Table:

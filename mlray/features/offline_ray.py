@@ -38,17 +38,20 @@ from mlray.errors import BackendUnavailable, InvalidInput, MlrayError
 from mlray.features.definitions import FeatureService
 from mlray.features.materialize import _hash_part, ray_settings
 from mlray.features.offline import (
-    PARTITION,
     OfflineStore,
-    _day,
     _needed,
     _open,
     _schema,
     assemble,
     check_output_names,
+    cut_to_window,
+    day_filter,
     entity_times,
     join_rows,
     normalise_rows,
+    output_names,
+    ttl_ns,
+    view_columns,
 )
 from mlray.features.repo import BoundView, FeatureRepo, Selection
 from mlray.features.validate import check_keys
@@ -116,8 +119,7 @@ def get_historical_features_ray(
         stages.setdefault(tuple(bound.key_names), []).append(bound)
     if partitions is not None and partitions < 1:
         raise InvalidInput(f"partitions must be >= 1, got {partitions}", field="partitions")
-    check_output_names([f"{sel.view}__{f}" if full_feature_names else f
-                        for sel in selections for f in sel.features], schema.names)
+    check_output_names(output_names(selections, full_feature_names), schema.names)
     if output is not None:
         _check_empty(output)
     with _task_errors():
@@ -247,45 +249,28 @@ def _join_stage(store: OfflineStore, entities: ray.data.Dataset, schema: pa.Sche
         info = fs.get_file_info(path).type
         if info == pafs.FileType.NotFound:
             continue
-        ttl = int(bound.view.ttl.total_seconds() * 10**9) if bound.view.ttl else 0
-        first = None if not ttl else lo - ttl
-        pruning = None
-        if info == pafs.FileType.Directory:
-            low_day, high_day = None if first is None else _day(first), _day(hi)
-            pruning = PathPartitionFilter.of(
-                lambda parts, a=low_day, b=high_day: _in_days(parts, a, b),
-                base_dir=path, filesystem=fs)
-        src = bound.view.source
-        columns = [*bound.key_names, src.timestamp_field,
-                   *([src.created_timestamp_field] if src.created_timestamp_field else []),
-                   *bound.view.feature_names]
-        rows = ray.data.read_parquet(path, filesystem=fs, columns=columns,
+        ttl = ttl_ns(bound)
+        first = lo - ttl if ttl else None
+        pruning = (PathPartitionFilter.of(day_filter(first, hi), base_dir=path, filesystem=fs)
+                   if info == pafs.FileType.Directory else None)
+        rows = ray.data.read_parquet(path, filesystem=fs, columns=view_columns(bound),
                                      partition_filter=pruning)
         pieces.append(rows.map_batches(
             _split_view, batch_format="pyarrow",
             fn_kwargs={"bound": bound, "side": side, "count": count, "lo": first, "hi": hi}))
     combined = ray_settings(pieces[0].union(*pieces[1:]) if len(pieces) > 1 else pieces[0])
-    return ray_settings(combined).groupby(_PART, num_partitions=count).map_groups(
+    return combined.groupby(_PART, num_partitions=count).map_groups(
         _join_partition, batch_format="pyarrow",
         fn_kwargs={"group": group, "needed": needed, "schema": schema,
                    "timestamp_field": timestamp_field})
 
 
-def _in_days(parts: dict[str, str], low: str | None, high: str) -> bool:
-    day = parts.get(PARTITION)
-    return day is None or ((low is None or day >= low) and day <= high)
-
-
 def _split_view(batch: pa.Table, *, bound: BoundView, side: int, count: int, lo: int | None,
                 hi: int) -> pa.Table:
     """A block of a view's rows, typed and cut to the entity rows' time window, in pieces."""
-    rows = normalise_rows(batch, bound, f"view {bound.name!r} data")
-    ts = rows[bound.view.source.timestamp_field].cast(pa.int64()).to_numpy(
-        zero_copy_only=False)
-    keep = ts <= hi
-    if lo is not None:
-        keep &= ts >= lo
-    return _split(rows.filter(pa.array(keep)), bound=bound, side=side, count=count)
+    rows = cut_to_window(normalise_rows(batch, bound, f"view {bound.name!r} data"), bound, lo,
+                         hi)
+    return _split(rows, bound=bound, side=side, count=count)
 
 
 def _split(batch: pa.Table, *, bound: BoundView, side: int, count: int) -> pa.Table:
@@ -335,7 +320,8 @@ def _join_partition(group_rows: pa.Table, *, group: list[BoundView],
     out = entities
     for side, bound in enumerate(group, start=1):
         rows = pa.concat_tables(by_side[side]) if side in by_side else None
-        joined = join_rows(entities, times, bound, needed[bound.name], rows)
+        keys = check_keys(entities, bound.join_keys, "entity_rows")
+        joined = join_rows(keys, times, bound, needed[bound.name], rows)
         for name, column in joined.items():
             out = out.append_column(_JOINED + name, column)
     return out

@@ -120,13 +120,8 @@ class RedisOnlineStore(OnlineStore):
                   ) -> list[list[bytes | None]]:
         """One MGET per view (of at most ``_READ_BATCH`` keys each), all sent together: one
         round trip for the whole read."""
-        commands, sizes = [], []
-        for view, keys in requests:
-            head = self._prefix(view)
-            for start in range(0, len(keys), _READ_BATCH):
-                chunk = keys[start:start + _READ_BATCH]
-                commands.append(_mget(head, chunk))
-                sizes.append(len(chunk))
+        commands = [_mget(self._prefix(view), keys[start:start + _READ_BATCH])
+                    for view, keys in requests for start in range(0, len(keys), _READ_BATCH)]
         if not commands:
             return [[] for _ in requests]
         with self._guard():

@@ -126,7 +126,6 @@ def asof_indices(
     in_order = packed[order]
     if scaled is not None:
         _break_ties(order, in_order, created)
-    # The last right row at or before each left row's time, among those of its key.
     # The last right row at or before each left row's time, among those of its key. The
     # left rows are searched in sorted order: the search then walks the right rows once,
     # and the matches come out in order, so reading them does not jump about.

@@ -205,12 +205,9 @@ def decode_rows(bound: BoundView, wanted: Sequence[str], stored: Sequence[bytes 
         types = [view.field(f).arrow_type for f in wanted]  # type: ignore[union-attr]
         return [pa.nulls(n, t) for t in types], status, np.full(n, _NAT)
     got: list[bytes] = stored if dense else [stored[i] for i in at]  # type: ignore[assignment]
-    matrix = sized = None
-    whole = False
-    if layout is not None:
-        matrix, sized, whole = _words(layout, got)
-    if matrix is not None and len(matrix) == len(got):
-        times = matrix[:, 0].byteswap() ^ _SIGN
+    words = None if layout is None else _words(layout, got)
+    if words is not None and len(words[0]) == len(got):
+        times = words[0][:, 0].byteswap() ^ _SIGN
     else:
         times = np.frombuffer(b"".join([raw[:8] for raw in got]), ">i8") ^ _SIGN
     if dense:
@@ -224,9 +221,10 @@ def decode_rows(bound: BoundView, wanted: Sequence[str], stored: Sequence[bytes 
         fresh = None
     if fresh is not None:
         status[np.asarray(at)[~fresh]] = FeatureStatus.OUTSIDE_MAX_AGE
-    if layout is None or matrix is None or sized is None:
+    if layout is None or words is None:
         return _decode_packed(bound, wanted, got, at, fresh, status), status, event
-    if whole and fresh is None and len(sized) == n:
+    matrix, sized, current = words
+    if current and dense and fresh is None:
         return _decode_all(layout, wanted, status, matrix), status, event
     return _decode_fixed(layout, wanted, got, at, fresh, status, matrix, sized), status, event
 
@@ -349,7 +347,7 @@ def _decode_packed(bound: BoundView, wanted: Sequence[str], got: list[bytes], at
     n = len(status)
     layout = _packed_layout(tuple(names))
     cut = 8 + len(layout)
-    keep = None if fresh is None or fresh.all() else fresh.tolist()
+    keep = None if fresh is None else fresh.tolist()
     fast = [raw[cut:] for raw in got if raw.startswith(layout, 8)]
     if keep is None and len(fast) == len(got):
         same = None  # the common case: every row fresh, written under the current fields

@@ -14,7 +14,7 @@ from ray.util.metrics import Counter, Gauge, Histogram
 
 from mlray.serving.breaker import BREAKER_LEVEL
 
-__all__ = ["BREAKER_LEVEL", "LATENCY_BOUNDARIES_S", "RECORDED", "ModelMetrics",
+__all__ = ["LATENCY_BOUNDARIES_S", "RECORDED", "ModelMetrics",
            "ServingMetrics"]
 
 LATENCY_BOUNDARIES_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
