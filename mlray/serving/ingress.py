@@ -1,11 +1,10 @@
 """The ``mlray`` ingress app: HTTP in, traffic policy and breakers, model apps out.
 
 Each replica keeps its own copy of the served models and breaker states (see
-:mod:`mlray.serving.router`), refreshed by a background task: policies from the
-``registry`` actor every ``policy_refresh_s``, breaker states and outcomes exchanged with
-the ``breakers`` actor every ``sync_interval_s``. No request waits on an actor, except
-one shared, rate-limited ``usable_apps`` call when a request misses a version deployed
-since the last refresh.
+:mod:`mlray.serving.router`), kept in step with the control plane by its
+:class:`~mlray.serving.ingress_sync.IngressSync` (a background task started with the
+replica). No request waits on an actor, except one shared, rate-limited ``usable_apps``
+call when a request misses a version deployed since the last refresh.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures at runtime.
@@ -21,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-import ray
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -42,11 +40,8 @@ from mlray.errors import (
 )
 from mlray.features.offline import OfflineStore
 from mlray.features.online import OnlineStore, open_online_store
-from mlray.features.repo import FeatureRepo
 from mlray.features.serving import FeatureReader
-from mlray.identity import Caller, Role
-from mlray.monitoring.buffer import SketchBuffer
-from mlray.monitoring.prediction_log import FeedbackLog, PredictionLog
+from mlray.monitoring.prediction_log import FeedbackLog
 from mlray.registry.types import ModelVersion
 from mlray.serving.api_models import (
     BatchPredictRequest,
@@ -57,23 +52,20 @@ from mlray.serving.api_models import (
     PredictResponse,
     PushRequest,
 )
-from mlray.serving.batched import BatchedVersion, load_runner
-from mlray.serving.colocated import LocalVersions
 from mlray.serving.enrich import fill_from_features
+from mlray.serving.ingress_sync import IngressSync
 from mlray.serving.inputs import columns_from_mapping, columns_from_rows
 from mlray.serving.limits import PredictionCache, RateLimiter, cache_key
 from mlray.serving.metrics import ServingMetrics
-from mlray.serving.model_names import app_name
 from mlray.serving.protocol import InferRequest, decode_inputs
 from mlray.serving.router import Router
 from mlray.serving.runner import Columns
-from mlray.serving.settings import BatchTuning, ModelServing, ServingConfig
+from mlray.serving.settings import ModelServing, ServingConfig
 from mlray.serving.traffic import NoHealthyVersion
 
 __all__ = ["Ingress", "build_app", "ingress_app"]
 
 log = logging.getLogger("mlray.ingress")
-_CALL_TIMEOUT_S = 10.0  # background calls to actors and apps
 
 VERSION_HEADER = "x-mlray-model-version"
 PIN_HEADER = "x-mlray-version"
@@ -188,149 +180,25 @@ class Ingress:
         self.config, self.serving = config, serving
         self.settings = serving.ingress
         self.router = Router(config.project, self.settings.breaker)
-        self.caller = Caller(user="mlray-ingress", roles={config.project: Role.viewer})
-        self._registry = ray.get_actor("registry", namespace=config.namespace)
-        self._breakers = ray.get_actor("breakers", namespace=config.namespace)
-        self._features = ray.get_actor("features", namespace=config.namespace)
-        self._deployments = ray.get_actor("deployments", namespace=config.namespace)
-        self._feature_repo = FeatureRepo()
+        self.metrics = ServingMetrics()
+        self.sync = IngressSync(config, self.settings, self.router, self.metrics)
         self._online: OnlineStore | None = None
         self._limiter = (RateLimiter(self.settings.rate_limit.requests_per_s,
                                      self.settings.rate_limit.burst)
                          if self.settings.rate_limit else None)
-        self._handles: dict[str, Any] = {}
         self._per_model: dict[str, ModelServing] = {}
-        self._local = LocalVersions(self._load_local)
         self._caches: dict[str, PredictionCache] = {}
         self._shadow_tasks: set[asyncio.Task[None]] = set()
-        self._background: asyncio.Task[None] | None = None
-        self._apps_checked_at = 0.0
-        self._apps_reload: asyncio.Task[bool] | None = None
-        self.metrics = ServingMetrics()
         assert config.offline_uri is not None
-        self._log = PredictionLog(config.offline_uri, self.settings.log_sample)
         self._feedback = FeedbackLog(config.offline_uri)
-        self._monitor = ray.get_actor("monitor", namespace=config.namespace)
-        self._sketches = SketchBuffer()
-        self._refresh_blocking()
+        self.sync.load()
+        self.sync.start_if_in_loop()  # the view stays fresh whichever endpoint is asked
         gc.freeze()  # long-lived objects leave the collector's scans (tail latency)
-
-    # -- background work -------------------------------------------------------------------
-
-    def _refresh_blocking(self) -> None:
-        view = ray.get(self._registry.invoke.remote("serving_view", self.caller,
-                                                    self.config.project), timeout=60)
-        self._feature_repo = ray.get(self._features.invoke.remote(
-            "repo", self.caller, self.config.project), timeout=60)
-        self.router.update(view, ray.get(self._deployments.usable_apps.remote(), timeout=60))
-
-    async def _refresh_apps(self, min_interval_s: float = 0.25) -> bool:
-        """Reload which apps run, at most every ``min_interval_s``; True if it changed.
-
-        Requests that miss while a reload is under way wait for that same reload."""
-        if self._apps_reload is None or self._apps_reload.done():
-            now = time.monotonic()
-            if now - self._apps_checked_at < min_interval_s:
-                return False
-            self._apps_checked_at = now
-            self._apps_reload = asyncio.get_running_loop().create_task(self._reload_apps())
-        return await asyncio.shield(self._apps_reload)
-
-    async def _reload_apps(self) -> bool:
-        running = await asyncio.wait_for(self._deployments.usable_apps.remote(0.1),
-                                         _CALL_TIMEOUT_S)
-        if running == self.router.ready_apps:
-            return False
-        self.router.update(self.router.models, running)
-        return True
-
-    async def _ship_sketches(self) -> None:
-        """Sketch what was answered since the last call (off the event loop) and send the
-        sketches to the ``monitor`` actor; versions without a baseline are skipped."""
-        for model, version in self._sketches.unknown():
-            mv = await self._registry.invoke.remote("get_version", self.caller,
-                                                    self.config.project, model, version)
-            self._sketches.set_baseline(model, version, mv.baseline)
-        envelopes = await asyncio.to_thread(self._sketches.drain, self.config.project)
-        if envelopes:
-            await self._monitor.invoke.remote("ingest", envelopes)
-
-    async def _sync_local(self) -> None:
-        """Drop colocated copies no longer served; let the rest follow their app's
-        batch tuning (``mlray retune`` reconfigures the app)."""
-        self._local.keep_only((m, v) for m, s in self.router.models.items()
-                              for v in s.versions)
-        for (model, version), local in self._local.loaded().items():
-            if not self.router.is_ready(model, version):
-                continue
-            try:
-                serving = await asyncio.wait_for(
-                    self._handle(model, version).serving.remote(), _CALL_TIMEOUT_S)
-                local.retune(BatchTuning.model_validate(serving["tuning"]))
-            except Exception:  # the app may be restarting; the next sync tries again
-                log.warning("tuning of %s v%d not read", model, version, exc_info=True)
-
-    async def _load_local(self, version: ModelVersion) -> BatchedVersion:
-        """A colocated copy of ``version`` with its app's effective settings (deploy-time
-        overrides and retuning included), loaded off the event loop."""
-        handle = self._handle(version.model, version.version)
-        serving = ModelServing.model_validate(
-            await asyncio.wait_for(handle.serving.remote(), _CALL_TIMEOUT_S))
-        runner = await asyncio.to_thread(load_runner, self.config, version, serving)
-        return BatchedVersion(version.model, version.version, runner, serving.tuning)
-
-    async def _open_handles(self) -> None:
-        """Open the handles of running versions the policies name before a request needs
-        one (opening costs a blocking controller call; a canary's first requests would
-        otherwise pay it)."""
-        for model, served in self.router.models.items():
-            for version in served.versions:
-                name = app_name(model, version)
-                if name not in self._handles and self.router.is_ready(model, version):
-                    try:
-                        self._handles[name] = await asyncio.wait_for(
-                            asyncio.to_thread(serve.get_app_handle, name), _CALL_TIMEOUT_S)
-                    except Exception:  # a request opens it when it comes
-                        log.warning("could not open %s yet", name, exc_info=True)
-
-    def _ensure_background(self) -> None:
-        if self._background is None or self._background.done():
-            self._background = asyncio.get_running_loop().create_task(self._run_background())
-
-    async def _run_background(self) -> None:
-        last_sync = 0.0
-        while True:
-            try:
-                view = await self._registry.invoke.remote("serving_view", self.caller,
-                                                          self.config.project)
-                running = await asyncio.wait_for(self._deployments.usable_apps.remote(),
-                                                 _CALL_TIMEOUT_S)
-                self.router.update(view, running)
-                await self._open_handles()
-                self._feature_repo = await self._features.invoke.remote(
-                    "repo", self.caller, self.config.project)
-                if time.monotonic() - last_sync >= self.settings.sync_interval_s:
-                    last_sync = time.monotonic()
-                    if self._log.pending():
-                        await asyncio.to_thread(self._log.flush)
-                    await self._ship_sketches()
-                    merged = await self._breakers.invoke.remote(
-                        "sync", self.router.snapshots(), self.router.drain_outcomes())
-                    self.router.merge(merged)
-                    await self._sync_local()
-                    for name, served in self.router.models.items():
-                        for number in served.versions:
-                            self.metrics.breaker_state(
-                                name, number, self.router.breaker(name, number).state.value)
-            except Exception:  # the control plane may be restarting; keep the last copy
-                log.warning("background refresh failed; serving from the last copy",
-                            exc_info=True)
-            await asyncio.sleep(self.settings.policy_refresh_s)
 
     # -- the request path ------------------------------------------------------------------
 
     async def _read(self, request: Request) -> bytes:
-        self._ensure_background()
+        self.sync.ensure_started()
         declared = request.headers.get("content-length")
         limit = self.settings.max_body_bytes
         if declared and declared.isdigit() and int(declared) > limit:
@@ -353,7 +221,7 @@ class Ingress:
             assert self.config.online_url is not None
             self._online = open_online_store(self.config.online_url,
                                              redis_prefix=self.config.redis_prefix)
-        return FeatureReader(self._feature_repo, self._online)
+        return FeatureReader(self.sync.feature_repo, self._online)
 
     def _with_features(self, model: str, request: dict[str, Any],
                        version: ModelVersion) -> dict[str, Any]:
@@ -369,27 +237,20 @@ class Ingress:
             found = self._per_model[model] = self.serving.for_model(model)
         return found
 
-    def _handle(self, model: str, version: int) -> Any:
-        name = app_name(model, version)
-        handle = self._handles.get(name)
-        if handle is None:
-            handle = self._handles[name] = serve.get_app_handle(name)
-        return handle
-
     async def _answer(self, model: str, version: int, columns: Columns,
                       settings: ModelServing) -> np.ndarray:
         """The prediction: from the colocated copy when one is loaded here, else (and when
         the copy fails: it is dropped and reloaded later) from the model app."""
         if settings.colocate:
-            local = self._local.get(self.router.version(model, version))
+            local = self.sync.local.get(self.router.version(model, version))
             if local is not None:
                 try:
                     return await local.predict(columns)
                 except Exception:
                     log.warning("the colocated copy of %s v%d failed; asking its app",
                                 model, version, exc_info=True)
-                    self._local.drop(model, version)
-        return await self._handle(model, version).predict.remote(columns)
+                    self.sync.local.drop(model, version)
+        return await self.sync.handle(model, version).predict.remote(columns)
 
     async def _call(self, model: str, version: int, columns: Columns, settings: ModelServing
                     ) -> np.ndarray:
@@ -439,8 +300,9 @@ class Ingress:
         seconds = time.perf_counter() - start
         self.metrics.request(model, version.version, None, seconds)
         if self._model_settings(model).monitor:
-            self._log.add(request_id, model, version.version, columns, out, seconds * 1e3)
-            self._sketches.add(model, version.version, columns, out)
+            self.sync.log.add(request_id, model, version.version, columns, out,
+                              seconds * 1e3)
+            self.sync.sketches.add(model, version.version, columns, out)
         return version, out
 
     async def _predict_columns(self, request: Request, model: str, pinned: int | None,
@@ -452,7 +314,7 @@ class Ingress:
         try:
             route = self.router.route(model, routing_key=routing_key, pinned=pinned)
         except NoHealthyVersion as exc:
-            if not await self._refresh_apps():  # a version deployed since the last refresh?
+            if not await self.sync.refresh_apps():  # a version deployed since the last refresh?
                 exc.retry_after = self.router.retry_after(model)  # type: ignore[attr-defined]
                 raise
             try:
@@ -546,8 +408,8 @@ class Ingress:
 
     @api.get("/v1/models", summary="Served models, their traffic policies and versions")
     async def v1_models(self) -> Response:
-        self._ensure_background()
-        out, local = [], self._local.loaded()
+        self.sync.ensure_started()
+        out, local = [], self.sync.local.loaded()
         for name, served in sorted(self.router.models.items()):
             out.append({
                 "name": name, "policy": served.policy.model_dump(mode="json"),
@@ -589,8 +451,7 @@ class Ingress:
         try:
             return await attempt()
         except NotFound:
-            self._feature_repo = await self._features.invoke.remote(
-                "repo", self.caller, self.config.project)
+            await self.sync.reload_repo()
             return await attempt()
 
     @api.post("/v1/features/push", responses=_ERRORS, openapi_extra=_body(PushRequest),
@@ -599,7 +460,7 @@ class Ingress:
         body = PushRequest.model_validate_json(await self._read(request))
 
         def write() -> int:
-            repo = self._feature_repo
+            repo = self.sync.feature_repo
             bound = repo.bind(body.view)
             written = 0
             if body.to in ("offline", "both"):
@@ -621,7 +482,7 @@ class Ingress:
 
     @api.get("/v2/health/ready", summary="Readiness: every served model has a version up")
     async def v2_ready(self) -> Response:
-        self._ensure_background()
+        self.sync.ensure_started()
         ready = all(any(self.router.is_ready(m, v) for v in s.policy.serving)
                     for m, s in self.router.models.items())
         return _json({"ready": ready}, 200 if ready else 503)
