@@ -42,6 +42,9 @@ __all__ = [
     "StreamSource",
     "ValueType",
     "arrow_type",
+    "duration_ns",
+    "duration_us",
+    "format_duration",
     "parse_duration",
     "parse_ref",
 ]
@@ -78,6 +81,32 @@ def parse_duration(value: Any) -> Any:
 
 
 Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
+
+
+def duration_us(delta: dt.timedelta) -> int:
+    """``delta`` in whole microseconds, by integer arithmetic (a timedelta's resolution).
+
+    Never through ``total_seconds()``: its float makes ``1.001 s`` 1,000,999 µs, and a
+    row exactly one TTL old would fall outside the TTL.
+    """
+    return (delta.days * 86_400 + delta.seconds) * 10**6 + delta.microseconds
+
+
+def duration_ns(delta: dt.timedelta) -> int:
+    """``delta`` in nanoseconds, exactly (see :func:`duration_us`)."""
+    return duration_us(delta) * 1_000
+
+
+def format_duration(delta: dt.timedelta) -> str:
+    """``delta`` as people write it: ``30d``, ``1h``, ``90s``, ``1.001s``; ``0`` for none."""
+    us = duration_us(delta)
+    if us == 0:
+        return "0"
+    if us < 0 or us % 10**6:
+        whole, frac = divmod(abs(us), 10**6)
+        text = f"{whole}.{frac:06d}".rstrip("0").rstrip(".")
+        return f"{'-' if us < 0 else ''}{text}s"
+    return _window_label(delta)
 
 
 def parse_ref(ref: str) -> tuple[str, str]:
@@ -243,7 +272,7 @@ _AGG_DTYPES = {"sum": ("int64", "float64"), "min": ("int64", "float64"),
 
 
 def _window_label(window: dt.timedelta) -> str:
-    seconds = int(window.total_seconds())
+    seconds = duration_us(window) // 10**6
     for unit in ("w", "d", "h", "m"):
         if seconds % _UNITS[unit] == 0:
             return f"{seconds // _UNITS[unit]}{unit}"

@@ -31,7 +31,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from mlray.errors import BackendUnavailable, InvalidInput
-from mlray.features.definitions import FeatureService, arrow_type
+from mlray.features.definitions import FeatureService, arrow_type, duration_ns
 from mlray.features.ondemand import input_columns, run_on_demand
 from mlray.features.pit import asof_indices, encode_keys
 from mlray.features.repo import BoundView, FeatureRepo, Selection
@@ -325,7 +325,7 @@ def check_output_names(out_names: Sequence[str], entity_columns: Sequence[str]) 
 
 def ttl_ns(bound: BoundView) -> int:
     """The view's TTL in ns; 0: no limit."""
-    return int(bound.view.ttl.total_seconds() * 10**9) if bound.view.ttl else 0
+    return duration_ns(bound.view.ttl)
 
 
 def view_columns(bound: BoundView) -> list[str]:

@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from mlray.errors import ConfigError, InvalidInput, NotFound
+from mlray.features.definitions import duration_us
 from mlray.features.offline import to_table
 from mlray.features.repo import BoundView
 from mlray.features.rowcodec import Columns, FeatureStatus, decode_rows, pack_columns
@@ -128,8 +129,7 @@ def _now_us(now: dt.datetime | None) -> int:
         now = dt.datetime.now(dt.UTC)
     if now.tzinfo is None:
         raise InvalidInput("now: give a datetime with a time zone", field="now")
-    delta = now - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return (delta.days * 86_400 + delta.seconds) * 10**6 + delta.microseconds
+    return duration_us(now - dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
 
 
 class OnlineStore(abc.ABC):

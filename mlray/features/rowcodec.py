@@ -37,6 +37,7 @@ import msgpack
 import numpy as np
 import pyarrow as pa
 
+from mlray.features.definitions import duration_us
 from mlray.features.repo import BoundView
 
 __all__ = ["FeatureStatus", "decode_rows", "fixed_layout", "header", "pack_columns", "pack_rows"]
@@ -215,7 +216,7 @@ def decode_rows(bound: BoundView, wanted: Sequence[str], stored: Sequence[bytes 
     else:
         event = np.full(n, _NAT)
         event[at] = times.view("datetime64[us]")
-    ttl_us = int(view.ttl.total_seconds() * 10**6)
+    ttl_us = duration_us(view.ttl)
     fresh = times >= now_us - ttl_us if ttl_us else None
     if fresh is not None and fresh.all():
         fresh = None

@@ -32,7 +32,7 @@ from typing import Any
 import msgpack
 
 from mlray.errors import InvalidInput
-from mlray.features.definitions import Aggregation, FeatureView
+from mlray.features.definitions import Aggregation, FeatureView, duration_us
 
 __all__ = ["Outcome", "WindowStore"]
 
@@ -125,17 +125,17 @@ class WindowStore:
                  integer_outputs: Iterable[str] = (),
                  allowed_lateness: dt.timedelta = dt.timedelta(0)) -> None:
         ints = set(integer_outputs)
-        self.windows: tuple[int, ...] = tuple(sorted({_us(a.window) for a in aggregations}))
+        self.windows: tuple[int, ...] = tuple(sorted({duration_us(a.window) for a in aggregations}))
         self.columns: tuple[str, ...] = tuple(dict.fromkeys(
             a.column for a in aggregations if a.column is not None and a.function != "count"))
         self.integer: tuple[bool, ...] = tuple(
             any(a.column == c and a.output in ints for a in aggregations) for c in self.columns)
-        self.lateness = _us(allowed_lateness)
+        self.lateness = duration_us(allowed_lateness)
         self.horizon = max([*self.windows, self.lateness])
         kinds: dict[tuple[int, int], set[str]] = {}
         outputs = []
         for a in aggregations:
-            w = self.windows.index(_us(a.window))
+            w = self.windows.index(duration_us(a.window))
             c = self.columns.index(a.column) if a.function != "count" and a.column else -1
             outputs.append(_Output(a.output, a.function, w, c, a.output in ints))
             kinds.setdefault((w, c), set()).add(a.function)
@@ -338,10 +338,6 @@ class WindowStore:
     def forget(self, key: Hashable) -> None:
         """Drop ``key``'s in-memory state (it is reloaded from a snapshot when needed)."""
         self._entities.pop(key, None)
-
-
-def _us(delta: dt.timedelta) -> int:
-    return (delta.days * 86_400 + delta.seconds) * 10**6 + delta.microseconds
 
 
 def _scaled(v: float) -> int:

@@ -28,7 +28,7 @@ ZONES = [dt.UTC, dt.timezone(dt.timedelta(hours=5, minutes=30)),
          dt.timezone(dt.timedelta(hours=-8)), dt.timezone(dt.timedelta(hours=14))]
 
 
-def _repo(ttl: int = 0, created: bool = False, extra_views: bool = False) -> FeatureRepo:
+def _repo(ttl: float = 0, created: bool = False, extra_views: bool = False) -> FeatureRepo:
     source: dict[str, Any] = {"type": "push"}
     if created:
         source["created_timestamp_field"] = "created"
@@ -192,6 +192,19 @@ def test_ttl_edges_are_inclusive(tmp_path: Path) -> None:
     got = store.get_historical_features(entity, ["stats:uid"])
     # before the first event; at it; between; 10 s after 0 (still in); 15 = 5 + ttl; past it
     assert got["uid"].to_pylist() == [None, 0, 0, 1, 1, None]
+
+
+def test_fractional_ttl_keeps_a_row_exactly_one_ttl_old(tmp_path: Path) -> None:
+    """ttl 1.001 s is 1,001,000,000 ns exactly (through a float it was 1,000,999,999 and
+    the row at t - ttl fell out)."""
+    store = OfflineStore(str(tmp_path), _repo(ttl=1.001))
+    t = BASE + dt.timedelta(seconds=5)
+    ns = pa.timestamp("ns", "UTC")
+    store.write("stats", {"user_id": [1], "uid": [7], "value": [1], "event_timestamp":
+                          pa.array([t - dt.timedelta(seconds=1, milliseconds=1)], ns)})
+    entity = {"user_id": [1, 1], "event_timestamp": pa.array(
+        [t, t + dt.timedelta(microseconds=1)], ns)}
+    assert store.get_historical_features(entity, ["stats:uid"])["uid"].to_pylist() == [7, None]
 
 
 def test_multi_key_views_full_names_and_pandas(tmp_path: Path) -> None:

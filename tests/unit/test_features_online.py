@@ -33,7 +33,7 @@ def online(state_url: str, redis_prefix: str) -> Iterator[OnlineStore]:
     store.close()
 
 
-def _repo(ttl: str | int = "1h") -> FeatureRepo:
+def _repo(ttl: str | float = "1h") -> FeatureRepo:
     return build(FeatureRepo, entities=[
         {"name": "user", "join_keys": [{"name": "user_id"}]},
         {"name": "shop", "join_keys": [{"name": "shop", "dtype": "string"}]}],
@@ -127,6 +127,16 @@ def test_ttl_applies_at_read(online: OnlineStore, stats: BoundView) -> None:
     assert past.status.tolist() == [[OLD, OLD], [NOT_FOUND, NOT_FOUND]]
     assert past.values["clicks"] == [None, None]
     assert past.event_ts[0] == np.datetime64("2026-03-01T12:00:00", "us")
+
+
+def test_fractional_ttl_edge_is_present(online: OnlineStore) -> None:
+    """ttl 1.001 s: a row exactly that old is served (a float once made the TTL 1 µs short)."""
+    view = _repo(ttl=1.001).bind("stats")
+    online.write(view, _rows((1, T0, 5)))
+    edge = T0 + dt.timedelta(seconds=1, milliseconds=1)
+    assert online.read(view, [1], ["clicks"], now=edge).statuses("clicks") == [PRESENT]
+    late = online.read(view, [1], ["clicks"], now=edge + dt.timedelta(microseconds=1))
+    assert late.statuses("clicks") == [OLD]
 
 
 def test_ttl_zero_never_expires(online: OnlineStore) -> None:
