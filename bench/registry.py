@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL",
                                                               "redis://127.0.0.1:6379/0"))
     args = parser.parse_args()
-    ray.init(num_cpus=4, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, log_to_driver=False)
     table = Table(title="mlray registry and tracker (ratio = latency / bare actor call)")
     for col in ("backend", "operation", "throughput", "median ms", "ratio"):
         table.add_column(col)

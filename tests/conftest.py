@@ -10,7 +10,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -114,19 +116,51 @@ def platform_config(tmp_path: Path, state_url: str, redis_prefix: str) -> Iterat
         RedisStateStore(state_url, prefix=redis_prefix).drop_all()
 
 
-@pytest.fixture(scope="session")
-def ray_shared() -> Iterator[None]:
-    """One local Ray for the whole run (8 logical CPUs, dashboard on)."""
+#: Variables that make Ray (``ray.init``, the state API, job clients) join another cluster.
+STRANGER_RAY_VARS = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
+
+
+@dataclass(frozen=True)
+class OwnRay:
+    """The local Ray this process started: where its GCS and its dashboard listen."""
+
+    gcs_address: str
+    dashboard_url: str
+
+    def list_actors(self, **kwargs: Any) -> list[Any]:
+        """``ray.util.state.list_actors`` asked of this Ray only."""
+        from ray.util.state import list_actors
+
+        return list_actors(address=self.dashboard_url, **kwargs)
+
+
+def start_own_ray(num_cpus: int = 8, namespace: str = "mlray-tests") -> OwnRay:
+    """Start a new local Ray (never join one found through RAY_ADDRESS or a stale
+    ``ray_current_cluster`` file) with the dashboard on (Tune's cleanup needs it)."""
     import ray
 
-    ray.init(num_cpus=8, include_dashboard=True, log_to_driver=False,
-             namespace="mlray-tests")
-    yield
+    for name in STRANGER_RAY_VARS:
+        os.environ.pop(name, None)
+    context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=True,
+                       log_to_driver=False, namespace=namespace)
+    url = context.dashboard_url
+    return OwnRay(gcs_address=context.address_info["gcs_address"],
+                  dashboard_url=url if url.startswith("http") else f"http://{url}")
+
+
+@pytest.fixture(scope="session")
+def ray_shared() -> Iterator[OwnRay]:
+    """One local Ray of our own for the whole run (8 logical CPUs, dashboard on)."""
+    import ray
+
+    own = start_own_ray()
+    yield own
     ray.shutdown()
 
 
 @pytest.fixture
-def mlray_env(ray_shared: None, platform_config: PlatformConfig) -> Iterator[PlatformConfig]:
+def mlray_env(ray_shared: OwnRay,
+              platform_config: PlatformConfig) -> Iterator[PlatformConfig]:
     """A platform in a fresh namespace on the shared Ray; its actors are killed afterwards."""
     import ray
 

@@ -12,14 +12,12 @@ import ray
 import mlray
 from mlray import BackendUnavailable, InvalidInput, NotFound, PlatformConfig, Stage
 from mlray.registry.types import VersionSpec
-from tests.conftest import wait_for
+from tests.conftest import OwnRay, wait_for
 
 
-def _restarts(name: str, namespace: str) -> int:
-    from ray.util.state import list_actors
-
-    found = list_actors(filters=[("name", "=", name), ("ray_namespace", "=", namespace)],
-                        detail=True)
+def _restarts(own: OwnRay, name: str, namespace: str) -> int:
+    found = own.list_actors(filters=[("name", "=", name), ("ray_namespace", "=", namespace)],
+                            detail=True)
     return max(a.num_restarts for a in found)
 
 
@@ -86,7 +84,8 @@ def test_fifty_concurrent_create_version_calls(client: mlray.Client, spec: Versi
 
 
 def test_killing_the_registry_mid_stream_loses_no_acknowledged_write(
-        client: mlray.Client, mlray_env: PlatformConfig, spec: VersionSpec) -> None:
+        client: mlray.Client, mlray_env: PlatformConfig, spec: VersionSpec,
+        ray_shared: OwnRay) -> None:
     client.registry.create_model("m")
     acked: list[int] = []
     lost_in_flight: list[str] = []
@@ -113,11 +112,11 @@ def test_killing_the_registry_mid_stream_loses_no_acknowledged_write(
     assert set(acked) <= set(stored)
     assert stored == list(range(1, len(stored) + 1)), "no gaps, no duplicates"
     assert len(stored) - len(acked) <= len(lost_in_flight)
-    assert _restarts("registry", mlray_env.namespace) >= 1
+    assert _restarts(ray_shared, "registry", mlray_env.namespace) >= 1
 
 
 def test_killing_the_tracker_mid_stream_loses_no_acknowledged_metric(
-        client: mlray.Client, mlray_env: PlatformConfig) -> None:
+        client: mlray.Client, mlray_env: PlatformConfig, ray_shared: OwnRay) -> None:
     run = client.experiments.start_run("e")
     acked: list[int] = []
     unexpected: list[BaseException] = []
@@ -143,7 +142,7 @@ def test_killing_the_tracker_mid_stream_loses_no_acknowledged_metric(
     assert not thread.is_alive() and not unexpected and len(acked) == 60
     history = {p.step for p in client.experiments.metric_history(run.run_id, "loss")}
     assert set(acked) <= history
-    assert _restarts("experiments", mlray_env.namespace) >= 1
+    assert _restarts(ray_shared, "experiments", mlray_env.namespace) >= 1
 
 
 def test_actors_are_named_detached_and_reused(client: mlray.Client,
