@@ -13,12 +13,16 @@
     └── BackendUnavailable    state store or control-plane actor unreachable
 
 Each class carries an HTTP status and a CLI exit code, and pickles (so it crosses
-Ray task boundaries intact).
+Ray task boundaries intact). A message never carries a credential: URL passwords and
+``password=``-like parameters are masked when the error is built (a last line of
+defence for logs, the CLI and HTTP error bodies).
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+from mlray._private.redact import redact
 
 __all__ = [
     "AlreadyExists",
@@ -47,6 +51,7 @@ class MlrayError(Exception):
     exit_code: ClassVar[int] = 1
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
+        message = redact(str(message))
         super().__init__(message)
         self.message = message
         self.field = field

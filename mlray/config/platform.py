@@ -7,12 +7,13 @@ Only this module and the CLI read configuration files; everything further in tak
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlray._private.redact import redact
 from mlray.config.files import read_yaml
 from mlray.errors import ConfigError
 from mlray.identity import check_project_name
@@ -84,6 +85,11 @@ class PlatformConfig(BaseModel):
         if not self.offline_uri:
             object.__setattr__(self, "offline_uri", str(self.home / "offline"))
         return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """Field values as ``repr`` shows them: credentials in URLs masked."""
+        for name, value in super().__repr_args__():
+            yield name, redact(value) if isinstance(value, str) else value
 
     @property
     def resolved_state_url(self) -> str:

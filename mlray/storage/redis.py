@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from mlray._private.redact import redact
 from mlray.errors import BackendUnavailable, ConfigError
 from mlray.storage.base import (
     AuditEntry,
@@ -87,7 +88,7 @@ class RedisStateStore(StateStore):
         try:
             self._redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
         except ValueError as exc:
-            raise ConfigError(f"state_url {url!r}: {exc}", field="state_url") from None
+            raise ConfigError(f"state_url {redact(url)!r}: {exc}", field="state_url") from None
         with self._guard():
             self._redis.ping()
             self._apply = self._redis.register_script(_APPLY)
@@ -97,7 +98,7 @@ class RedisStateStore(StateStore):
         try:
             yield
         except redis.RedisError as exc:
-            raise BackendUnavailable(f"Redis state at {self.url}: {exc}") from exc
+            raise BackendUnavailable(f"Redis state at {redact(self.url)}: {exc}") from exc
 
     def _hash(self, collection: str) -> str:
         return f"{self.prefix}:c:{collection}"

@@ -1,0 +1,64 @@
+"""Credentials never reach a message, an error body, a config repr or status output."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from mlray._private.redact import redact, redact_all
+from mlray.config import load_config
+from mlray.errors import BackendUnavailable, ConfigError, MlrayError
+from mlray.features.online import open_online_store
+from mlray.storage import open_state_store
+from tests.conftest import free_port
+
+SECRET = "hunter2-Sekret"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("at redis://app:hunter2@db:6379/0: refused", "at redis://app:***@db:6379/0: refused"),
+    ("redis://:p@ss@127.0.0.1:1/0", "redis://:***@127.0.0.1:1/0"),
+    ("rediss://tok3n@host/0", "rediss://***@host/0"),
+    ("redis://h:1/0?password=abc&db=1", "redis://h:1/0?password=***&db=1"),
+    ("s3://b/k?access_key=AK&secret_key=SK", "s3://b/k?access_key=***&secret_key=***"),
+    ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+    ("mail ops@example.com", "mail ops@example.com"),
+])
+def test_redact_masks_url_passwords_and_secret_parameters(text: str, shown: str) -> None:
+    assert redact(text) == shown
+
+
+def test_redact_all_walks_nested_values() -> None:
+    out = redact_all({"a": [f"redis://:{SECRET}@h/0"], "b": (1, f"x?token={SECRET}")})
+    assert SECRET not in repr(out) and out["b"][0] == 1
+
+
+def _leaks(exc: MlrayError) -> list[str]:
+    back = pickle.loads(pickle.dumps(exc))
+    texts = [str(exc), exc.message, repr(exc), str(exc.to_dict()), str(back), str(back.to_dict())]
+    return [t for t in texts if SECRET in t]
+
+
+def test_a_dead_redis_with_a_password_never_shows_it() -> None:
+    url = f"redis://mlray:{SECRET}@127.0.0.1:{free_port()}/0"
+    with pytest.raises(BackendUnavailable) as state_err:
+        open_state_store(url)
+    with pytest.raises(BackendUnavailable) as online_err:
+        open_online_store(f"{url}?password={SECRET}")
+    for err in (state_err.value, online_err.value):
+        assert not _leaks(err), err
+        assert "127.0.0.1" in err.message  # still says where
+
+
+def test_config_errors_and_the_config_repr_hide_passwords() -> None:
+    with pytest.raises(ConfigError) as bad:
+        load_config(env={"MLRAY_STATE_URL": f"postgres://u:{SECRET}@db/x"})
+    assert not _leaks(bad.value) and "postgres" in bad.value.message
+    config = load_config(env={"MLRAY_STATE_URL": f"redis://u:{SECRET}@db:6379/0"})
+    assert SECRET not in repr(config) and SECRET in config.resolved_state_url
+
+
+def test_every_mlray_error_masks_at_construction() -> None:
+    err = BackendUnavailable(f"lost redis://:{SECRET}@h:1/0 and ?password={SECRET}")
+    assert not _leaks(err)
