@@ -1,4 +1,8 @@
-"""Request and response bodies of the ingress's JSON endpoints (``/v1/...``)."""
+"""Request and response bodies of the ingress's JSON endpoints (``/v1/...``).
+
+Request bodies are strict: a field typed as a number, integer or boolean takes only that
+JSON type (``"row": false`` or ``"modelVersion": "2"`` is a 400 naming the field).
+"""
 
 from __future__ import annotations
 
@@ -31,8 +35,12 @@ Columns = Annotated[dict[str, list[Any]], WithJsonSchema(
     {"type": "object", "additionalProperties": {"type": "array", "items": _SCALAR}})]
 
 
+#: Request bodies: no unknown fields, no type coercion (``false`` is not ``0``).
+_STRICT = ConfigDict(extra="forbid", strict=True)
+
+
 class _Envelope(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     requestId: Text | None = _ID
     modelName: Text = Field(min_length=1, max_length=128)
@@ -91,7 +99,7 @@ class PredictResponse(BaseModel):
 class FeaturesRequest(BaseModel):
     """``POST /v1/features``: online features of some entities."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     entities: Columns = Field(description="Join keys (and request values): name → values.")
     features: list[str] | None = Field(None, description='References like "view:feature".')
@@ -108,7 +116,7 @@ class FeaturesRequest(BaseModel):
 class PushRequest(BaseModel):
     """``POST /v1/features/push``: rows of one view into the online and/or offline store."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     view: str = Field(min_length=1, max_length=128)
     rows: list[Row] = Field(min_length=1, max_length=100_000)
@@ -118,7 +126,7 @@ class PushRequest(BaseModel):
 class Feedback(BaseModel):
     """The true outcome of one predicted row."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     requestId: Text = Field(min_length=1, max_length=256)
     label: float = Field(allow_inf_nan=False)
@@ -128,7 +136,7 @@ class Feedback(BaseModel):
 class FeedbackRequest(BaseModel):
     """``POST /v1/feedback``: labels for earlier predictions, by request id."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     feedback: list[Feedback] = Field(min_length=1, max_length=100_000)
 

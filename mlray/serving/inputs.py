@@ -4,6 +4,10 @@ Two shapes arrive: column-major (``{"amount": [1.0, 2.5], "country": ["DE", "FR"
 the fast path, one ``np.asarray`` per column) and row-major (``[{"amount": 1.0, ...}]``,
 one dict per row, turned into columns once). Every problem is an :class:`InvalidInput`
 naming the field (and the row) and the type the schema expects.
+
+Numbers must be finite and within float32's range (|x| <= about 3.4e38; the models
+compute in float32): ``NaN`` and ``Infinity`` literals are refused like any other bad
+value, and ``null`` is the one way to say "missing" (the model fills it in).
 """
 
 from __future__ import annotations
@@ -18,9 +22,24 @@ from mlray.errors import InvalidInput, PayloadTooLarge
 from mlray.registry.types import TensorSpec
 from mlray.serving.runner import Columns
 
-__all__ = ["columns_from_mapping", "columns_from_rows", "typed_column"]
+__all__ = ["FLOAT32_MAX", "columns_from_mapping", "columns_from_rows", "first_out_of_range",
+           "typed_column"]
 
 _NUMERIC = {"float32", "float64", "int32", "int64"}
+#: The largest magnitude a model input may have: models compute in float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def first_out_of_range(array: np.ndarray, limit: float = FLOAT32_MAX) -> int | None:
+    """The flat index of the first value that is NaN, infinite or beyond ``limit`` in
+    magnitude (None when all fit); vectorized, no Python work per value."""
+    if array.dtype.kind not in "fc":
+        return None
+    with np.errstate(invalid="ignore"):
+        fits = np.abs(array) <= limit
+    if fits.all():
+        return None
+    return int(np.argmin(fits.reshape(-1)))
 
 
 def _bad(values: Sequence[Any], spec: TensorSpec, where: str, want: str) -> InvalidInput:
@@ -34,9 +53,9 @@ def _bad(values: Sequence[Any], spec: TensorSpec, where: str, want: str) -> Inva
 def _fits(value: Any, spec: TensorSpec) -> bool:
     if value is None:
         return True
-    if spec.dtype in _NUMERIC:
+    if spec.dtype in _NUMERIC:  # finite, and within float32 (NaN compares False)
         return isinstance(value, int | float) and not isinstance(value, bool) and (
-            np.isfinite(value) if isinstance(value, float) else True)
+            abs(value) <= FLOAT32_MAX)
     if spec.dtype == "bool":
         return isinstance(value, bool)
     return isinstance(value, str)
@@ -45,7 +64,7 @@ def _fits(value: Any, spec: TensorSpec) -> bool:
 def typed_column(values: Sequence[Any], spec: TensorSpec, where: str) -> np.ndarray:
     """One feature's values as a 1-d array of the schema's type (null allowed: NaN/None)."""
     if spec.dtype in _NUMERIC:
-        want = f"a number ({spec.dtype}) or null"
+        want = f"a finite number within float32's range ({spec.dtype}) or null"
         try:
             array = np.asarray(values)
         except ValueError:  # ragged nesting
@@ -53,12 +72,13 @@ def typed_column(values: Sequence[Any], spec: TensorSpec, where: str) -> np.ndar
                                field=spec.name) from None
         if array.ndim != 1:
             raise InvalidInput(f"{where}: expected a flat list of numbers", field=spec.name)
-        if array.dtype.kind not in "fiu":  # strings, booleans or nulls: look closer
+        if array.dtype.kind not in "fiu":  # strings, booleans, nulls or huge ints
             if not all(_fits(v, spec) for v in values):
                 raise _bad(values, spec, where, want)
             array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            return array  # each value checked; NaN here is a null
         array = array.astype(np.float64, copy=False)
-        if np.isinf(array).any():
+        if first_out_of_range(array) is not None:  # NaN/Infinity literals, |x| > float32
             raise _bad(values, spec, where, want)
         return array
     array = np.asarray(values, dtype=object)
