@@ -31,7 +31,7 @@ from mlray.errors import (
 from mlray.features.offline import OfflineStore
 from mlray.features.online import OnlineStore, open_online_store
 from mlray.features.registry import ApplyResult, Materialization
-from mlray.features.repo import FeatureRepo, load_repo
+from mlray.features.repo import FeatureRepo, check_sources, load_repo, resolve_sources
 from mlray.features.serving import FeatureReader, OnlineFeatures
 from mlray.identity import Caller
 from mlray.monitoring.drift import DriftReport
@@ -490,8 +490,17 @@ class FeaturesClient(_Facade):
 
     def apply(self, definitions: str | Path | FeatureRepo, *, force: bool = False,
               dry_run: bool = False) -> ApplyResult:
-        """Register the definitions of a directory of YAML files (or a repo), with a diff."""
-        repo = definitions if isinstance(definitions, FeatureRepo) else load_repo(definitions)
+        """Register the definitions of a directory of YAML files (or a repo), with a diff.
+
+        Source paths are stored absolute: relative ones in YAML resolve against their
+        file's directory, in a repo built in Python against the working directory now.
+
+        Raises:
+            NotFound: a local Parquet source that does not exist (naming view and path).
+        """
+        repo = (resolve_sources(definitions, Path.cwd()) if isinstance(definitions, FeatureRepo)
+                else load_repo(definitions))
+        check_sources(repo)
         result = self._call("apply", repo, force=force, dry_run=dry_run)
         self._repo = None
         return result

@@ -42,7 +42,6 @@ from mlray.errors import InvalidInput
 from mlray.features.offline import (
     OfflineStore,
     _ns,
-    _open,
     cut_to_window,
     day_filter,
     normalise_rows,
@@ -161,12 +160,12 @@ def materialize_with_ray(offline: OfflineStore, online: OnlineStore, bound: Boun
     _check_batch(batch_rows)
     lo = None if start is None else _ns(start, "start")
     hi = _ns(end, "end") - 1
-    fs, path = _open(offline.location(bound.name))
-    import pyarrow.fs as pafs
-
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+    found = offline.source(bound.name)  # NotFound for a Parquet source that is not there
+    if found is None:
         return 0
+    fs, path, kind = found
     import pyarrow.dataset as pads
+    import pyarrow.fs as pafs
     from ray.data.datasource import PathPartitionFilter
 
     rows_hint = pads.dataset(path, filesystem=fs, format="parquet").count_rows()
@@ -176,7 +175,7 @@ def materialize_with_ray(offline: OfflineStore, online: OnlineStore, bound: Boun
     count = partitions or max(cpus, math.ceil(rows_hint / 1_000_000))
     written = 0
     pruning = (PathPartitionFilter.of(day_filter(lo, hi), base_dir=path, filesystem=fs)
-               if fs.get_file_info(path).type == pafs.FileType.Directory else None)
+               if kind == pafs.FileType.Directory else None)
     dataset = ray.data.read_parquet(path, filesystem=fs, columns=view_columns(bound),
                                     partition_filter=pruning)
     reduced = ray_settings(dataset.map_batches(
@@ -293,12 +292,12 @@ def _use_ray(engine: str, offline: OfflineStore, view: str) -> bool:
 
     if not ray.is_initialized():
         return False
-    fs, path = _open(offline.location(view))
-    import pyarrow.dataset as pads
-    import pyarrow.fs as pafs
-
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+    found = offline.source(view)
+    if found is None:
         return False
+    fs, path, _ = found
+    import pyarrow.dataset as pads
+
     return bool(pads.dataset(path, filesystem=fs, format="parquet").count_rows()
                 > RAY_THRESHOLD_ROWS)
 

@@ -30,11 +30,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from mlray.errors import BackendUnavailable, InvalidInput
+from mlray.errors import BackendUnavailable, InvalidInput, NotFound
 from mlray.features.definitions import FeatureService, arrow_type, duration_ns
 from mlray.features.ondemand import input_columns, run_on_demand
 from mlray.features.pit import asof_indices, encode_keys
-from mlray.features.repo import BoundView, FeatureRepo, Selection
+from mlray.features.repo import BoundView, FeatureRepo, Selection, check_source_path
 from mlray.features.validate import UTC_NS, cast_column, check_fields, check_keys, to_utc_ns
 
 __all__ = ["OfflineStore", "to_table"]
@@ -85,6 +85,36 @@ class OfflineStore:
             return fv.source.path
         return f"{self.root_uri}/{fv.name}"
 
+    def source(self, view: str) -> tuple[pafs.FileSystem, str, pafs.FileType] | None:
+        """The filesystem, path and kind (file or directory) of ``view``'s rows, or None
+        when there are none: a push or stream view nothing was written to yet, or an
+        empty directory.
+
+        Raises:
+            NotFound: a Parquet source that does not exist (never read as no rows).
+            InvalidInput: a Parquet source given as a relative path (it would follow the
+                reader's working directory; :func:`~mlray.features.repo.load_repo` and
+                ``apply`` store them absolute).
+            BackendUnavailable: the location cannot be inspected.
+        """
+        fv = self.repo.feature_view(view)
+        if fv.source.type == "parquet":
+            check_source_path(view, fv.source.path)
+        fs, path = _open(self.location(view))
+        try:
+            kind = fs.get_file_info(path).type
+            if kind == pafs.FileType.Directory and not fs.get_file_info(
+                    pafs.FileSelector(path, recursive=False)):
+                return None
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot inspect view {view!r} at {path}: {exc}") from exc
+        if kind != pafs.FileType.NotFound:
+            return fs, path, kind
+        if fv.source.type == "parquet":
+            raise NotFound(f"view {view!r}: its source {fv.source.path} does not exist",
+                           field=f"feature_views.{view}.source.path")
+        return None
+
     def write(self, view: str, rows: pa.Table | pd.DataFrame | Sequence[Mapping[str, Any]],
               ) -> int:
         """Append rows to ``view``; every row is checked first and none is written if any fails.
@@ -126,6 +156,8 @@ class OfflineStore:
         days = pc.strftime(ts, format="%Y-%m-%d")
         columns[PARTITION] = days
         out = pa.table(columns)
+        if src.type == "parquet":
+            check_source_path(view, src.path)
         fs, path = _open(self.location(view))
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.File:
@@ -157,10 +189,11 @@ class OfflineStore:
         view, src = bound.view, bound.view.source
         wanted = view_columns(bound)
         empty = pa.table({n: pa.array([], t) for n, t in _schema(bound).items()})
-        fs, path = _open(self.location(view.name))
+        found = self.source(view.name)
+        if found is None:
+            return empty
+        fs, path, _ = found
         try:
-            if fs.get_file_info(path).type == pafs.FileType.NotFound:
-                return empty
             dataset = ds.dataset(path, filesystem=fs, format="parquet",
                                  partitioning=_PARTITIONING)
         except OSError as exc:

@@ -226,10 +226,11 @@ def _batch_bounds(batch: pa.Table, *, timestamp_field: str) -> pa.Table:
 
 
 def _count_rows(store: OfflineStore, bound: BoundView) -> int:
-    fs, path = _open(store.location(bound.name))
+    found = store.source(bound.name)  # NotFound for a Parquet source that is not there
+    if found is None:
+        return 0
+    fs, path, _ = found
     try:
-        if fs.get_file_info(path).type == pafs.FileType.NotFound:
-            return 0
         return int(pads.dataset(path, filesystem=fs, format="parquet").count_rows())
     except OSError as exc:
         raise BackendUnavailable(f"cannot read view {bound.name!r} at {path}: {exc}") from exc
@@ -245,10 +246,10 @@ def _join_stage(store: OfflineStore, entities: ray.data.Dataset, schema: pa.Sche
     pieces = [entities.map_batches(_split, batch_format="pyarrow",
                                    fn_kwargs={"bound": group[0], "side": 0, "count": count})]
     for side, bound in enumerate(group, start=1):
-        fs, path = _open(store.location(bound.name))
-        info = fs.get_file_info(path).type
-        if info == pafs.FileType.NotFound:
+        found = store.source(bound.name)
+        if found is None:
             continue
+        fs, path, info = found
         ttl = ttl_ns(bound)
         first = lo - ttl if ttl else None
         pruning = (PathPartitionFilter.of(day_filter(first, hi), base_dir=path, filesystem=fs)

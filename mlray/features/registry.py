@@ -19,7 +19,7 @@ from mlray._private.types import Name, Project
 from mlray._private.validation import boundary
 from mlray.errors import Conflict, NotFound
 from mlray.features.plan import Action, plan_apply
-from mlray.features.repo import FeatureRepo
+from mlray.features.repo import FeatureRepo, check_source_path
 from mlray.identity import Caller, Role
 from mlray.storage.base import AuditEntry, Put, StateStore
 
@@ -78,8 +78,12 @@ class FeatureRegistry:
         Raises:
             Conflict: a breaking change to a view in use, without ``force``.
             PermissionDenied: ``force`` without admin, or no editor role.
+            InvalidInput: a Parquet source path that is not absolute.
         """
         caller.require(project, Role.admin if force else Role.editor)
+        for view in repo.feature_views:  # stored paths are absolute (see load_repo)
+            if view.source.type == "parquet":
+                check_source_path(view.name, view.source.path)
         for _ in range(_RETRIES):
             current, version = self._doc(project)
             plan = plan_apply(current, repo)

@@ -4,6 +4,11 @@
 its fields do not shadow join keys, names are unique, and every reference in an
 on-demand view or feature service resolves. :func:`load_repo` reads every
 ``*.yaml`` file of a directory into one repo; errors name the file and the key.
+
+Relative source paths resolve against the directory of the YAML file that declares
+them (as Feast resolves against its repo path), never against the working directory,
+and are stored absolute: ``path: ../../data/fraud.parquet`` in
+``configs/features/fraud.yaml`` is ``<checkout>/data/fraud.parquet`` from anywhere.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from mlray.features.definitions import (
     parse_ref,
 )
 
-__all__ = ["BoundView", "FeatureFile", "FeatureRepo", "Selection", "load_repo"]
+__all__ = ["BoundView", "FeatureFile", "FeatureRepo", "Selection", "check_source_path",
+           "check_sources", "load_repo", "resolve_sources"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,8 +206,63 @@ def _unique(what: str, names: list[str]) -> None:
         raise ValueError(f"{what} defined twice: {dupes}")
 
 
+def _absolute(path: str, base: Path) -> str:
+    """A local ``path`` made absolute against ``base`` (``~`` expanded); URIs unchanged."""
+    if "://" in path:
+        return path
+    local = Path(path).expanduser()
+    return str(local if local.is_absolute() else (base / local).resolve())
+
+
+def resolve_sources(repo: FeatureFile, base: str | Path) -> FeatureFile:
+    """``repo`` with every relative Parquet source path made absolute against ``base``
+    (returns the same type; unchanged when every path already is)."""
+    base = Path(base).expanduser().absolute()
+    views = [v.model_copy(update={"source": v.source.model_copy(
+                 update={"path": _absolute(v.source.path, base)})})
+             if v.source.type == "parquet" and _absolute(v.source.path, base) != v.source.path
+             else v for v in repo.feature_views]
+    if all(a is b for a, b in zip(views, repo.feature_views, strict=True)):
+        return repo
+    return repo.model_copy(update={"feature_views": views})
+
+
+def check_source_path(view: str, path: str) -> None:
+    """Refuse a relative local source path (it would follow the working directory).
+
+    Raises:
+        InvalidInput: naming the view and the path.
+    """
+    if "://" not in path and not Path(path).expanduser().is_absolute():
+        raise InvalidInput(f"view {view!r}: source path {path!r} is relative; definitions "
+                           "store absolute paths (load_repo and apply resolve a relative "
+                           "one against the YAML file that declares it)",
+                           field=f"feature_views.{view}.source.path")
+
+
+def check_sources(repo: FeatureFile) -> None:
+    """Every Parquet source on the local file system exists (remote URIs are not checked:
+    reading them says whether they do).
+
+    Raises:
+        InvalidInput: a relative path (resolve it first: :func:`resolve_sources`).
+        NotFound: a source that does not exist, naming the view and the path.
+    """
+    for view in repo.feature_views:
+        src = view.source
+        if src.type != "parquet" or "://" in src.path:
+            continue
+        check_source_path(view.name, src.path)
+        path = Path(src.path).expanduser()
+        if not path.exists():
+            raise NotFound(f"view {view.name!r}: its source {path} does not exist (create "
+                           "it, e.g. an empty directory to push rows into, or fix the path)",
+                           field=f"feature_views.{view.name}.source.path")
+
+
 def load_repo(directory: str | Path) -> FeatureRepo:
-    """Read every ``*.yaml`` / ``*.yml`` file under ``directory`` (sorted) into one repo.
+    """Read every ``*.yaml`` / ``*.yml`` file under ``directory`` (sorted) into one repo,
+    each relative source path resolved against the directory of its file.
 
     Raises:
         ConfigError: a file is not valid (names the file and key), or the files together
@@ -217,7 +278,7 @@ def load_repo(directory: str | Path) -> FeatureRepo:
     merged: dict[str, list[object]] = {name: [] for name in FeatureFile.model_fields}
     origin: dict[tuple[str, str], Path] = {}
     for path in files:
-        part = load_yaml_model(path, FeatureFile)
+        part = resolve_sources(load_yaml_model(path, FeatureFile), path.parent)
         for kind in merged:
             for item in getattr(part, kind):
                 ns = "view" if kind in ("feature_views", "on_demand_feature_views") else kind

@@ -5,6 +5,7 @@ actor killed in the middle of a burst that still counts every event exactly once
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mlray.datasets import write_fraud
 from mlray.datasets.fraud import FRAUD_CATEGORICAL, FRAUD_NUMERIC, generate_fraud
 from mlray.features.repo import FeatureRepo, load_repo
 from tests.conftest import wait_for
@@ -32,8 +34,9 @@ def features(platform: Platform) -> FeatureRepo:
     for view in data["feature_views"]:
         if view["source"]["type"] == "stream":
             view["source"]["stream"] = f"{platform.config.redis_prefix}:transactions"
-        if view["source"]["type"] == "parquet":
+        if view["source"]["type"] == "parquet":  # a directory to push into: must exist
             view["source"]["path"] = str(history / view["name"])
+            (history / view["name"]).mkdir(parents=True, exist_ok=True)
     repo = FeatureRepo.model_validate(data)
     result = platform.client.features.apply(repo)
     assert result.applied and any("customer_velocity" in a for a in result.added)
@@ -174,8 +177,12 @@ def test_cli_apply_list_show_materialize(platform: Platform, features: FeatureRe
                                          tmp_path: Path) -> None:
     import json
 
-    out = platform.cli("features", "apply", str(ROOT / "configs" / "features"), "--dry-run",
-                       "--json")
+    # The shipped definitions, with their data beside them (sources resolve against the
+    # YAML file: configs/features/../../data), applied from another directory.
+    copy = tmp_path / "checkout" / "configs" / "features"
+    shutil.copytree(ROOT / "configs" / "features", copy)
+    write_fraud(tmp_path / "checkout" / "data" / "fraud.parquet", 200, seed=1)
+    out = platform.cli("features", "apply", str(copy), "--dry-run", "--json")
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout[out.stdout.index("{"):])["applied"] is False
     listed = platform.cli("features", "list", "--json")

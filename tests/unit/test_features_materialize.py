@@ -207,9 +207,23 @@ def test_a_run_that_died_half_way_is_redone(offline: OfflineStore, online: Onlin
 def test_default_views_are_those_served_online(offline: OfflineStore, online: OnlineStore,
                                                repo: FeatureRepo) -> None:
     offline.write("stats", _stats((1, 1, 10, None)))
+    Path(offline.location("files")).mkdir()
     runs = materialize(repo, offline, online, start=_at(0), end=_at(2))
     assert [r.view for r in runs] == ["stats", "pair", "files"]
-    assert [r.rows for r in runs] == [1, 0, 0]  # no offline data yet: nothing, no error
+    # Nothing pushed to pair yet, and an empty directory: no rows, no error.
+    assert [r.rows for r in runs] == [1, 0, 0]
+
+
+@pytest.mark.parametrize("engine", ["local", "auto"])
+def test_a_missing_parquet_source_is_an_error_not_zero_rows(
+        offline: OfflineStore, online: OnlineStore, repo: FeatureRepo, engine: str) -> None:
+    """A Parquet source that is not there (a wrong path, or a relative path read from
+    another directory) once materialized 0 rows with exit 0."""
+    with pytest.raises(NotFound, match=r"view 'files': its source .*files does not exist"):
+        materialize(repo, offline, online, views=["files"], engine=engine, start=_at(0),
+                    end=_at(2))
+    with pytest.raises(NotFound, match="files does not exist"):
+        offline.read("files")
 
 
 def test_bad_input(offline: OfflineStore, online: OnlineStore, repo: FeatureRepo) -> None:
