@@ -19,7 +19,8 @@ from mlray.errors import ConfigError
 from mlray.identity import check_project_name
 from mlray.storage.urls import check_state_url
 
-__all__ = ["ENV_PREFIX", "PlatformConfig", "load_config"]
+__all__ = ["CALLER_KEYS", "ENV_PREFIX", "SHARED_KEYS", "PlatformConfig", "adopt_running",
+           "config_differences", "load_config"]
 
 ENV_PREFIX = "MLRAY_"
 CONFIG_ENV = "MLRAY_CONFIG"
@@ -64,6 +65,12 @@ class PlatformConfig(BaseModel):
     def _expand_home(cls, home: Path) -> Path:
         return Path(os.path.expandvars(str(home))).expanduser().absolute()
 
+    @field_validator("serving_config", "alerts_config", mode="after")
+    @classmethod
+    def _absolute_file(cls, path: Path | None) -> Path | None:
+        # Actors read these files in their own processes: never relative to a cwd.
+        return None if path is None else path.expanduser().absolute()
+
     @field_validator("project")
     @classmethod
     def _check_project(cls, project: str) -> str:
@@ -104,6 +111,33 @@ class PlatformConfig(BaseModel):
         return self.artifact_uri
 
 
+#: Where the platform keeps its state and how it serves: every process of one platform must
+#: agree with its running actors on these (the actors' values win).
+SHARED_KEYS = ("state_url", "redis_prefix", "artifact_uri", "online_url", "offline_uri",
+               "stream_url", "serving_config", "alerts_config", "serve_port")
+#: What belongs to the calling process (who it is, which project, how it joins Ray).
+CALLER_KEYS = ("project", "user", "ray_address", "local_num_cpus", "ray_head_port",
+               "ray_dashboard_port")
+
+
+def config_differences(local: PlatformConfig, running: PlatformConfig) -> list[str]:
+    """One line per shared key on which ``local`` and the ``running`` actors' config differ,
+    naming the key and both values (credentials masked)."""
+    lines = []
+    for key in SHARED_KEYS:
+        mine, theirs = getattr(local, key), getattr(running, key)
+        if mine != theirs:
+            shown = [redact(str(v)) if v is not None else "(unset)" for v in (theirs, mine)]
+            lines.append(f"{key}: the running platform uses {shown[0]}, this process's config "
+                         f"says {shown[1]}")
+    return lines
+
+
+def adopt_running(local: PlatformConfig, running: PlatformConfig) -> PlatformConfig:
+    """The running platform's config, with the calling process's own keys kept."""
+    return running.model_copy(update={key: getattr(local, key) for key in CALLER_KEYS})
+
+
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     fields = PlatformConfig.model_fields
     values: dict[str, Any] = {}
@@ -116,10 +150,39 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+_PATH_KEYS = ("home", "serving_config", "alerts_config", "artifact_uri", "offline_uri")
+_SQLITE_KEYS = ("state_url", "online_url")
+
+
+def _beside(values: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A config file's values with relative local paths (and ``sqlite:///`` paths) made
+    absolute against ``base``, the file's directory, rather than the working directory."""
+    out = dict(values)
+    base = base.expanduser().absolute()
+    for key in (*_PATH_KEYS, *_SQLITE_KEYS):
+        value = out.get(key)
+        if not isinstance(value, str) or not value:
+            continue
+        sqlite = key in _SQLITE_KEYS
+        if sqlite and not value.startswith("sqlite:///"):
+            continue
+        raw = value.removeprefix("sqlite:///") if sqlite else value
+        if not sqlite and "://" in raw:
+            continue
+        local = Path(os.path.expandvars(raw)).expanduser()
+        if not local.is_absolute():
+            out[key] = f"sqlite:///{base / local}" if sqlite else str(base / local)
+    return out
+
+
 def load_config(
     path: str | Path | None = None, env: Mapping[str, str] | None = None
 ) -> PlatformConfig:
     """Build the platform config: defaults < file (``path`` or ``$MLRAY_CONFIG``) < ``MLRAY_*``.
+
+    Relative paths in the file (``home``, ``serving_config``, ``alerts_config``, local
+    ``artifact_uri`` / ``offline_uri``, ``sqlite:///`` URLs) resolve against the file's
+    directory; those from the environment against the working directory.
 
     Raises:
         ConfigError: naming the key, its source and the reason, for any bad value.
@@ -128,7 +191,7 @@ def load_config(
     layers: list[tuple[str, dict[str, Any]]] = []
     file = path or env.get(CONFIG_ENV)
     if file:
-        layers.append((str(file), read_yaml(Path(file))))
+        layers.append((str(file), _beside(read_yaml(Path(file)), Path(file).parent)))
     layers.append(("environment", _from_env(env)))
     merged: dict[str, Any] = {}
     source_of: dict[str, str] = {}

@@ -127,6 +127,9 @@ class RolloutSettings(_Strict):
     rollback_window_s: float = Field(600.0, ge=0,
                                      description="How long the old app stays after a switch.")
     ready_timeout_s: float = Field(300.0, gt=0, description="Wait for a new app to be ready.")
+    max_duration_s: float = Field(3600.0, gt=0,
+                                  description="A rollout still running after this fails and "
+                                              "the previous policy is restored.")
 
     @model_validator(mode="after")
     def _steps(self) -> RolloutSettings:

@@ -29,6 +29,7 @@ __all__ = [
     "TuneSettings",
     "ValidationFile",
     "load_train_config",
+    "resolve_data_path",
 ]
 
 _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -222,13 +223,31 @@ class ValidationFile(_Strict):
         return self.models.get(model, self.default)
 
 
+def resolve_data_path(config: TrainConfig, base: str | Path) -> TrainConfig:
+    """``config`` with a relative local ``data.path`` made absolute against ``base``
+    (``~`` expanded; URIs unchanged), so it names the same rows from any directory."""
+    raw = config.data.path
+    if "://" in raw:
+        return config
+    local = Path(raw).expanduser()
+    if not local.is_absolute():
+        local = (Path(base).expanduser().absolute() / local).resolve()
+    if str(local) == raw:
+        return config
+    return config.model_copy(update={"data": config.data.model_copy(update={"path": str(local)})})
+
+
 def load_train_config(path: str | Path, validation: str | Path | None = None) -> TrainConfig:
     """Read a training YAML; without ``gates:`` take them from the validation file
     (``validation``, else ``configs/validation.yaml`` beside the config's folder or in
-    the working directory, when one exists)."""
+    the working directory, when one exists).
+
+    A relative ``data.path`` resolves against the YAML file's directory, not the
+    working directory (``configs/train/fraud.yaml`` reads ``../../data/fraud.parquet``).
+    """
     from mlray.config.files import load_yaml_model
 
-    config = load_yaml_model(path, TrainConfig)
+    config = resolve_data_path(load_yaml_model(path, TrainConfig), Path(path).parent)
     if config.gates is not None:
         return config
     candidates = [Path(validation)] if validation else [
