@@ -1,8 +1,10 @@
 """The ``deployments`` actor: model apps on Ray Serve and the rollouts that move traffic.
 
-A thin shell over :class:`mlray.serving.rollout.RolloutController`. A background thread
-advances running rollouts every half second; the rollouts live in the state store, so
-a restarted actor carries on where the last one stopped.
+A thin shell over :class:`mlray.serving.rollout.RolloutController` and
+:class:`mlray.serving.reconcile.Reconciler`. A background thread advances running
+rollouts every half second and, at start and every few seconds, reconciles Serve's model
+apps to the desired state (stored policies and rollouts). Both live in the state store,
+so a restarted actor, or a restarted cluster, carries on where the last one stopped.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from mlray.config import PlatformConfig
 from mlray.errors import InvalidInput
 from mlray.registry.service import ModelRegistry
 from mlray.serving.board import VersionStats
+from mlray.serving.reconcile import Reconciler
 from mlray.serving.rollout import RolloutController
 from mlray.serving.settings import load_serving_config
 
@@ -27,6 +30,7 @@ __all__ = ["DeploymentsActor"]
 
 log = logging.getLogger("mlray.deployments")
 TICK_S = 0.5
+RECONCILE_S = 3.0
 APPS_MAX_AGE_S = 0.5
 
 
@@ -43,7 +47,8 @@ class _BreakersStats:
 
 @ray.remote(max_concurrency=4, concurrency_groups={"apps": 1})
 class DeploymentsActor(ServiceActor):
-    """Deploys model versions, retunes them and runs rollouts."""
+    """Deploys model versions, retunes them, runs rollouts and keeps Serve's model apps
+    as the stored state wants them."""
 
     NAME = "deployments"
     API = frozenset({"start", "get", "list", "rollback", "retune", "apps"})
@@ -52,9 +57,11 @@ class DeploymentsActor(ServiceActor):
         from mlray.serving.deployer import ServeDeployer
 
         store, artifacts = open_stores(config)
+        registry, deployer = ModelRegistry(store, artifacts), ServeDeployer(config)
         self._service = RolloutController(
-            store, ModelRegistry(store, artifacts), ServeDeployer(config),
-            _BreakersStats(config.namespace), load_serving_config(config.serving_config))
+            store, registry, deployer, _BreakersStats(config.namespace),
+            load_serving_config(config.serving_config))
+        self._reconciler = Reconciler(registry, self._service, deployer)
         self._lock = threading.RLock()
         self._apps: frozenset[str] = frozenset()
         self._apps_at = float("-inf")
@@ -65,8 +72,9 @@ class DeploymentsActor(ServiceActor):
         """As the base shell, one call at a time with the rollout ticks."""
         if method not in self.API:
             raise InvalidInput(f"{self.NAME} has no method {method!r}", field="method")
+        target = self._reconciler if method == "apps" else self._service
         with self._lock:
-            return getattr(self._service, method)(*args, **kwargs)
+            return getattr(target, method)(*args, **kwargs)
 
     @ray.method(concurrency_group="apps")
     def usable_apps(self, max_age_s: float = APPS_MAX_AGE_S) -> frozenset[str]:
@@ -80,9 +88,29 @@ class DeploymentsActor(ServiceActor):
         return self._apps
 
     def _tick_forever(self) -> None:
-        while not self._stop.wait(TICK_S):
+        next_reconcile = time.monotonic()  # at once on start
+        while True:
             try:
                 with self._lock:
                     self._service.tick()
             except Exception:  # keep ticking; the next tick retries from the stored state
                 log.exception("rollout tick failed")
+            if time.monotonic() >= next_reconcile:
+                next_reconcile = time.monotonic() + RECONCILE_S
+                self._reconcile()
+            if self._stop.wait(TICK_S):
+                return
+
+    def _reconcile(self) -> None:
+        try:
+            with self._lock:
+                done = self._reconciler.reconcile()
+        except Exception:  # Serve or the store unreachable: the next pass tries again
+            log.exception("reconciling Serve failed")
+            return
+        for name in done.deployed:
+            log.info("reconcile: deployed %s (wanted, missing from Serve)", name)
+        for name in done.removed:
+            log.info("reconcile: removed %s (no policy or rollout wants it)", name)
+        for name, error in done.errors.items():
+            log.warning("reconcile: could not deploy %s: %s", name, error)

@@ -72,7 +72,8 @@ def _actor_states(namespace: str) -> dict[str, str]:
 
 
 def _serving_state(config: object) -> dict[str, object]:
-    """Model apps and breakers, or why they cannot be read."""
+    """Model apps (desired, and what runs on Serve) and breakers, or why they cannot be
+    read."""
     try:
         client = state.cluster_client()
         return {"url": f"http://127.0.0.1:{client.config.serve_port}",
@@ -81,6 +82,16 @@ def _serving_state(config: object) -> dict[str, object]:
                              for k, v in client.serving.breakers().items()}}
     except MlrayError as exc:
         return {"error": str(exc)}
+
+
+def _app_state(app: dict[str, object]) -> str:
+    """One app's row: desired or not (and why) against its state on Serve."""
+    why = app.get("why") or "-"
+    wanted = f"desired ({why})" if app.get("desired") else f"not desired ({why})"
+    running = str(app["status"])
+    if running != "RUNNING" and app.get("message"):
+        running += f": {app['message']}"
+    return f"{wanted}; on Serve: {running}"
 
 
 def _status(as_json: bool, dashboard: str | None = None) -> None:
@@ -101,7 +112,7 @@ def _status(as_json: bool, dashboard: str | None = None) -> None:
     rows = [[k, v] for k, v in info.items() if k not in ("actors", "serving")]
     rows += [[f"actor {n}", s] for n, s in dict(info.get("actors") or {}).items()]  # type: ignore[call-overload]
     serving_info = dict(info.get("serving") or {})  # type: ignore[call-overload]
-    rows += [[f"app {a['app']}", a["status"]] for a in serving_info.get("apps", [])]
+    rows += [[f"app {a['app']}", _app_state(a)] for a in serving_info.get("apps", [])]
     rows += [[f"breaker {k}", v["state"]] for k, v in serving_info.get("breakers", {}).items()]
     emit(info, as_json, ("", ""), rows, "mlray status")
 

@@ -21,7 +21,7 @@ from mlray.errors import (
     InvalidTransition,
     NotFound,
 )
-from mlray.identity import Caller, Role
+from mlray.identity import ALL_PROJECTS, Caller, Role
 from mlray.registry.gates import GateReport
 from mlray.registry.types import (
     ALLOWED_TRANSITIONS,
@@ -205,6 +205,10 @@ class ModelRegistry:
         ops: list[Op] = [Delete(collection=VERSIONS, key=v.key, expected_version=v.version)
                          for v in versions]
         ops.append(Delete(collection=MODELS, key=doc.key, expected_version=doc.version))
+        policy = self._store.get(TRAFFIC, doc.key)
+        if policy is not None:  # its apps go with it (the deployments actor reconciles)
+            ops.append(Delete(collection=TRAFFIC, key=doc.key,
+                              expected_version=policy.version))
         self._store.apply(ops, self._audit(caller, project, "model.delete", doc.key,
                                            before={"versions": len(versions)}))
         return len(versions)
@@ -328,9 +332,15 @@ class ModelRegistry:
         version's validation report has failed critical gates, unless ``force`` (admins
         only; the override is audited).
 
+        A version that takes traffic (a positive weight or a shadow in the model's stored
+        policy) is never archived, neither by hand nor by a promotion: the traffic must
+        move first (a rollout does that, gated), so a stage change never moves live
+        traffic by itself nor leaves a live version Archived.
+
         Raises:
             InvalidTransition: the move is not allowed (the message lists the allowed
-                ones), or critical gates failed (the message lists them).
+                ones), critical gates failed (the message lists them), or the version to
+                archive takes traffic (the message says how much and how to move it).
         """
         caller.require(project, Role.admin if force else Role.editor)
 
@@ -352,6 +362,12 @@ class ModelRegistry:
             moved = current.model_copy(update={"stage": stage, "updated_at": ts,
                                                "updated_by": caller.user})
             mdoc = self._model_doc(project, model)
+            policy = self._stored_traffic(mdoc.key)
+            if stage is Stage.ARCHIVED and (taken := _traffic_taken(policy, version)):
+                raise InvalidTransition(
+                    f"{model} v{version} takes {taken} of {model}'s traffic; move it first "
+                    f"(`mlray deploy {model} --version N` or `mlray traffic {model} vN=100`), "
+                    "then archive it", field="stage")
             ops: list[Op] = [Put(collection=VERSIONS, key=doc.key,
                                  data=moved.model_dump(mode="json", exclude={"aliases"}),
                                  expected_version=doc.version)]
@@ -361,6 +377,14 @@ class ModelRegistry:
                                               prefix=f"{project}/{model}/"):
                     if other.key == doc.key:
                         continue
+                    number = other.data["version"]
+                    if taken := _traffic_taken(policy, number):
+                        raise InvalidTransition(
+                            f"promoting {model} v{version} would archive v{number}, which "
+                            f"takes {taken} of {model}'s traffic; roll v{version} out first "
+                            f"(`mlray deploy {model} --version {version}`) and promote it "
+                            f"after, or keep v{number} in Production (--keep-existing)",
+                            field="stage")
                     old = ModelVersion.model_validate(other.data).model_copy(
                         update={"stage": Stage.ARCHIVED, "updated_at": ts,
                                 "updated_by": caller.user})
@@ -389,7 +413,8 @@ class ModelRegistry:
         """Delete a version and every alias that points at it; numbers are never reused.
 
         Raises:
-            InvalidTransition: the version is in Production (archive it first).
+            InvalidTransition: the version is in Production (archive it first) or takes
+                traffic.
         """
         caller.require(project, Role.editor)
 
@@ -400,6 +425,10 @@ class ModelRegistry:
                     f"{model} v{version} is in Production; move it to Archived first",
                     field="version")
             mdoc = self._model_doc(project, model)
+            if taken := _traffic_taken(self._stored_traffic(mdoc.key), version):
+                raise InvalidTransition(
+                    f"{model} v{version} takes {taken} of {model}'s traffic; move it first "
+                    f"(`mlray traffic {model} vN=100`), then delete it", field="version")
             registered = RegisteredModel.model_validate(mdoc.data)
             dropped = sorted(a for a, v in registered.aliases.items() if v == version)
             kept = {a: v for a, v in registered.aliases.items() if v != version}
@@ -492,6 +521,42 @@ class ModelRegistry:
 
     # -- traffic policies ------------------------------------------------------------------
 
+    def _stored_traffic(self, model_key: str) -> TrafficPolicy | None:
+        doc = self._store.get(TRAFFIC, model_key)
+        return TrafficPolicy.model_validate(doc.data) if doc is not None else None
+
+    def _write_traffic(self, caller: Caller, project: str, model: str, policy: TrafficPolicy,
+                       *, restore: bool) -> TrafficPolicy:
+        mdoc = self._model_doc(project, model)
+        named = sorted({*policy.weights, *policy.shadows})
+        docs = self._store.get_many([(VERSIONS, _version_key(project, model, v)) for v in named])
+        before = self._store.get(TRAFFIC, mdoc.key)
+        if restore:
+            gone = {n for n, doc in zip(named, docs, strict=True) if doc is None}
+            kept = {v: w for v, w in policy.weights.items() if v not in gone}
+            if not any(w > 0 for w in kept.values()):
+                raise NotFound(f"no version of the policy to restore exists any more "
+                               f"(deleted: {sorted(gone)})", field="weights")
+            policy = policy.model_copy(update={
+                "weights": kept, "shadows": [v for v in policy.shadows if v not in gone]})
+        else:
+            old = TrafficPolicy.model_validate(before.data) if before else None
+            for number, doc in zip(named, docs, strict=True):
+                if doc is None:
+                    raise NotFound(f"model {model!r} has no version {number}", field="weights")
+                if doc.data["stage"] == Stage.ARCHIVED.value and _gains(old, policy, number):
+                    raise InvalidTransition(
+                        f"{model} v{number} is Archived; its traffic can shrink but not grow "
+                        f"(move it to Staging or Production first)", field="weights")
+        self._store.apply(
+            [Put(collection=TRAFFIC, key=mdoc.key, data=policy.model_dump(mode="json")),
+             Put(collection=MODELS, key=mdoc.key, data=mdoc.data,
+                 expected_version=mdoc.version)],
+            self._audit(caller, project, "traffic.restore" if restore else "traffic.set",
+                        mdoc.key, before=before.data if before else None,
+                        after=policy.model_dump(mode="json")))
+        return policy
+
     @boundary
     def set_traffic(self, caller: Caller, project: Project, model: Name,
                     policy: TrafficPolicy) -> TrafficPolicy:
@@ -499,27 +564,37 @@ class ModelRegistry:
 
         Raises:
             NotFound: a version in the policy does not exist.
-            InvalidTransition: a version in the policy is Archived.
+            InvalidTransition: an Archived version would get a larger share than it has
+                (or become a shadow): Archived versions may only lose traffic.
         """
         caller.require(project, Role.editor)
-        mdoc = self._model_doc(project, model)
-        named = sorted({*policy.weights, *policy.shadows})
-        docs = self._store.get_many([(VERSIONS, _version_key(project, model, v)) for v in named])
-        for number, doc in zip(named, docs, strict=True):
-            if doc is None:
-                raise NotFound(f"model {model!r} has no version {number}", field="weights")
-            if doc.data["stage"] == Stage.ARCHIVED.value:
-                raise InvalidTransition(f"{model} v{number} is Archived; it cannot take "
-                                        "traffic", field="weights")
-        before = self._store.get(TRAFFIC, mdoc.key)
-        self._store.apply(
-            [Put(collection=TRAFFIC, key=mdoc.key, data=policy.model_dump(mode="json")),
-             Put(collection=MODELS, key=mdoc.key, data=mdoc.data,
-                 expected_version=mdoc.version)],
-            self._audit(caller, project, "traffic.set", mdoc.key,
-                        before=before.data if before else None,
-                        after=policy.model_dump(mode="json")))
-        return policy
+        return self._retry(lambda: self._write_traffic(caller, project, model, policy,
+                                                       restore=False))
+
+    @boundary
+    def restore_traffic(self, caller: Caller, project: Project, model: Name,
+                        policy: TrafficPolicy) -> TrafficPolicy:
+        """Put back a policy that served before (a rollback): Archived versions in it are
+        allowed, versions deleted since are left out (audited as ``traffic.restore``).
+
+        Not on the registry actor's API: only the deployments actor's rollbacks call it.
+
+        Raises:
+            NotFound: none of the policy's weighted versions exists any more.
+        """
+        caller.require(project, Role.editor)
+        return self._retry(lambda: self._write_traffic(caller, project, model, policy,
+                                                       restore=True))
+
+    def traffic_policies(self, caller: Caller) -> dict[tuple[str, str], TrafficPolicy]:
+        """Every stored policy of every project, by (project, model): the serving state
+        the deployments actor reconciles Ray Serve to (needs a role in every project)."""
+        caller.require(ALL_PROJECTS, Role.viewer)
+        out = {}
+        for doc in self._store.list(TRAFFIC):
+            project, _, model = doc.key.partition("/")
+            out[(project, model)] = TrafficPolicy.model_validate(doc.data)
+        return out
 
     @boundary
     def get_traffic(self, caller: Caller, project: Project, model: Name) -> TrafficPolicy:
@@ -576,3 +651,24 @@ class ModelRegistry:
         """The project's audit entries after ``after_seq`` (admins only)."""
         caller.require(project, Role.admin)
         return self._store.audit_log(after_seq=after_seq, limit=limit, project=project)
+
+
+def _share(policy: TrafficPolicy, version: int) -> float:
+    total = sum(policy.weights.values())
+    return policy.weights.get(version, 0.0) / total if total > 0 else 0.0
+
+
+def _gains(before: TrafficPolicy | None, after: TrafficPolicy, version: int) -> bool:
+    """Whether ``version`` gets a larger share, or becomes a shadow, in ``after``."""
+    if version in after.shadows and (before is None or version not in before.shadows):
+        return True
+    return _share(after, version) > (_share(before, version) if before else 0.0) + 1e-9
+
+
+def _traffic_taken(policy: TrafficPolicy | None, version: int) -> str | None:
+    """How ``version`` takes traffic under ``policy`` ("100%", "copies (shadow)"), if it does."""
+    if policy is None:
+        return None
+    if policy.weights.get(version, 0) > 0:
+        return f"{_share(policy, version):.0%}"
+    return "copies (shadow)" if version in policy.shadows else None

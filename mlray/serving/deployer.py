@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 from ray import serve
 from ray.serve.api import _run
+from ray.serve.context import _get_global_client
 
 from mlray.config import PlatformConfig
 from mlray.errors import NotFound
 from mlray.registry.types import ModelVersion
 from mlray.serving.model_app import model_app
-from mlray.serving.model_names import app_name
+from mlray.serving.model_names import INGRESS_APP, app_name
 from mlray.serving.settings import ModelServing
 
 __all__ = ["ServeDeployer", "usable_apps"]
@@ -69,6 +70,16 @@ class ServeDeployer:
         """Remove the version's app (returns before it is gone)."""
         if app_name(model, version) in self.running(all_states=True):
             serve.delete(app_name(model, version), _blocking=False)
+
+    def serves_platform(self) -> bool:
+        """Whether Serve runs for this platform: on ``serve_port``, with the ingress app.
+
+        Never starts Serve (``serve.status`` answers empty without a controller).
+        """
+        client = _get_global_client(raise_if_no_controller_running=False)
+        if client is None or client.http_config.port != self.config.serve_port:
+            return False
+        return INGRESS_APP in self.running(all_states=True)
 
     def running(self, all_states: bool = False) -> frozenset[str]:
         """Names of the apps that are RUNNING (or, with ``all_states``, that exist)."""

@@ -11,6 +11,10 @@ controller advances each running rollout one idempotent step per :meth:`tick`:
   or the controller rolls back by itself and records why.
 * **shadow**: deploy, smoke, add the version as a shadow of the current policy.
 
+No rollout runs forever: past ``rollout.max_duration_s`` it fails and the previous policy
+is restored. Whatever goes wrong while failing or rolling back still ends the rollout
+(FAILED, with both reasons), and a later ``rollback`` can try the restore again.
+
 The controller talks to the world through three small ports (deployer, registry,
 stats) so tests can drive it without Ray.
 """
@@ -21,23 +25,25 @@ import enum
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlray._private.types import Name, Project
 from mlray._private.validation import boundary
-from mlray.errors import Conflict, InvalidInput, MlrayError, NotFound
+from mlray.errors import Conflict, InvalidInput, NotFound
 from mlray.identity import Caller, Role
 from mlray.registry.types import ModelVersion
 from mlray.serving.board import VersionStats
-from mlray.serving.model_names import app_name, breaker_key, parse_app_name
+from mlray.serving.model_names import app_name, breaker_key
 from mlray.serving.settings import BatchTuning, ModelServing, RolloutSettings, ServingConfig
 from mlray.serving.traffic import TrafficPolicy
 from mlray.storage.base import AuditEntry, Put, StateStore
 
 __all__ = [
     "Deployer",
+    "Hold",
     "RegistryPort",
     "Rollout",
     "RolloutController",
@@ -113,6 +119,14 @@ class Rollout(BaseModel):
             self.status is RolloutStatus.SUCCEEDED and not self.old_apps_removed)
 
 
+@dataclass(frozen=True)
+class Hold:
+    """Why a rollout keeps a version's app, and whether it must be running."""
+
+    why: str
+    run: bool
+
+
 class Deployer(Protocol):
     """Starts and stops model apps."""
 
@@ -131,6 +145,8 @@ class RegistryPort(Protocol):
     def get_traffic(self, caller: Caller, project: str, model: str) -> TrafficPolicy: ...
     def set_traffic(self, caller: Caller, project: str, model: str,
                     policy: TrafficPolicy) -> TrafficPolicy: ...
+    def restore_traffic(self, caller: Caller, project: str, model: str,
+                        policy: TrafficPolicy) -> TrafficPolicy: ...
 
 
 class StatsPort(Protocol):
@@ -246,12 +262,17 @@ class RolloutController:
                  reason: str = "rolled back by hand") -> Rollout:
         """Put back the policy from before the model's latest rollout.
 
+        The policy is restored even when a version in it was archived since (versions
+        deleted since are left out). A rollout whose own rollback failed can be rolled
+        back again. When the restore fails, the rollout still ends (FAILED, with why).
+
         Raises:
             NotFound: the model has no rollout to undo.
         """
         caller.require(project, Role.editor)
         undoable = [r for r in self.list(caller, project, model)
-                    if r.status in (RolloutStatus.RUNNING, RolloutStatus.SUCCEEDED)]
+                    if r.status in (RolloutStatus.RUNNING, RolloutStatus.SUCCEEDED,
+                                    RolloutStatus.FAILED)]
         if not undoable:
             raise NotFound(f"{model} has no running or finished rollout to roll back",
                            field="model")
@@ -259,7 +280,14 @@ class RolloutController:
         if rollout.previous is None:
             raise NotFound(f"rollout {rollout.id} was {model}'s first deployment; there is "
                            "nothing to roll back to", field="model")
-        return self._roll_back(rollout, f"{reason} (by {caller.user})", caller)
+        why = f"{reason} (by {caller.user})"
+        try:
+            return self._roll_back(rollout, why, caller)
+        except Exception as exc:
+            if rollout.status is RolloutStatus.RUNNING:  # end it: a new deploy may start
+                self._give_up(rollout, f"{why}; restoring the previous policy failed: "
+                                       f"{type(exc).__name__}: {exc}")
+            raise
 
     @boundary
     def retune(self, caller: Caller, project: Project, model: Name, version: int,
@@ -277,21 +305,32 @@ class RolloutController:
         self._store.apply([Put(collection=TUNING, key=key, data=data)],
                           AuditEntry(user=caller.user, project=project, action="serving.retune",
                                      target=f"{model}/v{version}", after=data))
-        serving = self._serving_for(project, model, version, {})
+        serving = self.serving_of(project, model, version)
         self._deployer.deploy(target, serving, wait=True)
         return serving
 
-    @boundary
-    def apps(self, caller: Caller, project: Project) -> list[dict[str, Any]]:
-        """The model apps on Serve: model, version, status and message."""
-        caller.require(project, Role.viewer)
-        out = []
-        for name in sorted(self._deployer.running(all_states=True)):
-            parsed = parse_app_name(name)
-            if parsed:
-                status, message = self._deployer.status(*parsed)
-                out.append({"model": parsed[0], "version": parsed[1], "app": name,
-                            "status": status, "message": message})
+    def serving_of(self, project: str, model: str, version: int) -> ModelServing:
+        """How ``model`` v``version`` is deployed: the serving config with the overrides of
+        the version's latest rollout and its stored tuning (what a redeploy must use)."""
+        rollouts = sorted((r for r in self._all(project, model) if r.version == version),
+                          key=lambda r: r.created_at)
+        return self._serving_for(project, model, version,
+                                 rollouts[-1].overrides if rollouts else {})
+
+    def held(self) -> dict[tuple[str, str, int], Hold]:
+        """Versions that active rollouts keep, by (project, model, version): a running
+        rollout's new and stable versions (it starts and stops those itself), and a
+        finished one's old versions for its rollback window (these must run)."""
+        out: dict[tuple[str, str, int], Hold] = {}
+        for rollout in self._all():
+            if not rollout.active:
+                continue
+            running = rollout.status is RolloutStatus.RUNNING
+            hold = (Hold(f"rollout {rollout.id} ({rollout.phase})", run=False) if running
+                    else Hold(f"rollback window of rollout {rollout.id}", run=True))
+            old = [*rollout.stable, *(rollout.previous.shadows if rollout.previous else [])]
+            for v in [*old, *([rollout.version] if running else [])]:
+                out.setdefault((rollout.project, rollout.model, v), hold)
         return out
 
     # -- the machine ----------------------------------------------------------------------
@@ -314,7 +353,19 @@ class RolloutController:
             if app_name(rollout.model, v) not in running:
                 mv = self._registry.get_version(self._as(rollout), rollout.project,
                                                 rollout.model, v)
-                self._deployer.deploy(mv, self._serving(rollout), wait=True)
+                self._deployer.deploy(mv, self.serving_of(rollout.project, rollout.model, v),
+                                      wait=True)
+
+    def _existing(self, rollout: Rollout, versions: list[int]) -> list[int]:
+        """The ``versions`` still in the registry (a restore leaves deleted ones out)."""
+        out = []
+        for v in versions:
+            try:
+                self._registry.get_version(self._as(rollout), rollout.project, rollout.model, v)
+            except NotFound:
+                continue
+            out.append(v)
+        return out
 
     def _set_weights(self, rollout: Rollout, weights: dict[int, float],
                      shadows: list[int] | None = None) -> None:
@@ -326,12 +377,12 @@ class RolloutController:
     def _roll_back(self, rollout: Rollout, reason: str, caller: Caller | None = None
                    ) -> Rollout:
         if rollout.previous is not None:
-            self._ensure_running(rollout, sorted({*rollout.previous.weights,
-                                                  *rollout.previous.shadows}))
-            self._registry.set_traffic(self._as(rollout), rollout.project, rollout.model,
-                                       rollout.previous)
-            kept = {*rollout.previous.weights, *rollout.previous.shadows}
-            if rollout.version not in kept:
+            previous = rollout.previous
+            named = sorted({*previous.serving, *previous.shadows})
+            self._ensure_running(rollout, self._existing(rollout, named))
+            restored = self._registry.restore_traffic(self._as(rollout), rollout.project,
+                                                      rollout.model, previous)
+            if rollout.version not in {*restored.serving, *restored.shadows}:
                 self._deployer.delete(rollout.model, rollout.version)
         rollout.status = RolloutStatus.ROLLED_BACK
         rollout.reason = reason
@@ -341,26 +392,50 @@ class RolloutController:
 
     def _fail(self, rollout: Rollout, reason: str) -> Rollout:
         if rollout.previous is not None:
-            return self._roll_back(rollout, reason)
+            try:
+                return self._roll_back(rollout, reason)
+            except Exception as exc:  # never leave it running: end it and say why
+                return self._give_up(rollout, f"{reason}; restoring the previous policy "
+                                              f"failed: {type(exc).__name__}: {exc}")
+        return self._give_up(rollout, reason)
+
+    def _give_up(self, rollout: Rollout, reason: str) -> Rollout:
         rollout.status, rollout.reason, rollout.phase = RolloutStatus.FAILED, reason, "done"
         return self._save(rollout, f"failed: {reason}", action="rollout.fail")
 
     def tick(self) -> list[Rollout]:
-        """Advance every active rollout by what is due now; returns those that changed."""
+        """Advance every active rollout by what is due now; returns those that changed.
+
+        A rollout past its deadline fails (and restores the previous policy); an error
+        while advancing fails it too. Either way it ends: it is never retried forever.
+        """
         changed = []
         for rollout in self._all():
             if not rollout.active:
                 continue
             before = rollout.model_dump()
             try:
-                rollout = self._advance(rollout)
-            except MlrayError as exc:
-                rollout = self._fail(rollout, f"{type(exc).__name__}: {exc}")
+                rollout = self._overdue(rollout) or self._advance(rollout)
             except Exception as exc:  # a deploy that cannot come up, a crashed smoke test
-                rollout = self._fail(rollout, f"{type(exc).__name__}: {exc}")
+                why = f"{type(exc).__name__}: {exc}"
+                if rollout.status is RolloutStatus.SUCCEEDED:  # cleanup only: keep traffic
+                    rollout.old_apps_removed = True  # the reconciler removes what is left
+                    rollout = self._save(rollout, f"could not remove the old apps: {why}")
+                else:
+                    rollout = self._fail(rollout, why)
             if rollout.model_dump() != before:
                 changed.append(rollout)
         return changed
+
+    def _overdue(self, rollout: Rollout) -> Rollout | None:
+        """Fails a running rollout past ``max_duration_s``; None when it has time left."""
+        if rollout.status is not RolloutStatus.RUNNING:
+            return None
+        took = self._clock() - rollout.created_at
+        if took <= self.settings.max_duration_s:
+            return None
+        return self._fail(rollout, f"did not finish within {self.settings.max_duration_s:g} s "
+                                   f"(still in phase {rollout.phase!r} after {took:.0f} s)")
 
     def _advance(self, rollout: Rollout) -> Rollout:
         if rollout.status is RolloutStatus.SUCCEEDED:
@@ -400,6 +475,10 @@ class RolloutController:
             return self._save(rollout, f"v{rollout.version} is up")
         if status in ("DEPLOY_FAILED", "UNHEALTHY"):
             return self._fail(rollout, f"v{rollout.version} failed to deploy: {message}")
+        if status == "NOT_STARTED":  # gone, e.g. Serve restarted while it was starting
+            target = self._registry.get_version(self._as(rollout), rollout.project,
+                                                rollout.model, rollout.version)
+            self._deployer.deploy(target, self._serving(rollout), wait=False)
         assert rollout.deploy_started_at is not None
         waited = self._clock() - rollout.deploy_started_at
         if waited > self.settings.ready_timeout_s:

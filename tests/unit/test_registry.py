@@ -320,10 +320,87 @@ def test_traffic_policies(fraud: ModelRegistry) -> None:
     assert fraud.get_traffic(ADMIN, P, "fraud") == policy
     with pytest.raises(NotFound, match="no version 9"):
         fraud.set_traffic(ADMIN, P, "fraud", TrafficPolicy(weights={9: 1}))
+    fraud.set_traffic(ADMIN, P, "fraud", TrafficPolicy(weights={2: 90, 3: 10}))
     fraud.transition_stage(ADMIN, P, "fraud", 1, Stage.ARCHIVED)
     with pytest.raises(InvalidTransition, match="Archived"):
         fraud.set_traffic(ADMIN, P, "fraud", TrafficPolicy(weights={1: 1}))
     with pytest.raises(InvalidInput, match="negative"):
         fraud.set_traffic(ADMIN, P, "fraud", {"weights": {2: -5}})
-    [entry] = [e for e in fraud.audit_log(ADMIN, P) if e.action == "traffic.set"]
-    assert entry.after is not None and entry.after["shadows"] == [1], "failed sets not logged"
+    entries = [e for e in fraud.audit_log(ADMIN, P) if e.action == "traffic.set"]
+    assert len(entries) == 2, "failed sets not logged"
+    assert entries[0].after is not None and entries[0].after["shadows"] == [1]
+
+
+def test_a_version_that_takes_traffic_is_neither_archived_nor_deleted(fraud: ModelRegistry
+                                                                      ) -> None:
+    from mlray.serving import TrafficPolicy
+
+    fraud.transition_stage(ADMIN, P, "fraud", 2, Stage.PRODUCTION)
+    fraud.set_traffic(ADMIN, P, "fraud", TrafficPolicy(weights={2: 75, 3: 25}, shadows=[1]))
+    with pytest.raises(InvalidTransition) as err:
+        fraud.transition_stage(ADMIN, P, "fraud", 3, Stage.ARCHIVED)
+    assert "v3 takes 25% of fraud's traffic" in str(err.value) and "\n" not in str(err.value)
+    assert "mlray traffic fraud" in str(err.value) and err.value.field == "stage"
+    with pytest.raises(InvalidTransition, match="shadow"):
+        fraud.transition_stage(ADMIN, P, "fraud", 1, Stage.ARCHIVED)
+    with pytest.raises(InvalidTransition, match="takes copies"):
+        fraud.delete_version(ADMIN, P, "fraud", 1)
+    # Promoting 3 would archive 2, which serves: refused, saying how to move the traffic.
+    with pytest.raises(InvalidTransition) as err:
+        fraud.transition_stage(ADMIN, P, "fraud", 3, Stage.PRODUCTION)
+    message = str(err.value)
+    assert "would archive v2, which takes 75% of fraud's traffic" in message
+    assert "mlray deploy fraud --version 3" in message and "--keep-existing" in message
+    assert fraud.get_version(ADMIN, P, "fraud", 2).stage is Stage.PRODUCTION
+    assert fraud.get_version(ADMIN, P, "fraud", 3).stage is Stage.NONE
+    kept = fraud.transition_stage(ADMIN, P, "fraud", 3, Stage.PRODUCTION,
+                                  archive_existing=False)
+    assert kept.stage is Stage.PRODUCTION
+    # Once its traffic has moved, the old version is archived as before.
+    fraud.set_traffic(ADMIN, P, "fraud", TrafficPolicy(weights={3: 100}))
+    assert fraud.transition_stage(ADMIN, P, "fraud", 2, Stage.ARCHIVED).stage is Stage.ARCHIVED
+
+
+def test_archived_versions_only_lose_traffic_and_a_restore_puts_back_what_served(
+        fraud: ModelRegistry) -> None:
+    from mlray.serving import TrafficPolicy
+
+    fraud.set_traffic(ADMIN, P, "fraud", TrafficPolicy(weights={1: 100}))
+    fraud.set_traffic(ADMIN, P, "fraud", TrafficPolicy(weights={2: 100}))
+    fraud.transition_stage(ADMIN, P, "fraud", 1, Stage.ARCHIVED)
+    # A rollback restores the policy that served, though v1 was archived since.
+    restored = fraud.restore_traffic(ADMIN, P, "fraud", TrafficPolicy(weights={1: 100}))
+    assert fraud.get_traffic(ADMIN, P, "fraud") == restored
+    assert [e.action for e in fraud.audit_log(ADMIN, P)][-1] == "traffic.restore"
+    # A canary may take traffic away from the archived version, never give it more.
+    fraud.set_traffic(ADMIN, P, "fraud", TrafficPolicy(weights={1: 90, 2: 10}))
+    fraud.set_traffic(ADMIN, P, "fraud", TrafficPolicy(weights={1: 9, 2: 91}))
+    with pytest.raises(InvalidTransition, match="can shrink but not grow"):
+        fraud.set_traffic(ADMIN, P, "fraud", TrafficPolicy(weights={1: 50, 2: 50}))
+    with pytest.raises(InvalidTransition, match="Archived"):
+        fraud.set_traffic(ADMIN, P, "fraud", TrafficPolicy(weights={2: 100}, shadows=[1]))
+    # Versions deleted since are left out of a restore; nothing left is an error.
+    fraud.set_traffic(ADMIN, P, "fraud", TrafficPolicy(weights={2: 100}))
+    fraud.delete_version(ADMIN, P, "fraud", 3)
+    back = fraud.restore_traffic(ADMIN, P, "fraud",
+                                 TrafficPolicy(weights={1: 50, 3: 50}, shadows=[2]))
+    assert (back.weights, back.shadows) == ({1: 50.0}, [2])
+    with pytest.raises(NotFound, match="exists any more"):
+        fraud.restore_traffic(ADMIN, P, "fraud", TrafficPolicy(weights={3: 100}))
+
+
+def test_every_stored_policy_is_listed_for_reconciling(fraud: ModelRegistry,
+                                                      artifacts: ArtifactStore,
+                                                      tmp_path: Path) -> None:
+    from mlray.serving import TrafficPolicy
+
+    fraud.create_model(ADMIN, "other", ModelSpec(name="fraud"))
+    fraud.create_version(ADMIN, "other", "fraud", artifact_spec(artifacts, tmp_path, b"o"))
+    fraud.set_traffic(ADMIN, P, "fraud", TrafficPolicy(weights={2: 1}))
+    fraud.set_traffic(ADMIN, "other", "fraud", TrafficPolicy(weights={1: 1}))
+    assert {k: p.weights for k, p in fraud.traffic_policies(ADMIN).items()} == {
+        (P, "fraud"): {2: 1.0}, ("other", "fraud"): {1: 1.0}}
+    with pytest.raises(PermissionDenied):
+        fraud.traffic_policies(Caller(user="bob", roles={P: Role.admin}))
+    fraud.delete_model(ADMIN, "other", "fraud")
+    assert list(fraud.traffic_policies(ADMIN)) == [(P, "fraud")]

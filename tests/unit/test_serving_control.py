@@ -17,10 +17,11 @@ from mlray.registry.types import ModelSpec, ModelVersion, ServedModel, Stage, Te
 from mlray.serving.board import BreakerBoard
 from mlray.serving.breaker import BreakerConfig, BreakerState
 from mlray.serving.inputs import columns_from_mapping, columns_from_rows
-from mlray.serving.model_names import app_name, parse_app_name
+from mlray.serving.model_names import INGRESS_APP, app_name, parse_app_name
+from mlray.serving.reconcile import Pass, Reconciler
 from mlray.serving.rollout import RolloutController, RolloutStatus, Strategy
 from mlray.serving.router import Router, VersionOutcomes
-from mlray.serving.settings import ServingConfig, load_serving_config
+from mlray.serving.settings import BatchTuning, ServingConfig, load_serving_config
 from mlray.serving.traffic import NoHealthyVersion, TrafficPolicy
 from mlray.storage import ArtifactStore, StateStore
 from tests.unit.helpers import artifact_spec
@@ -151,16 +152,24 @@ def test_board_keeps_the_later_state_persists_it_and_windows_outcomes(store: Sta
 
 class FakeServe:
     """The deployer port as a record of apps (Ray Serve itself runs in the integration
-    tests); ``fail`` names versions whose app fails to deploy."""
+    tests); ``fail`` names versions whose app fails to deploy (a blocking deploy raises,
+    as ``serve.run`` does), ``refuse`` versions whose deploy call itself raises."""
 
     def __init__(self) -> None:
         self.apps: dict[str, str] = {}
         self.fail: set[int] = set()
+        self.refuse: set[int] = set()
+        self.serving: dict[str, Any] = {}
 
     def deploy(self, version: ModelVersion, serving: Any, wait: bool) -> None:
         name = app_name(version.model, version.version)
+        if version.version in self.refuse:
+            raise RuntimeError(f"cannot reach Serve to deploy {name}")
+        self.serving[name] = serving
         self.apps[name] = "DEPLOY_FAILED" if version.version in self.fail else (
             "RUNNING" if wait else "DEPLOYING")
+        if wait and version.version in self.fail:
+            raise RuntimeError(f"Deploying app '{name}' failed")
 
     def status(self, model: str, version: int) -> tuple[str, str]:
         name = app_name(model, version)
@@ -177,6 +186,9 @@ class FakeServe:
 
     def running(self, all_states: bool = False) -> frozenset[str]:
         return frozenset(n for n, s in self.apps.items() if all_states or s == "RUNNING")
+
+    def serves_platform(self) -> bool:
+        return INGRESS_APP in self.apps
 
 
 class Stats:
@@ -205,7 +217,7 @@ def rollouts(store: StateStore, tmp_path: Path) -> tuple[RolloutController, Mode
     config = ServingConfig.model_validate({"rollout": {
         "canary_steps": [10, 50, 100], "step_duration_s": 10, "min_requests": 5,
         "max_error_rate": 0.1, "max_p99_ratio": 2, "max_step_wait_s": 60,
-        "rollback_window_s": 100}})
+        "rollback_window_s": 100, "max_duration_s": 1000}})
     return RolloutController(store, registry, serve, stats, config, clock=clock), registry, \
         serve, stats, clock
 
@@ -357,3 +369,171 @@ def test_the_data_plane_records_only_catalogued_metrics() -> None:
     from mlray.serving.metrics import RECORDED
 
     assert set(RECORDED) <= set(METRIC_NAMES)
+
+
+def _live(controller: RolloutController, clock: Clock, version: int = 1) -> None:
+    controller.start(ADMIN, "default", "m", version, Strategy.DIRECT)
+    _run(controller, clock)
+    clock.now += 1
+
+
+def _weights(registry: ModelRegistry) -> dict[int, float]:
+    return registry.get_traffic(ADMIN, "default", "m").weights
+
+
+def test_rollback_restores_an_archived_version_and_a_canary_over_it_moves(rollouts: Any
+                                                                           ) -> None:
+    """The issue's stuck canary: the version that served was archived under it."""
+    controller, registry, serve, stats, clock = rollouts
+    _live(controller, clock)
+    controller.start(ADMIN, "default", "m", 2, Strategy.BLUE_GREEN)
+    _run(controller, clock)
+    registry.transition_stage(ADMIN, "default", "m", 1, Stage.ARCHIVED)  # v1 has no traffic
+    back = controller.rollback(ADMIN, "default", "m", "v2 answers worse")
+    assert back.status is RolloutStatus.ROLLED_BACK
+    assert _weights(registry) == {1: 100.0}  # the last policy that served, v1 Archived
+    assert "m--v2" not in serve.running()
+    clock.now += 1
+    canary = controller.start(ADMIN, "default", "m", 3, Strategy.CANARY)
+    _run(controller, clock)
+    assert _weights(registry) == {1: 90.0, 3: 10.0}
+    stats.by_version = {1: (100, 0, 5.0), 3: (40, 10, 5.0)}
+    _run(controller, clock, seconds=10)
+    final = controller.get(ADMIN, "default", canary.id)
+    assert final.status is RolloutStatus.ROLLED_BACK and "error rate" in (final.reason or "")
+    assert _weights(registry) == {1: 100.0} and "m--v3" not in serve.running()
+
+
+def test_a_rollout_whose_rollback_fails_still_ends_and_can_be_rolled_back_again(
+        rollouts: Any) -> None:
+    controller, registry, serve, stats, clock = rollouts
+    _live(controller, clock)
+    started = controller.start(ADMIN, "default", "m", 2, Strategy.CANARY)
+    _run(controller, clock)
+    del serve.apps["m--v1"]  # v1's app is gone and cannot come back for now
+    serve.fail.add(1)
+    stats.by_version = {1: (100, 0, 5.0), 2: (40, 10, 5.0)}
+    _run(controller, clock, seconds=10)
+    final = controller.get(ADMIN, "default", started.id)
+    assert final.status is RolloutStatus.FAILED
+    assert "canary gate failed" in (final.reason or "")
+    assert "restoring the previous policy failed" in (final.reason or "")
+    assert [e.message for e in final.history].count(f"failed: {final.reason}") == 1
+    serve.fail.clear()
+    back = controller.rollback(ADMIN, "default", "m")  # tries the restore again
+    assert back.id == started.id and back.status is RolloutStatus.ROLLED_BACK
+    assert _weights(registry) == {1: 100.0} and "m--v1" in serve.running()
+
+
+def test_a_failed_rollback_by_hand_ends_the_rollout_so_a_new_one_can_start(rollouts: Any
+                                                                          ) -> None:
+    controller, _, serve, _, clock = rollouts
+    _live(controller, clock)
+    started = controller.start(ADMIN, "default", "m", 2, Strategy.CANARY)
+    _run(controller, clock)
+    del serve.apps["m--v1"]
+    serve.fail.add(1)
+    with pytest.raises(RuntimeError, match="m--v1"):
+        controller.rollback(ADMIN, "default", "m")
+    ended = controller.get(ADMIN, "default", started.id)
+    assert ended.status is RolloutStatus.FAILED and "by local" in (ended.reason or "")
+    assert controller.start(ADMIN, "default", "m", 3, Strategy.CANARY).status \
+        is RolloutStatus.RUNNING
+
+
+def test_a_rollout_past_its_deadline_fails_and_restores_the_previous_policy(rollouts: Any
+                                                                           ) -> None:
+    controller, registry, serve, _, clock = rollouts
+    controller.serving = controller.serving.model_copy(update={
+        "rollout": controller.settings.model_copy(update={"max_duration_s": 30})})
+    _live(controller, clock)
+    started = controller.start(ADMIN, "default", "m", 2, Strategy.CANARY)
+    _run(controller, clock, seconds=25)  # too few requests, but within the step wait
+    assert controller.get(ADMIN, "default", started.id).status is RolloutStatus.RUNNING
+    _run(controller, clock, seconds=10)
+    final = controller.get(ADMIN, "default", started.id)
+    assert final.status is RolloutStatus.ROLLED_BACK
+    assert "did not finish within 30 s" in (final.reason or "")
+    assert _weights(registry) == {1: 100.0} and "m--v2" not in serve.running()
+
+
+def test_a_new_app_lost_while_starting_is_deployed_again(rollouts: Any) -> None:
+    controller, registry, serve, _, clock = rollouts
+    _live(controller, clock)
+    started = controller.start(ADMIN, "default", "m", 2, Strategy.BLUE_GREEN)
+    controller.tick()  # deploying
+    del serve.apps["m--v2"]  # Serve restarted under it
+    _run(controller, clock)
+    assert controller.get(ADMIN, "default", started.id).status is RolloutStatus.SUCCEEDED
+    assert _weights(registry) == {2: 100.0}
+
+
+def test_reconciling_brings_back_every_wanted_app_with_its_settings(rollouts: Any) -> None:
+    """After a cluster restart the registry survives and the apps do not."""
+    controller, registry, serve, _, clock = rollouts
+    serve.apps[INGRESS_APP] = "RUNNING"
+    reconciler = Reconciler(registry, controller, serve, clock=clock)
+    controller.start(ADMIN, "default", "m", 1, Strategy.DIRECT, {"num_replicas": 2})
+    _run(controller, clock)
+    controller.retune(ADMIN, "default", "m", 1, BatchTuning(max_batch_size=8))
+    assert serve.serving["m--v1"].num_replicas == 2  # a retune keeps the overrides
+    clock.now += 1
+    controller.start(ADMIN, "default", "m", 2, Strategy.SHADOW)
+    _run(controller, clock)
+    assert reconciler.reconcile() == Pass()
+    serve.apps, serve.serving = {INGRESS_APP: "RUNNING"}, {}
+    assert sorted(reconciler.reconcile().deployed) == ["m--v1", "m--v2"]
+    restored = serve.serving["m--v1"]
+    assert (restored.num_replicas, restored.tuning.max_batch_size) == (2, 8)
+    assert reconciler.reconcile() == Pass()  # idempotent
+
+
+def test_reconciling_removes_only_model_apps_that_nothing_wants(rollouts: Any) -> None:
+    controller, _, serve, _, clock = rollouts
+    serve.apps.update({INGRESS_APP: "RUNNING", "other-app": "RUNNING", "m--v3": "RUNNING",
+                       "gone--v1": "DEPLOY_FAILED"})
+    reconciler = Reconciler(rollouts[1], controller, serve, clock=clock)
+    _live(controller, clock)
+    assert reconciler.reconcile().removed == ["gone--v1", "m--v3"]
+    assert set(serve.apps) == {INGRESS_APP, "other-app", "m--v1"}
+
+
+def test_reconciling_leaves_a_running_rollout_alone_and_keeps_its_rollback_window(
+        rollouts: Any) -> None:
+    controller, _, serve, _, clock = rollouts
+    serve.apps[INGRESS_APP] = "RUNNING"
+    reconciler = Reconciler(rollouts[1], controller, serve, clock=clock)
+    _live(controller, clock)
+    controller.start(ADMIN, "default", "m", 2, Strategy.BLUE_GREEN)
+    assert reconciler.reconcile() == Pass()  # the rollout deploys v2 itself
+    controller.tick()
+    assert reconciler.reconcile() == Pass() and "m--v2" in serve.apps  # not in a policy yet
+    _run(controller, clock)  # switched; v1 kept for the rollback window
+    serve.apps = {INGRESS_APP: "RUNNING"}
+    assert sorted(reconciler.reconcile().deployed) == ["m--v1", "m--v2"]
+    _run(controller, clock, seconds=101)  # the window is over: v1 goes, and stays gone
+    assert reconciler.reconcile() == Pass() and "m--v1" not in serve.apps
+
+
+def test_reconciling_waits_for_serve_retries_and_shows_desired_against_running(
+        rollouts: Any) -> None:
+    controller, registry, serve, _, clock = rollouts
+    reconciler = Reconciler(registry, controller, serve, clock=clock, retry_s=5)
+    registry.set_traffic(ADMIN, "default", "m", TrafficPolicy(weights={1: 75, 2: 25}))
+    assert reconciler.reconcile().skipped and serve.apps == {}  # Serve is not up for us
+    serve.apps.update({INGRESS_APP: "RUNNING", "m--v3": "RUNNING"})
+    serve.refuse.add(2)
+    done = reconciler.reconcile()
+    assert done.deployed == ["m--v1"] and "cannot reach Serve" in done.errors["m--v2"]
+    serve.apps["m--v3"] = "RUNNING"
+    rows = {r["app"]: r for r in reconciler.apps(ADMIN, "default")}
+    assert set(rows) == {"m--v1", "m--v2", "m--v3"}  # never the ingress
+    assert (rows["m--v1"]["desired"], rows["m--v1"]["why"]) == (True, "75% of traffic")
+    assert rows["m--v2"]["status"] == "NOT_STARTED" and rows["m--v2"]["desired"]
+    assert "cannot reach Serve" in rows["m--v2"]["message"]
+    assert not rows["m--v3"]["desired"] and "being removed" in rows["m--v3"]["why"]
+    serve.refuse.clear()
+    assert reconciler.reconcile().deployed == []  # waits before it retries
+    clock.now += 5
+    assert reconciler.reconcile().deployed == ["m--v2"]
+    assert reconciler.apps(ADMIN, "other") == []
