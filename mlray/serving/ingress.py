@@ -26,6 +26,8 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ValidationError
 from ray import serve
 from ray.serve import Application
+from ray.serve.config import BackpressureConfig
+from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlray.config import PlatformConfig
@@ -55,8 +57,9 @@ from mlray.serving.api_models import (
 from mlray.serving.enrich import fill_from_features
 from mlray.serving.ingress_sync import IngressSync
 from mlray.serving.inputs import columns_from_mapping, columns_from_rows
-from mlray.serving.limits import PredictionCache, RateLimiter, cache_key
+from mlray.serving.limits import PredictionCache, RateLimiter, cache_key, read_bounded
 from mlray.serving.metrics import ServingMetrics
+from mlray.serving.overload import Deadline, InFlight, Overloaded, blame_timeout
 from mlray.serving.protocol import InferRequest, decode_inputs
 from mlray.serving.router import Router
 from mlray.serving.runner import Columns
@@ -189,6 +192,7 @@ class Ingress:
         self._per_model: dict[str, ModelServing] = {}
         self._caches: dict[str, PredictionCache] = {}
         self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._in_flight = InFlight()
         assert config.offline_uri is not None
         self._feedback = FeedbackLog(config.offline_uri)
         self.sync.load()
@@ -198,14 +202,15 @@ class Ingress:
     # -- the request path ------------------------------------------------------------------
 
     async def _read(self, request: Request) -> bytes:
+        """The body, read up to ``max_body_bytes`` (413 beyond, chunked bodies too); the
+        request's deadline starts here."""
+        request.state.deadline = Deadline()
         self.sync.ensure_started()
         declared = request.headers.get("content-length")
-        limit = self.settings.max_body_bytes
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"body of {declared} bytes; at most {limit}", field="body")
-        body = await request.body()
-        if len(body) > limit:
-            raise PayloadTooLarge(f"body of {len(body)} bytes; at most {limit}", field="body")
+        body = await read_bounded(
+            request.stream(), self.settings.max_body_bytes,
+            declared=int(declared) if declared and declared.isdigit() else None,
+            drain_bytes=self.settings.drain_body_bytes)
         if self._limiter is not None:
             client = request.headers.get(API_KEY_HEADER) or (
                 request.client.host if request.client else "unknown")
@@ -252,16 +257,36 @@ class Ingress:
                     self.sync.local.drop(model, version)
         return await self.sync.handle(model, version).predict.remote(columns)
 
-    async def _call(self, model: str, version: int, columns: Columns, settings: ModelServing
-                    ) -> np.ndarray:
+    async def _call(self, model: str, version: int, columns: Columns, settings: ModelServing,
+                    deadline: Deadline | None = None) -> np.ndarray:
+        """The version's answer within what is left of the request's deadline.
+
+        Its breaker hears of errors, and of timeouts only when the version had a fair
+        chance (:func:`~mlray.serving.overload.blame_timeout`); a request shed because the
+        version's queue is full (503) or out of time before the call is no verdict on it."""
         start, timeout_s = time.perf_counter(), settings.timeout_s
+        budget = timeout_s if deadline is None else deadline.remaining(timeout_s)
+        if budget <= 0:
+            self.router.breaker(model, version).release()
+            raise DeadlineExceeded(f"no answer within {timeout_s:g} s: the time went before "
+                                   f"{model} v{version} was asked (the ingress is busy)")
+        key = (model, version)
+        ahead = self._in_flight.enter(key)
         try:
             result = await asyncio.wait_for(self._answer(model, version, columns, settings),
-                                            timeout_s)
+                                            budget)
         except TimeoutError:
-            self.router.record(model, version, False, (time.perf_counter() - start) * 1e3)
+            if blame_timeout(budget_s=budget, timeout_s=timeout_s, ahead=ahead,
+                             batch_size=settings.tuning.max_batch_size):
+                self.router.record(model, version, False, (time.perf_counter() - start) * 1e3)
+            else:
+                self.router.breaker(model, version).release()
             raise DeadlineExceeded(f"{model} v{version} gave no answer within {timeout_s:g} s"
                                    ) from None
+        except BackPressureError:
+            self.router.breaker(model, version).release()
+            raise Overloaded(f"{model} v{version} is at capacity (its queue is full); retry "
+                             "shortly", retry_after=self.settings.retry_after_s) from None
         except asyncio.CancelledError:  # the client went away: no verdict on the model
             self.router.breaker(model, version).release()
             raise
@@ -269,6 +294,8 @@ class Ingress:
             self.router.record(model, version, False, (time.perf_counter() - start) * 1e3)
             raise PredictionFailed(f"{model} v{version} failed to predict: "
                                    f"{type(exc).__name__}") from exc
+        finally:
+            self._in_flight.leave(key)
         self.router.record(model, version, True, (time.perf_counter() - start) * 1e3)
         return result
 
@@ -339,7 +366,8 @@ class Ingress:
                 return version, columns, hit
         for shadow in route.shadows:
             self._shadow(model, shadow, columns, settings)
-        out = await self._call(model, route.version, columns, settings)
+        out = await self._call(model, route.version, columns, settings,
+                               getattr(request.state, "deadline", None))
         if cache is not None and key is not None:
             cache.put(key, out)
         return version, columns, out
@@ -480,11 +508,12 @@ class Ingress:
     async def v2_live(self) -> Response:
         return _json({"live": True})
 
-    @api.get("/v2/health/ready", summary="Readiness: every served model has a version up")
+    @api.get("/v2/health/ready",
+             summary="Readiness of the server: it can serve (its view of the served models "
+                     "is loaded); a model's readiness is /v2/models/{model}/ready")
     async def v2_ready(self) -> Response:
         self.sync.ensure_started()
-        ready = all(any(self.router.is_ready(m, v) for v in s.policy.serving)
-                    for m, s in self.router.models.items())
+        ready = self.sync.loaded
         return _json({"ready": ready}, 200 if ready else 503)
 
     def _metadata(self, model: str, version: int | None) -> dict[str, Any]:
@@ -500,15 +529,18 @@ class Ingress:
 
     @api.get("/v2/models/{model}", responses=_ERRORS, summary="Model metadata (V2)")
     async def v2_model(self, model: str) -> Response:
+        self.sync.ensure_started()
         return _json(self._metadata(model, None))
 
     @api.get("/v2/models/{model}/versions/{version}", responses=_ERRORS,
              summary="Model version metadata (V2)")
     async def v2_model_version(self, model: str, version: int) -> Response:
+        self.sync.ensure_started()
         return _json(self._metadata(model, version))
 
     @api.get("/v2/models/{model}/ready", responses=_ERRORS, summary="Model readiness (V2)")
     async def v2_model_ready(self, model: str) -> Response:
+        self.sync.ensure_started()
         served = self.router.served(model)
         ready = any(self.router.is_ready(model, v) for v in served.policy.serving)
         return _json({"name": model, "ready": ready}, 200 if ready else 503)
@@ -516,6 +548,7 @@ class Ingress:
     @api.get("/v2/models/{model}/versions/{version}/ready", responses=_ERRORS,
              summary="Model version readiness (V2)")
     async def v2_version_ready(self, model: str, version: int) -> Response:
+        self.sync.ensure_started()
         self.router.version(model, version)
         ready = self.router.is_ready(model, version)
         return _json({"name": model, "version": str(version), "ready": ready},
@@ -562,6 +595,9 @@ def ingress_app(config: PlatformConfig, serving: ServingConfig) -> Application:
     settings = serving.ingress
     return Ingress.options(
         num_replicas=settings.num_replicas, max_ongoing_requests=settings.max_ongoing_requests,
+        max_queued_requests=settings.max_queued_requests,
+        backpressure_config=BackpressureConfig(status_code=503,
+                                               retry_after_s=settings.retry_after_s),
         ray_actor_options={"num_cpus": settings.num_cpus}).bind(config, serving)
 
 

@@ -66,6 +66,8 @@ class IngressSync:
         self.sketches = SketchBuffer()
         self._handles: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
+        self._sync_task: asyncio.Task[None] | None = None
+        self._opening: asyncio.Task[None] | None = None
         self._apps_checked_at = 0.0
         self._apps_reload: asyncio.Task[bool] | None = None
         #: Monotonic time of the last complete refresh of the served models (None: never).
@@ -185,16 +187,18 @@ class IngressSync:
                 self.metrics.breaker_state(name, number,
                                            self.router.breaker(name, number).state.value)
 
-    # -- the loop ----------------------------------------------------------------------------
+    # -- the loops ----------------------------------------------------------------------------
 
     def ensure_started(self) -> None:
-        """Start the background loop if it is not running (needs the event loop)."""
+        """Start the background loops if they are not running (needs the event loop)."""
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
+        if self._sync_task is None or self._sync_task.done():
+            self._sync_task = asyncio.get_running_loop().create_task(self._sync_forever())
 
     def start_if_in_loop(self) -> None:
-        """Start the loop now when called on a running event loop (a Serve replica's
-        constructor is); otherwise the first request starts it."""
+        """Start the loops now when called on a running event loop (a Serve replica's
+        constructor is); otherwise the first request starts them."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -202,34 +206,44 @@ class IngressSync:
         self.ensure_started()
 
     async def refresh(self) -> None:
-        """One refresh of the served models, running apps, handles and feature repo."""
-        view = await self._registry.invoke.remote("serving_view", self.caller,
-                                                  self.config.project)
+        """One refresh of the served models, running apps and feature repo; then open the
+        handles of new versions (in the background: a slow controller never delays the
+        next refresh)."""
+        view = await asyncio.wait_for(self._registry.invoke.remote(
+            "serving_view", self.caller, self.config.project), CALL_TIMEOUT_S)
         running = await asyncio.wait_for(self._deployments.usable_apps.remote(),
                                          CALL_TIMEOUT_S)
         self.router.update(view, running)
         self.refreshed_at = time.monotonic()
-        await self._open_handles()
-        await self.reload_repo()
+        if self._opening is None or self._opening.done():
+            self._opening = asyncio.get_running_loop().create_task(self._open_handles())
+        await asyncio.wait_for(self.reload_repo(), CALL_TIMEOUT_S)
 
     async def sync(self) -> None:
         """One exchange with the monitoring and breaker actors, and the local copies."""
         if self.log.pending():
             await asyncio.to_thread(self.log.flush)
-        await self._ship_sketches()
-        await self._sync_breakers()
+        await asyncio.wait_for(self._ship_sketches(), CALL_TIMEOUT_S)
+        await asyncio.wait_for(self._sync_breakers(), CALL_TIMEOUT_S)
         await self._sync_local()
         self._export_breaker_gauges()
 
-    async def _run(self) -> None:
-        last_sync = 0.0
+    async def _refresh_forever(self) -> None:
+        """The view, every ``policy_refresh_s`` (at most 2 s: what every endpoint sees)."""
         while True:
             try:
                 await self.refresh()
-                if time.monotonic() - last_sync >= self.settings.sync_interval_s:
-                    last_sync = time.monotonic()
-                    await self.sync()
             except Exception:  # the control plane may be restarting; keep the last copy
                 log.warning("background refresh failed; serving from the last copy",
                             exc_info=True)
             await asyncio.sleep(self.settings.policy_refresh_s)
+
+    async def _sync_forever(self) -> None:
+        """Logs, sketches, breakers and colocated copies, every ``sync_interval_s`` (apart
+        from the view's refresh, so a slow actor never makes the view stale)."""
+        while True:
+            try:
+                await self.sync()
+            except Exception:  # the next round tries again
+                log.warning("background sync failed", exc_info=True)
+            await asyncio.sleep(self.settings.sync_interval_s)

@@ -1,16 +1,20 @@
-"""Per-client token buckets and a TTL + LRU prediction cache, as plain code."""
+"""Per-client token buckets, a TTL + LRU prediction cache and a bounded body reader, as
+plain code."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from typing import Any
 
 import numpy as np
 
-__all__ = ["PredictionCache", "RateLimiter", "TokenBucket", "cache_key"]
+from mlray.errors import PayloadTooLarge
+
+__all__ = ["PredictionCache", "RateLimiter", "TokenBucket", "cache_key", "read_bounded"]
 
 
 class TokenBucket:
@@ -106,3 +110,48 @@ class PredictionCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+async def read_bounded(chunks: AsyncIterator[bytes], limit: int, *, declared: int | None = None,
+                       drain_bytes: int = 0, drain_s: float = 10.0) -> bytes:
+    """The body from ``chunks``, never holding more than ``limit`` bytes of it.
+
+    Past the limit (or at once when ``declared``, the Content-Length, says so) nothing more
+    is kept: up to ``drain_bytes`` more are read and dropped, for at most ``drain_s``, so
+    that a client that sends its whole body before reading has sent it and reads the 413
+    (an answer sent while the client still writes reaches it as a connection reset).
+
+    Raises:
+        PayloadTooLarge: the body is larger than ``limit`` (field ``body``).
+    """
+    if declared is not None and declared > limit:
+        if declared - limit <= drain_bytes:
+            await _drain(chunks, declared + 1, drain_s)
+        raise PayloadTooLarge(f"body of {declared} bytes; at most {limit}", field="body")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            await _drain(chunks, drain_bytes, drain_s)
+            raise PayloadTooLarge(f"body of more than {limit} bytes; at most {limit}",
+                                  field="body")
+        if chunk:
+            parts.append(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _drain(chunks: AsyncIterator[bytes], most: int, seconds: float) -> None:
+    """Read and drop up to ``most`` bytes of ``chunks`` within ``seconds``."""
+    async def drop() -> None:
+        dropped = 0
+        async for chunk in chunks:
+            dropped += len(chunk)
+            if dropped >= most:
+                return
+
+    if most > 0:
+        try:
+            await asyncio.wait_for(drop(), seconds)
+        except TimeoutError:
+            return

@@ -68,6 +68,9 @@ def model_app(config: PlatformConfig, version: ModelVersion, serving: ModelServi
     """The Serve application for ``version`` with ``serving``'s replicas and batching."""
     options: dict[str, Any] = {
         "max_ongoing_requests": serving.max_ongoing_requests,
+        # Beyond this queue at each caller (an ingress replica), Serve refuses at once; the
+        # ingress answers 503 with Retry-After.
+        "max_queued_requests": serving.max_queued_requests,
         "ray_actor_options": {"num_cpus": serving.num_cpus, "num_gpus": serving.num_gpus},
         "user_config": serving.tuning.model_dump(),
     }

@@ -71,11 +71,18 @@ class ModelServing(_Strict):
     num_replicas: int = Field(1, ge=1, le=1000, description="Fixed replicas (no autoscaling).")
     autoscaling: Autoscaling | None = None
     max_ongoing_requests: int = Field(256, ge=1, le=100_000)
+    max_queued_requests: int = Field(
+        256, ge=-1, le=1_000_000,
+        description="Requests each ingress replica queues for a version once its replicas "
+                    "hold max_ongoing_requests; beyond, 503 with Retry-After at once "
+                    "(Serve's max_queued_requests; -1: no bound).")
     num_cpus: float = Field(0.5, ge=0, le=256, description="CPUs per model replica.")
     num_gpus: float = Field(0.0, ge=0, le=16)
     quantize: bool = Field(False, description="torch dynamic int8 quantization of Linear layers.")
     cache: CacheSettings = CacheSettings()
-    timeout_s: float = Field(5.0, gt=0, le=600, description="Ingress wait for an answer (504).")
+    timeout_s: float = Field(5.0, gt=0, le=600,
+                             description="Deadline of a whole request from when the ingress "
+                                         "takes it (body, queueing, model): 504 beyond.")
     monitor: bool = Field(True, description="Sketch answered inputs for drift and append "
                                             "them to the prediction log (metrics always).")
     colocate: bool = Field(False, description="Also answer from a copy loaded in each ingress "
@@ -101,8 +108,20 @@ class IngressSettings(_Strict):
 
     num_replicas: int = Field(1, ge=1, le=1000)
     max_ongoing_requests: int = Field(1024, ge=1, le=100_000)
+    max_queued_requests: int = Field(
+        1024, ge=-1, le=1_000_000,
+        description="Requests Serve's HTTP proxy queues for the ingress once its replicas "
+                    "hold max_ongoing_requests; beyond, 503 with Retry-After at once (-1: no "
+                    "bound).")
+    retry_after_s: float = Field(1.0, ge=0, le=3600,
+                                 description="Retry-After of a request shed for load (503).")
     num_cpus: float = Field(0.0, ge=0, le=256)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    drain_body_bytes: int = Field(
+        64 * 1024 * 1024, ge=0,
+        description="Bytes of a too-large body read and discarded before its 413, so the "
+                    "client has sent it and reads the answer (beyond: answered at once, the "
+                    "connection closed).")
     max_rows: int = Field(10_000, ge=1, description="Rows in one request (400 beyond).")
     rate_limit: RateLimitSettings | None = None
     policy_refresh_s: float = Field(1.0, gt=0, le=2.0,
