@@ -60,7 +60,19 @@ from mlray.serving.inputs import columns_from_mapping, columns_from_rows
 from mlray.serving.limits import PredictionCache, RateLimiter, cache_key, read_bounded
 from mlray.serving.metrics import ServingMetrics
 from mlray.serving.overload import Deadline, InFlight, Overloaded, blame_timeout
-from mlray.serving.protocol import InferRequest, decode_inputs
+from mlray.serving.protocol import (
+    InferRequest,
+    check_finite,
+    decode_inputs,
+    encode_infer_response,
+    merge_pin,
+    model_metadata,
+    output_spec,
+    parse_version,
+    read_infer_request,
+    select_outputs,
+    server_metadata,
+)
 from mlray.serving.router import Router
 from mlray.serving.runner import Columns
 from mlray.serving.settings import ModelServing, ServingConfig
@@ -95,7 +107,12 @@ def _openapi() -> dict[str, Any]:
     if api.openapi_schema is None:
         spec = get_openapi(title=api.title, version=api.version, description=api.description,
                            routes=api.routes)
+        for operations in spec.get("paths", {}).values():  # bad input is a 400, never a 422
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
         schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
         for name, model in _BODIES.items():
             schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(schema.pop("$defs", {}))
@@ -145,7 +162,9 @@ async def _request_error(request: Request, exc: RequestValidationError) -> Respo
 @api.exception_handler(StarletteHTTPException)
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return _json({"error": str(exc.detail), "code": code}, exc.status_code)
+    # Starlette puts Allow on its 405s (RFC 9110 requires it); keep the exception's headers.
+    return _json({"error": str(exc.detail), "code": code}, exc.status_code,
+                 dict(exc.headers or {}))
 
 
 @api.exception_handler(Exception)
@@ -165,13 +184,11 @@ def _int_header(request: Request, name: str) -> int | None:
     raw = request.headers.get(name)
     if raw is None:
         return None
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
-        raise InvalidInput(f"header {name} must be a version number, got {raw!r}", field=name)
-    return int(raw)
-
-
-_V2_TYPES = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64",
-             "bool": "BOOL", "string": "BYTES", "bytes": "BYTES"}
+    try:
+        return parse_version(raw)
+    except InvalidInput:
+        raise InvalidInput(f"header {name} must be a version number like 2, got {raw[:40]!r}",
+                           field=name) from None
 
 
 @serve.deployment(name="Ingress")
@@ -320,6 +337,7 @@ class Ingress:
         try:
             version, columns, out = await self._predict_columns(request, model, pinned,
                                                                 routing_key, decode)
+            check_finite(out, model, version.version)  # never a NaN answered as null
         except MlrayError as exc:
             known = model if model in self.router.models else "unknown"  # bounded labels
             self.metrics.request(known, pinned, exc.code, time.perf_counter() - start)
@@ -337,7 +355,7 @@ class Ingress:
                                decode: Callable[[ModelVersion], Columns]
                                ) -> tuple[ModelVersion, Columns, np.ndarray]:
         routing_key = request.headers.get(ROUTING_HEADER) or routing_key
-        pinned = _int_header(request, PIN_HEADER) or pinned
+        pinned = merge_pin(_int_header(request, PIN_HEADER), pinned)  # both given: must agree
         try:
             route = self.router.route(model, routing_key=routing_key, pinned=pinned)
         except NoHealthyVersion as exc:
@@ -504,6 +522,10 @@ class Ingress:
 
     # -- Open Inference Protocol (V2) ------------------------------------------------------
 
+    @api.get("/v2", summary="Server metadata (V2): name, version, supported extensions")
+    async def v2_server(self) -> Response:
+        return _json(server_metadata())
+
     @api.get("/v2/health/live", summary="Liveness")
     async def v2_live(self) -> Response:
         return _json({"live": True})
@@ -519,13 +541,7 @@ class Ingress:
     def _metadata(self, model: str, version: int | None) -> dict[str, Any]:
         served = self.router.served(model)
         number = version if version is not None else max(served.policy.serving)
-        mv = self.router.version(model, number)
-        return {"name": model, "versions": [str(v) for v in sorted(served.versions)],
-                "platform": "mlray-torch",
-                "inputs": [{"name": s.name, "datatype": _V2_TYPES[s.dtype], "shape": s.shape}
-                           for s in mv.input_schema],
-                "outputs": [{"name": s.name, "datatype": _V2_TYPES[s.dtype], "shape": s.shape}
-                            for s in mv.output_schema]}
+        return model_metadata(model, served.versions, self.router.version(model, number))
 
     @api.get("/v2/models/{model}", responses=_ERRORS, summary="Model metadata (V2)")
     async def v2_model(self, model: str) -> Response:
@@ -534,9 +550,9 @@ class Ingress:
 
     @api.get("/v2/models/{model}/versions/{version}", responses=_ERRORS,
              summary="Model version metadata (V2)")
-    async def v2_model_version(self, model: str, version: int) -> Response:
+    async def v2_model_version(self, model: str, version: str) -> Response:
         self.sync.ensure_started()
-        return _json(self._metadata(model, version))
+        return _json(self._metadata(model, parse_version(version)))
 
     @api.get("/v2/models/{model}/ready", responses=_ERRORS, summary="Model readiness (V2)")
     async def v2_model_ready(self, model: str) -> Response:
@@ -547,18 +563,21 @@ class Ingress:
 
     @api.get("/v2/models/{model}/versions/{version}/ready", responses=_ERRORS,
              summary="Model version readiness (V2)")
-    async def v2_version_ready(self, model: str, version: int) -> Response:
+    async def v2_version_ready(self, model: str, version: str) -> Response:
         self.sync.ensure_started()
-        self.router.version(model, version)
-        ready = self.router.is_ready(model, version)
-        return _json({"name": model, "version": str(version), "ready": ready},
+        number = parse_version(version)
+        self.router.version(model, number)
+        ready = self.router.is_ready(model, number)
+        return _json({"name": model, "version": str(number), "ready": ready},
                      200 if ready else 503)
 
     async def _infer(self, request: Request, model: str, version: int | None) -> Response:
-        body = InferRequest.model_validate_json(await self._read(request))
+        body = read_infer_request(await self._read(request), request.headers)
         limit = self.settings.max_rows
+        wanted: list[tuple[str, bool]] = []
 
         def decode(mv: ModelVersion) -> Columns:
+            wanted[:] = select_outputs(body, [output_spec(mv).name])
             arrays = decode_inputs(body, mv.input_schema)
             rows = len(next(iter(arrays.values())))
             if rows > limit:
@@ -571,23 +590,26 @@ class Ingress:
 
         request_id = body.id or uuid.uuid4().hex
         mv, out = await self.predict_columns(request, model, version, None, decode, request_id)
-        output = mv.output_schema[0].name if mv.output_schema else "prediction"
-        payload = {"model_name": model, "model_version": str(mv.version), "id": request_id,
-                   "outputs": [{"name": output, "shape": [len(out)], "datatype": "FP32",
-                                "data": out}]}
-        return _json(payload, headers={VERSION_HEADER: str(mv.version)})
+        content, media, headers = encode_infer_response(
+            model, mv.version, request_id, [(name, binary, out) for name, binary in wanted])
+        return Response(content, media_type=media,
+                        headers={**headers, VERSION_HEADER: str(mv.version)})
+
+    _INFER = ("JSON (application/json), or with the binary tensor data extension: the JSON "
+              "header, then the tensors' bytes (Inference-Header-Content-Length gives the "
+              "JSON's length; application/octet-stream or no Content-Type). Outputs come as "
+              "binary when asked (binary_data, binary_data_output).")
 
     @api.post("/v2/models/{model}/infer", responses=_ERRORS, openapi_extra=_body(InferRequest),
-              summary="Inference (V2), routed by the traffic policy")
+              summary="Inference (V2), routed by the traffic policy", description=_INFER)
     async def v2_infer(self, model: str, request: Request) -> Response:
         return await self._infer(request, model, None)
 
     @api.post("/v2/models/{model}/versions/{version}/infer", responses=_ERRORS,
-              openapi_extra=_body(InferRequest), summary="Inference (V2) on one version")
-    async def v2_infer_version(self, model: str, version: int, request: Request) -> Response:
-        if version < 1:
-            raise NotFound(f"version {version} does not exist", field="version")
-        return await self._infer(request, model, version)
+              openapi_extra=_body(InferRequest), summary="Inference (V2) on one version",
+              description=_INFER)
+    async def v2_infer_version(self, model: str, version: str, request: Request) -> Response:
+        return await self._infer(request, model, parse_version(version))
 
 
 def ingress_app(config: PlatformConfig, serving: ServingConfig) -> Application:
