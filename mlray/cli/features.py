@@ -8,6 +8,16 @@ import typer
 
 from mlray.cli._common import JsonOpt, emit, state
 from mlray.errors import InvalidInput
+from mlray.features.definitions import FeatureView
+from mlray.features.describe import (
+    FIELD_COLUMNS,
+    KINDS,
+    describe,
+    field_rows,
+    kind_label,
+    parse_definition,
+    ttl_text,
+)
 from mlray.features.materialize import parse_time
 
 app = typer.Typer(help="Feature definitions, materialization and pushes.",
@@ -34,22 +44,30 @@ def list_definitions(as_json: bool = JsonOpt) -> None:
     """Entities, feature views, on-demand views and feature services."""
     repo = state.client().features.repo(fresh=True)
     rows: list[list[object]] = []
-    for kind in ("entities", "feature_views", "on_demand_feature_views", "feature_services"):
+    for kind in KINDS:
         for item in getattr(repo, kind):
             detail = (", ".join(f.name for f in item.fields) if hasattr(item, "fields")
                       else ", ".join(getattr(item, "features", []))
                       or ", ".join(k.name for k in getattr(item, "join_keys", [])))
-            rows.append([kind.rstrip("s").replace("_", " "), item.name, detail])
-    emit(repo, as_json, ("kind", "name", "fields / keys / features"), rows, "features")
+            ttl = ttl_text(item.ttl) if isinstance(item, FeatureView) else ""
+            rows.append([kind_label(kind), item.name, ttl, detail])
+    emit(repo, as_json, ("kind", "name", "ttl", "fields / keys / features"), rows, "features")
 
 
 @app.command("show")
 def show(name: str = typer.Argument(..., help="Entity, view or service name."),
          as_json: bool = JsonOpt) -> None:
-    """One definition."""
+    """One definition: its properties, then its fields (ttl 0 reads "never")."""
     found = state.client().features.show(name)
-    rows = [[k, v] for k, v in found["definition"].items()]
-    emit(found, as_json, ("", ""), rows, f"{found['kind']}: {name}")
+    if as_json:
+        emit(found, True)
+        return
+    item = parse_definition(found["kind"], found["definition"])
+    emit(found, False, ("property", "value"), describe(item),
+         f"{kind_label(found['kind'])} {name}")
+    fields = field_rows(item)
+    if fields:
+        emit(found, False, FIELD_COLUMNS, fields, "fields")
 
 
 @app.command("push")
