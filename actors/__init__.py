@@ -6,8 +6,9 @@ from typing import Any
 
 from mlray._private.services import SERVICE_NAMES
 from mlray.config import PlatformConfig
+from mlray.errors import ConfigError
 
-__all__ = ["ACTORS", "actor_names", "start_actors"]
+__all__ = ["ACTORS", "actor_names", "actors_config", "running_config", "start_actors"]
 
 #: One actor per control-plane service, in start order; ``deployments`` drives Ray Serve and
 #: ``alerts`` evaluates rules over the ``monitor``'s values.
@@ -45,3 +46,38 @@ def start_actors(config: PlatformConfig, timeout_s: float = 120.0) -> dict[str, 
                for name, cls in _classes().items()}
     ray.get([h.ping.remote() for h in handles.values()], timeout=timeout_s)
     return handles
+
+
+def actors_config(handles: dict[str, Any], timeout_s: float = 60.0) -> PlatformConfig:
+    """The config the running actors were created with; they must all agree.
+
+    Raises:
+        ConfigError: two actors run on different configs (state split between stores),
+            naming the key and both values.
+    """
+    import ray
+
+    from mlray.config import config_differences
+
+    names = list(handles)
+    configs = ray.get([handles[n].config.remote() for n in names], timeout=timeout_s)
+    first = configs[0]
+    for name, other in zip(names[1:], configs[1:], strict=True):
+        split = config_differences(other, first)
+        if split:
+            raise ConfigError(f"the running actors disagree: {names[0]} vs {name}: {split[0]} "
+                              "(restart them: `mlray down`, then `mlray up`)",
+                              field=split[0].split(":", 1)[0])
+    return first
+
+
+def running_config(namespace: str, timeout_s: float = 30.0) -> PlatformConfig | None:
+    """The config of the platform running in ``namespace`` (its ``registry`` actor's), or
+    None when no actors run there; creates nothing."""
+    import ray
+
+    try:
+        actor = ray.get_actor(ACTORS[0], namespace=namespace)
+    except ValueError:
+        return None
+    return ray.get(actor.config.remote(), timeout=timeout_s)

@@ -37,6 +37,7 @@ class ServiceActor:
     API: ClassVar[frozenset[str]]
 
     def __init__(self, config: PlatformConfig) -> None:
+        self._config = config
         store, artifacts = open_stores(config)
         self._service = build_service(self.NAME, store, artifacts, config.offline_uri)
 
@@ -49,3 +50,8 @@ class ServiceActor:
     def ping(self) -> str:
         """Liveness probe: answers once the service has loaded its state."""
         return "ok"
+
+    def config(self) -> PlatformConfig:
+        """The platform config this actor was created with: the cluster's source of truth
+        for where state lives (a subclass's ``__init__`` must set ``self._config``)."""
+        return self._config

@@ -56,6 +56,7 @@ class DeploymentsActor(ServiceActor):
     def __init__(self, config: PlatformConfig) -> None:
         from mlray.serving.deployer import ServeDeployer
 
+        self._config = config  # what ServiceActor.config() answers
         store, artifacts = open_stores(config)
         registry, deployer = ModelRegistry(store, artifacts), ServeDeployer(config)
         self._service = RolloutController(

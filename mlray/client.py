@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mlray._private.transport import ActorTransport, Transport
 from mlray._private.validation import build
 from mlray.alerts.rules import AlertRule
 from mlray.alerts.types import AlertStatus, Notification, Silence
-from mlray.config import PlatformConfig, load_config
+from mlray.config import PlatformConfig, adopt_running, config_differences, load_config
 from mlray.errors import (
     AlreadyExists,
     BackendUnavailable,
+    ConfigError,
     DeadlineExceeded,
     InvalidInput,
     NotFound,
@@ -694,8 +696,13 @@ class Client:
 
 def connect(address: str | None = None, *, namespace: str | None = None,
             config: PlatformConfig | None = None, project: str | None = None,
-            caller: Caller | None = None, local: bool = False) -> Client:
+            caller: Caller | None = None, local: bool = False,
+            on_mismatch: Literal["raise", "adopt"] | None = None) -> Client:
     """Connect to an mlray platform and return a :class:`Client`.
+
+    The running actors are the source of truth for where the platform keeps its state
+    (``state_url``, ``artifact_uri``, ``online_url``, ``offline_uri``, ...: see
+    ``SHARED_KEYS``); actors that do not run yet are created with this config.
 
     Args:
         address: Ray address to join; ``"local"`` starts a new local Ray; None joins a
@@ -705,7 +712,17 @@ def connect(address: str | None = None, *, namespace: str | None = None,
         project: project to work in (default from config).
         caller: identity (default: the local admin named by ``config.user``).
         local: run the services in this process, without Ray (one process at a time).
+        on_mismatch: when the running actors' config differs from this one: ``"adopt"``
+            uses theirs and prints one line per differing key on stderr; ``"raise"``
+            raises :class:`ConfigError`. Default: raise when ``config`` is given (a
+            program that names its stores must not write elsewhere), adopt when the
+            config comes from the environment (e.g. a job from ``ray job submit``).
+
+    Raises:
+        ConfigError: ``on_mismatch="raise"`` and the running platform's config differs
+            (the message names the key and both values), or the running actors disagree.
     """
+    on_mismatch = on_mismatch or ("raise" if config is not None else "adopt")
     config = config or load_config()
     if namespace:
         config = build(PlatformConfig, "", **{**config.model_dump(), "namespace": namespace})
@@ -716,9 +733,26 @@ def connect(address: str | None = None, *, namespace: str | None = None,
 
         return Client(config, LocalTransport(local_services(config)), caller, project,
                       mode="local")
-    from actors import start_actors
+    from actors import actors_config, start_actors
     from mlray._private.ray_session import ensure_ray
     from mlray._private.transport import ActorTransport
 
     ensure_ray(address or config.ray_address, config.namespace, config.local_num_cpus)
-    return Client(config, ActorTransport(start_actors(config)), caller, project)
+    handles = start_actors(config)
+    config = _reconcile(config, actors_config(handles), on_mismatch)
+    return Client(config, ActorTransport(handles), caller, project)
+
+
+def _reconcile(local: PlatformConfig, running: PlatformConfig,
+               on_mismatch: Literal["raise", "adopt"]) -> PlatformConfig:
+    """``local``, or the running platform's config when they differ (see :func:`connect`)."""
+    differences = config_differences(local, running)
+    if not differences:
+        return local
+    if on_mismatch == "raise":
+        key = differences[0].split(":", 1)[0]
+        raise ConfigError(f"{differences[0]} (connect without config= to use the running "
+                          "platform's, or restart it with this config)", field=key)
+    for line in differences:
+        print(f"mlray: {line}; using the running platform's", file=sys.stderr, flush=True)
+    return adopt_running(local, running)
