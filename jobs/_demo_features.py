@@ -21,13 +21,32 @@ ENTITY_COLUMNS = ["transaction_id", "customer_id", "event_timestamp", "amount", 
                   "is_fraud"]
 
 
-def definitions(data: Path) -> FeatureRepo:
-    """``configs/features`` with the Parquet sources pointed at the generated data."""
+def definitions(data: Path, redis_prefix: str) -> FeatureRepo:
+    """``configs/features`` with the Parquet sources pointed at the generated data and the
+    streams renamed under ``redis_prefix`` (``<prefix>:transactions``), so that every key
+    the demo writes to a shared Redis starts with its own prefix."""
     repo = load_repo(ROOT / "configs" / "features").model_dump(mode="json")
     for view in repo["feature_views"]:
         if view["source"]["type"] == "parquet":
             view["source"]["path"] = str(data)
+        if view["source"]["type"] == "stream":
+            name = view["source"]["stream"].rsplit(":", 1)[-1]
+            view["source"]["stream"] = f"{redis_prefix}:{name}"
     return FeatureRepo.model_validate(repo)
+
+
+def remove_redis_keys(url: str, prefix: str) -> int:
+    """Delete the keys under ``<prefix>:`` (the demo's own, nothing else); how many."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start:start + 1000])
+        return len(keys)
+    finally:
+        client.close()
 
 
 def prepare_features(client: mlray.Client, data: Path) -> tuple[Path, list[str]]:
@@ -37,7 +56,7 @@ def prepare_features(client: mlray.Client, data: Path) -> tuple[Path, list[str]]
     Returns:
         The entity rows' path and the lines of the apply diff.
     """
-    result = client.features.apply(definitions(data))
+    result = client.features.apply(definitions(data, client.config.redis_prefix))
     frame = pq.read_table(data).to_pandas()
     history = frame[["customer_id", "event_timestamp", "txn_count_1h", "txn_count_24h"]]
     client.features.push("customer_velocity",

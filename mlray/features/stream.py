@@ -6,6 +6,11 @@ and for the batch: decodes, transforms and validates the events, adds them to th
 view's windows (:mod:`mlray.features.windows`), writes the resulting rows online and
 offline, stores the touched entities' window snapshots, and only then ``XACK``s.
 
+Keys: the stream is the one the view names (a producer's contract, like a topic; give
+it the platform's prefix, e.g. ``mlray:transactions``, to keep it apart on a shared
+Redis), read in the consumer group ``<prefix>:<view>``; the processor's own keys
+all start with ``<prefix>:``.
+
 Delivery is at least once; the effect on windowed values is exactly once:
 
 * window state lives in the Redis hash ``<prefix>:win:<view>`` (one snapshot per
@@ -133,7 +138,8 @@ class StreamProcessor:
         client: the Redis holding the stream and the window state.
         online: where rows are written online.
         offline: where rows are appended offline (None: not at all).
-        group: the consumer group (default ``mlray:<view>``).
+        group: the consumer group (default ``<prefix>:<view>``: platforms with their own
+            prefixes reading one stream each see every event, rather than splitting them).
         consumer: this consumer's name (default: host, pid and a random suffix).
         batch_size: entries per read.
         claim_idle_ms: pending entries idle this long are claimed from their consumer.
@@ -157,7 +163,7 @@ class StreamProcessor:
         self.redis, self.online, self.offline = client, online, offline
         self.stream = source.stream
         self.dead_stream = f"{source.stream}:dead"
-        self.group = group or f"mlray:{view}"
+        self.group = group or f"{prefix}:{view}"
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.batch_size, self.claim_idle_ms = batch_size, claim_idle_ms
         self.max_deliveries = max_deliveries
