@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,3 +123,113 @@ def test_status_in_embedded_mode(cli) -> None:  # type: ignore[no-untyped-def]
     code, out, _ = cli("status", "--json")
     info = json.loads(out)
     assert code == 0 and info["ray_address"] is None and info["mode"].startswith("embedded")
+
+
+def _local_client():  # type: ignore[no-untyped-def]
+    import mlray
+    from mlray.config import load_config
+
+    return mlray.connect(config=load_config(), local=True)
+
+
+def test_models_show_version_is_a_readable_summary(cli, weights: Path) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from mlray.datasets import FRAUD_CATEGORICAL, FRAUD_NUMERIC, generate_fraud
+    from mlray.monitoring import profile_frame
+    from mlray.registry.gates import GateSpec, evaluate_gates
+    from mlray.registry.types import TensorSpec
+
+    client = _local_client()
+    with client.experiments.run("fraud") as run:
+        pass
+    frame = generate_fraud(500)
+    baseline = profile_frame(frame, FRAUD_NUMERIC, FRAUD_CATEGORICAL, np.linspace(0, 1, 500))
+    client.registry.register(
+        "fraud", weights, metrics={"roc_auc": 0.91, "f1": 0.4}, run_id=run.run_id,
+        data_fingerprint="sha256:abc", input_schema=[TensorSpec(name="amount", dtype="float64")],
+        output_schema=[TensorSpec(name="probability", dtype="float32")],
+        baseline=baseline.model_dump(mode="json"))
+    report = evaluate_gates([GateSpec(kind="threshold", metric="roc_auc", min=0.7)],
+                            {"roc_auc": 0.91}, None, None)
+    client.registry.set_validation("fraud", 1, report)
+    client.registry.set_alias("fraud", "champion", 1)
+    code, out, _ = cli("models", "show", "fraud", "--version", "1")
+    assert code == 0
+    assert len(out.splitlines()) < 60, "a summary, not the baseline's bins"
+    text = " ".join(out.split())
+    for expected in ("metric roc_auc │ 0.91", "aliases │ champion", "stage │ None",
+                     "input schema │ amount: float64", "output schema │ probability: float32",
+                     f"lineage run │ {run.run_id}", "lineage data │ sha256:abc",
+                     "500 training rows;", "7 numeric feature(s) binned;",
+                     "gates │ passed", "gate roc_auc >= 0.7 │ passed"):
+        assert expected in text, out
+    code, out, _ = cli("models", "show", "models:/fraud@champion", "--json")
+    full = json.loads(out)
+    assert full["baseline"]["numeric"]["amount"]["counts"] == \
+        baseline.model_dump(mode="json")["numeric"]["amount"]["counts"]
+
+
+def test_runs_and_versions_show_whole_run_ids(cli, weights: Path) -> None:  # type: ignore[no-untyped-def]
+    client = _local_client()
+    with client.experiments.run("a-long-experiment-name", params={"lr": 0.1, "opt": "adam",
+                                                                  "batch": 256}) as run:
+        client.experiments.log_metrics(run.run_id, {"loss": 0.2, "roc_auc": 0.9})
+    client.registry.register("fraud", weights, metrics={"roc_auc": 0.9}, run_id=run.run_id)
+    assert len(run.run_id) == 32
+    for args in (("runs", "list"), ("models", "show", "fraud"),
+                 ("models", "list", "--stage", "None")):
+        code, out, _ = cli(*args)
+        assert code == 0 and run.run_id in out, args
+
+
+def test_traffic_without_shares_shows_the_policy(cli, weights: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("models", "register", "fraud", "-a", str(weights))
+    cli("models", "register", "fraud", "-a", str(weights))
+    code, _, err = cli("traffic", "fraud")
+    assert code == 2 and "no traffic policy and no Production version" in err
+    cli("models", "promote", "fraud", "2")
+    code, out, _ = cli("traffic", "fraud", "--json")
+    assert code == 0 and json.loads(out)["weights"] == {"2": 1.0}
+    assert cli("traffic", "fraud", "v1=90", "v2=10", "--random")[0] == 0
+    code, out, _ = cli("traffic", "fraud")
+    text = " ".join(out.split())
+    assert code == 0 and "v1 │ 90 │ 90%" in text and "v2 │ 10 │ 10%" in text
+    assert "placement │ random" in text
+    code, _, err = cli("traffic", "fraud", "--shadow", "1")
+    assert code == 2 and "--shadow needs the shares too" in err
+
+
+def _mlray(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MLRAY_HOME": str(home), "MLRAY_RAY_HEAD_PORT": str(free_port())}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.run([sys.executable, "-m", "mlray.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_json_commands_print_nothing_else_on_stdout(tmp_path: Path, weights: Path) -> None:
+    home = tmp_path / "h"
+    assert _mlray(home, "models", "register", "fraud", "-a", str(weights)).returncode == 0
+    for args in (("models", "list", "--json"), ("models", "show", "fraud", "--json"),
+                 ("status", "--json"), ("jobs", "list", "--json")):
+        done = _mlray(home, *args)
+        assert done.returncode == 0, done.stderr
+        json.loads(done.stdout)
+
+
+def test_the_stdout_guard_moves_python_c_and_child_process_output(tmp_path: Path) -> None:
+    script = tmp_path / "noisy.py"
+    script.write_text(
+        "import os, subprocess, sys\n"
+        "from mlray._private.quiet import result_stream, stdout_to_stderr\n"
+        "with stdout_to_stderr(keep=True):\n"
+        "    print('python print')\n"
+        "    os.write(1, b'fd write\\n')\n"
+        "    subprocess.run(['echo', 'child process'], check=True)\n"
+        "    result_stream().write('{\"answer\": 42}\\n')\n"
+        "print('after, still stderr')\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert json.loads(done.stdout) == {"answer": 42}
+    for noise in ("python print", "fd write", "child process", "after, still stderr"):
+        assert noise in done.stderr

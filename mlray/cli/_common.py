@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+from mlray._private.quiet import result_stream
 from mlray.client import Client, connect
 from mlray.config import PlatformConfig, load_config
 from mlray.errors import BackendUnavailable, InvalidInput
@@ -49,9 +50,11 @@ class State:
         return None
 
     def ray_client(self) -> Client:
-        """A client on Ray: the running cluster, or a local Ray started for this command."""
+        """A client on Ray: the running cluster, or a local Ray started for this command
+        (never a stranger's cluster found by ``address="auto"``)."""
         config = self.config()
-        return connect(self.cluster_address(config), config=config, project=self.project)
+        return connect(self.cluster_address(config) or "local", config=config,
+                       project=self.project)
 
     def cluster_client(self) -> Client:
         """A client on the running cluster; serving needs one (Ray Serve lives there)."""
@@ -85,16 +88,23 @@ def _jsonable(value: Any) -> Any:
 
 
 def emit(value: Any, as_json: bool, columns: Sequence[str] = (),
-         rows: Iterable[Sequence[Any]] = (), title: str | None = None) -> None:
-    """Print ``value`` as JSON, or ``rows`` as a rich table with ``columns``."""
-    if as_json:
-        typer.echo(json.dumps(_jsonable(value), indent=2, default=str))
+         rows: Iterable[Sequence[Any]] = (), title: str | None = None,
+         whole: Sequence[str] = ()) -> None:
+    """Print ``value`` as JSON, or ``rows`` as a rich table with ``columns``; the columns
+    named in ``whole`` (ids to copy) are never wrapped or cut, the others give way."""
+    if as_json:  # the real stdout even while `main` sends everything else to stderr
+        typer.echo(json.dumps(_jsonable(value), indent=2, default=str), file=result_stream())
         return
-    table = Table(title=title)
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*("" if c is None else str(c) for c in row))
+    table = Table(title=title, show_header=any(columns))
+    cells = [["" if c is None else str(c) for c in row] for row in rows]
+    for i, col in enumerate(columns):
+        if col in whole:
+            width = max([len(col), *(len(r[i]) for r in cells if i < len(r))])
+            table.add_column(col, no_wrap=True, min_width=width)
+        else:  # a long word folds onto the next line rather than being cut
+            table.add_column(col, overflow="fold")
+    for row in cells:
+        table.add_row(*row)
     console.print(table)
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import click
 import typer
 
+from mlray._private.quiet import quiet_ray_env, stdout_to_stderr
+from mlray._private.ray_session import local_cpus
 from mlray.cli import features, models, monitoring, runs, serving, training
 from mlray.cli._common import JsonOpt, emit, err_console, state
 from mlray.errors import BackendUnavailable, MlrayError
@@ -119,7 +121,9 @@ def _status(as_json: bool, dashboard: str | None = None) -> None:
 
 @app.command()
 def up(
-    num_cpus: int = typer.Option(None, "--num-cpus", min=1, help="Logical CPUs of the head."),
+    num_cpus: int = typer.Option(
+        None, "--num-cpus", min=1,
+        help="Logical CPUs of the head (default: local_num_cpus, else the cores, at least 4)."),
     serve: bool = typer.Option(True, "--serve/--no-serve",
                                help="Also start Ray Serve and the mlray ingress (serve_port)."),
     as_json: bool = JsonOpt,
@@ -131,8 +135,9 @@ def up(
         cmd = [_ray_cli(), "start", "--head", f"--port={config.ray_head_port}",
                f"--dashboard-port={config.ray_dashboard_port}", "--dashboard-host=127.0.0.1",
                "--disable-usage-stats"]
-        if num_cpus:
-            cmd.append(f"--num-cpus={num_cpus}")
+        # At least 4 logical CPUs, as a local Ray gets: on two cores the README's training
+        # config (two workers, plus Ray Data tasks to feed them) must fit.
+        cmd.append(f"--num-cpus={num_cpus or local_cpus(config.local_num_cpus)}")
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise BackendUnavailable(f"`ray start` failed: {done.stderr.strip()[-500:]}")
@@ -181,8 +186,21 @@ def status(as_json: bool = JsonOpt) -> None:
     _status(as_json)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; mlray errors print one line and exit 2 (user) or 1 (platform)."""
+def main(argv: list[str] | None = None, *, keep_redirect: bool = False) -> int:
+    """Run the CLI; mlray errors print one line and exit 2 (user) or 1 (platform).
+
+    With ``--json`` only the JSON reaches stdout: whatever Ray, Tune or the command
+    prints (from Python, C++ or child processes) goes to stderr. ``keep_redirect``
+    leaves it so afterwards (the console script, whose Ray threads print until exit).
+    """
+    quiet_ray_env()  # Tune's box and Ray Data's bars stay out of the output
+    if "--json" not in (sys.argv[1:] if argv is None else argv):
+        return _run(argv)
+    with stdout_to_stderr(keep=keep_redirect):
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except MlrayError as exc:
@@ -208,4 +226,4 @@ def main(argv: list[str] | None = None) -> int:
 
 def entrypoint() -> None:
     """Console-script entry."""
-    sys.exit(main())
+    sys.exit(main(keep_redirect=True))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from mlray.cli._common import JsonOpt, console, emit, parse_pairs, state
-from mlray.registry.types import ModelVersion, Stage
+from mlray.cli._common import JsonOpt, emit, parse_pairs, state, when
+from mlray.registry.types import ModelVersion, Stage, TensorSpec
 
 app = typer.Typer(help="Registered models and their versions.", no_args_is_help=True)
 
@@ -15,10 +16,60 @@ app = typer.Typer(help="Registered models and their versions.", no_args_is_help=
 def _version_rows(versions: list[ModelVersion]) -> list[list[object]]:
     return [[v.model, v.version, v.stage.value, ",".join(v.aliases),
              " ".join(f"{k}={val:.4g}" for k, val in sorted(v.metrics.items())),
-             (v.lineage.run_id or "")[:12]] for v in versions]
+             v.lineage.run_id or ""] for v in versions]
+
+
+def _schema(specs: list[TensorSpec]) -> str:
+    return ", ".join(f"{s.name}: {s.dtype}" for s in specs) or "none"
+
+
+def _baseline(baseline: dict[str, Any] | None) -> str:
+    """A training baseline in one line (the bins themselves are in --json)."""
+    if not baseline:
+        return "none (no drift detection)"
+    rows = baseline.get("rows")
+    parts = [f"{rows:,} training rows" if isinstance(rows, int) else "rows unknown",
+             f"{len(baseline.get('numeric') or {})} numeric feature(s) binned",
+             f"{len(baseline.get('categorical') or {})} categorical"]
+    if baseline.get("predictions"):
+        parts.append("prediction distribution")
+    return "; ".join(parts) + " (bins with --json)"
+
+
+def version_summary(v: ModelVersion) -> list[list[object]]:
+    """The rows ``mlray models show NAME --version N`` prints: what a reader checks first."""
+    rows: list[list[object]] = [
+        ["model", f"{v.model} v{v.version}"], ["stage", v.stage.value],
+        ["aliases", ", ".join(v.aliases) or "none"],
+        ["created", f"{when(v.created_at)} by {v.created_by}"]]
+    if v.description:
+        rows.append(["description", v.description])
+    rows += [[f"metric {k}", f"{val:.4g}"] for k, val in sorted(v.metrics.items())]
+    if v.params:
+        rows.append(["params", " ".join(f"{k}={val}" for k, val in sorted(v.params.items()))])
+    if v.tags:
+        rows.append(["tags", " ".join(f"{k}={val}" for k, val in sorted(v.tags.items()))])
+    rows += [["input schema", _schema(v.input_schema)],
+             ["output schema", _schema(v.output_schema)],
+             ["lineage run", v.lineage.run_id or "none"],
+             ["lineage data", v.lineage.data_fingerprint or "none"]]
+    if v.lineage.source:
+        rows.append(["lineage source", v.lineage.source])
+    rows += [["artifact", v.artifact_uri],
+             ["artifact sha256", f"{v.artifact_sha256} ({v.artifact_size:,} bytes)"],
+             ["baseline", _baseline(v.baseline)]]
+    if v.validation is None:
+        rows.append(["gates", "not evaluated"])
+    else:
+        rows.append(["gates", "passed" if v.validation.passed else
+                     f"FAILED: {', '.join(v.validation.failed_critical)}"])
+        rows += [[f"gate {r.name}", f"{'passed' if r.passed else 'FAILED'} ({r.severity}): "
+                                    f"{r.message}"] for r in v.validation.results]
+    return rows
 
 
 _VERSION_COLUMNS = ("model", "version", "stage", "aliases", "metrics", "run")
+_WHOLE = ("run",)
 
 
 @app.command("register")
@@ -53,7 +104,8 @@ def list_models(
     if stage or metric_filter:
         versions = client.registry.search_versions(filter=metric_filter, name_like=name_like,
                                                    stage=stage)
-        emit(versions, as_json, _VERSION_COLUMNS, _version_rows(versions), "versions")
+        emit(versions, as_json, _VERSION_COLUMNS, _version_rows(versions), "versions",
+             whole=_WHOLE)
         return
     models = client.registry.list_models(name_like=name_like)
     emit(models, as_json, ("model", "latest", "aliases", "owner", "description"),
@@ -72,15 +124,13 @@ def show(
     if name.startswith("models:/") or version is not None:
         v = (client.registry.resolve(name) if name.startswith("models:/")
              else client.registry.get_version(name, version))
-        if as_json:
-            emit(v, True)
-            return
-        console.print_json(v.model_dump_json())
+        emit(v, as_json, ("", ""), version_summary(v), f"{v.model} v{v.version}")
         return
     model = client.registry.get_model(name)
     versions = client.registry.list_versions(name)
     emit({"model": model, "versions": versions}, as_json, _VERSION_COLUMNS,
-         _version_rows(versions), f"{name} ({model.framework}) {model.description}")
+         _version_rows(versions), f"{name} ({model.framework}) {model.description}",
+         whole=_WHOLE)
 
 
 @app.command("promote")

@@ -25,13 +25,13 @@ def list_runs(
     page = client.experiments.search_runs(experiments=experiment or None, filter=filter,
                                           order_by=order_by or None, limit=limit,
                                           offset=offset)
-    rows = [[r.run_id[:12], r.experiment, r.name, r.status.value, when(r.start_time),
+    rows = [[r.run_id, r.experiment, r.name, r.status.value, when(r.start_time),
              " ".join(f"{k}={v}" for k, v in sorted(r.params.items())),
              " ".join(f"{k}={m.value:.4g}" for k, m in sorted(r.metrics.items()))]
             for r in page.runs]
     more = f", next --offset {page.next_offset}" if page.next_offset is not None else ""
     emit(page, as_json, ("run", "experiment", "name", "status", "started", "params", "metrics"),
-         rows, f"{len(page.runs)} of {page.total} runs{more}")
+         rows, f"{len(page.runs)} of {page.total} runs{more}", whole=("run",))
 
 
 @app.command("show")

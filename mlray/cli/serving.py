@@ -7,6 +7,7 @@ import typer
 from mlray.cli._common import JsonOpt, emit, err_console, state, when
 from mlray.errors import InvalidInput
 from mlray.serving.rollout import Rollout, RolloutStatus, Strategy
+from mlray.serving.traffic import TrafficPolicy
 
 __all__ = ["deploy", "retune", "rollback", "rollouts", "traffic"]
 
@@ -45,15 +46,33 @@ def deploy(
         raise typer.Exit(1)
 
 
+def _policy_rows(policy: TrafficPolicy) -> list[list[object]]:
+    total = sum(policy.weights.values())
+    rows: list[list[object]] = [[f"v{v}", f"{w:g}", f"{100 * w / total:.3g}%"]
+                                for v, w in sorted(policy.weights.items())]
+    rows += [[f"v{v}", "shadow", "copies"] for v in policy.shadows]
+    rows.append(["placement", "sticky (routing key)" if policy.sticky else "random", ""])
+    return rows
+
+
 def traffic(
     model: str = typer.Argument(..., help="Registered model name."),
-    weights: list[str] = typer.Argument(..., help="Shares per version: v1=90 v2=10."),
+    weights: list[str] = typer.Argument(
+        None, help="Shares per version: v1=90 v2=10; none shows the current policy."),
     shadow: list[int] = typer.Option(None, "--shadow", help="Versions that get copies."),
     sticky: bool = typer.Option(True, "--sticky/--random",
                                 help="Place requests by their routing key, or at random."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Set how a model's requests split between its versions."""
+    """Show how a model's requests split between its versions, or set it."""
+    if not weights:
+        if shadow:
+            raise InvalidInput("--shadow needs the shares too (e.g. v1=100 --shadow 2)",
+                               field="weights")
+        policy = state.client().registry.get_traffic(model)
+        emit(policy, as_json, ("version", "weight", "share"), _policy_rows(policy),
+             f"traffic of {model}")
+        return
     parsed: dict[int, float] = {}
     for pair in weights:
         key, sep, value = pair.partition("=")
@@ -66,9 +85,8 @@ def traffic(
             raise InvalidInput(f"weights are vN=share (e.g. v1=90), got {pair!r}",
                                field="weights") from None
     policy = state.client().serving.traffic(model, parsed, shadows=shadow or [], sticky=sticky)
-    rows = [[f"v{v}", f"{w:g}"] for v, w in sorted(policy.weights.items())]
-    rows += [[f"v{v}", "shadow"] for v in policy.shadows]
-    emit(policy, as_json, ("version", "share"), rows, f"traffic of {model}")
+    emit(policy, as_json, ("version", "weight", "share"), _policy_rows(policy),
+         f"traffic of {model}")
 
 
 def rollback(

@@ -9,6 +9,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mlray.cli._common import JsonOpt, console, emit, err_console, state, when
 from mlray.training.config import load_train_config
+from mlray.training.data import require_data
 
 jobs_app = typer.Typer(help="Training and tuning jobs.", no_args_is_help=True)
 
@@ -27,6 +28,7 @@ def train(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
     from mlray.training.runner import run_training
 
     spec = load_train_config(config)
+    require_data(spec.data)  # before Ray starts: a missing file fails in a second
     client = state.ray_client()
     with _progress() as bar:
         task = bar.add_task(f"train {spec.name}", total=spec.hyperparameters.epochs, info="")
@@ -57,6 +59,7 @@ def tune(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
     spec = load_train_config(config)
     if spec.tune is None:
         raise ConfigError(f"{config}: no tune section", field="tune")
+    require_data(spec.data)
     client = state.ray_client()
     with _progress() as bar:
         task = bar.add_task(f"tune {spec.name}", total=spec.tune.num_samples, info="trials")
@@ -83,7 +86,8 @@ def list_jobs(status: str = typer.Option(None, "--status", help="PENDING, RUNNIN
     emit(jobs, as_json, ("job", "kind", "name", "status", "started", "ended", "run", "version",
                          "error"),
          [[j.job_id, j.kind, j.name, j.status.value, when(j.started_at), when(j.ended_at),
-           (j.run_id or "")[:12], j.model_version, (j.error or "")[:60]] for j in jobs], "jobs")
+           j.run_id, j.model_version, (j.error or "")[:60]] for j in jobs], "jobs",
+         whole=("job", "run"))
 
 
 @jobs_app.command("show")

@@ -8,18 +8,21 @@ artifact as JSON, so serving turns raw feature rows into tensors the same way.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 from pydantic import BaseModel, Field, PrivateAttr
 
 from mlray.errors import InvalidInput, NotFound
 from mlray.training.config import DataConfig
 
-__all__ = ["Preprocessor", "Splits", "check_frame", "load_frame", "split_frame"]
+__all__ = ["Preprocessor", "Splits", "check_frame", "load_frame", "require_data",
+           "split_frame"]
 
 
 #: ``(entity_rows, feature_service) -> DataFrame``: a point-in-time join (the client's
@@ -36,11 +39,12 @@ def load_frame(config: DataConfig, historical: HistoricalFeatures | None = None
         NotFound: no data at the path.
         InvalidInput: a configured column is missing (naming it and the ones there are).
     """
+    require_data(config)
     try:
         dataset = pads.dataset(config.path, format="parquet")
         present = set(dataset.schema.names)
-    except FileNotFoundError as exc:
-        raise NotFound(f"data.path {config.path!r}: {exc}", field="data.path") from None
+    except FileNotFoundError:
+        raise _not_found(config.path) from None
     except (OSError, pa.ArrowException) as exc:
         raise InvalidInput(f"data.path {config.path!r} is not readable Parquet: {exc}",
                            field="data.path") from None
@@ -60,6 +64,33 @@ def load_frame(config: DataConfig, historical: HistoricalFeatures | None = None
     if config.feature_service:
         return frame[wanted].reset_index(drop=True)
     return dataset.to_table(columns=wanted).to_pandas()
+
+
+def _not_found(path: str) -> NotFound:
+    where = "" if "://" in path else f" (looked for {Path(path).absolute()})"
+    return NotFound(
+        f"data.path {path!r} not found{where}; write your Parquet there, or generate the "
+        f"example fraud data with `python -m mlray.datasets {path}`", field="data.path")
+
+
+def require_data(config: DataConfig) -> None:
+    """Fail fast, before Ray starts, when nothing is at ``data.path`` (a local path, or a
+    URI whose filesystem answers; one that cannot be asked is left to :func:`load_frame`).
+
+    Raises:
+        NotFound: naming the path and how to make the example data.
+    """
+    if "://" not in config.path:
+        if not Path(config.path).exists():
+            raise _not_found(config.path)
+        return
+    try:
+        filesystem, where = pafs.FileSystem.from_uri(config.path)
+        info = filesystem.get_file_info(where)
+    except (OSError, pa.ArrowException):
+        return
+    if info.type == pafs.FileType.NotFound:
+        raise _not_found(config.path)
 
 
 def check_frame(frame: pd.DataFrame, config: DataConfig, task: str) -> None:

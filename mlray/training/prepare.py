@@ -29,7 +29,7 @@ from mlray.training.data import (
 )
 from mlray.training.models import ModelArchitecture
 
-__all__ = ["Prepared", "check_cluster", "prepare"]
+__all__ = ["Prepared", "check_cluster", "check_resources", "prepare"]
 
 
 @dataclass
@@ -77,32 +77,52 @@ def _featurize(batch: pd.DataFrame, preprocessor: Preprocessor, label: str) -> d
             "y": batch[label].to_numpy(dtype=np.float32)}
 
 
-def check_cluster(config: TrainConfig, workers: int | None = None) -> None:
-    """Refuse a job the connected Ray cluster cannot place (it would wait forever).
-
-    Raises:
-        ConfigError: naming what was asked for and what the cluster has.
-    """
+def check_cluster(config: TrainConfig, *, tune: bool = False) -> None:
+    """Refuse a job the connected Ray cluster cannot place (it would wait forever); see
+    :func:`check_resources`."""
     import ray
 
-    workers = workers or config.scaling.num_workers
-    have = ray.cluster_resources()
+    check_resources(config, ray.cluster_resources(), tune=tune)
+
+
+def check_resources(config: TrainConfig, have: dict[str, float], *, tune: bool = False
+                    ) -> None:
+    """Refuse a job that ``have`` (a cluster's resources) cannot place.
+
+    A training job places ``scaling.num_workers`` workers; a sweep (``tune=True``)
+    places ``tune.max_concurrent_trials * tune.workers_per_trial`` at once, and the
+    error names the setting that sets the count.
+
+    Raises:
+        ConfigError: naming what was asked for, what the cluster has, and what to change.
+    """
+    if tune and config.tune is not None:
+        trials, per_trial = config.tune.max_concurrent_trials, config.tune.workers_per_trial
+        workers = trials * per_trial
+        asked = (f"tune.max_concurrent_trials * tune.workers_per_trial = {trials} * "
+                 f"{per_trial} = {workers} worker(s)")
+        field = "tune.max_concurrent_trials"
+        fix = "lower tune.max_concurrent_trials or tune.workers_per_trial"
+    else:
+        workers = config.scaling.num_workers
+        asked = f"scaling.num_workers = {workers} worker(s)"
+        field = "scaling.num_workers"
+        fix = "lower scaling.num_workers"
+    fix += " or give the cluster more CPUs (`mlray up --num-cpus N`)"
     if config.scaling.use_gpu and have.get("GPU", 0) < workers:
-        raise ConfigError(f"scaling.use_gpu: {workers} worker(s) need {workers} GPU(s); the "
-                          f"cluster has {have.get('GPU', 0):g}", field="scaling.use_gpu")
+        raise ConfigError(f"scaling.use_gpu: {asked} need {workers} GPU(s); the cluster has "
+                          f"{have.get('GPU', 0):g}", field="scaling.use_gpu")
     for resource, amount in config.scaling.resources_per_worker.items():
         needed = amount * workers
-        if have.get(resource, 0) < needed:
+        if resource != "CPU" and have.get(resource, 0) < needed:  # CPUs: checked below
             raise ConfigError(
-                f"scaling.resources_per_worker: {workers} worker(s) need {needed:g} "
-                f"{resource}; the cluster has {have.get(resource, 0):g}",
-                field="scaling.resources_per_worker")
+                f"scaling.resources_per_worker: {asked} need {needed:g} {resource}; the "
+                f"cluster has {have.get(resource, 0):g}", field="scaling.resources_per_worker")
     cpus = config.scaling.resources_per_worker.get("CPU", 1.0) * workers
     if cpus >= have.get("CPU", 0):
         raise ConfigError(
-            f"scaling: {workers} worker(s) take {cpus:g} of the cluster's "
-            f"{have.get('CPU', 0):g} CPUs, leaving none for the Ray Data tasks that feed "
-            "them; use fewer workers or a bigger cluster", field="scaling.num_workers")
+            f"{asked} take {cpus:g} of the cluster's {have.get('CPU', 0):g} CPUs, leaving "
+            f"none for the Ray Data tasks that feed them; {fix}", field=field)
 
 
 def historical_from(client: Any) -> HistoricalFeatures:

@@ -141,7 +141,7 @@ def run_tuning(client: Any, config: TrainConfig, *,
     done = threading.Event()
     try:
         prepared = prepare(config, historical_from(client))
-        check_cluster(config, settings.workers_per_trial * settings.max_concurrent_trials)
+        check_cluster(config, tune=True)
         client.jobs.update(job.job_id, status=JobStatus.RUNNING)
         target = TrackingTarget(client.config.namespace, client.caller, client.project, "",
                                 job.job_id)

@@ -74,7 +74,10 @@ def test_train_registers_a_model_that_loads_and_predicts(client: mlray.Client,
     assert run.status.value == "FINISHED" and run.params["num_workers"] == 2
     history = client.experiments.metric_history(outcome.run_id, "val_loss")
     assert [p.step for p in history] == [0, 1, 2]
-    assert "test_roc_auc" in run.metrics and run.artifacts[0].path == "model"
+    # The run and the version name the test split's metrics alike.
+    assert run.metrics["roc_auc"].value == pytest.approx(outcome.test_metrics["roc_auc"])
+    assert not any(k.startswith("test_") for k in run.metrics)
+    assert run.artifacts[0].path == "model"
     version = outcome.version
     assert version is not None and version.stage is Stage.PRODUCTION
     assert version.lineage.run_id == outcome.run_id
@@ -209,7 +212,7 @@ def test_tune_sweeps_logs_each_trial_and_registers_the_best(client: mlray.Client
     assert outcome.version is not None
     assert outcome.version.lineage.run_id == outcome.best_run_id
     best = client.experiments.get_run(outcome.best_run_id)
-    assert best.tags["best_of"] == outcome.sweep_id and "test_roc_auc" in best.metrics
+    assert best.tags["best_of"] == outcome.sweep_id and "roc_auc" in best.metrics
     assert client.jobs.get(outcome.job_id).status is JobStatus.COMPLETED
     assert np.isfinite(outcome.test_metrics["log_loss"])
 

@@ -12,7 +12,13 @@ from mlray.config.files import load_yaml_model
 from mlray.datasets import FRAUD_CATEGORICAL, FRAUD_NUMERIC, generate_fraud, write_fraud
 from mlray.errors import ConfigError, InvalidInput, NotFound
 from mlray.training.config import DataConfig, TrainConfig, load_train_config
-from mlray.training.data import Preprocessor, check_frame, load_frame, split_frame
+from mlray.training.data import (
+    Preprocessor,
+    check_frame,
+    load_frame,
+    require_data,
+    split_frame,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,6 +54,29 @@ def test_load_frame_names_missing_columns(tmp_path: Path) -> None:
         load_frame(bad)
     with pytest.raises(NotFound, match=r"data\.path"):
         load_frame(_data(str(tmp_path / "missing.parquet")))
+
+
+@pytest.mark.parametrize("uri", [False, True])
+def test_missing_data_says_not_found_where_and_how_to_make_it(tmp_path: Path,
+                                                              uri: bool) -> None:
+    missing = tmp_path / "data" / "fraud.parquet"
+    path = missing.as_uri() if uri else str(missing)
+    for check in (require_data, load_frame):
+        with pytest.raises(NotFound) as caught:
+            check(_data(path))
+        assert caught.value.field == "data.path"
+        assert f"data.path {path!r} not found" in caught.value.message
+        assert f"python -m mlray.datasets {path}" in caught.value.message
+    write_fraud(missing, 50)
+    require_data(_data(path))
+
+
+def test_a_relative_data_path_is_reported_with_where_it_was_looked_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(NotFound, match="not found") as caught:
+        require_data(_data("data/fraud.parquet"))
+    assert f"(looked for {tmp_path / 'data' / 'fraud.parquet'})" in caught.value.message
 
 
 def test_check_frame_catches_dtypes_and_labels() -> None:

@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-from mlray.errors import IntegrityError, InvalidInput, InvalidTransition, PermissionDenied
+from mlray._private.ray_session import local_cpus
+from mlray.errors import (
+    ConfigError,
+    IntegrityError,
+    InvalidInput,
+    InvalidTransition,
+    PermissionDenied,
+)
 from mlray.identity import Caller, Role
 from mlray.models import Predictor, save_model
 from mlray.monitoring import profile_frame
@@ -17,10 +24,12 @@ from mlray.registry import ModelRegistry, Stage
 from mlray.registry.gates import GateSpec, evaluate_gates
 from mlray.storage import ArtifactStore, StateStore
 from mlray.tracking.jobs import JobBook, JobStatus
+from mlray.training.config import ScalingSettings, TrainConfig, load_train_config
 from mlray.training.data import Preprocessor
 from mlray.training.loop import EarlyStopper
 from mlray.training.metrics import classification_metrics, regression_metrics, roc_auc
 from mlray.training.models import ModelArchitecture, build_model
+from mlray.training.prepare import check_resources
 from tests.unit.helpers import artifact_spec
 
 ADMIN = Caller.local_admin("alice")
@@ -172,3 +181,39 @@ def test_user_models_from_module_callable() -> None:
         build_model(arch.model_copy(update={"type": "tests.unit.nowhere:build"}))
     with pytest.raises(ConfigError, match=r"not a torch\.nn\.Module"):
         build_model(arch.model_copy(update={"type": "tests.unit.custom_model:not_a_module"}))
+
+
+def _fraud_config(**overrides: object) -> TrainConfig:
+    base = load_train_config(Path(__file__).resolve().parents[2] / "configs" / "train"
+                             / "fraud.yaml")
+    return base.model_copy(update=overrides)
+
+
+def test_the_example_config_fits_the_head_mlray_up_starts_on_two_cores() -> None:
+    config = _fraud_config()
+    head = {"CPU": float(local_cpus())}  # `mlray up` without --num-cpus
+    assert local_cpus() >= 4
+    check_resources(config, head)
+    check_resources(config, head, tune=True)
+
+
+def test_a_sweep_that_does_not_fit_names_its_own_limit() -> None:
+    config = _fraud_config(scaling=ScalingSettings(num_workers=1))
+    assert config.tune is not None
+    config = config.model_copy(update={"tune": config.tune.model_copy(
+        update={"max_concurrent_trials": 3, "workers_per_trial": 1})})
+    check_resources(config, {"CPU": 2.0})  # one training worker fits
+    with pytest.raises(ConfigError) as caught:
+        check_resources(config, {"CPU": 2.0}, tune=True)
+    assert caught.value.field == "tune.max_concurrent_trials"
+    assert ("tune.max_concurrent_trials * tune.workers_per_trial = 3 * 1 = 3 worker(s) take 3 "
+            "of the cluster's 2 CPUs") in caught.value.message
+    assert "scaling.num_workers" not in caught.value.message
+
+
+def test_a_training_job_that_does_not_fit_names_scaling_num_workers() -> None:
+    with pytest.raises(ConfigError) as caught:
+        check_resources(_fraud_config(), {"CPU": 2.0})
+    assert caught.value.field == "scaling.num_workers"
+    assert "scaling.num_workers = 2 worker(s) take 2 of the cluster's 2 CPUs" in \
+        caught.value.message and "mlray up --num-cpus" in caught.value.message
