@@ -305,12 +305,12 @@ def _check_floats(array: np.ndarray, datatype: str, where: str, field: str) -> N
         raise InvalidInput(f"{where}: value {bad} ({value!r}) {reason}", field=field)
 
 
-def _decode_one(item: InferInput, where: str, field: str) -> np.ndarray:
+def _decode_one(item: InferInput, where: str, field: str, text: bool) -> np.ndarray:
     if any(d < 0 for d in item.shape):
         raise InvalidInput(f"{where}.shape {item.shape} has a negative size", field=field)
     expected = math.prod(item.shape)
     if item._raw is not None:
-        array = tensor_from_bytes(item.datatype, expected, item._raw, where, field)
+        array = tensor_from_bytes(item.datatype, expected, item._raw, where, field, text=text)
     else:
         data = _flat_json(item, where, field)
         if len(data) != expected:
@@ -326,19 +326,6 @@ def _decode_one(item: InferInput, where: str, field: str) -> np.ndarray:
         _check_floats(array, item.datatype, where, field)
         array = array.astype(WIRE_DTYPES[item.datatype].newbyteorder("="), copy=False)
     return array.reshape(item.shape)
-
-
-def _as_text(array: np.ndarray, where: str, field: str) -> np.ndarray:
-    """Binary BYTES elements as ``str`` for a string input (JSON sends strings)."""
-    out = np.empty(array.shape, dtype=object)
-    flat = out.reshape(-1)
-    for i, value in enumerate(array.reshape(-1)):
-        try:
-            flat[i] = value.decode("utf-8") if isinstance(value, bytes) else value
-        except UnicodeDecodeError:
-            raise InvalidInput(f"{where}: element {i} is not UTF-8 text",
-                               field=field) from None
-    return out
 
 
 def decode_inputs(request: InferRequest, schema: list[TensorSpec]) -> dict[str, np.ndarray]:
@@ -375,14 +362,11 @@ def decode_inputs(request: InferRequest, schema: list[TensorSpec]) -> dict[str, 
                 want not in (-1, got) for want, got in zip(spec.shape, item.shape, strict=True)):
             raise InvalidInput(f"{where}: shape {item.shape} does not fit {spec.shape}",
                                field=spec.name)
-        array = _decode_one(item, where, spec.name)
+        array = _decode_one(item, where, spec.name, text=spec.dtype == "string")
         if batch is not None and array.shape[0] != batch:
             raise InvalidInput(f"{where}: {array.shape[0]} rows where other inputs have "
                                f"{batch}", field=spec.name)
         batch = array.shape[0]
-        if spec.dtype == "string" and item._raw is not None:
-            arrays[spec.name] = _as_text(array, where, spec.name)
-            continue
         numpy_dtype = {"string": np.object_, "bytes": np.object_}.get(spec.dtype, spec.dtype)
         arrays[spec.name] = array.astype(numpy_dtype, copy=False)
     return arrays

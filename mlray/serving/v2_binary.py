@@ -45,16 +45,16 @@ def split_body(body: bytes, header_length: str) -> tuple[bytes, memoryview]:
 
 
 def tensor_from_bytes(datatype: str, count: int, raw: memoryview, where: str,
-                      field: str) -> np.ndarray:
+                      field: str, *, text: bool = False) -> np.ndarray:
     """``count`` values of ``datatype`` read from ``raw`` (a flat array, no copy for
-    numbers); BYTES elements come back as ``bytes`` objects.
+    numbers); BYTES elements come back as ``bytes``, or as ``str`` when ``text``.
 
     Raises:
-        InvalidInput: the byte count does not match, a BOOL byte is not 0/1, or a BYTES
-            element runs past the end.
+        InvalidInput: the byte count does not match, a BOOL byte is not 0/1, a BYTES
+            element runs past the end or (``text``) is not UTF-8.
     """
     if datatype == "BYTES":
-        return _bytes_elements(raw, count, where, field)
+        return _bytes_elements(bytes(raw), count, where, field, text)
     dtype = WIRE_DTYPES[datatype]
     if len(raw) != count * dtype.itemsize:
         raise InvalidInput(f"{where}: {count} {datatype} values take {count * dtype.itemsize}"
@@ -69,23 +69,34 @@ def tensor_from_bytes(datatype: str, count: int, raw: memoryview, where: str,
     return np.frombuffer(raw, dtype=dtype)
 
 
-def _bytes_elements(raw: memoryview, count: int, where: str, field: str) -> np.ndarray:
-    out = np.empty(count, dtype=object)
-    at, end = 0, len(raw)
-    for i in range(count):
-        if at + 4 > end:
-            raise InvalidInput(f"{where}: BYTES element {i} has no length prefix (the "
-                               f"binary data ends at byte {end})", field=field)
-        (size,) = _LENGTH.unpack_from(raw, at)
-        at += 4
-        if at + size > end:
-            raise InvalidInput(f"{where}: BYTES element {i} needs {size} bytes; the binary "
-                               f"data ends at byte {end}", field=field)
-        out[i] = bytes(raw[at:at + size])
-        at += size
+def _bytes_elements(raw: bytes, count: int, where: str, field: str, text: bool
+                    ) -> np.ndarray:
+    end = len(raw)
+    if count > end // 4:  # each element has a 4-byte length: refuse before allocating
+        raise InvalidInput(f"{where}: {count} BYTES elements cannot fit in {end} bytes",
+                           field=field)
+    values: list[Any] = [None] * count
+    unpack, at = _LENGTH.unpack_from, 0
+    try:
+        for i in range(count):
+            (size,) = unpack(raw, at)
+            stop = at + 4 + size
+            if stop > end:
+                raise InvalidInput(f"{where}: BYTES element {i} needs {size} bytes; the "
+                                   f"binary data ends at byte {end}", field=field)
+            values[i] = raw[at + 4:stop].decode("utf-8") if text else raw[at + 4:stop]
+            at = stop
+    except struct.error:
+        raise InvalidInput(f"{where}: BYTES element {i} has no length prefix (the binary "
+                           f"data ends at byte {end})", field=field) from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{where}: BYTES element {i} is not UTF-8 text",
+                           field=field) from None
     if at != end:
         raise InvalidInput(f"{where}: {end - at} bytes left after {count} BYTES elements",
                            field=field)
+    out = np.empty(count, dtype=object)
+    out[:] = values
     return out
 
 

@@ -341,6 +341,15 @@ def test_binary_framing_errors_name_the_field() -> None:
     with pytest.raises(InvalidInput, match="needs 9 bytes") as err:
         decode_inputs(read_infer_request(lying, length), SCHEMA)
     assert err.value.field == "country"
+    latin = header + np.ones(3, dtype="<f4").tobytes() + (2).to_bytes(4, "little") + b"\xfc!"
+    with pytest.raises(InvalidInput, match="not UTF-8") as err:
+        decode_inputs(read_infer_request(latin, length), SCHEMA)
+    assert err.value.field == "country"
+    huge = header.replace(b'"shape":[1],', b'"shape":[100000000000],')
+    with pytest.raises(InvalidInput, match="cannot fit") as err:
+        decode_inputs(read_infer_request(huge + good, {
+            "inference-header-content-length": str(len(huge))}),
+            [SCHEMA[1], TensorSpec(name="x", dtype="float32", shape=[-1, 3])])
     bools = orjson.dumps({"inputs": [{"name": "b", "shape": [2], "datatype": "BOOL",
                                       "parameters": {"binary_data_size": 2}}]})
     with pytest.raises(InvalidInput, match="BOOL byte 1 is 7"):
