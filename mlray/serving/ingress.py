@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ValidationError
@@ -61,6 +61,7 @@ from mlray.serving.limits import PredictionCache, RateLimiter, cache_key, read_b
 from mlray.serving.metrics import ServingMetrics
 from mlray.serving.overload import Deadline, InFlight, Overloaded, blame_timeout
 from mlray.serving.protocol import (
+    VERSION_PATTERN,
     InferRequest,
     check_finite,
     decode_inputs,
@@ -99,6 +100,9 @@ def _body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
+# Checked by parse_version (its 400 names the field); the pattern documents it.
+_VERSION_PATH = Path(description="A positive integer: 1 or 12 (never 01, +1 or 1.0)",
+                     json_schema_extra={"pattern": VERSION_PATTERN})
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 404, 413, 429, 500, 503, 504)}
 
@@ -550,7 +554,7 @@ class Ingress:
 
     @api.get("/v2/models/{model}/versions/{version}", responses=_ERRORS,
              summary="Model version metadata (V2)")
-    async def v2_model_version(self, model: str, version: str) -> Response:
+    async def v2_model_version(self, model: str, version: str = _VERSION_PATH) -> Response:
         self.sync.ensure_started()
         return _json(self._metadata(model, parse_version(version)))
 
@@ -563,7 +567,7 @@ class Ingress:
 
     @api.get("/v2/models/{model}/versions/{version}/ready", responses=_ERRORS,
              summary="Model version readiness (V2)")
-    async def v2_version_ready(self, model: str, version: str) -> Response:
+    async def v2_version_ready(self, model: str, version: str = _VERSION_PATH) -> Response:
         self.sync.ensure_started()
         number = parse_version(version)
         self.router.version(model, number)
@@ -608,7 +612,8 @@ class Ingress:
     @api.post("/v2/models/{model}/versions/{version}/infer", responses=_ERRORS,
               openapi_extra=_body(InferRequest), summary="Inference (V2) on one version",
               description=_INFER)
-    async def v2_infer_version(self, model: str, version: str, request: Request) -> Response:
+    async def v2_infer_version(self, request: Request, model: str,
+                               version: str = _VERSION_PATH) -> Response:
         return await self._infer(request, model, parse_version(version))
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "PIN_HEADER",
     "SCHEMA_TO_V2",
     "V2_TO_NUMPY",
+    "VERSION_PATTERN",
     "InferInput",
     "InferOutput",
     "InferRequest",
@@ -94,7 +95,9 @@ _JSON_TYPES: dict[str, tuple[set[type], str]] = {
 }
 _FLOAT_LIMIT = {"FP16": float(np.finfo(np.float16).max), "FP32": FLOAT32_MAX,
                 "FP64": FLOAT32_MAX}
-_VERSION = re.compile(r"[1-9][0-9]{0,17}")
+#: A version path segment: a plain positive integer (the OpenAPI pattern too).
+VERSION_PATTERN = r"^[1-9][0-9]{0,17}$"
+_VERSION = re.compile(VERSION_PATTERN)
 
 
 class _Strict(BaseModel):
