@@ -4,7 +4,9 @@ Closed loop (``closed_loop``): ``concurrency`` connections, each sending the nex
 as soon as the last one answered, for ``seconds``. Open loop (``open_loop``): requests
 sent on a fixed schedule whatever the answers, latency counted from the scheduled send
 time (so a stall is not hidden by the generator waiting on it); always aiohttp, as
-Debian's wrk has no fixed-rate mode.
+Debian's wrk has no fixed-rate mode. Overload (``overload``): a closed loop of many
+clients with aiohttp, counting every answer's status and latency (errors included) and
+whether 503s carry ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import numpy as np
 
-__all__ = ["LoadResult", "closed_loop", "generator_name", "open_loop"]
+__all__ = ["LoadResult", "OverloadResult", "closed_loop", "generator_name", "open_loop",
+           "overload"]
 
 _HEADERS = {"Content-Type": "application/json"}
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
@@ -173,3 +177,63 @@ async def _aiohttp_open(url: str, body: bytes, rate: float, seconds: float) -> L
             tasks.append(asyncio.create_task(one(session, due)))
         await asyncio.gather(*tasks)
     return tally.result(seconds)
+
+
+# -- overload ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OverloadResult:
+    """Every answer of an overload cell: statuses, latencies (all answers), Retry-After."""
+
+    seconds: float
+    statuses: Counter[str] = field(default_factory=Counter)  # "200", "503", "ClientError"
+    latencies_ms: list[float] = field(default_factory=list)
+    retry_after_503: int = 0  # 503s that carried a Retry-After header
+
+    @property
+    def answered_per_s(self) -> float:
+        return self.statuses["200"] / self.seconds
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+    @property
+    def max_ms(self) -> float:
+        return max(self.latencies_ms, default=float("nan"))
+
+
+def overload(url: str, body: bytes, concurrency: int, seconds: float,
+             timeout_s: float = 300.0) -> OverloadResult:
+    """``concurrency`` clients POST ``body`` back to back for ``seconds`` (the last
+    answers are waited for, up to ``timeout_s``); every answer is counted."""
+    return asyncio.run(_aiohttp_overload(url, body, concurrency, seconds, timeout_s))
+
+
+async def _aiohttp_overload(url: str, body: bytes, concurrency: int, seconds: float,
+                            timeout_s: float) -> OverloadResult:
+    statuses: Counter[str] = Counter()
+    latencies: list[float] = []
+    retry_after = [0]
+
+    async def worker(session: aiohttp.ClientSession, deadline: float) -> None:
+        while (start := time.perf_counter()) < deadline:
+            try:
+                async with session.post(url, data=body, headers=_HEADERS) as reply:
+                    await reply.read()
+                    status = str(reply.status)
+                    if reply.status == 503 and "Retry-After" in reply.headers:
+                        retry_after[0] += 1
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                status = type(exc).__name__
+            statuses[status] += 1
+            latencies.append((time.perf_counter() - start) * 1e3)
+            if status != "200":
+                await asyncio.sleep(0.05)  # as a client would before retrying
+
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(session, began + seconds) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    return OverloadResult(elapsed, statuses, latencies, retry_after[0])

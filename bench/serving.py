@@ -1,6 +1,7 @@
 """Serving throughput and latency: mlray's ingress against plain Ray Serve, side by side.
 
     .venv/bin/python bench/serving.py [--quick] [--seconds 10] [--batch-concurrency 8]
+    .venv/bin/python bench/serving.py --overload 200,1000 [--seconds 20]
 
 One run, one Ray (8 logical CPUs) and one Serve instance on a free port, the same
 small fraud MLP and the same batching (``@serve.batch`` 64 requests / 2 ms, 0.5 CPU
@@ -29,6 +30,12 @@ it runs on the same machine, so its CPU is taken from the servers. Before each c
 target must answer 200 three times running (how long it refused is logged: a stopped
 load generator's disconnects can trip a breaker). Ratios within one run
 are the figures; the goals of issue 4 are checked at the end. Not asserted anywhere.
+
+``--overload N[,M...]`` measures only overload (issue 11): N clients, each posting a
+1-row request as soon as its last one was answered (50 ms after a refusal), for
+``--seconds``, against ``mlray`` and ``(a) plain``, the bare baseline; every answer is
+counted: p50/p99/max latency over all answers, statuses, 503s with ``Retry-After``, and
+mlray's breaker states afterwards.
 """
 
 from __future__ import annotations
@@ -70,7 +77,7 @@ from mlray.training.data import Preprocessor
 from mlray.training.models import ModelArchitecture, build_model
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _load import LoadResult, closed_loop, generator_name, open_loop
+from _load import LoadResult, OverloadResult, closed_loop, generator_name, open_loop, overload
 
 console = Console(width=140)
 
@@ -394,12 +401,44 @@ def _check_goals(table: Table, cells: list[Cell], target: str) -> None:
           fixed.result.p99_ms < 50 and fixed.result.errors == 0)
 
 
+def measure_overload(urls: dict[str, str], base: str, clients: list[int], seconds: float
+                     ) -> Table:
+    """Overload cells: mlray and the bare baseline at each number of clients."""
+    table = Table(title=f"overload: 1-row requests, {seconds:g} s per cell, all answers "
+                        f"counted (mlray timeout_s 5)")
+    for col in ("target", "clients", "200/s", "p50 ms", "p99 ms", "max ms", "statuses",
+                "503 w/ Retry-After", "breakers after"):
+        table.add_column(col, justify="left" if col in ("target", "statuses") else "right")
+    for n in clients:
+        for target in ("mlray", "(a) plain"):
+            body = target_body(target, 1)
+            settle(target, urls[target], body, timeout_s=120)
+            result: OverloadResult = overload(urls[target], body, n, seconds)
+            breakers = ""
+            if target == "mlray":
+                with httpx.Client(timeout=30) as http:
+                    listed = http.get(f"{base}/v1/models").json()["models"]
+                breakers = ",".join(v["breaker"] for m in listed if m["name"] == MODEL
+                                    for v in m["versions"])
+            statuses = " ".join(f"{k}:{v}" for k, v in sorted(result.statuses.items()))
+            console.log(f"{target:>13} {n} clients: {statuses}, p99 "
+                        f"{result.percentile(99):.0f} ms, max {result.max_ms:.0f} ms")
+            table.add_row(target, str(n), f"{result.answered_per_s:,.0f}",
+                          f"{result.percentile(50):.0f}", f"{result.percentile(99):.0f}",
+                          f"{result.max_ms:.0f}", statuses, str(result.retry_after_503),
+                          breakers)
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="Duration of each cell.")
     parser.add_argument("--quick", action="store_true", help="3 s cells.")
     parser.add_argument("--batch-concurrency", type=int, default=8)
+    parser.add_argument("--overload", default="",
+                        help="Only overload cells at these client counts, e.g. 200,1000.")
     args = parser.parse_args()
+    clients = [int(n) for n in args.overload.split(",") if n.strip()]
     seconds = 3.0 if args.quick else args.seconds
     home = Path(tempfile.mkdtemp(prefix="mlray-bench-serving-"))
     config = platform_config(home)
@@ -414,6 +453,10 @@ def main() -> None:
                 "mlray colocated": f"{base}/v1/predict/batch",
                 "(a) plain": f"{base}/plain", "(b) composed": f"{base}/composed"}
         wait_answering(urls, 4)
+        if clients:
+            table = measure_overload(urls, base, clients, args.seconds)
+            console.print(table)
+            return
         console.log(f"load generator: {generator_name()} (open loop: aiohttp), "
                     f"{seconds:g} s per cell, {os.cpu_count()} cores")
         cells = measure(urls, seconds, args.batch_concurrency)

@@ -59,7 +59,7 @@ from mlray.serving.ingress_sync import IngressSync
 from mlray.serving.inputs import columns_from_mapping, columns_from_rows
 from mlray.serving.limits import PredictionCache, RateLimiter, cache_key, read_bounded
 from mlray.serving.metrics import ServingMetrics
-from mlray.serving.overload import Deadline, InFlight, Overloaded, blame_timeout
+from mlray.serving.overload import Deadline, InFlight, Overloaded, blame_timeout, slots
 from mlray.serving.protocol import (
     VERSION_PATTERN,
     InferRequest,
@@ -298,7 +298,7 @@ class Ingress:
                                             budget)
         except TimeoutError:
             if blame_timeout(budget_s=budget, timeout_s=timeout_s, ahead=ahead,
-                             batch_size=settings.tuning.max_batch_size):
+                             slots=slots(settings)):
                 self.router.record(model, version, False, (time.perf_counter() - start) * 1e3)
             else:
                 self.router.breaker(model, version).release()

@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable, Hashable
 
 from mlray.errors import BackendUnavailable
+from mlray.serving.settings import ModelServing
 
-__all__ = ["Deadline", "InFlight", "Overloaded", "blame_timeout"]
+__all__ = ["Deadline", "InFlight", "Overloaded", "blame_timeout", "slots"]
 
 
 class Overloaded(BackendUnavailable):
@@ -73,11 +74,20 @@ class InFlight:
         return self._counts.get(key, 0)
 
 
-def blame_timeout(*, budget_s: float, timeout_s: float, ahead: int, batch_size: int) -> bool:
+def slots(serving: ModelServing) -> int:
+    """Calls a version takes at once without any waiting behind others: one batch, and no
+    more than its (fewest) replicas hold."""
+    replicas = (serving.autoscaling.min_replicas if serving.autoscaling is not None
+                else serving.num_replicas)
+    return max(1, min(serving.tuning.max_batch_size,
+                      serving.max_ongoing_requests * max(1, replicas)))
+
+
+def blame_timeout(*, budget_s: float, timeout_s: float, ahead: int, slots: int) -> bool:
     """Does a call that ran out of time say the version is failing (count it)?
 
     Only when the call had at least half of the version's timeout (not a deadline mostly
-    spent before it, e.g. waiting for the ingress) and no more than one batch of calls was
+    spent before it, e.g. waiting for the ingress) and fewer than ``slots`` calls were
     under way before it (else it may have waited behind them: load, not failure).
     """
-    return budget_s >= timeout_s / 2 and ahead < batch_size
+    return budget_s >= timeout_s / 2 and ahead < slots

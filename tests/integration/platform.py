@@ -78,11 +78,14 @@ models:
   cachedmodel: {cache: {enabled: true, ttl_s: 60}}
   slowmodel: {timeout_s: 0.1}
   localmodel: {colocate: true}
+  # A slow (faulty) model with room for 4 calls at once and 8 queued: the rest is shed.
+  overloadmodel: {max_ongoing_requests: 4, max_queued_requests: 8, timeout_s: 2}
 ingress:
   policy_refresh_s: 0.5
   sync_interval_s: 0.5
   max_rows: 1000
   max_body_bytes: 200000
+  drain_body_bytes: 1000000
   breaker: {failure_threshold: 3, window_s: 30, recovery_timeout_s: 2, success_threshold: 2}
 rollout:
   canary_steps: [10, 50, 100]

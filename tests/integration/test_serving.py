@@ -545,3 +545,164 @@ def test_a_model_slower_than_its_timeout_gets_504(platform: Platform) -> None:
         set_fault(None)
     wait_for(lambda: platform.predict("slowmodel").status_code == 200, timeout=30,
              interval=0.5)
+
+
+# -- deploys and load (issue 11: items 10, 11, 14, 17) --------------------------------------
+
+
+def test_server_readiness_is_the_ingress_and_model_readiness_is_per_model(platform: Platform
+                                                                          ) -> None:
+    healthy = platform.model()
+    platform.deploy(healthy, 1)
+    broken = platform.model()
+    # A policy for a version whose app cannot start (its artifact no longer matches its
+    # sha256), as after a restart that lost it: a served model without a running app.
+    version = platform.client.registry.get_version(broken, 1)
+    for path in Path(version.artifact_uri.removeprefix("file://")).rglob("*"):
+        if path.is_file():
+            path.write_bytes(path.read_bytes() + b"tampered")
+    platform.client.serving.traffic(broken, {1: 100})
+
+    def broken_known_and_down() -> bool:
+        return platform.http.get(f"/v2/models/{broken}/ready").status_code == 503
+
+    wait_for(broken_known_and_down, timeout=180, interval=0.5)
+    ready = platform.http.get("/v2/health/ready")
+    assert ready.status_code == 200 and ready.json() == {"ready": True}, ready.text
+    assert platform.http.get(f"/v2/models/{healthy}/ready").json()["ready"] is True
+    assert platform.http.get(f"/v2/models/{broken}/ready").json()["ready"] is False
+    assert platform.http.get("/v2/models/nosuchmodel/ready").status_code == 404
+
+
+def test_v2_metadata_and_readiness_follow_deploys_with_no_other_request(platform: Platform
+                                                                        ) -> None:
+    """A fresh ingress replica asked only V2 GETs sees a deploy and a removal."""
+    import uuid
+
+    from ray import serve
+
+    from mlray.serving.ingress import ingress_app
+    from mlray.serving.settings import load_serving_config
+
+    name = f"fresh{uuid.uuid4().hex[:8]}"
+    serve.run(ingress_app(platform.config, load_serving_config(platform.config.serving_config)),
+              name=name, route_prefix=f"/{name}")
+    try:
+        fresh = httpx.Client(base_url=f"{platform.url}/{name}", timeout=30)
+        assert fresh.get("/v2/health/ready").status_code == 200
+        model = platform.model(versions=2)
+        assert fresh.get(f"/v2/models/{model}").status_code == 404
+        platform.client.serving.deploy(model, 1, strategy="direct", wait=True, timeout_s=240)
+        wait_for(lambda: fresh.get(f"/v2/models/{model}/versions/1/ready").status_code == 200,
+                 timeout=30, interval=0.2)
+        assert fresh.get(f"/v2/models/{model}/ready").json()["ready"] is True
+        platform.client.serving.deploy(model, 2, strategy="direct", wait=True, timeout_s=240)
+
+        def only_v2() -> bool:
+            meta = fresh.get(f"/v2/models/{model}")
+            return (meta.status_code == 200 and meta.json()["versions"] == ["2"]
+                    and fresh.get(f"/v2/models/{model}/versions/2/ready").status_code == 200)
+
+        wait_for(only_v2, timeout=30, interval=0.2)
+        wait_for(lambda: fresh.get(f"/v2/models/{model}/versions/1").status_code == 404,
+                 timeout=30, interval=0.2)
+    finally:
+        serve.delete(name)
+
+
+def _generated(chunk: bytes, chunks: int, sent: list[int]) -> Any:
+    for _ in range(chunks):
+        sent[0] += 1
+        yield chunk
+
+
+@pytest.mark.parametrize("connection", ["keep-alive", "close"])
+def test_a_chunked_body_past_the_limit_gets_a_413_the_client_reads(platform: Platform,
+                                                                   connection: str) -> None:
+    sent = [0]  # 8 MiB, chunked (no Content-Length); the platform allows 200 kB
+    with httpx.Client(timeout=60) as client:
+        reply = client.post(f"{platform.url}/v1/predict",
+                            content=_generated(b" " * 65_536, 128, sent),
+                            headers={"content-type": "application/json",
+                                     "connection": connection})
+    assert reply.status_code == 413, reply.text
+    assert reply.json()["code"] == "payload_too_large" and reply.json()["field"] == "body"
+    assert "more than 200000 bytes" in reply.json()["error"]  # counted, not read whole
+    assert platform.http.get("/v2/health/live").status_code == 200
+
+
+def test_reading_a_chunked_body_stops_at_the_limit(platform: Platform) -> None:
+    """A client that sends a huge chunked body and watches for an early answer gets its
+    413 long before it has sent the body (the whole of which the ingress would read)."""
+    import select
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(platform.url)
+    chunk = b" " * 16_384
+    total = 8192  # 128 MiB
+    frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+    sent, answer = 0, b""
+    with socket.create_connection((where.hostname, where.port), timeout=60) as sock:
+        sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: mlray\r\n"
+                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+                     b"Connection: close\r\n\r\n")
+        try:
+            while sent < total:
+                sock.sendall(frame)
+                sent += 1
+                if select.select([sock], [], [], 0.002)[0]:  # an answer came: stop sending
+                    break
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # closed after its answer: read the answer
+        while b"}" not in answer:
+            data = sock.recv(65_536)
+            if not data:
+                break
+            answer += data
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"payload_too_large" in answer
+    assert sent < total // 2, sent  # the ingress answered without the rest of the body
+
+
+def test_overload_is_shed_with_503_at_once_and_leaves_breakers_closed(platform: Platform
+                                                                      ) -> None:
+    """A slow version with room for 4 calls and 8 queued (timeout 2 s) gets 300 at once."""
+    import asyncio
+
+    model = "overloadmodel"
+    register_model(platform.client, model, platform.tmp, seed=6, model_type=FAULTY)
+    platform.deploy(model, 1)
+    frame = generate_fraud(1, seed=7)
+    body = {"modelName": model,
+            "columns": {c: frame[c].tolist() for c in [*FRAUD_NUMERIC, *FRAUD_CATEGORICAL]}}
+
+    async def storm(n: int) -> list[tuple[int, float, httpx.Headers, dict[str, Any]]]:
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+        async with httpx.AsyncClient(base_url=platform.url, timeout=120,
+                                     limits=limits) as client:
+            async def one() -> tuple[int, float, httpx.Headers, dict[str, Any]]:
+                start = time.monotonic()
+                reply = await client.post("/v1/predict/batch", json=body)
+                return (reply.status_code, time.monotonic() - start, reply.headers,
+                        reply.json())
+            return await asyncio.gather(*(one() for _ in range(n)))
+
+    try:
+        set_fault("slow")  # 0.25 s per batch: about 16 answers a second
+        replies = asyncio.run(storm(300))
+    finally:
+        set_fault(None)
+    statuses = Counter(status for status, *_ in replies)
+    assert set(statuses) <= {200, 503, 504}, statuses
+    shed = [(h, b) for status, _, h, b in replies if status == 503]
+    assert shed and all(b["code"] == "overloaded" and int(h["retry-after"]) >= 1
+                        for h, b in shed), statuses
+    # A correctness bound, not a speed claim: every answer comes within the deadline
+    # (2 s) plus generous slack for a loaded machine; nothing waits in an unbounded queue.
+    assert max(seconds for _, seconds, *_ in replies) < 2 + 30
+    listed = {m["name"]: m for m in platform.http.get("/v1/models").json()["models"]}
+    assert [v["breaker"] for v in listed[model]["versions"]] == ["closed"]
+    assert all(s.state.value == "closed" for k, s in platform.client.serving.breakers().items()
+               if f"/{model}/" in k)
+    wait_for(lambda: platform.predict(model).status_code == 200, timeout=30, interval=0.5)

@@ -9,7 +9,7 @@ import pytest
 
 from mlray.errors import PayloadTooLarge
 from mlray.serving.limits import read_bounded
-from mlray.serving.overload import Deadline, InFlight, Overloaded, blame_timeout
+from mlray.serving.overload import Deadline, InFlight, Overloaded, blame_timeout, slots
 from mlray.serving.settings import IngressSettings, ModelServing
 
 
@@ -76,12 +76,19 @@ def test_a_deadline_counts_from_its_start() -> None:
 
 def test_timeouts_blame_a_version_only_when_it_had_a_fair_chance() -> None:
     # Alone, with its whole timeout: the version is failing.
-    assert blame_timeout(budget_s=5.0, timeout_s=5.0, ahead=0, batch_size=64)
+    assert blame_timeout(budget_s=5.0, timeout_s=5.0, ahead=0, slots=64)
     # Most of the deadline went before the call (a busy ingress): no verdict.
-    assert not blame_timeout(budget_s=1.0, timeout_s=5.0, ahead=0, batch_size=64)
-    # More than a batch was under way before it: it may have queued behind them (load).
-    assert not blame_timeout(budget_s=5.0, timeout_s=5.0, ahead=64, batch_size=64)
-    assert blame_timeout(budget_s=5.0, timeout_s=5.0, ahead=63, batch_size=64)
+    assert not blame_timeout(budget_s=1.0, timeout_s=5.0, ahead=0, slots=64)
+    # Every slot was taken before it: it may have queued behind them (load).
+    assert not blame_timeout(budget_s=5.0, timeout_s=5.0, ahead=64, slots=64)
+    assert blame_timeout(budget_s=5.0, timeout_s=5.0, ahead=63, slots=64)
+
+
+def test_a_version_takes_one_batch_at_once_at_most_what_its_replicas_hold() -> None:
+    assert slots(ModelServing()) == 64  # one batch of 64; 256 ongoing per replica
+    assert slots(ModelServing(max_ongoing_requests=4, num_replicas=2)) == 8
+    assert slots(ModelServing.model_validate(
+        {"max_ongoing_requests": 4, "autoscaling": {"min_replicas": 0}})) == 4
 
 
 def test_in_flight_counts_per_key() -> None:
