@@ -31,10 +31,10 @@ from mlray.registry.types import (
     RegisteredModel,
     ServedModel,
     Stage,
+    TrafficPolicy,
     VersionSpec,
 )
 from mlray.registry.uri import parse_model_uri
-from mlray.serving.traffic import TrafficPolicy
 from mlray.storage.artifacts import ArtifactStore
 from mlray.storage.base import AuditEntry, Delete, Document, Op, Put, StateStore
 

@@ -6,11 +6,10 @@ import enum
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from mlray._private.types import FiniteFloat, Name, ParamValue, Tags
 from mlray.registry.gates import GateReport
-from mlray.serving.traffic import TrafficPolicy
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -22,6 +21,7 @@ __all__ = [
     "ServedModel",
     "Stage",
     "TensorSpec",
+    "TrafficPolicy",
     "VersionSpec",
 ]
 
@@ -157,6 +157,38 @@ class ModelVersion(VersionSpec):
     def uri(self) -> str:
         """``models:/<name>/<version>``."""
         return f"models:/{self.model}/{self.version}"
+
+
+class TrafficPolicy(BaseModel):
+    """How one model's requests are split between its versions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    weights: dict[int, float] = Field(description="Version → share (need not sum to 100).")
+    shadows: list[int] = Field(default_factory=list,
+                               description="Versions that get a copy and never answer.")
+    sticky: bool = Field(True, description="Place requests by a hash of their routing key.")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrafficPolicy:
+        if not self.weights:
+            raise ValueError("weights must name at least one version")
+        for version, weight in self.weights.items():
+            if version < 1:
+                raise ValueError(f"version {version} is not a version number")
+            if weight < 0:
+                raise ValueError(f"version {version} has a negative weight {weight}")
+        if sum(self.weights.values()) <= 0:
+            raise ValueError("at least one version needs a positive weight")
+        both = sorted(set(self.shadows) & {v for v, w in self.weights.items() if w > 0})
+        if both:
+            raise ValueError(f"version(s) {both} cannot both answer and shadow")
+        return self
+
+    @property
+    def serving(self) -> list[int]:
+        """Versions with a positive weight, ascending."""
+        return sorted(v for v, w in self.weights.items() if w > 0)
 
 
 class ServedModel(BaseModel):

@@ -14,9 +14,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from mlray.errors import BackendUnavailable, NotFound
+from mlray.registry.types import TrafficPolicy  # stored by the registry; routed by here
 
 __all__ = ["NoHealthyVersion", "Route", "TrafficPolicy", "choose_version", "key_fraction"]
 
@@ -25,38 +24,6 @@ class NoHealthyVersion(BackendUnavailable):
     """Every version that could answer is unhealthy (breaker open or not ready)."""
 
     code = "no_healthy_version"
-
-
-class TrafficPolicy(BaseModel):
-    """How one model's requests are split between its versions."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    weights: dict[int, float] = Field(description="Version → share (need not sum to 100).")
-    shadows: list[int] = Field(default_factory=list,
-                               description="Versions that get a copy and never answer.")
-    sticky: bool = Field(True, description="Place requests by a hash of their routing key.")
-
-    @model_validator(mode="after")
-    def _check(self) -> TrafficPolicy:
-        if not self.weights:
-            raise ValueError("weights must name at least one version")
-        for version, weight in self.weights.items():
-            if version < 1:
-                raise ValueError(f"version {version} is not a version number")
-            if weight < 0:
-                raise ValueError(f"version {version} has a negative weight {weight}")
-        if sum(self.weights.values()) <= 0:
-            raise ValueError("at least one version needs a positive weight")
-        both = sorted(set(self.shadows) & {v for v, w in self.weights.items() if w > 0})
-        if both:
-            raise ValueError(f"version(s) {both} cannot both answer and shadow")
-        return self
-
-    @property
-    def serving(self) -> list[int]:
-        """Versions with a positive weight, ascending."""
-        return sorted(v for v, w in self.weights.items() if w > 0)
 
 
 @dataclass(frozen=True)
