@@ -8,16 +8,26 @@ load it back from its registry URI and score a few transactions. Then serve: sta
 a canary rollout to 100%, and print per-version counts and latencies. Last, monitor:
 replay ordinary and then drifted traffic, print the drift table, watch the drift alert
 go pending → firing and write the HTML drift report.
+
+The demo starts its own local Ray (``address="local"``, unless ``MLRAY_RAY_ADDRESS``
+names a cluster) and shuts it down at the end. On a shared Redis it writes only under
+its own key prefix (``mlray-demo-<random>``), says which, and removes those keys when it
+ends. Ray's own output (Ray Data progress, raylet warnings, Tune's banner) goes to
+``<home>/demo-ray.log``, not the screen.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import socket
+import sys
 import time
-from collections import defaultdict
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -29,6 +39,8 @@ from rich.table import Table
 import mlray
 from jobs import _demo_features as features
 from jobs import _demo_monitoring as monitoring
+from mlray._private.quiet import quiet_ray_env
+from mlray._private.redact import redact
 from mlray.datasets import example_transactions, write_fraud
 from mlray.models import load
 from mlray.registry.types import ModelVersion, Stage
@@ -74,8 +86,10 @@ def _port_free(port: int) -> bool:
 
 
 async def _traffic(url: str, model: str, rows: list[dict[str, object]], until: asyncio.Event,
-                   seen: dict[int, list[float]], clients: int = 8) -> None:
-    """POST /v1/predict from ``clients`` concurrent clients until ``until`` is set."""
+                   seen: dict[int, list[float]], errors: dict[int, Counter[str]],
+                   clients: int = 8) -> None:
+    """POST /v1/predict from ``clients`` concurrent clients until ``until`` is set; latencies
+    by the version that answered (or minus the HTTP status), error messages by status."""
     async def one_client(http: httpx.AsyncClient, n: int) -> None:
         while not until.is_set():
             body = {"modelName": model, "features": rows[n % len(rows)]}
@@ -84,9 +98,61 @@ async def _traffic(url: str, model: str, rows: list[dict[str, object]], until: a
             elapsed = (time.perf_counter() - start) * 1e3
             version = int(reply.headers.get("x-mlray-model-version", 0))
             seen[version if reply.status_code == 200 else -reply.status_code].append(elapsed)
+            if reply.status_code != 200:
+                errors[reply.status_code][_error_text(reply)] += 1
 
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         await asyncio.gather(*(one_client(http, n) for n in range(clients)))
+
+
+def _error_text(reply: httpx.Response) -> str:
+    try:
+        return str(reply.json().get("error", reply.text))[:120]
+    except ValueError:
+        return reply.text[:120]
+
+
+#: Why the rollout's traffic can see each status (printed under the table when it does).
+WHY = {503: "no version could take the request at that moment (a version's replicas "
+            "starting, a canary step moving traffic, or a full queue): the ingress sheds it "
+            "with Retry-After instead of letting it wait; clients retry",
+       504: "no answer within the request deadline",
+       429: "the caller's rate limit"}
+
+
+def _explain_errors(errors: dict[int, Counter[str]]) -> None:
+    for status, messages in sorted(errors.items()):
+        message = messages.most_common(1)[0][0]
+        console.print(f"  HTTP {status} ({sum(messages.values())} requests, mostly "
+                      f"[italic]{message}[/]): {WHY.get(status, 'see the message')}")
+
+
+@contextlib.contextmanager
+def _ray_output_to(log: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr (Ray's progress bars, raylet warnings, Tune's
+    banner; also what child processes inherit) to ``log`` while the block runs; the demo
+    prints through :data:`console`, kept on the real stdout. An error is raised after
+    both are restored, so its traceback reaches the screen."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    screen = os.fdopen(os.dup(saved[0]), "w", buffering=1, encoding="utf-8")
+    with open(log, "a", encoding="utf-8") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+    console.file = screen
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        console.file = sys.stdout
+        screen.close()
 
 
 def _redis_answers(url: str) -> bool:
@@ -130,10 +196,11 @@ def _serve(client: mlray.Client, model: str, first: int, second: int, data: Path
         client.serving.deploy(model, first, strategy="direct", wait=True, timeout_s=300)
     rows = example_transactions()
     seen: dict[int, list[float]] = defaultdict(list)
+    errors: dict[int, Counter[str]] = defaultdict(Counter)
 
     async def run() -> mlray.Rollout:
         stop = asyncio.Event()
-        load = asyncio.create_task(_traffic(url, model, rows, stop, seen))
+        load = asyncio.create_task(_traffic(url, model, rows, stop, seen, errors))
         await asyncio.sleep(2)
 
         def show(rollout: mlray.Rollout) -> None:
@@ -157,6 +224,7 @@ def _serve(client: mlray.Client, model: str, first: int, second: int, data: Path
         table.add_row(label, str(len(times)), f"{np.percentile(times, 50):.1f}",
                       f"{np.percentile(times, 99):.1f}")
     console.print(table)
+    _explain_errors(errors)
     policy = client.registry.get_traffic(model)
     console.print(f"rollout {rollout.status}; traffic now "
                   f"{ {f'v{v}': w for v, w in policy.weights.items()} }")
@@ -165,23 +233,57 @@ def _serve(client: mlray.Client, model: str, first: int, second: int, data: Path
 
 
 def main() -> None:
-    """Run the demo end to end."""
-    started = time.time()
-    console.rule("[bold]mlray demo: train, tune, gate, promote, serve from the registry")
+    """Run the demo end to end: its own Ray and Redis prefix, both cleaned up after."""
+    quiet_ray_env()  # Tune's box and Ray Data's bars off where a setting exists
     os.environ.setdefault("MLRAY_SERVING_CONFIG", str(SERVING))
     os.environ.setdefault("MLRAY_ALERTS_CONFIG", str(ALERTS))
+    # Every key this run writes to Redis starts with its own prefix (another run's
+    # velocity windows once mixed with this one's on the shared default "mlray").
+    prefix = f"mlray-demo-{uuid.uuid4().hex[:8]}"
+    os.environ["MLRAY_REDIS_PREFIX"] = prefix
     if _redis_answers("redis://127.0.0.1:6379/0"):
         os.environ.setdefault("MLRAY_STREAM_URL", "redis://127.0.0.1:6379/0")
     config = mlray.load_config()
-    if not _port_free(config.serve_port):
-        port = next(p for p in range(config.serve_port + 1, config.serve_port + 200)
+    log = config.home / "demo-ray.log"
+    with _ray_output_to(log):
+        try:
+            _run(config, log)
+        finally:
+            _clean_up(config)
+
+
+def _clean_up(config: mlray.PlatformConfig) -> None:
+    """Stop the demo's Ray and remove its Redis keys (only those under its prefix)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    redis_urls = {u for u in (config.stream_url, config.online_url, config.state_url)
+                  if u and u.startswith(("redis://", "rediss://"))}
+    for url in sorted(redis_urls):
+        removed = features.remove_redis_keys(url, config.redis_prefix)
+        console.print(f"redis: removed the demo's {removed} keys under "
+                      f"[cyan]{config.redis_prefix}:[/] ({redact(url)})")
+
+
+def _run(platform: mlray.PlatformConfig, log: Path) -> None:
+    started = time.time()
+    console.rule("[bold]mlray demo: train, tune, gate, promote, serve from the registry")
+    if not _port_free(platform.serve_port):
+        port = next(p for p in range(platform.serve_port + 1, platform.serve_port + 200)
                     if _port_free(p))
-        console.print(f"[yellow]port {config.serve_port} is taken; serving on {port}[/]")
+        console.print(f"[yellow]port {platform.serve_port} is taken; serving on {port}[/]")
         os.environ["MLRAY_SERVE_PORT"] = str(port)
-    client = mlray.connect()
+        platform = mlray.load_config()
+    # Its own local Ray unless a cluster is configured: never whatever Ray runs nearby.
+    client = mlray.connect(platform.ray_address or "local", config=platform)
     home = client.config.home
-    console.print(f"platform: actors in Ray namespace [cyan]{client.config.namespace}[/], "
-                  f"state at [cyan]{client.config.resolved_state_url}[/]")
+    console.print(f"platform: a {'configured' if platform.ray_address else 'local'} Ray, "
+                  f"actors in namespace [cyan]{client.config.namespace}[/], state at "
+                  f"[cyan]{client.config.resolved_state_url}[/]; Ray's own logs: {log}")
+    if client.config.stream_url:
+        console.print(f"redis: streams on {redact(client.config.stream_url)}, every key under "
+                      f"the prefix [cyan]{client.config.redis_prefix}:[/] (removed at the end)")
     now = dt.datetime.now(dt.UTC)
     data = write_fraud(home / "data" / "fraud.parquet", 20_000, seed=0,
                        start=now - dt.timedelta(days=30), days=29.9)
