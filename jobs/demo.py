@@ -134,25 +134,28 @@ def _ray_output_to(log: Path) -> Iterator[None]:
     prints through :data:`console`, kept on the real stdout. An error is raised after
     both are restored, so its traceback reaches the screen."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    streams = sys.stdout, sys.stderr
+    for stream in streams:
+        stream.flush()
     saved = os.dup(1), os.dup(2)
     screen = os.fdopen(os.dup(saved[0]), "w", buffering=1, encoding="utf-8")
-    with open(log, "a", encoding="utf-8") as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
+    sink = open(log, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 (closed below)
+    os.dup2(sink.fileno(), 1)
+    os.dup2(sink.fileno(), 2)
+    sys.stdout = sys.stderr = sink  # also where they are not fds 1 and 2
     console.file = screen
     try:
         yield
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        sink.flush()
+        sys.stdout, sys.stderr = streams
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         for fd in saved:
             os.close(fd)
         console.file = sys.stdout
         screen.close()
+        sink.close()
 
 
 def _redis_answers(url: str) -> bool:

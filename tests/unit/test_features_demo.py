@@ -4,9 +4,14 @@ clean-up removes those keys and nothing else."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 import uuid
+from collections import Counter
 from pathlib import Path
 
+import pytest
 import redis
 
 from jobs import _demo_features as demo
@@ -59,3 +64,37 @@ def test_every_key_of_the_velocity_stream_is_under_the_prefix(redis_url: str,
         demo.remove_redis_keys(redis_url, prefix)
         online.close()
         client.close()
+
+
+def test_ray_output_goes_to_the_log_and_the_demo_to_the_screen(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Ray Data's progress, raylet warnings and Tune's banner are written to fd 1 and 2 by
+    Python, C++ and child processes alike; the demo's own lines stay on the screen."""
+    from jobs import demo as job
+
+    log = tmp_path / "demo-ray.log"
+    with job._ray_output_to(log):
+        os.write(1, b"Running Dataset: 0/1\n")
+        os.write(2, b"(raylet) WARNING: 8 PYTHON worker processes\n")
+        print("Tune: Configuration for experiment")
+        subprocess.run([sys.executable, "-c", "print('from a child')"], check=True)
+        job.console.print("demo line")
+        job._explain_errors({503: Counter({"no healthy version among [2]": 3})})
+    screen = capfd.readouterr()
+    assert "demo line" in screen.out and "HTTP 503 (3 requests" in screen.out
+    assert "Retry-After" in screen.out and "no healthy version" in screen.out
+    for noise in ("Running Dataset", "raylet", "Tune:", "from a child"):
+        assert noise not in screen.out + screen.err
+        assert noise in log.read_text()
+    print("after")
+    assert capfd.readouterr().out == "after\n"
+
+
+def test_an_error_inside_reaches_the_screen(tmp_path: Path,
+                                            capfd: pytest.CaptureFixture[str]) -> None:
+    from jobs import demo as job
+
+    with pytest.raises(RuntimeError, match="boom"), job._ray_output_to(tmp_path / "log"):
+        raise RuntimeError("boom")
+    os.write(2, b"visible\n")
+    assert "visible" in capfd.readouterr().err
