@@ -232,7 +232,13 @@ def read_infer_request(body: bytes, headers: Mapping[str, str]) -> InferRequest:
             raise InvalidInput(f"Content-Type {media!r}: a JSON request is application/json "
                                "(binary tensors also need the Inference-Header-Content-Length"
                                " header)", field="content-type")
-        return InferRequest.model_validate_json(body)
+        request = InferRequest.model_validate_json(body)
+        for i, item in enumerate(request.inputs):
+            if item.binary_size is not None:
+                raise InvalidInput(f"inputs[{i}] ({item.name}) has binary_data_size, but the "
+                                   "request lacks the Inference-Header-Content-Length header",
+                                   field=HEADER_LENGTH)
+        return request
     if media not in (None, "application/octet-stream"):
         raise InvalidInput(f"Content-Type {media!r}: a binary request (with "
                            "Inference-Header-Content-Length) is application/octet-stream",

@@ -332,6 +332,9 @@ def test_binary_framing_errors_name_the_field() -> None:
         with pytest.raises(InvalidInput, match=message) as err:
             read_infer_request(body, length)
         assert err.value.field == field
+    with pytest.raises(InvalidInput, match="lacks the Inference-Header") as err:
+        read_infer_request(header, {})
+    assert err.value.field == "inference-header-content-length"
     short = header.replace(b'"binary_data_size":12', b'"binary_data_size":8 ')
     body = short + good[:8] + good[12:]
     with pytest.raises(InvalidInput, match="take 12 bytes") as err:
