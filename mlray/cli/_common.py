@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import socket
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 from pydantic import BaseModel
@@ -40,21 +39,21 @@ class State:
         return load_config(self.config_path)
 
     def cluster_address(self, config: PlatformConfig) -> str | None:
-        """The Ray cluster to use: configured, in RAY_ADDRESS, or one `mlray up` started."""
+        """The Ray cluster to use: configured, in RAY_ADDRESS, or the head `mlray up`
+        started (its record under MLRAY_HOME; never whatever listens on a port)."""
         if config.ray_address or os.environ.get("RAY_ADDRESS"):
             return config.ray_address or os.environ["RAY_ADDRESS"]
-        with socket.socket() as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", config.ray_head_port)) == 0:
-                return f"127.0.0.1:{config.ray_head_port}"
-        return None
+        from mlray._private.ray_head import load_record
+
+        record = load_record(config.home)
+        return record.address if record else None
 
     def ray_client(self) -> Client:
         """A client on Ray: the running cluster, or a local Ray started for this command
         (never a stranger's cluster found by ``address="auto"``)."""
         config = self.config()
         return connect(self.cluster_address(config) or "local", config=config,
-                       project=self.project)
+                       project=self.project, on_mismatch="adopt")
 
     def cluster_client(self) -> Client:
         """A client on the running cluster; serving needs one (Ray Serve lives there)."""
@@ -63,15 +62,17 @@ class State:
         if address is None:
             raise BackendUnavailable("no Ray cluster is running; start one with `mlray up` "
                                      "(or set MLRAY_RAY_ADDRESS)")
-        return connect(address, config=config, project=self.project)
+        return connect(address, config=config, project=self.project, on_mismatch="adopt")
 
-    def client(self) -> Client:
-        """A client on the running cluster, or in-process on the embedded store if none."""
+    def client(self, on_mismatch: Literal["raise", "adopt"] = "adopt") -> Client:
+        """A client on the running cluster, or in-process on the embedded store if none.
+        When the running actors' config differs, a line per key goes to stderr and theirs
+        is used (``"adopt"``), or ConfigError is raised (``"raise"``, as `up` does)."""
         config = self.config()
         address = self.cluster_address(config)
         if address is None:
             return connect(config=config, project=self.project, local=True)
-        return connect(address, config=config, project=self.project)
+        return connect(address, config=config, project=self.project, on_mismatch=on_mismatch)
 
 
 state = State()

@@ -8,8 +8,6 @@ import os
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 import contextlib
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,9 +16,11 @@ import typer
 
 from mlray._private.quiet import quiet_ray_env, stdout_to_stderr
 from mlray._private.ray_session import local_cpus
+from mlray._private.redact import redact_all
 from mlray.cli import features, models, monitoring, runs, serving, training
 from mlray.cli._common import JsonOpt, emit, err_console, state
-from mlray.errors import BackendUnavailable, MlrayError
+from mlray.config import PlatformConfig
+from mlray.errors import MlrayError
 
 app = typer.Typer(help="mlray: an ML platform on Ray.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -46,11 +46,6 @@ def _options(
 ) -> None:
     state.config_path = config
     state.project = project
-
-
-def _ray_cli() -> str:
-    found = Path(sys.executable).with_name("ray")
-    return str(found) if found.exists() else (shutil.which("ray") or "ray")
 
 
 def _actor_states(namespace: str) -> dict[str, str]:
@@ -96,27 +91,61 @@ def _app_state(app: dict[str, object]) -> str:
     return f"{wanted}; on Serve: {running}"
 
 
+def _where(config: PlatformConfig) -> dict[str, object]:
+    return {"state_url": config.resolved_state_url,
+            "artifact_uri": config.resolved_artifact_uri,
+            "online_url": config.online_url, "offline_uri": config.offline_uri}
+
+
 def _status(as_json: bool, dashboard: str | None = None) -> None:
+    """What the platform uses: on a cluster, the running actors' config (the local one only
+    when no actors run), with a line per key where the local config differs."""
+    from mlray._private.ray_head import load_record
+
     config = state.config()
     address = state.cluster_address(config)
     info: dict[str, object] = {
-        "ray_address": address, "namespace": config.namespace,
-        "state_url": config.resolved_state_url, "artifact_uri": config.resolved_artifact_uri,
+        "ray_address": address, "namespace": config.namespace, **_where(config),
         "mode": "cluster" if address else "embedded (no Ray cluster; CLI works in-process)",
     }
     if address:
+        from actors import running_config
         from mlray._private.ray_session import ensure_ray
+        from mlray.config import config_differences
 
         dashboard = ensure_ray(address, config.namespace) or dashboard
+        record = load_record(config.home)
+        if record is not None and record.address == address:
+            dashboard = record.dashboard_url
+        running = running_config(config.namespace)
+        info["config_from"] = "local config (no actors run)" if running is None else "actors"
+        if running is not None:
+            info.update(_where(running))
+            info["config_mismatch"] = config_differences(config, running)
         info["dashboard_url"] = dashboard
         info["actors"] = _actor_states(config.namespace)
         info["serving"] = _serving_state(config)
-    rows = [[k, v] for k, v in info.items() if k not in ("actors", "serving")]
+    info = redact_all(info)
+    rows = [[k, v] for k, v in info.items()
+            if k not in ("actors", "serving", "config_mismatch")]
+    rows += [["config mismatch", line] for line in info.get("config_mismatch") or []]  # type: ignore[attr-defined]
     rows += [[f"actor {n}", s] for n, s in dict(info.get("actors") or {}).items()]  # type: ignore[call-overload]
     serving_info = dict(info.get("serving") or {})  # type: ignore[call-overload]
     rows += [[f"app {a['app']}", _app_state(a)] for a in serving_info.get("apps", [])]
     rows += [[f"breaker {k}", v["state"]] for k, v in serving_info.get("breakers", {}).items()]
     emit(info, as_json, ("", ""), rows, "mlray status")
+
+
+def _check_settings(config: PlatformConfig) -> None:
+    """Load the serving and alert settings the actors will load, so that a bad file fails
+    `up` before anything starts (an actor failing in its constructor restarts forever)."""
+    from mlray.serving.settings import load_serving_config
+
+    load_serving_config(config.serving_config)
+    if config.alerts_config:
+        from mlray.alerts.rules import load_rules
+
+        load_rules(config.alerts_config)
 
 
 @app.command()
@@ -129,39 +158,72 @@ def up(
     as_json: bool = JsonOpt,
 ) -> None:
     """Start a local Ray head (on ray_head_port), the control-plane actors, serving, and
-    the stream processors of streaming feature views (when stream_url is set)."""
+    the stream processors of streaming feature views (when stream_url is set).
+
+    Before anything starts, the stores must answer and ray_head_port and serve_port must be
+    free (else one line and nothing runs); the head's other ports are picked free. When a
+    later step fails, the head this command started is stopped again.
+    """
+    from mlray._private import ray_head
+
     config = state.config()
+    ray_head.check_stores(config)
+    _check_settings(config)
+    started = None
     if state.cluster_address(config) is None:
-        cmd = [_ray_cli(), "start", "--head", f"--port={config.ray_head_port}",
-               f"--dashboard-port={config.ray_dashboard_port}", "--dashboard-host=127.0.0.1",
-               "--disable-usage-stats"]
+        plan = ray_head.plan_ports(config, serve=serve)
+        for note in plan.notes:
+            err_console.print(f"note: {note}", markup=False, highlight=False)
         # At least 4 logical CPUs, as a local Ray gets: on two cores the README's training
         # config (two workers, plus Ray Data tasks to feed them) must fit.
-        cmd.append(f"--num-cpus={num_cpus or local_cpus(config.local_num_cpus)}")
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise BackendUnavailable(f"`ray start` failed: {done.stderr.strip()[-500:]}")
-    client = state.client()
-    if serve:
-        from mlray.serving.launch import start_serving
+        started = ray_head.start_head(config, plan,
+                                      num_cpus or local_cpus(config.local_num_cpus))
+    try:
+        # The platform runs with one config: `up` with another is refused, not adopted.
+        client = state.client(on_mismatch="raise")
+        if serve:
+            from mlray.serving.launch import start_serving
 
-        start_serving(client.config)
-    if client.config.stream_url and client.features.streaming_views():
-        client.features.start_streams()
+            start_serving(client.config)
+        if client.config.stream_url and client.features.streaming_views():
+            client.features.start_streams()
+    except BaseException as exc:
+        if started is None:
+            raise
+        import ray
+
+        ray.shutdown()
+        ray_head.stop_head(started, config.home)
+        if isinstance(exc, MlrayError) and type(exc).__init__ is MlrayError.__init__:
+            raise type(exc)(f"{exc.message}; the Ray head this `mlray up` started was "
+                            "stopped", field=exc.field) from exc
+        raise
     _status(as_json)
 
 
 @app.command()
 def down(as_json: bool = JsonOpt) -> None:
-    """Stop the control-plane actors and the local Ray head (state is kept)."""
+    """Stop the Ray head `mlray up` started: its own processes only (other Ray clusters on
+    this host keep running). On a cluster mlray did not start, stop only the control-plane
+    actors. State is kept."""
+    from mlray._private.ray_head import load_record, stop_head
+
     config = state.config()
-    address = state.cluster_address(config)
-    if address is None:
+    record = load_record(config.home)
+    explicit = config.ray_address or os.environ.get("RAY_ADDRESS")
+    if record is not None and explicit in (None, "", record.address):
+        count = stop_head(record, config.home)
+        emit({"stopped": "actors and head", "address": record.address, "processes": count},
+             as_json, ("",),
+             [[f"stopped the Ray head at {record.address} that `mlray up` started "
+               f"({count} processes), with its actors and Serve"]])
+        return
+    if not explicit:
         emit({"stopped": False}, as_json, ("",), [["no Ray cluster is running"]])
         return
     from mlray._private.ray_session import ensure_ray
 
-    ensure_ray(address, config.namespace)
+    ensure_ray(explicit, config.namespace)
     import ray
 
     from actors import actor_names
@@ -170,14 +232,9 @@ def down(as_json: bool = JsonOpt) -> None:
         with contextlib.suppress(ValueError):
             ray.kill(ray.get_actor(name, namespace=config.namespace), no_restart=True)
     ray.shutdown()
-    if address != f"127.0.0.1:{config.ray_head_port}":
-        emit({"stopped": "actors"}, as_json, ("",),
-             [[f"stopped the actors; the cluster at {address} was not started by `mlray up` "
-               "and keeps running"]])
-        return
-    subprocess.run([_ray_cli(), "stop"], capture_output=True, check=False)
-    emit({"stopped": "actors and head"}, as_json, ("",),
-         [["stopped the actors and the Ray head"]])
+    emit({"stopped": "actors"}, as_json, ("",),
+         [[f"stopped the actors; the cluster at {explicit} was not started by `mlray up` "
+           "and keeps running"]])
 
 
 @app.command()

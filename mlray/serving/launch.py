@@ -5,11 +5,24 @@ from __future__ import annotations
 from ray import serve
 
 from mlray.config import PlatformConfig
+from mlray.errors import ConfigError
 from mlray.serving.ingress import ingress_app
 from mlray.serving.model_names import INGRESS_APP
 from mlray.serving.settings import load_serving_config
 
-__all__ = ["start_serving", "stop_serving"]
+__all__ = ["running_serve_port", "start_serving", "stop_serving"]
+
+
+def running_serve_port() -> int | None:
+    """The HTTP port of the Serve already running in this Ray cluster, or None."""
+    import ray
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    try:
+        controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+    except ValueError:
+        return None
+    return int(ray.get(controller.get_http_config.remote(), timeout=60).port)
 
 
 def start_serving(config: PlatformConfig, host: str = "127.0.0.1") -> str:
@@ -17,7 +30,22 @@ def start_serving(config: PlatformConfig, host: str = "127.0.0.1") -> str:
 
     The control-plane actors must be up (the ingress reads the ``registry`` and syncs
     with ``breakers``). Redeploying is idempotent. Returns the ingress's base URL.
+
+    Raises:
+        ConfigError: Serve already runs on another port (Serve cannot move it), or
+            nothing runs yet and another process holds ``serve_port``.
     """
+    from mlray._private.ray_head import port_free
+
+    running = running_serve_port()
+    if running is not None and running != config.serve_port:
+        raise ConfigError(
+            f"Serve already listens on port {running} in this cluster, not serve_port "
+            f"{config.serve_port}; use {running}, or `mlray down` and `mlray up` to move it",
+            field="serve_port")
+    if running is None and not port_free(config.serve_port):
+        raise ConfigError(f"serve_port {config.serve_port} is in use by another process "
+                          "(set MLRAY_SERVE_PORT to a free port)", field="serve_port")
     serve.start(http_options={"host": host, "port": config.serve_port})
     serve.run(ingress_app(config, load_serving_config(config.serving_config)),
               name=INGRESS_APP, route_prefix="/")

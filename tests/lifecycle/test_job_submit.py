@@ -1,4 +1,8 @@
-"""`ray job submit --working-dir . -- python -m jobs.train` against a `ray start` cluster."""
+"""`ray job submit --working-dir . -- python -m jobs.train` against an `mlray up` head.
+
+The job is submitted WITHOUT the platform's MLRAY_HOME: it must take the platform's config
+from the running actors (and say so), not create or use a store of its own.
+"""
 
 from __future__ import annotations
 
@@ -21,10 +25,13 @@ pytestmark = pytest.mark.lifecycle
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_train_job_through_ray_job_submit(tmp_path: Path) -> None:
+def test_train_job_through_ray_job_submit_uses_the_platforms_config(tmp_path: Path) -> None:
     ray_cli = str(Path(sys.executable).with_name("ray"))
-    port, dashboard = free_port(), free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    home = tmp_path / "home"
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "MLRAY_HOME": str(home),
+           "MLRAY_RAY_HEAD_PORT": str(free_port()),
+           "MLRAY_RAY_DASHBOARD_PORT": str(free_port())}
+    env.pop("RAY_ADDRESS", None)
     data = write_fraud(tmp_path / "fraud.parquet", 3000, seed=2)
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump({
@@ -34,13 +41,14 @@ def test_train_job_through_ray_job_submit(tmp_path: Path) -> None:
         "model": {"type": "mlp_classifier", "hidden": [8]},
         "hyperparameters": {"epochs": 2, "lr": 0.01},
         "scaling": {"num_workers": 2}}))
-    home = tmp_path / "home"
-    subprocess.run([ray_cli, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}",
-                    "--dashboard-host=127.0.0.1", "--num-cpus=4", "--disable-usage-stats"],
-                   env=env, check=True, capture_output=True, timeout=180)
+    mlray_cli = [sys.executable, "-m", "mlray.cli"]
+    up = subprocess.run([*mlray_cli, "up", "--no-serve", "--num-cpus", "4", "--json"],
+                        env=env, capture_output=True, text=True, timeout=400, check=False)
+    assert up.returncode == 0, up.stderr[-2000:]
     try:
-        address = f"http://127.0.0.1:{dashboard}"
-        runtime_env = json.dumps({"env_vars": {"MLRAY_HOME": str(home)}})
+        address = json.loads(up.stdout)["dashboard_url"]
+        job_home = tmp_path / "job-home"  # what the job's own environment would point at
+        runtime_env = json.dumps({"env_vars": {"MLRAY_HOME": str(job_home)}})
         submitted = subprocess.run(
             [ray_cli, "job", "submit", "--address", address, "--no-wait",
              "--submission-id", "mlray-train-test", "--working-dir", str(ROOT),
@@ -61,9 +69,12 @@ def test_train_job_through_ray_job_submit(tmp_path: Path) -> None:
         logs = jobs.get_job_logs("mlray-train-test")
         assert status == RayJobStatus.SUCCEEDED, logs[-3000:]
         assert "COMPLETED" in logs and "registered models:/submitted/1" in logs
+        assert f"mlray: state_url: the running platform uses sqlite:///{home}" in logs
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, check=False,
-                       timeout=120)
+        down = subprocess.run([*mlray_cli, "down"], env=env, capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert down.returncode == 0, down.stderr[-2000:]
+    assert not (job_home / "state.db").exists()
     client = mlray.connect(config=load_config(env={"MLRAY_HOME": str(home)}), local=True)
     version = client.registry.get_version("submitted", 1)
     assert version.lineage.run_id and 0.0 <= version.metrics["roc_auc"] <= 1.0
