@@ -28,6 +28,9 @@ def run_job(description: str, body: Callable[[Any, TrainConfig], Any]) -> None:
         config = load_train_config(args.config)
         import mlray
 
+        # No config= here: where the platform keeps its state comes from the running
+        # actors (the cluster), not from the submitting shell's environment; connect says
+        # so on stderr when this process's own config differs.
         body(mlray.connect(args.address), config)
 
     run_or_exit(connect_and_run)
