@@ -1,15 +1,15 @@
 """The model registry's rules, over a :class:`StateStore`; no Ray here.
 
 Documents: ``models/<project>/<name>`` holds the model (with its aliases and the last
-version number handed out) and ``versions/<project>/<name>/<00000001>`` each version.
+version number handed out) and ``versions/<project>/<name>/<00000001>`` each version
+(``traffic/<project>/<name>`` its traffic policy: :mod:`mlray.registry.traffic`).
 Every change is one atomic :meth:`StateStore.apply` with compare-and-set on the model
 document, so version numbers never repeat or skip, even with several writers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from mlray._private.filters import evaluate, get_field, parse_filter, parse_order, sort_by
 from mlray._private.types import Name, Project, Tags, now
@@ -21,99 +21,35 @@ from mlray.errors import (
     InvalidTransition,
     NotFound,
 )
-from mlray.identity import ALL_PROJECTS, Caller, Role
+from mlray.identity import Caller, Role
+from mlray.registry._documents import MODELS, TRAFFIC, VERSIONS, model_key, version_key
 from mlray.registry.gates import GateReport
+from mlray.registry.traffic import TrafficRules, traffic_taken
 from mlray.registry.types import (
     ALLOWED_TRANSITIONS,
     Alias,
     ModelSpec,
     ModelVersion,
     RegisteredModel,
-    ServedModel,
     Stage,
-    TrafficPolicy,
     VersionSpec,
 )
 from mlray.registry.uri import parse_model_uri
-from mlray.storage.artifacts import ArtifactStore
-from mlray.storage.base import AuditEntry, Delete, Document, Op, Put, StateStore
+from mlray.storage.base import AuditEntry, Delete, Op, Put
 
 __all__ = ["ModelRegistry"]
 
-MODELS = "models"
-VERSIONS = "versions"
-TRAFFIC = "traffic"
-_RETRIES = 64
 _VERSION_FIELDS = frozenset({"version", "stage", "model", "created_at", "updated_at",
                              "created_by", "description"})
-T = TypeVar("T")
 
 
-def _model_key(project: Project, name: str) -> str:
-    return f"{project}/{name}"
-
-
-def _version_key(project: Project, name: str, version: int) -> str:
-    return f"{project}/{name}/{version:08d}"
-
-
-class ModelRegistry:
+class ModelRegistry(TrafficRules):
     """Registered models, versions, stages, aliases and search, with an audit trail.
 
     Args:
         store: where documents and the audit log live.
         artifacts: when given, each new version's artifact is checked (exists, sha256).
     """
-
-    def __init__(self, store: StateStore, artifacts: ArtifactStore | None = None) -> None:
-        self._store = store
-        self._artifacts = artifacts
-
-    # -- helpers ---------------------------------------------------------------------------
-
-    def _model_doc(self, project: str, name: str) -> Document:
-        doc = self._store.get(MODELS, _model_key(project, name))
-        if doc is None:
-            raise NotFound(f"model {name!r} does not exist in project {project!r}", field="model")
-        return doc
-
-    def _version_doc(self, project: str, name: str, version: int) -> Document:
-        return self._model_and_version(project, name, version)[1]
-
-    def _model_and_version(self, project: str, name: str,
-                           version: int) -> tuple[Document, Document]:
-        """Both documents in one round trip; NotFound names whichever is missing."""
-        model, found = self._store.get_many([(MODELS, _model_key(project, name)),
-                                             (VERSIONS, _version_key(project, name, version))])
-        if model is None:
-            raise NotFound(f"model {name!r} does not exist in project {project!r}", field="model")
-        if found is None:
-            raise NotFound(f"model {name!r} has no version {version}", field="version")
-        return model, found
-
-    @staticmethod
-    def _version(doc: Document, model: RegisteredModel | None) -> ModelVersion:
-        version = ModelVersion.model_validate(doc.data)
-        if model is not None:
-            version.aliases = sorted(a for a, v in model.aliases.items() if v == version.version)
-        return version
-
-    @staticmethod
-    def _audit(caller: Caller, project: Project, action: str, target: str,
-               before: dict[str, Any] | None = None,
-               after: dict[str, Any] | None = None) -> AuditEntry:
-        return AuditEntry(user=caller.user, project=project, action=action, target=target,
-                          before=before, after=after)
-
-    @staticmethod
-    def _retry(attempt: Callable[[], T]) -> T:
-        """Run a read-check-write attempt again when another writer got there first."""
-        for _ in range(_RETRIES - 1):
-            try:
-                return attempt()
-            except Conflict:
-                continue
-        return attempt()
 
     # -- models ----------------------------------------------------------------------------
 
@@ -128,7 +64,7 @@ class ModelRegistry:
         ts = now()
         model = RegisteredModel(**spec.model_dump(), project=project, created_at=ts,
                                 updated_at=ts, created_by=caller.user)
-        key = _model_key(project, spec.name)
+        key = model_key(project, spec.name)
         try:
             self._store.put(MODELS, key, model.model_dump(mode="json"), expected_version=0,
                             audit=self._audit(caller, project, "model.create", key,
@@ -239,7 +175,7 @@ class ModelRegistry:
                                    version=number, created_at=ts, updated_at=ts,
                                    created_by=caller.user, updated_by=caller.user)
             bumped = registered.model_copy(update={"latest_version": number, "updated_at": ts})
-            key = _version_key(project, model, number)
+            key = version_key(project, model, number)
             self._store.apply(
                 [Put(collection=MODELS, key=doc.key, data=bumped.model_dump(mode="json"),
                      expected_version=doc.version),
@@ -363,7 +299,7 @@ class ModelRegistry:
                                                "updated_by": caller.user})
             mdoc = self._model_doc(project, model)
             policy = self._stored_traffic(mdoc.key)
-            if stage is Stage.ARCHIVED and (taken := _traffic_taken(policy, version)):
+            if stage is Stage.ARCHIVED and (taken := traffic_taken(policy, version)):
                 raise InvalidTransition(
                     f"{model} v{version} takes {taken} of {model}'s traffic; move it first "
                     f"(`mlray deploy {model} --version N` or `mlray traffic {model} vN=100`), "
@@ -378,7 +314,7 @@ class ModelRegistry:
                     if other.key == doc.key:
                         continue
                     number = other.data["version"]
-                    if taken := _traffic_taken(policy, number):
+                    if taken := traffic_taken(policy, number):
                         raise InvalidTransition(
                             f"promoting {model} v{version} would archive v{number}, which "
                             f"takes {taken} of {model}'s traffic; roll v{version} out first "
@@ -425,7 +361,7 @@ class ModelRegistry:
                     f"{model} v{version} is in Production; move it to Archived first",
                     field="version")
             mdoc = self._model_doc(project, model)
-            if taken := _traffic_taken(self._stored_traffic(mdoc.key), version):
+            if taken := traffic_taken(self._stored_traffic(mdoc.key), version):
                 raise InvalidTransition(
                     f"{model} v{version} takes {taken} of {model}'s traffic; move it first "
                     f"(`mlray traffic {model} vN=100`), then delete it", field="version")
@@ -519,156 +455,9 @@ class ModelRegistry:
             raise NotFound(f"model {ref.name!r} has no version {what}", field="uri")
         return self._version(docs[-1], registered)
 
-    # -- traffic policies ------------------------------------------------------------------
-
-    def _stored_traffic(self, model_key: str) -> TrafficPolicy | None:
-        doc = self._store.get(TRAFFIC, model_key)
-        return TrafficPolicy.model_validate(doc.data) if doc is not None else None
-
-    def _write_traffic(self, caller: Caller, project: str, model: str, policy: TrafficPolicy,
-                       *, restore: bool) -> TrafficPolicy:
-        mdoc = self._model_doc(project, model)
-        named = sorted({*policy.weights, *policy.shadows})
-        docs = self._store.get_many([(VERSIONS, _version_key(project, model, v)) for v in named])
-        before = self._store.get(TRAFFIC, mdoc.key)
-        if restore:
-            gone = {n for n, doc in zip(named, docs, strict=True) if doc is None}
-            kept = {v: w for v, w in policy.weights.items() if v not in gone}
-            if not any(w > 0 for w in kept.values()):
-                raise NotFound(f"no version of the policy to restore exists any more "
-                               f"(deleted: {sorted(gone)})", field="weights")
-            policy = policy.model_copy(update={
-                "weights": kept, "shadows": [v for v in policy.shadows if v not in gone]})
-        else:
-            old = TrafficPolicy.model_validate(before.data) if before else None
-            for number, doc in zip(named, docs, strict=True):
-                if doc is None:
-                    raise NotFound(f"model {model!r} has no version {number}", field="weights")
-                if doc.data["stage"] == Stage.ARCHIVED.value and _gains(old, policy, number):
-                    raise InvalidTransition(
-                        f"{model} v{number} is Archived; its traffic can shrink but not grow "
-                        f"(move it to Staging or Production first)", field="weights")
-        self._store.apply(
-            [Put(collection=TRAFFIC, key=mdoc.key, data=policy.model_dump(mode="json")),
-             Put(collection=MODELS, key=mdoc.key, data=mdoc.data,
-                 expected_version=mdoc.version)],
-            self._audit(caller, project, "traffic.restore" if restore else "traffic.set",
-                        mdoc.key, before=before.data if before else None,
-                        after=policy.model_dump(mode="json")))
-        return policy
-
-    @boundary
-    def set_traffic(self, caller: Caller, project: Project, model: Name,
-                    policy: TrafficPolicy) -> TrafficPolicy:
-        """Store ``model``'s traffic policy (what the serving ingress routes by).
-
-        Raises:
-            NotFound: a version in the policy does not exist.
-            InvalidTransition: an Archived version would get a larger share than it has
-                (or become a shadow): Archived versions may only lose traffic.
-        """
-        caller.require(project, Role.editor)
-        return self._retry(lambda: self._write_traffic(caller, project, model, policy,
-                                                       restore=False))
-
-    @boundary
-    def restore_traffic(self, caller: Caller, project: Project, model: Name,
-                        policy: TrafficPolicy) -> TrafficPolicy:
-        """Put back a policy that served before (a rollback): Archived versions in it are
-        allowed, versions deleted since are left out (audited as ``traffic.restore``).
-
-        Not on the registry actor's API: only the deployments actor's rollbacks call it.
-
-        Raises:
-            NotFound: none of the policy's weighted versions exists any more.
-        """
-        caller.require(project, Role.editor)
-        return self._retry(lambda: self._write_traffic(caller, project, model, policy,
-                                                       restore=True))
-
-    def traffic_policies(self, caller: Caller) -> dict[tuple[str, str], TrafficPolicy]:
-        """Every stored policy of every project, by (project, model): the serving state
-        the deployments actor reconciles Ray Serve to (needs a role in every project)."""
-        caller.require(ALL_PROJECTS, Role.viewer)
-        out = {}
-        for doc in self._store.list(TRAFFIC):
-            project, _, model = doc.key.partition("/")
-            out[(project, model)] = TrafficPolicy.model_validate(doc.data)
-        return out
-
-    @boundary
-    def get_traffic(self, caller: Caller, project: Project, model: Name) -> TrafficPolicy:
-        """``model``'s traffic policy; without one, all traffic to its Production version.
-
-        Raises:
-            NotFound: no policy and no Production version.
-        """
-        caller.require(project, Role.viewer)
-        mdoc = self._model_doc(project, model)
-        doc = self._store.get(TRAFFIC, mdoc.key)
-        if doc is not None:
-            return TrafficPolicy.model_validate(doc.data)
-        live = self._store.list(VERSIONS, {"stage": Stage.PRODUCTION.value},
-                                prefix=f"{project}/{model}/")
-        if not live:
-            raise NotFound(f"model {model!r} has no traffic policy and no Production version",
-                           field="model")
-        return TrafficPolicy(weights={doc.data["version"]: 1.0 for doc in live[-1:]})
-
-    @boundary
-    def serving_view(self, caller: Caller, project: Project) -> dict[str, ServedModel]:
-        """What the ingress routes by, for every model with a policy or a Production version:
-        the policy and the versions it names (one read of the store per collection)."""
-        caller.require(project, Role.viewer)
-        prefix = f"{project}/"
-        policies = {d.key[len(prefix):]: TrafficPolicy.model_validate(d.data)
-                    for d in self._store.list(TRAFFIC, prefix=prefix)}
-        services = {d.key[len(prefix):]: d.data.get("feature_service")
-                    for d in self._store.list(MODELS, prefix=prefix)}
-        versions: dict[str, dict[int, ModelVersion]] = {}
-        for doc in self._store.list(VERSIONS, prefix=prefix):
-            version = ModelVersion.model_validate(doc.data)
-            versions.setdefault(version.model, {})[version.version] = version
-        view: dict[str, ServedModel] = {}
-        for model, known in versions.items():
-            policy = policies.get(model)
-            if policy is None:
-                live = [v for v, mv in known.items() if mv.stage is Stage.PRODUCTION]
-                if not live:
-                    continue
-                policy = TrafficPolicy(weights={max(live): 1.0})
-            named = {*policy.weights, *policy.shadows}
-            # The ingress needs schemas and stages, not baselines: keep the refresh small.
-            view[model] = ServedModel(policy=policy,
-                                      versions={v: known[v].model_copy(update={"baseline": None})
-                                                for v in named if v in known},
-                                      feature_service=services.get(model))
-        return view
-
     @boundary
     def audit_log(self, caller: Caller, project: Project, *, after_seq: int = 0,
                   limit: int = 100) -> list[AuditEntry]:
         """The project's audit entries after ``after_seq`` (admins only)."""
         caller.require(project, Role.admin)
         return self._store.audit_log(after_seq=after_seq, limit=limit, project=project)
-
-
-def _share(policy: TrafficPolicy, version: int) -> float:
-    total = sum(policy.weights.values())
-    return policy.weights.get(version, 0.0) / total if total > 0 else 0.0
-
-
-def _gains(before: TrafficPolicy | None, after: TrafficPolicy, version: int) -> bool:
-    """Whether ``version`` gets a larger share, or becomes a shadow, in ``after``."""
-    if version in after.shadows and (before is None or version not in before.shadows):
-        return True
-    return _share(after, version) > (_share(before, version) if before else 0.0) + 1e-9
-
-
-def _traffic_taken(policy: TrafficPolicy | None, version: int) -> str | None:
-    """How ``version`` takes traffic under ``policy`` ("100%", "copies (shadow)"), if it does."""
-    if policy is None:
-        return None
-    if policy.weights.get(version, 0) > 0:
-        return f"{_share(policy, version):.0%}"
-    return "copies (shadow)" if version in policy.shadows else None
