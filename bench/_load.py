@@ -12,6 +12,8 @@ whether 503s carry ``Retry-After``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import re
 import shutil
 import subprocess
@@ -186,7 +188,7 @@ class OverloadResult:
     """Every answer of an overload cell: statuses, latencies (all answers), Retry-After."""
 
     seconds: float
-    statuses: Counter[str] = field(default_factory=Counter)  # "200", "503", "ClientError"
+    statuses: Counter[str] = field(default_factory=Counter)  # "200", "503 overloaded", ...
     latencies_ms: list[float] = field(default_factory=list)
     retry_after_503: int = 0  # 503s that carried a Retry-After header
 
@@ -219,8 +221,11 @@ async def _aiohttp_overload(url: str, body: bytes, concurrency: int, seconds: fl
         while (start := time.perf_counter()) < deadline:
             try:
                 async with session.post(url, data=body, headers=_HEADERS) as reply:
-                    await reply.read()
+                    content = await reply.read()
                     status = str(reply.status)
+                    if reply.status != 200:  # "503 overloaded"; "503" from Serve's proxy
+                        with contextlib.suppress(ValueError, KeyError, TypeError):
+                            status += f" {json.loads(content)['code']}"
                     if reply.status == 503 and "Retry-After" in reply.headers:
                         retry_after[0] += 1
             except (aiohttp.ClientError, TimeoutError) as exc:

@@ -298,7 +298,7 @@ class Ingress:
                                             budget)
         except TimeoutError:
             if blame_timeout(budget_s=budget, timeout_s=timeout_s, ahead=ahead,
-                             slots=slots(settings)):
+                             slots=slots(settings), waited_s=time.perf_counter() - start):
                 self.router.record(model, version, False, (time.perf_counter() - start) * 1e3)
             else:
                 self.router.breaker(model, version).release()

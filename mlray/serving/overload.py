@@ -83,11 +83,15 @@ def slots(serving: ModelServing) -> int:
                       serving.max_ongoing_requests * max(1, replicas)))
 
 
-def blame_timeout(*, budget_s: float, timeout_s: float, ahead: int, slots: int) -> bool:
+def blame_timeout(*, budget_s: float, timeout_s: float, ahead: int, slots: int,
+                  waited_s: float) -> bool:
     """Does a call that ran out of time say the version is failing (count it)?
 
     Only when the call had at least half of the version's timeout (not a deadline mostly
-    spent before it, e.g. waiting for the ingress) and fewer than ``slots`` calls were
-    under way before it (else it may have waited behind them: load, not failure).
+    spent before it, e.g. waiting for the ingress), fewer than ``slots`` calls were under
+    way before it (else it may have waited behind them), and the timeout fired on time:
+    ``waited_s``, the time the call actually waited, within a quarter of ``budget_s`` (a
+    late timer means the ingress itself was starved of CPU). Otherwise: load, not failure.
     """
-    return budget_s >= timeout_s / 2 and ahead < slots
+    return (budget_s >= timeout_s / 2 and ahead < slots
+            and waited_s <= budget_s * 1.25)

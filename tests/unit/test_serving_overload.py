@@ -75,13 +75,16 @@ def test_a_deadline_counts_from_its_start() -> None:
 
 
 def test_timeouts_blame_a_version_only_when_it_had_a_fair_chance() -> None:
-    # Alone, with its whole timeout: the version is failing.
-    assert blame_timeout(budget_s=5.0, timeout_s=5.0, ahead=0, slots=64)
+    fair = {"budget_s": 5.0, "timeout_s": 5.0, "ahead": 0, "slots": 64, "waited_s": 5.0}
+    # Alone, with its whole timeout, timed out on time: the version is failing.
+    assert blame_timeout(**fair)
     # Most of the deadline went before the call (a busy ingress): no verdict.
-    assert not blame_timeout(budget_s=1.0, timeout_s=5.0, ahead=0, slots=64)
+    assert not blame_timeout(**{**fair, "budget_s": 1.0, "waited_s": 1.0})
     # Every slot was taken before it: it may have queued behind them (load).
-    assert not blame_timeout(budget_s=5.0, timeout_s=5.0, ahead=64, slots=64)
-    assert blame_timeout(budget_s=5.0, timeout_s=5.0, ahead=63, slots=64)
+    assert not blame_timeout(**{**fair, "ahead": 64})
+    assert blame_timeout(**{**fair, "ahead": 63})
+    # The timeout fired 4 s late: the ingress's own loop was starved (load).
+    assert not blame_timeout(**{**fair, "waited_s": 9.0})
 
 
 def test_a_version_takes_one_batch_at_once_at_most_what_its_replicas_hold() -> None:
