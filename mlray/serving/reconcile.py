@@ -95,6 +95,7 @@ class Reconciler:
         self._retry_s, self._max_retry_s = retry_s, max_retry_s
         self._caller = Caller.local_admin("mlray-deployments")
         self._failures: dict[str, _Failure] = {}
+        self._removing: dict[str, float] = {}  # app -> when its removal was asked
 
     def desired(self) -> dict[str, Want]:
         """Every model app the desired state names, by app name."""
@@ -135,11 +136,16 @@ class Reconciler:
                 continue
             self._failures.pop(name, None)
             done.deployed.append(name)
+        now = self._clock()
         for name in sorted(present - wanted.keys()):
             parsed = parse_app_name(name)
-            if parsed is not None:
-                self._deployer.delete(*parsed)
+            asked = self._removing.get(name)
+            if parsed is not None and (asked is None or now - asked > self._max_retry_s):
+                self._deployer.delete(*parsed)  # returns at once; Serve takes a while
+                self._removing[name] = now
                 done.removed.append(name)
+        self._removing = {n: t for n, t in self._removing.items()
+                          if n in present and n not in wanted}
         for name in set(self._failures) - wanted.keys():
             del self._failures[name]
         return done
