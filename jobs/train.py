@@ -8,11 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from jobs._entry import run_job
+from mlray._private.quiet import quiet_ray_env
 from mlray.training.config import TrainConfig
 from mlray.training.runner import run_training
 
 
 def _train(client: Any, config: TrainConfig) -> None:
+    quiet_ray_env()  # our own progress lines, without Tune's box or Ray Data's bars
     outcome = run_training(client, config, progress=lambda epoch, m: print(
         f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in sorted(m.items())), flush=True))
     version = outcome.version

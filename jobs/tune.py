@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from jobs._entry import run_job
+from mlray._private.quiet import quiet_ray_env
 from mlray.training.config import TrainConfig
 from mlray.training.tuning import run_tuning
 
 
 def _tune(client: Any, config: TrainConfig) -> None:
+    quiet_ray_env()  # our own progress lines, without Tune's box or Ray Data's bars
     outcome = run_tuning(client, config, progress=lambda done, total: print(
         f"trials finished: {done}/{total}", flush=True))
     print(f"job {outcome.job_id} COMPLETED; sweep {outcome.sweep_id}: "

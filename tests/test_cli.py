@@ -162,7 +162,7 @@ def test_models_show_version_is_a_readable_summary(cli, weights: Path) -> None: 
                      "input schema │ amount: float64", "output schema │ probability: float32",
                      f"lineage run │ {run.run_id}", "lineage data │ sha256:abc",
                      "500 training rows;", "7 numeric feature(s) binned;",
-                     "gates │ passed", "gate roc_auc >= 0.7 │ passed"):
+                     "gates │ passed", "gate │ roc_auc >= 0.7: passed (critical);"):
         assert expected in text, out
     code, out, _ = cli("models", "show", "models:/fraud@champion", "--json")
     full = json.loads(out)

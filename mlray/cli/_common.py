@@ -21,7 +21,21 @@ from mlray.errors import BackendUnavailable, InvalidInput
 
 __all__ = ["JsonOpt", "State", "console", "emit", "parse_pairs", "state", "when"]
 
-console = Console()
+
+class _ResultConsole(Console):
+    """A console that prints where results go (:func:`result_stream`): the real stdout,
+    even while `main` sends everything else written to stdout to stderr."""
+
+    @property  # type: ignore[override]
+    def file(self) -> Any:
+        return self._file or result_stream()
+
+    @file.setter
+    def file(self, new_file: Any) -> None:
+        self._file = new_file
+
+
+console = _ResultConsole()
 err_console = Console(stderr=True, soft_wrap=True)
 
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")

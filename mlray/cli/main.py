@@ -246,12 +246,14 @@ def status(as_json: bool = JsonOpt) -> None:
 def main(argv: list[str] | None = None, *, keep_redirect: bool = False) -> int:
     """Run the CLI; mlray errors print one line and exit 2 (user) or 1 (platform).
 
-    With ``--json`` only the JSON reaches stdout: whatever Ray, Tune or the command
-    prints (from Python, C++ or child processes) goes to stderr. ``keep_redirect``
-    leaves it so afterwards (the console script, whose Ray threads print until exit).
+    Only the command's result (its table, or with ``--json`` its JSON) reaches stdout:
+    whatever Ray, Tune or the command prints besides (from Python, C++ or child
+    processes) goes to stderr. ``keep_redirect`` leaves it so afterwards (the console
+    script, whose Ray threads print until exit). Help stays on stdout.
     """
     quiet_ray_env()  # Tune's box and Ray Data's bars stay out of the output
-    if "--json" not in (sys.argv[1:] if argv is None else argv):
+    args = sys.argv[1:] if argv is None else argv
+    if not args or "--help" in args:
         return _run(argv)
     with stdout_to_stderr(keep=keep_redirect):
         return _run(argv)

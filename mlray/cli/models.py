@@ -63,8 +63,8 @@ def version_summary(v: ModelVersion) -> list[list[object]]:
     else:
         rows.append(["gates", "passed" if v.validation.passed else
                      f"FAILED: {', '.join(v.validation.failed_critical)}"])
-        rows += [[f"gate {r.name}", f"{'passed' if r.passed else 'FAILED'} ({r.severity}): "
-                                    f"{r.message}"] for r in v.validation.results]
+        rows += [["gate", f"{r.name}: {'passed' if r.passed else 'FAILED'} ({r.severity}); "
+                          f"{r.message}"] for r in v.validation.results]
     return rows
 
 

@@ -71,7 +71,7 @@ def tune(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
           "version": outcome.version}, as_json, ("", ""),
          [["job", outcome.job_id], ["sweep", outcome.sweep_id],
           ["best run", outcome.best_run_id], ["best config", outcome.best_config],
-          ["trials", " ".join(f"{r[:8]}:{s}" for r, s in outcome.trials.items())],
+          *[[f"trial run {r}", s] for r, s in outcome.trials.items()],
           *[[f"test {k}", f"{v:.4f}"] for k, v in outcome.test_metrics.items()],
           ["version", outcome.version.uri if outcome.version else "not registered"]],
          f"tuned {spec.name}")
