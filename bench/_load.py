@@ -219,6 +219,7 @@ async def _aiohttp_overload(url: str, body: bytes, concurrency: int, seconds: fl
 
     async def worker(session: aiohttp.ClientSession, deadline: float) -> None:
         while (start := time.perf_counter()) < deadline:
+            pause = 0.05
             try:
                 async with session.post(url, data=body, headers=_HEADERS) as reply:
                     content = await reply.read()
@@ -228,12 +229,13 @@ async def _aiohttp_overload(url: str, body: bytes, concurrency: int, seconds: fl
                             status += f" {json.loads(content)['code']}"
                     if reply.status == 503 and "Retry-After" in reply.headers:
                         retry_after[0] += 1
+                        pause = float(reply.headers["Retry-After"])
             except (aiohttp.ClientError, TimeoutError) as exc:
                 status = type(exc).__name__
             statuses[status] += 1
             latencies.append((time.perf_counter() - start) * 1e3)
-            if status != "200":
-                await asyncio.sleep(0.05)  # as a client would before retrying
+            if status != "200":  # as a client would before retrying: Retry-After, or 50 ms
+                await asyncio.sleep(pause)
 
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=timeout_s)

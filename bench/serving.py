@@ -32,7 +32,8 @@ load generator's disconnects can trip a breaker). Ratios within one run
 are the figures; the goals of issue 4 are checked at the end. Not asserted anywhere.
 
 ``--overload N[,M...]`` measures only overload (issue 11): N clients, each posting a
-1-row request as soon as its last one was answered (50 ms after a refusal), for
+1-row request as soon as its last one was answered (after a refusal: its Retry-After, or
+50 ms), for
 ``--seconds``, against ``mlray`` and ``(a) plain``, the bare baseline; every answer is
 counted: p50/p99/max latency over all answers, statuses, 503s with ``Retry-After``, and
 mlray's breaker states afterwards.

@@ -112,7 +112,7 @@ class IngressSettings(_Strict):
         description="Requests one ingress replica holds at once (more only starve its event "
                     "loop: every request's deadline runs while it waits there).")
     max_queued_requests: int = Field(
-        256, ge=-1, le=1_000_000,
+        64, ge=-1, le=1_000_000,
         description="Requests Serve's HTTP proxy queues for the ingress once its replicas "
                     "hold max_ongoing_requests; beyond, 503 with Retry-After at once (-1: no "
                     "bound).")

@@ -677,15 +677,16 @@ def test_overload_is_shed_with_503_at_once_and_leaves_breakers_closed(platform: 
     body = {"modelName": model,
             "columns": {c: frame[c].tolist() for c in [*FRAUD_NUMERIC, *FRAUD_CATEGORICAL]}}
 
-    async def storm(n: int) -> list[tuple[int, float, httpx.Headers, dict[str, Any]]]:
+    async def storm(n: int) -> list[tuple[int, float, httpx.Headers, Any]]:
         limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
         async with httpx.AsyncClient(base_url=platform.url, timeout=120,
                                      limits=limits) as client:
-            async def one() -> tuple[int, float, httpx.Headers, dict[str, Any]]:
+            async def one() -> tuple[int, float, httpx.Headers, Any]:
                 start = time.monotonic()
                 reply = await client.post("/v1/predict/batch", json=body)
+                json_body = reply.headers.get("content-type") == "application/json"
                 return (reply.status_code, time.monotonic() - start, reply.headers,
-                        reply.json())
+                        reply.json() if json_body else reply.text)
             return await asyncio.gather(*(one() for _ in range(n)))
 
     try:
@@ -696,8 +697,12 @@ def test_overload_is_shed_with_503_at_once_and_leaves_breakers_closed(platform: 
     statuses = Counter(status for status, *_ in replies)
     assert set(statuses) <= {200, 503, 504}, statuses
     shed = [(h, b) for status, _, h, b in replies if status == 503]
-    assert shed and all(b["code"] == "overloaded" and int(h["retry-after"]) >= 1
-                        for h, b in shed), statuses
+    # Shed by the ingress (the version's queue is full) or, past the ingress's own queue,
+    # by Serve's proxy (a plain-text body): at once, with Retry-After, never a breaker.
+    assert any(isinstance(b, dict) and b["code"] == "overloaded" for _, b in shed), statuses
+    assert all(int(h["retry-after"]) >= 1 and (not isinstance(b, dict)
+                                               or b["code"] == "overloaded")
+               for h, b in shed), statuses
     # A correctness bound, not a speed claim: every answer comes within the deadline
     # (2 s) plus generous slack for a loaded machine; nothing waits in an unbounded queue.
     assert max(seconds for _, seconds, *_ in replies) < 2 + 30
