@@ -751,8 +751,8 @@ def _reconcile(local: PlatformConfig, running: PlatformConfig,
         return local
     if on_mismatch == "raise":
         key = differences[0].split(":", 1)[0]
-        raise ConfigError(f"{differences[0]} (connect without config= to use the running "
-                          "platform's, or restart it with this config)", field=key)
+        raise ConfigError(f"{differences[0]}; the platform keeps its own (use it: connect "
+                          "without config=; or restart the platform to change it)", field=key)
     for line in differences:
         print(f"mlray: {line}; using the running platform's", file=sys.stderr, flush=True)
     return adopt_running(local, running)
