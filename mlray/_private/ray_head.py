@@ -149,13 +149,15 @@ def load_record(home: Path) -> HeadRecord | None:
 # -- processes ------------------------------------------------------------------------------
 
 def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, session id) of ``pid``, or None when it is gone."""
+    """(parent pid, session id) of ``pid``, or None when it is gone (or a zombie)."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = raw[raw.rindex(")") + 2:].split()
-    return int(fields[1]), int(fields[3])  # state, ppid, pgrp, session
+    fields = raw[raw.rindex(")") + 2:].split()  # state, ppid, pgrp, session, ...
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[1]), int(fields[3])
 
 
 def session_processes(sid: int) -> list[int]:
