@@ -26,7 +26,7 @@ from mlray.training.data import load_frame, split_frame
 from mlray.training.metrics import roc_auc
 from mlray.training.runner import run_training
 from mlray.training.tuning import run_tuning
-from tests.conftest import wait_for
+from tests.conftest import OwnRay, wait_for
 
 
 @pytest.fixture
@@ -271,3 +271,31 @@ def test_cli_train_and_jobs(client: mlray.Client, mlray_env: PlatformConfig, dat
                                     "bogus": 1}))
     assert main(["train", "--config", str(path)]) == 2
     assert "bogus: Extra inputs are not permitted" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_tune_json_prints_only_json(mlray_env: PlatformConfig, ray_shared: OwnRay,
+                                        data_path: str, tmp_path: Path) -> None:
+    """A real `mlray tune --json` process: Tune's box and raylet warnings stay off stdout."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = make_config(data_path, hyperparameters={"epochs": 1}, gates=[],
+                         scaling={"num_workers": 1}, tune={
+                             "search_space": {"lr": {"type": "grid", "values": [0.01, 0.02]}},
+                             "num_samples": 1, "max_concurrent_trials": 1, "grace_period": 1,
+                             "workers_per_trial": 1})
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)))
+    env = {**os.environ, "MLRAY_HOME": str(mlray_env.home),
+           "MLRAY_STATE_URL": mlray_env.resolved_state_url,
+           "MLRAY_NAMESPACE": mlray_env.namespace, "RAY_ADDRESS": ray_shared.gcs_address}
+    done = subprocess.run([sys.executable, "-m", "mlray.cli", "tune", "--config", str(path),
+                           "--json"], env=env, capture_output=True, text=True, timeout=900,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    tuned = json.loads(done.stdout)
+    assert tuned["version"]["version"] == 1 and len(tuned["trials"]) == 2
