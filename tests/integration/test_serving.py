@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from mlray.datasets.fraud import FRAUD_CATEGORICAL, FRAUD_NUMERIC, generate_fraud
-from tests.conftest import wait_for
+from tests.conftest import OwnRay, wait_for
 from tests.integration.platform import Platform
 from tests.integration.serving_models import FAULTY, register_model, set_fault
 
@@ -362,9 +362,11 @@ def test_fuzzing_the_openapi_spec_finds_no_5xx(platform: Platform) -> None:
     assert not failures, failures[:5]
 
 
-def test_killing_a_model_replica_under_load_loses_few_requests(platform: Platform) -> None:
+def test_killing_a_model_replica_under_load_loses_few_requests(platform: Platform,
+                                                              ray_shared: OwnRay) -> None:
     import ray
-    from ray.util.state import list_actors
+
+    list_actors = ray_shared.list_actors
 
     model = platform.model()
     rollout = platform.client.serving.deploy(model, 1, strategy="direct", wait=True,

@@ -162,13 +162,11 @@ def _logged_epochs(client: mlray.Client) -> int:
 
 @pytest.mark.slow
 def test_a_killed_worker_resumes_from_its_checkpoint_in_the_same_run(
-        client: mlray.Client, data_path: str) -> None:
+        client: mlray.Client, data_path: str, ray_shared: OwnRay) -> None:
     config = make_config(data_path, hyperparameters={"epochs": 6, "batch_size": 64})
     box = _train_in_thread(client, config)
     wait_for(lambda: _logged_epochs(client) >= 2, timeout=240)
-    from ray.util.state import list_actors
-
-    workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"),
+    workers = ray_shared.list_actors(filters=[("class_name", "=", "RayTrainWorker"),
                                    ("state", "=", "ALIVE")], detail=True)
     assert workers, "no Ray Train worker to kill"
     os.kill(workers[-1].pid, signal.SIGKILL)
