@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -10,9 +11,21 @@ from pydantic import BaseModel, ValidationError
 
 from mlray.errors import ConfigError
 
-__all__ = ["load_yaml_model", "read_yaml"]
+__all__ = ["beside", "load_yaml_model", "read_yaml"]
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def beside(raw: str, base: str | Path) -> str:
+    """A local path from a file made absolute against ``base`` (the directory of the file
+    that declares it, never the working directory; ``~`` and ``$VARS`` expanded, ``..``
+    resolved); a URI (``scheme://...``) comes back unchanged."""
+    if "://" in raw:
+        return raw
+    local = Path(os.path.expandvars(raw)).expanduser()
+    if local.is_absolute():
+        return str(local)
+    return str((Path(base).expanduser().absolute() / local).resolve())
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

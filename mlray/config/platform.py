@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlray._private.redact import redact
-from mlray.config.files import read_yaml
+from mlray.config.files import beside, read_yaml
 from mlray.errors import ConfigError
 from mlray.identity import check_project_name
 from mlray.storage.urls import check_state_url
@@ -158,20 +158,15 @@ def _beside(values: dict[str, Any], base: Path) -> dict[str, Any]:
     """A config file's values with relative local paths (and ``sqlite:///`` paths) made
     absolute against ``base``, the file's directory, rather than the working directory."""
     out = dict(values)
-    base = base.expanduser().absolute()
     for key in (*_PATH_KEYS, *_SQLITE_KEYS):
         value = out.get(key)
         if not isinstance(value, str) or not value:
             continue
-        sqlite = key in _SQLITE_KEYS
-        if sqlite and not value.startswith("sqlite:///"):
-            continue
-        raw = value.removeprefix("sqlite:///") if sqlite else value
-        if not sqlite and "://" in raw:
-            continue
-        local = Path(os.path.expandvars(raw)).expanduser()
-        if not local.is_absolute():
-            out[key] = f"sqlite:///{base / local}" if sqlite else str(base / local)
+        if key in _SQLITE_KEYS:
+            if value.startswith("sqlite:///"):
+                out[key] = f"sqlite:///{beside(value.removeprefix('sqlite:///'), base)}"
+        else:
+            out[key] = beside(value, base)
     return out
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mlray.config.files import load_yaml_model
+from mlray.config.files import beside, load_yaml_model
 from mlray.errors import ConfigError, InvalidInput, NotFound
 from mlray.features.definitions import (
     Entity,
@@ -206,21 +206,13 @@ def _unique(what: str, names: list[str]) -> None:
         raise ValueError(f"{what} defined twice: {dupes}")
 
 
-def _absolute(path: str, base: Path) -> str:
-    """A local ``path`` made absolute against ``base`` (``~`` expanded); URIs unchanged."""
-    if "://" in path:
-        return path
-    local = Path(path).expanduser()
-    return str(local if local.is_absolute() else (base / local).resolve())
-
-
 def resolve_sources(repo: FeatureFile, base: str | Path) -> FeatureFile:
     """``repo`` with every relative Parquet source path made absolute against ``base``
     (returns the same type; unchanged when every path already is)."""
     base = Path(base).expanduser().absolute()
     views = [v.model_copy(update={"source": v.source.model_copy(
-                 update={"path": _absolute(v.source.path, base)})})
-             if v.source.type == "parquet" and _absolute(v.source.path, base) != v.source.path
+                 update={"path": beside(v.source.path, base)})})
+             if v.source.type == "parquet" and beside(v.source.path, base) != v.source.path
              else v for v in repo.feature_views]
     if all(a is b for a, b in zip(views, repo.feature_views, strict=True)):
         return repo

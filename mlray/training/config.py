@@ -226,15 +226,12 @@ class ValidationFile(_Strict):
 def resolve_data_path(config: TrainConfig, base: str | Path) -> TrainConfig:
     """``config`` with a relative local ``data.path`` made absolute against ``base``
     (``~`` expanded; URIs unchanged), so it names the same rows from any directory."""
-    raw = config.data.path
-    if "://" in raw:
+    from mlray.config.files import beside
+
+    path = beside(config.data.path, base)
+    if path == config.data.path:
         return config
-    local = Path(raw).expanduser()
-    if not local.is_absolute():
-        local = (Path(base).expanduser().absolute() / local).resolve()
-    if str(local) == raw:
-        return config
-    return config.model_copy(update={"data": config.data.model_copy(update={"path": str(local)})})
+    return config.model_copy(update={"data": config.data.model_copy(update={"path": path})})
 
 
 def load_train_config(path: str | Path, validation: str | Path | None = None) -> TrainConfig:

@@ -24,7 +24,7 @@ def test_platform_config_paths_resolve_against_the_file(tmp_path: Path,
     config = load_config(folder / "platform.yaml", env={})
     assert config.home == folder / "state"
     assert config.serving_config == folder / "serving.yaml"
-    assert config.alerts_config == (folder / ".." / "alerts.yaml").absolute()
+    assert config.alerts_config == tmp_path / "alerts.yaml"  # ".." resolved
     assert config.offline_uri == str(folder / "offline")
     assert config.artifact_uri == "s3://bucket/a"
     assert config.state_url == f"sqlite:///{folder / 'st.db'}"
