@@ -16,7 +16,7 @@ import typer
 
 from mlray._private.quiet import quiet_ray_env, stdout_to_stderr
 from mlray._private.ray_session import local_cpus
-from mlray._private.redact import redact_all
+from mlray._private.redact import redact, redact_all
 from mlray.cli import features, models, monitoring, runs, serving, training
 from mlray.cli._common import JsonOpt, emit, err_console, state
 from mlray.config import PlatformConfig
@@ -277,8 +277,8 @@ def _run(argv: list[str] | None) -> int:
     except Exception as exc:
         if os.environ.get("MLRAY_DEBUG"):
             raise
-        err_console.print(f"error: {type(exc).__name__}: {exc} (MLRAY_DEBUG=1 shows the "
-                          "traceback)", markup=False, highlight=False)
+        err_console.print(f"error: {type(exc).__name__}: {redact(str(exc))} (MLRAY_DEBUG=1 "
+                          "shows the traceback)", markup=False, highlight=False)
         return 1
     return 0
 
