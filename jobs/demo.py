@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
-import socket
 import sys
 import time
 import uuid
@@ -40,6 +39,7 @@ import mlray
 from jobs import _demo_features as features
 from jobs import _demo_monitoring as monitoring
 from mlray._private.quiet import quiet_ray_env
+from mlray._private.ray_head import port_free
 from mlray._private.redact import redact
 from mlray.datasets import example_transactions, write_fraud
 from mlray.models import load
@@ -78,11 +78,6 @@ def _gates(version: ModelVersion) -> str:
     if report is None:
         return "no gates"
     return "; ".join(f"{'ok' if r.passed else 'FAIL'} {r.name}" for r in report.results)
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 async def _traffic(url: str, model: str, rows: list[dict[str, object]], until: asyncio.Event,
@@ -272,9 +267,9 @@ def _clean_up(config: mlray.PlatformConfig) -> None:
 def _run(platform: mlray.PlatformConfig, log: Path) -> None:
     started = time.time()
     console.rule("[bold]mlray demo: train, tune, gate, promote, serve from the registry")
-    if not _port_free(platform.serve_port):
+    if not port_free(platform.serve_port):
         port = next(p for p in range(platform.serve_port + 1, platform.serve_port + 200)
-                    if _port_free(p))
+                    if port_free(p))
         console.print(f"[yellow]port {platform.serve_port} is taken; serving on {port}[/]")
         os.environ["MLRAY_SERVE_PORT"] = str(port)
         platform = mlray.load_config()
