@@ -134,13 +134,16 @@ def _record_path(home: Path) -> Path:
 
 def load_record(home: Path) -> HeadRecord | None:
     """The head ``up`` recorded under ``home`` if any of its processes still runs; a
-    record of a head that is gone is removed."""
+    record of a head that is gone is removed. Its session id is a pid, which the system
+    reuses (after a reboot, say): the session must still carry the head's Ray session
+    name, or ``down`` would stop a stranger's processes."""
     path = _record_path(home)
     try:
         record = HeadRecord.model_validate_json(path.read_text())
     except (OSError, ValueError):
         return None
-    if session_processes(record.sid):
+    if session_processes(record.sid) and (
+            record.session_name is None or _session_name(record.sid) == record.session_name):
         return record
     path.unlink(missing_ok=True)
     return None

@@ -91,6 +91,27 @@ def test_a_record_of_a_head_that_is_gone_is_dropped(tmp_path: Path) -> None:
     assert not (tmp_path / "ray-head.json").exists()
 
 
+def test_a_record_whose_session_id_now_belongs_to_another_session_is_dropped(
+        tmp_path: Path) -> None:
+    """The pid the record names as session id was reused by a process that is not Ray:
+    the record is stale, and `down` must not stop that stranger."""
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                                start_new_session=True)
+    try:
+        (tmp_path / "ray-head.json").write_text(
+            '{"gcs_address": "127.0.0.1:1", "dashboard_url": "http://127.0.0.1:2", '
+            f'"sid": {stranger.pid}, "session_name": "session_2026-01-01_00-00-00_1", '
+            '"ports": {"head": 1, "dashboard": 2, "serve": 3, "internal": {}}, '
+            '"started_at": 0}')
+        assert session_processes(stranger.pid) == [stranger.pid]
+        assert load_record(tmp_path) is None
+        assert not (tmp_path / "ray-head.json").exists()
+        assert stranger.poll() is None  # untouched
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
 def test_config_differences_name_the_key_and_both_values_masked(tmp_path: Path) -> None:
     running = load_config(env={"MLRAY_HOME": str(tmp_path / "a"),
                                "MLRAY_STATE_URL": "redis://:s3cret@db:6379/0",
