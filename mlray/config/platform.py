@@ -163,8 +163,9 @@ def _beside(values: dict[str, Any], base: Path) -> dict[str, Any]:
         if not isinstance(value, str) or not value:
             continue
         if key in _SQLITE_KEYS:
-            if value.startswith("sqlite:///"):
-                out[key] = f"sqlite:///{beside(value.removeprefix('sqlite:///'), base)}"
+            path = value.removeprefix("sqlite:///")
+            if path != value and path not in ("", ":memory:"):
+                out[key] = f"sqlite:///{beside(path, base)}"
         else:
             out[key] = beside(value, base)
     return out
@@ -187,7 +188,8 @@ def load_config(
     file = path or env.get(CONFIG_ENV)
     if file:
         layers.append((str(file), _beside(read_yaml(Path(file)), Path(file).parent)))
-    layers.append(("environment", _from_env(env)))
+    # Actors run in other processes, from other directories: no path stays relative.
+    layers.append(("environment", _beside(_from_env(env), Path.cwd())))
     merged: dict[str, Any] = {}
     source_of: dict[str, str] = {}
     for source, values in layers:

@@ -31,8 +31,15 @@ def test_platform_config_paths_resolve_against_the_file(tmp_path: Path,
     monkeypatch.chdir(folder)
     assert load_config("platform.yaml", env={}).home == folder / "state"
     # From the environment: the working directory, made absolute at once.
-    env = load_config(env={"MLRAY_SERVING_CONFIG": "mine.yaml"})
+    env = load_config(env={"MLRAY_SERVING_CONFIG": "mine.yaml", "MLRAY_ARTIFACT_URI": "arts",
+                           "MLRAY_OFFLINE_URI": "off", "MLRAY_STATE_URL": "sqlite:///st.db",
+                           "MLRAY_ONLINE_URL": "sqlite:///on.db"})
     assert env.serving_config == folder / "mine.yaml"
+    # The actors open these in their own processes: absolute too, never left relative.
+    assert env.artifact_uri == str(folder / "arts")
+    assert env.offline_uri == str(folder / "off")
+    assert env.state_url == f"sqlite:///{folder / 'st.db'}"
+    assert env.online_url == f"sqlite:///{folder / 'on.db'}"
 
 
 def test_train_config_data_path_resolves_against_the_file(
