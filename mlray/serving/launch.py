@@ -46,9 +46,11 @@ def start_serving(config: PlatformConfig, host: str = "127.0.0.1") -> str:
     if running is None and not port_free(config.serve_port):
         raise ConfigError(f"serve_port {config.serve_port} is in use by another process "
                           "(set MLRAY_SERVE_PORT to a free port)", field="serve_port")
-    serve.start(http_options={"host": host, "port": config.serve_port})
-    serve.run(ingress_app(config, load_serving_config(config.serving_config)),
-              name=INGRESS_APP, route_prefix="/")
+    serving = load_serving_config(config.serving_config)
+    cap = serving.ingress.proxy_timeout_s
+    serve.start(http_options={"host": host, "port": config.serve_port,
+                              "request_timeout_s": cap or None})
+    serve.run(ingress_app(config, serving), name=INGRESS_APP, route_prefix="/")
     return f"http://{host}:{config.serve_port}"
 
 

@@ -118,6 +118,11 @@ class IngressSettings(_Strict):
                     "bound).")
     retry_after_s: float = Field(1.0, ge=0, le=3600,
                                  description="Retry-After of a request shed for load (503).")
+    proxy_timeout_s: float = Field(
+        30.0, ge=0, le=3600,
+        description="Serve's HTTP proxy answers 408 to a request older than this, time "
+                    "queued before the ingress included (0: no cap). Above every model's "
+                    "timeout_s, which the ingress answers with 504 first.")
     num_cpus: float = Field(0.0, ge=0, le=256)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     drain_body_bytes: int = Field(
@@ -181,6 +186,13 @@ class ServingConfig(_Strict):
                 err = exc.errors()[0]
                 where = ".".join(str(p) for p in err["loc"])
                 raise ValueError(f"models.{name}.{where}: {err['msg']}") from None
+        cap = self.ingress.proxy_timeout_s
+        if cap:
+            for name, model in [("defaults", self.defaults),
+                                *((f"models.{n}", self.for_model(n)) for n in self.models)]:
+                if model.timeout_s >= cap:
+                    raise ValueError(f"{name}.timeout_s {model.timeout_s:g} must be below "
+                                     f"ingress.proxy_timeout_s {cap:g}")
         return self
 
     def for_model(self, name: str, **overrides: Any) -> ModelServing:

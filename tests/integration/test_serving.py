@@ -713,3 +713,12 @@ def test_overload_is_shed_with_503_at_once_and_leaves_breakers_closed(platform: 
     assert all(s.state.value == "closed" for k, s in platform.client.serving.breakers().items()
                if f"/{model}/" in k)
     wait_for(lambda: platform.predict(model).status_code == 200, timeout=30, interval=0.5)
+
+
+def test_serves_proxy_caps_a_requests_age_queueing_included(platform: Platform) -> None:
+    import ray
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+    http = ray.get(controller.get_http_config.remote(), timeout=60)
+    assert http.request_timeout_s == 30.0  # ingress.proxy_timeout_s: above every timeout_s

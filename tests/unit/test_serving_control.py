@@ -53,6 +53,15 @@ def test_serve_yaml_is_a_valid_serve_config_for_the_ingress() -> None:
     assert app.import_path == "mlray.serving.ingress:build_app"
 
 
+def test_a_model_timeout_must_stay_below_the_proxy_cap() -> None:
+    with pytest.raises(ValueError, match=r"models\.slow.timeout_s 40 must be below "
+                                         r"ingress\.proxy_timeout_s 30"):
+        ServingConfig.model_validate({"models": {"slow": {"timeout_s": 40}}})
+    uncapped = ServingConfig.model_validate({"models": {"slow": {"timeout_s": 40}},
+                                             "ingress": {"proxy_timeout_s": 0}})
+    assert uncapped.for_model("slow").timeout_s == 40
+
+
 def test_bad_serving_config_names_the_key(tmp_path: Path) -> None:
     path = tmp_path / "serving.yaml"
     path.write_text("rollout: {canary_steps: [50, 10]}\n")
