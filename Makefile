@@ -19,8 +19,8 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# Tests that start and stop a whole Ray head (`mlray up/down`) run in their own pytest
-# process: `ray stop` ends every Ray process on the machine, the suite's shared one too.
+# Tests that start and stop whole Ray heads (`mlray up/down`, `ray job submit`) run in
+# their own pytest process, apart from the suite's shared local Ray.
 test: lint
 	$(BIN)/pytest -m "not lifecycle"
 	$(BIN)/pytest -m lifecycle
