@@ -188,8 +188,9 @@ def load_config(
     file = path or env.get(CONFIG_ENV)
     if file:
         layers.append((str(file), _beside(read_yaml(Path(file)), Path(file).parent)))
-    # Actors run in other processes, from other directories: no path stays relative.
-    layers.append(("environment", _beside(_from_env(env), Path.cwd())))
+    # Actors run in other processes, from other directories: no path stays relative
+    # (Path(".") is the working directory, asked only for a relative value).
+    layers.append(("environment", _beside(_from_env(env), Path("."))))
     merged: dict[str, Any] = {}
     source_of: dict[str, str] = {}
     for source, values in layers:
