@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from mlray._private.redact import install_log_redaction
 from mlray._private.services import build_service, open_stores
 from mlray.config import PlatformConfig
 from mlray.errors import InvalidInput
@@ -37,6 +38,7 @@ class ServiceActor:
     API: ClassVar[frozenset[str]]
 
     def __init__(self, config: PlatformConfig) -> None:
+        install_log_redaction()
         self._config = config
         store, artifacts = open_stores(config)
         self._service = build_service(self.NAME, store, artifacts, config.offline_uri)

@@ -12,6 +12,7 @@ from typing import Any
 import ray
 
 from actors._shell import ServiceActor
+from mlray._private.redact import install_log_redaction
 from mlray._private.services import open_stores
 from mlray.alerts.channels import build_dispatcher
 from mlray.alerts.engine import Sample
@@ -34,6 +35,7 @@ class AlertsActor(ServiceActor):
     API = frozenset({"alerts", "rules", "silence", "silences", "evaluate"})
 
     def __init__(self, config: PlatformConfig) -> None:
+        install_log_redaction()
         store, _ = open_stores(config)
         rules = (load_rules(config.alerts_config) if config.alerts_config
                  else AlertsConfig())

@@ -17,6 +17,7 @@ from typing import Any
 import ray
 
 from actors._shell import ServiceActor
+from mlray._private.redact import install_log_redaction
 from mlray._private.services import open_stores
 from mlray.config import PlatformConfig
 from mlray.errors import InvalidInput
@@ -56,6 +57,7 @@ class DeploymentsActor(ServiceActor):
     def __init__(self, config: PlatformConfig) -> None:
         from mlray.serving.deployer import ServeDeployer
 
+        install_log_redaction()
         self._config = config  # what ServiceActor.config() answers
         store, artifacts = open_stores(config)
         registry, deployer = ModelRegistry(store, artifacts), ServeDeployer(config)

@@ -18,6 +18,7 @@ from typing import Any
 import ray
 import redis
 
+from mlray._private.redact import install_log_redaction
 from mlray._private.services import open_stores
 from mlray.config import PlatformConfig
 from mlray.errors import BackendUnavailable
@@ -43,6 +44,7 @@ class StreamActor:
 
     def __init__(self, config: PlatformConfig, project: str, view: str,
                  claim_idle_ms: int = 0) -> None:
+        install_log_redaction()
         if not config.stream_url:
             raise BackendUnavailable("stream_url is not set; streams need a Redis")
         store, _ = open_stores(config)

@@ -8,10 +8,11 @@ Imports nothing from mlray, so that ``mlray.errors`` can use it.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
-__all__ = ["MASK", "redact", "redact_all"]
+__all__ = ["MASK", "install_log_redaction", "redact", "redact_all"]
 
 MASK = "***"
 
@@ -51,3 +52,28 @@ def redact_all(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return type(value)(redact_all(v) for v in value)
     return value
+
+
+def install_log_redaction() -> None:
+    """Mask credentials in every log record this process makes from now on (its message
+    and its traceback), whatever logger or handler it goes through. Idempotent.
+
+    Called by the actors, the Serve apps and the CLI: a record is formatted once, when it
+    is made, and only for loggers enabled at its level.
+    """
+    make = logging.getLogRecordFactory()
+    if getattr(make, "_mlray_redacts", False):
+        return
+
+    def redacting(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return record
+
+    redacting._mlray_redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(redacting)

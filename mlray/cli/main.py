@@ -16,7 +16,7 @@ import typer
 
 from mlray._private.quiet import quiet_ray_env, stdout_to_stderr
 from mlray._private.ray_session import local_cpus
-from mlray._private.redact import redact, redact_all
+from mlray._private.redact import install_log_redaction, redact, redact_all
 from mlray.cli import features, models, monitoring, runs, serving, training
 from mlray.cli._common import JsonOpt, emit, err_console, state
 from mlray.config import PlatformConfig
@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None, *, keep_redirect: bool = False) -> int:
     script, whose Ray threads print until exit). Help stays on stdout.
     """
     quiet_ray_env()  # Tune's box and Ray Data's bars stay out of the output
+    install_log_redaction()
     args = sys.argv[1:] if argv is None else argv
     if not args or "--help" in args:
         return _run(argv)

@@ -30,6 +30,7 @@ from ray.serve.config import BackpressureConfig
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mlray._private.redact import install_log_redaction
 from mlray.config import PlatformConfig
 from mlray.errors import (
     DeadlineExceeded,
@@ -201,6 +202,7 @@ class Ingress:
     """One ingress replica (FastAPI routes below; logic in the Router and helpers)."""
 
     def __init__(self, config: PlatformConfig, serving: ServingConfig) -> None:
+        install_log_redaction()
         self.config, self.serving = config, serving
         self.settings = serving.ingress
         self.router = Router(config.project, self.settings.breaker)

@@ -16,6 +16,7 @@ import numpy as np
 from ray import serve
 from ray.serve import Application
 
+from mlray._private.redact import install_log_redaction
 from mlray.config import PlatformConfig
 from mlray.registry.types import ModelVersion
 from mlray.serving.batched import BatchedVersion, load_runner
@@ -32,6 +33,7 @@ class ModelServer:
 
     def __init__(self, config: PlatformConfig, version: ModelVersion,
                  serving: ModelServing) -> None:
+        install_log_redaction()
         self.deployed = serving
         self.batched = BatchedVersion(version.model, version.version,
                                       load_runner(config, version, serving), serving.tuning)

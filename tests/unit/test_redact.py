@@ -62,3 +62,23 @@ def test_config_errors_and_the_config_repr_hide_passwords() -> None:
 def test_every_mlray_error_masks_at_construction() -> None:
     err = BackendUnavailable(f"lost redis://:{SECRET}@h:1/0 and ?password={SECRET}")
     assert not _leaks(err)
+
+
+def test_log_records_are_masked_whatever_logger_or_handler(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from mlray._private.redact import install_log_redaction
+
+    install_log_redaction()
+    install_log_redaction()  # idempotent: one wrapper, not two
+    log = logging.getLogger("some.library")
+    with caplog.at_level(logging.INFO):
+        log.info("connecting to %s", "redis://app:s3cret@db:6379/0")
+        try:
+            raise ConnectionError("redis://:hunter2@db:6379 refused")
+        except ConnectionError:
+            log.exception("lost %s", "the store")
+    text = caplog.text + "".join(r.getMessage() for r in caplog.records)
+    assert "s3cret" not in text and "hunter2" not in text, text
+    assert "redis://app:***@db:6379/0" in text
