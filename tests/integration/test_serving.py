@@ -101,7 +101,7 @@ def test_weighted_split_sticky_keys_and_pin(platform: Platform) -> None:
         m["name"] == model and m["policy"]["weights"] == {"1": 90.0, "2": 10.0}
         for m in platform.http.get("/v1/models").json()["models"]), timeout=5, interval=0.1)
 
-    n = 10_000
+    n = 4_000
     columns = {c: [1.0] for c in FRAUD_NUMERIC} | {c: ["x"] for c in FRAUD_CATEGORICAL}
     body = {"modelName": model, "columns": columns}
 
