@@ -117,8 +117,14 @@ def _status(as_json: bool, dashboard: str | None = None) -> None:
         record = load_record(config.home)
         if record is not None and record.address == address:
             dashboard = record.dashboard_url
-        running = running_config(config.namespace)
-        info["config_from"] = "local config (no actors run)" if running is None else "actors"
+        try:
+            running = running_config(config.namespace)
+            info["config_from"] = ("local config (no actors run)" if running is None
+                                   else "actors")
+        except Exception as exc:  # a restarting registry: say so, report the rest
+            running = None
+            info["config_from"] = (f"local config (the registry actor did not answer: "
+                                   f"{type(exc).__name__})")
         if running is not None:
             info.update(_where(running))
             info["config_mismatch"] = config_differences(config, running)
