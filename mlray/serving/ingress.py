@@ -62,6 +62,7 @@ from mlray.serving.limits import PredictionCache, RateLimiter, cache_key, read_b
 from mlray.serving.metrics import ServingMetrics
 from mlray.serving.overload import Deadline, InFlight, Overloaded, blame_timeout, slots
 from mlray.serving.protocol import (
+    PIN_HEADER,
     VERSION_PATTERN,
     InferRequest,
     check_finite,
@@ -85,7 +86,6 @@ __all__ = ["Ingress", "build_app", "ingress_app"]
 log = logging.getLogger("mlray.ingress")
 
 VERSION_HEADER = "x-mlray-model-version"
-PIN_HEADER = "x-mlray-version"
 ROUTING_HEADER = "x-mlray-routing-key"
 API_KEY_HEADER = "x-api-key"
 

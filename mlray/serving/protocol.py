@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import orjson
@@ -46,13 +46,10 @@ __all__ = [
     "V2_TO_NUMPY",
     "VERSION_PATTERN",
     "InferInput",
-    "InferOutput",
     "InferRequest",
-    "InferResponse",
     "check_finite",
     "decode_inputs",
     "encode_infer_response",
-    "encode_output",
     "merge_pin",
     "model_metadata",
     "output_spec",
@@ -105,15 +102,23 @@ class _Strict(BaseModel):
 
 
 class _Parameters(BaseModel):
-    """Free-form V2 parameters: the keys mlray reads are typed, others are ignored."""
+    """Free-form V2 parameters: the keys mlray reads are typed, others are ignored, and
+    those of extensions mlray does not implement are refused. ``_REFUSED`` maps a key
+    prefix to why; a key under it is refused when present, except where 0 or false means
+    "off" in the protocol (``_OFF_ALLOWED``)."""
 
     model_config = ConfigDict(extra="allow", strict=True)
+    _REFUSED: ClassVar[dict[str, str]] = {
+        "shared_memory": "the shared-memory extension is not supported; send the data as "
+                         "JSON or binary"}
+    _OFF_ALLOWED: ClassVar[frozenset[str]] = frozenset({"classification", "sequence_id"})
 
     @model_validator(mode="after")
-    def _no_shared_memory(self) -> _Parameters:
-        if any(key.startswith("shared_memory") for key in self.model_extra or {}):
-            raise ValueError("the shared-memory extension is not supported; send the data "
-                             "as JSON or binary")
+    def _no_unsupported_extension(self) -> _Parameters:
+        for key, value in (self.model_extra or {}).items():
+            for prefix, why in self._REFUSED.items():
+                if key.startswith(prefix) and (value or prefix not in self._OFF_ALLOWED):
+                    raise ValueError(why)
         return self
 
 
@@ -127,24 +132,18 @@ class OutputParameters(_Parameters):
     """A requested output's parameters: ``binary_data`` asks for it as bytes."""
 
     binary_data: bool | None = None
-
-    @model_validator(mode="after")
-    def _no_classification(self) -> OutputParameters:
-        if (self.model_extra or {}).get("classification"):
-            raise ValueError("the classification extension is not supported")
-        return self
+    _REFUSED: ClassVar[dict[str, str]] = {
+        **_Parameters._REFUSED,
+        "classification": "the classification extension is not supported"}
 
 
 class RequestParameters(_Parameters):
     """A request's parameters: ``binary_data_output`` makes every output binary."""
 
     binary_data_output: bool = False
-
-    @model_validator(mode="after")
-    def _no_sequence(self) -> RequestParameters:
-        if (self.model_extra or {}).get("sequence_id"):
-            raise ValueError("the sequence extension is not supported (stateless models)")
-        return self
+    _REFUSED: ClassVar[dict[str, str]] = {
+        **_Parameters._REFUSED,
+        "sequence_id": "the sequence extension is not supported (stateless models)"}
 
 
 class InferInput(_Strict):
@@ -185,24 +184,6 @@ class InferRequest(_Strict):
     inputs: list[InferInput] = Field(min_length=1, max_length=64)
     outputs: list[RequestedOutput] | None = Field(None, max_length=64)
     parameters: RequestParameters | None = None
-
-
-class InferOutput(BaseModel):
-    """One output tensor of a V2 response."""
-
-    name: str
-    shape: list[int]
-    datatype: str
-    data: list[Any]
-
-
-class InferResponse(BaseModel):
-    """The V2 response: which model and version answered, and the outputs."""
-
-    model_name: str
-    model_version: str
-    id: str | None = None
-    outputs: list[InferOutput]
 
 
 # -- framing --------------------------------------------------------------------------------
@@ -411,13 +392,6 @@ def check_finite(out: np.ndarray, model: str, version: int) -> None:
         row = int(np.argmax(~np.isfinite(out.reshape(len(out), -1)).all(axis=1)))
         raise PredictionFailed(f"{model} v{version} gave a non-finite prediction for row "
                                f"{row} (inputs beyond what the model can compute?)")
-
-
-def encode_output(name: str, array: np.ndarray) -> InferOutput:
-    """A numpy result as a V2 output tensor (JSON data)."""
-    datatype = _NUMPY_TO_V2.get(array.dtype.str, "BYTES")
-    return InferOutput(name=name, shape=list(array.shape), datatype=datatype,
-                       data=array.reshape(-1).tolist())
 
 
 def encode_infer_response(model: str, version: int, request_id: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 
 from mlray.errors import InvalidInput
 from mlray.registry.types import TensorSpec
-from mlray.serving.protocol import InferRequest, decode_inputs, encode_output
+from mlray.serving.protocol import InferRequest, decode_inputs, encode_infer_response
 
 SCHEMA = [TensorSpec(name="x", dtype="float32", shape=[-1, 3]),
           TensorSpec(name="country", dtype="string", shape=[-1])]
@@ -32,8 +33,11 @@ def test_round_trip_to_numpy() -> None:
     assert (decode_inputs(_request(nested, C), SCHEMA)["x"] == arrays["x"]).all()
     widened = {**X, "datatype": "INT64"}
     assert decode_inputs(_request(widened, C), SCHEMA)["x"].dtype == np.float32
-    out = encode_output("probability", np.array([0.25, 0.75], dtype=np.float32))
-    assert (out.datatype, out.shape, out.data) == ("FP32", [2], [0.25, 0.75])
+    body, media, _ = encode_infer_response(
+        "m", 1, "r", [("probability", False, np.array([0.25, 0.75], dtype=np.float32))])
+    out = json.loads(body)["outputs"][0]
+    assert media == "application/json"
+    assert (out["datatype"], out["shape"], out["data"]) == ("FP32", [2], [0.25, 0.75])
 
 
 @pytest.mark.parametrize(
@@ -376,3 +380,20 @@ def test_binary_outputs_parse_in_tritonclient() -> None:
     body, media, headers = encode_infer_response("m", 2, "r1", [("probability", False, out)])
     assert media == "application/json" and headers == {}
     assert (InferResult.from_response_body(body).as_numpy("probability") == out).all()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"inputs": [{**X, "parameters": {"shared_memory_region": "r", "shared_memory_offset": 0}}]},
+     "shared-memory extension"),
+    ({"outputs": [{"name": "probability", "parameters": {"classification": 2}}]},
+     "classification extension"),
+    ({"parameters": {"sequence_id": 7}}, "sequence extension"),
+])
+def test_extensions_mlray_lacks_are_refused_by_name(extra: dict[str, Any], message: str
+                                                    ) -> None:
+    with pytest.raises(ValidationError, match=message):
+        InferRequest.model_validate({"inputs": [X, C], **extra})
+    # 0 means "off" for classification and sequences: accepted.
+    InferRequest.model_validate({"inputs": [X, C], "parameters": {"sequence_id": 0},
+                                 "outputs": [{"name": "probability",
+                                              "parameters": {"classification": 0}}]})
