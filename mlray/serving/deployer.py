@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from ray import serve
 from ray.serve.api import _run
-from ray.serve.context import _get_global_client
 
 from mlray.config import PlatformConfig
 from mlray.errors import NotFound
@@ -14,7 +13,7 @@ from mlray.serving.model_app import model_app
 from mlray.serving.model_names import INGRESS_APP, app_name
 from mlray.serving.settings import ModelServing
 
-__all__ = ["ServeDeployer", "usable_apps"]
+__all__ = ["ServeDeployer", "running_serve_port", "usable_apps"]
 
 _RUNNING = "RUNNING"
 _USABLE = frozenset({"RUNNING", "DEPLOYING", "UNHEALTHY"})
@@ -24,6 +23,18 @@ def _apps_in(states: frozenset[str] | None) -> frozenset[str]:
     """Names of the Serve apps in one of ``states`` (None: every app)."""
     apps = serve.status().applications
     return frozenset(name for name, app in apps.items() if states is None or app.status in states)
+
+
+def running_serve_port() -> int | None:
+    """The HTTP port of the Serve running in this Ray cluster, or None (never starts it)."""
+    import ray
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    try:
+        controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+    except ValueError:
+        return None
+    return int(ray.get(controller.get_http_config.remote(), timeout=60).port)
 
 
 def usable_apps() -> frozenset[str]:
@@ -76,8 +87,7 @@ class ServeDeployer:
 
         Never starts Serve (``serve.status`` answers empty without a controller).
         """
-        client = _get_global_client(raise_if_no_controller_running=False)
-        if client is None or client.http_config.port != self.config.serve_port:
+        if running_serve_port() != self.config.serve_port:
             return False
         return INGRESS_APP in self.running(all_states=True)
 

@@ -6,23 +6,12 @@ from ray import serve
 
 from mlray.config import PlatformConfig
 from mlray.errors import ConfigError
+from mlray.serving.deployer import running_serve_port
 from mlray.serving.ingress import ingress_app
 from mlray.serving.model_names import INGRESS_APP
 from mlray.serving.settings import load_serving_config
 
-__all__ = ["running_serve_port", "start_serving", "stop_serving"]
-
-
-def running_serve_port() -> int | None:
-    """The HTTP port of the Serve already running in this Ray cluster, or None."""
-    import ray
-    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
-
-    try:
-        controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
-    except ValueError:
-        return None
-    return int(ray.get(controller.get_http_config.remote(), timeout=60).port)
+__all__ = ["start_serving", "stop_serving"]
 
 
 def start_serving(config: PlatformConfig, host: str = "127.0.0.1") -> str:
