@@ -10,7 +10,7 @@ from mlray.config import PlatformConfig
 from mlray.errors import NotFound
 from mlray.registry.types import ModelVersion
 from mlray.serving.model_app import model_app
-from mlray.serving.model_names import INGRESS_APP, app_name
+from mlray.serving.model_names import app_name
 from mlray.serving.settings import ModelServing
 
 __all__ = ["ServeDeployer", "running_serve_port", "usable_apps"]
@@ -82,14 +82,10 @@ class ServeDeployer:
         if app_name(model, version) in self.running(all_states=True):
             serve.delete(app_name(model, version), _blocking=False)
 
-    def serves_platform(self) -> bool:
-        """Whether Serve runs for this platform: on ``serve_port``, with the ingress app.
-
-        Never starts Serve (``serve.status`` answers empty without a controller).
-        """
-        if running_serve_port() != self.config.serve_port:
-            return False
-        return INGRESS_APP in self.running(all_states=True)
+    def on_platform_port(self) -> bool:
+        """Whether Serve runs in this cluster on the platform's ``serve_port`` (never
+        starts Serve)."""
+        return running_serve_port() == self.config.serve_port
 
     def running(self, all_states: bool = False) -> frozenset[str]:
         """Names of the apps that are RUNNING (or, with ``all_states``, that exist)."""

@@ -25,7 +25,7 @@ from mlray._private.types import Project
 from mlray._private.validation import boundary
 from mlray.identity import Caller, Role
 from mlray.registry.types import ModelVersion
-from mlray.serving.model_names import app_name, parse_app_name
+from mlray.serving.model_names import INGRESS_APP, app_name, parse_app_name
 from mlray.serving.rollout import Deployer, RolloutController
 from mlray.serving.traffic import TrafficPolicy
 
@@ -36,9 +36,9 @@ MISSING = "NOT_STARTED"
 
 
 class ServePort(Deployer, Protocol):
-    """The deployer, plus whether Serve is this platform's (port and ingress app)."""
+    """The deployer, plus whether Serve runs on this platform's HTTP port."""
 
-    def serves_platform(self) -> bool: ...
+    def on_platform_port(self) -> bool: ...
 
 
 class PolicySource(Protocol):
@@ -114,10 +114,12 @@ class Reconciler:
 
     def reconcile(self) -> Pass:
         """One pass: deploy the wanted apps that are missing, remove unwanted model apps."""
-        if not self._deployer.serves_platform():
-            return Pass(skipped="Serve is not running for this platform (port, ingress)")
+        if not self._deployer.on_platform_port():
+            return Pass(skipped="Serve is not running on this platform's port")
+        present = self._deployer.running(all_states=True)  # one serve.status() a pass
+        if INGRESS_APP not in present:
+            return Pass(skipped="Serve runs without this platform's ingress app")
         wanted = self.desired()
-        present = self._deployer.running(all_states=True)
         done = Pass()
         for name, want in wanted.items():
             if name in present:

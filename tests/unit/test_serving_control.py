@@ -196,8 +196,8 @@ class FakeServe:
     def running(self, all_states: bool = False) -> frozenset[str]:
         return frozenset(n for n, s in self.apps.items() if all_states or s == "RUNNING")
 
-    def serves_platform(self) -> bool:
-        return INGRESS_APP in self.apps
+    def on_platform_port(self) -> bool:
+        return True  # the ingress app in `apps` says whether Serve is the platform's
 
 
 class Stats:
