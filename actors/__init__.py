@@ -65,9 +65,9 @@ def actors_config(handles: dict[str, Any], timeout_s: float = 60.0) -> PlatformC
     for name, other in zip(names[1:], configs[1:], strict=True):
         split = config_differences(other, first)
         if split:
-            raise ConfigError(f"the running actors disagree: {names[0]} vs {name}: {split[0]} "
-                              "(restart them: `mlray down`, then `mlray up`)",
-                              field=split[0].split(":", 1)[0])
+            key, line = next(iter(split.items()))
+            raise ConfigError(f"the running actors disagree: {names[0]} vs {name}: {line} "
+                              "(restart them: `mlray down`, then `mlray up`)", field=key)
     return first
 
 

@@ -750,9 +750,9 @@ def _reconcile(local: PlatformConfig, running: PlatformConfig,
     if not differences:
         return local
     if on_mismatch == "raise":
-        key = differences[0].split(":", 1)[0]
-        raise ConfigError(f"{differences[0]}; the platform keeps its own (use it: connect "
+        key, line = next(iter(differences.items()))
+        raise ConfigError(f"{line}; the platform keeps its own (use it: connect "
                           "without config=; or restart the platform to change it)", field=key)
-    for line in differences:
+    for line in differences.values():
         print(f"mlray: {line}; using the running platform's", file=sys.stderr, flush=True)
     return adopt_running(local, running)

@@ -127,7 +127,7 @@ def _status(as_json: bool, dashboard: str | None = None) -> None:
                                    f"{type(exc).__name__})")
         if running is not None:
             info.update(_where(running))
-            info["config_mismatch"] = config_differences(config, running)
+            info["config_mismatch"] = list(config_differences(config, running).values())
         info["dashboard_url"] = dashboard
         info["actors"] = _actor_states(config.namespace)
         info["serving"] = _serving_state(config)

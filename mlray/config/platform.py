@@ -120,16 +120,16 @@ CALLER_KEYS = ("project", "user", "ray_address", "local_num_cpus", "ray_head_por
                "ray_dashboard_port")
 
 
-def config_differences(local: PlatformConfig, running: PlatformConfig) -> list[str]:
-    """One line per shared key on which ``local`` and the ``running`` actors' config differ,
-    naming the key and both values (credentials masked)."""
-    lines = []
+def config_differences(local: PlatformConfig, running: PlatformConfig) -> dict[str, str]:
+    """Each shared key on which ``local`` and the ``running`` actors' config differ, with a
+    line naming the key and both values (credentials masked), in ``SHARED_KEYS`` order."""
+    lines = {}
     for key in SHARED_KEYS:
         mine, theirs = getattr(local, key), getattr(running, key)
         if mine != theirs:
             shown = [redact(str(v)) if v is not None else "(unset)" for v in (theirs, mine)]
-            lines.append(f"{key}: the running platform uses {shown[0]}, this process's config "
-                         f"says {shown[1]}")
+            lines[key] = (f"{key}: the running platform uses {shown[0]}, this process's "
+                          f"config says {shown[1]}")
     return lines
 
 
