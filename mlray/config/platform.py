@@ -44,6 +44,11 @@ class PlatformConfig(BaseModel):
         None, description="Online feature store: sqlite:///path or redis://host:port/db.")
     offline_uri: str | None = Field(
         None, description="Offline feature store (Parquet): local path or pyarrow.fs URI.")
+    storage_uri: str | None = Field(
+        None, description="Ray Train / Tune storage (runs, checkpoints): local path or "
+                          "pyarrow.fs URI.")
+    allow_local_storage: bool = Field(
+        False, description="Accept node-local stores on a Ray cluster of several nodes.")
     stream_url: str | None = Field(
         None, description="Redis holding the feature streams (redis://...); none = push only.")
     redis_prefix: str = Field("mlray", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -91,6 +96,8 @@ class PlatformConfig(BaseModel):
             object.__setattr__(self, "online_url", f"sqlite:///{self.home / 'online.db'}")
         if not self.offline_uri:
             object.__setattr__(self, "offline_uri", str(self.home / "offline"))
+        if not self.storage_uri:
+            object.__setattr__(self, "storage_uri", str(self.home / "ray-train"))
         return self
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
@@ -114,7 +121,7 @@ class PlatformConfig(BaseModel):
 #: Where the platform keeps its state and how it serves: every process of one platform must
 #: agree with its running actors on these (the actors' values win).
 SHARED_KEYS = ("state_url", "redis_prefix", "artifact_uri", "online_url", "offline_uri",
-               "stream_url", "serving_config", "alerts_config", "serve_port")
+               "storage_uri", "stream_url", "serving_config", "alerts_config", "serve_port")
 #: What belongs to the calling process (who it is, which project, how it joins Ray).
 CALLER_KEYS = ("project", "user", "ray_address", "local_num_cpus", "ray_head_port",
                "ray_dashboard_port")
@@ -150,7 +157,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-_PATH_KEYS = ("home", "serving_config", "alerts_config", "artifact_uri", "offline_uri")
+_PATH_KEYS = ("home", "serving_config", "alerts_config", "artifact_uri", "offline_uri",
+              "storage_uri")
 _SQLITE_KEYS = ("state_url", "online_url")
 
 

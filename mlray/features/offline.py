@@ -36,6 +36,7 @@ from mlray.features.ondemand import input_columns, run_on_demand
 from mlray.features.pit import asof_indices, encode_keys
 from mlray.features.repo import BoundView, FeatureRepo, Selection, check_source_path
 from mlray.features.validate import UTC_NS, cast_column, check_fields, check_keys, to_utc_ns
+from mlray.storage.fsuri import join_uri
 
 __all__ = ["OfflineStore", "to_table"]
 
@@ -75,7 +76,7 @@ class OfflineStore:
     """Feature rows in Parquet, written by view and read back as of points in time."""
 
     def __init__(self, root_uri: str, repo: FeatureRepo) -> None:
-        self.root_uri = root_uri.rstrip("/")
+        self.root_uri = join_uri(root_uri)
         self.repo = repo
 
     def location(self, view: str) -> str:
@@ -83,7 +84,7 @@ class OfflineStore:
         fv = self.repo.feature_view(view)
         if fv.source.type == "parquet":
             return fv.source.path
-        return f"{self.root_uri}/{fv.name}"
+        return join_uri(self.root_uri, fv.name)
 
     def source(self, view: str) -> tuple[pafs.FileSystem, str, pafs.FileType] | None:
         """The filesystem, path and kind (file or directory) of ``view``'s rows, or None

@@ -20,6 +20,7 @@ import pyarrow.dataset as ds
 from pydantic import BaseModel, Field
 
 from mlray.errors import InvalidInput
+from mlray.storage.fsuri import join_uri
 from mlray.training.metrics import classification_metrics, regression_metrics
 
 __all__ = ["LIVE_METRICS", "PerformanceReport", "live_performance", "performance_source",
@@ -70,9 +71,9 @@ def live_performance(offline_uri: str, model: str, version: int, *, task: str,
     since = pa.scalar(int(((now or time.time()) - window_s) * 1e6), pa.timestamp("us", "UTC"))
     report = PerformanceReport(model=model, version=version, window_s=window_s, predictions=0,
                                labelled=0, unknown_feedback=0, evaluation=evaluation or {})
-    root = offline_uri.rstrip("/")
-    logged = _dataset(f"{root}/predictions/model={model}/version={version}")
-    feedback = _dataset(f"{root}/feedback")
+    logged = _dataset(join_uri(offline_uri, "predictions", f"model={model}",
+                               f"version={version}"))
+    feedback = _dataset(join_uri(offline_uri, "feedback"))
     if logged is None:
         return report
     predictions = logged.to_table(columns=["request_id", "row", "prediction"],

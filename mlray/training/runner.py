@@ -29,6 +29,7 @@ from mlray.models.predictor import Predictor, save_model
 from mlray.monitoring.baseline import profile_frame
 from mlray.registry.gates import GateReport, evaluate_gates
 from mlray.registry.types import ModelVersion, Stage
+from mlray.storage.fsuri import run_storage
 from mlray.tracking.jobs import JobStatus
 from mlray.tracking.types import RunStatus
 from mlray.training.callbacks import TrackerCallback, TrackingTarget, TrainingCancelled
@@ -99,6 +100,7 @@ def make_trainer(config: TrainConfig, prepared: Prepared, loop: dict[str, Any], 
     from ray.train.torch import TorchTrainer
 
     scaling = config.scaling
+    storage_path, storage_fs = run_storage(storage)
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop,
@@ -107,7 +109,8 @@ def make_trainer(config: TrainConfig, prepared: Prepared, loop: dict[str, Any], 
             num_workers=workers or scaling.num_workers, use_gpu=scaling.use_gpu,
             resources_per_worker=dict(scaling.resources_per_worker)),
         run_config=ray.train.RunConfig(
-            name=name, storage_path=storage, callbacks=callbacks,
+            name=name, storage_path=storage_path, storage_filesystem=storage_fs,
+            callbacks=callbacks,
             failure_config=ray.train.FailureConfig(max_failures=config.failure.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=config.failure.keep_checkpoints)),
@@ -248,7 +251,7 @@ def run_training(client: Any, config: TrainConfig, *, progress: Progress | None 
                                 run_id, job.job_id)
         trainer = make_trainer(config, prepared, loop_config(config, prepared),
                                f"{config.name}-{run_id[:12]}",
-                               str(client.config.home / "ray-train"), [TrackerCallback(target)])
+                               client.config.storage_uri, [TrackerCallback(target)])
         with Heartbeat(client, job.job_id):
             result = fit_watching(trainer, client, run_id, progress)
         if result.checkpoint is None:

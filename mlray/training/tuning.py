@@ -19,6 +19,7 @@ from typing import Any
 from mlray.errors import InvalidTransition
 from mlray.registry.gates import GateReport
 from mlray.registry.types import ModelVersion
+from mlray.storage.fsuri import run_storage
 from mlray.tracking.jobs import JobStatus
 from mlray.tracking.types import RunStatus
 from mlray.training.callbacks import TrackerCallback, TrackingTarget
@@ -145,7 +146,7 @@ def run_tuning(client: Any, config: TrainConfig, *,
         client.jobs.update(job.job_id, status=JobStatus.RUNNING)
         target = TrackingTarget(client.config.namespace, client.caller, client.project, "",
                                 job.job_id)
-        storage = str(client.config.home / "ray-train")
+        storage = client.config.storage_uri
         grid_points = 1
         for spec in settings.search_space.values():
             if spec.type == "grid":
@@ -155,6 +156,7 @@ def run_tuning(client: Any, config: TrainConfig, *,
         scheduler = (ASHAScheduler(max_t=config.hyperparameters.epochs + 1,
                                    grace_period=settings.grace_period)
                      if settings.scheduler == "asha" else FIFOScheduler())
+        storage_path, storage_fs = run_storage(storage)
         trainable = tune.with_resources(
             tune.with_parameters(_trial, config=config, prepared=prepared, target=target,
                                  sweep_id=sweep_id, storage=storage), {"cpu": 0.01})
@@ -163,7 +165,8 @@ def run_tuning(client: Any, config: TrainConfig, *,
             tune_config=tune.TuneConfig(
                 metric=settings.metric, mode=settings.mode, num_samples=settings.num_samples,
                 max_concurrent_trials=settings.max_concurrent_trials, scheduler=scheduler),
-            run_config=tune.RunConfig(name=sweep_id, storage_path=storage, verbose=0))
+            run_config=tune.RunConfig(name=sweep_id, storage_path=storage_path,
+                                      storage_filesystem=storage_fs, verbose=0))
         if progress is not None:
             threading.Thread(target=_watch, daemon=True, args=(
                 client, sweep_id, settings.num_samples * grid_points, progress, done)).start()
