@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -22,6 +23,11 @@ from mlray.storage import StateStore, open_state_store
 from mlray.storage.redis import RedisStateStore
 
 os.environ.setdefault("RAY_AUTH_MODE", "token")
+# Credentials for the test S3 server (moto accepts any): set before the shared Ray starts,
+# so its workers (training, replicas, actors) inherit them too.
+for _name, _value in (("AWS_ACCESS_KEY_ID", "mlray-test"), ("AWS_SECRET_ACCESS_KEY", "mlray-test"),
+                      ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_EC2_METADATA_DISABLED", "true")):
+    os.environ.setdefault(_name, _value)
 
 
 def _answers(url: str) -> bool:
@@ -70,6 +76,39 @@ def redis_url() -> Iterator[str]:
     proc.terminate()
     proc.wait(timeout=10)
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """``host:port`` of a real S3 API server (moto's standalone server) for this session."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"moto server on port {port} did not start")
+            time.sleep(0.05)
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_uri(s3_endpoint: str) -> str:
+    """``s3://<fresh bucket>/mlray?endpoint_override=...&scheme=http``: an empty bucket per test."""
+    import pyarrow.fs as pafs
+
+    bucket = f"t-{uuid.uuid4().hex[:16]}"
+    pafs.S3FileSystem(endpoint_override=s3_endpoint, scheme="http",
+                      allow_bucket_creation=True).create_dir(bucket)
+    return f"s3://{bucket}/mlray?endpoint_override={s3_endpoint}&scheme=http"
 
 
 @pytest.fixture(params=["sqlite", "redis"])
