@@ -57,6 +57,7 @@ from mlray.serving.settings import BatchTuning, ModelServing
 from mlray.serving.traffic import TrafficPolicy
 from mlray.storage.artifacts import ArtifactStore
 from mlray.storage.base import AuditEntry
+from mlray.storage.idempotency import new_key
 from mlray.tracking.jobs import JobStatus, TrainingJob
 from mlray.tracking.types import (
     Experiment,
@@ -84,6 +85,13 @@ class _Facade:
         return self._transport.call(self._service, method, self._caller, self.project, *args,
                                     idempotent=read, **kwargs)
 
+    def _create(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """A create that is safe to retry: one fresh idempotency key for every attempt of
+        it, so the transport retries it when the actor or the store was lost and the
+        service answers a repeat with the first result."""
+        return self._transport.call(self._service, method, self._caller, self.project, *args,
+                                    idempotency_key=new_key(), **kwargs)
+
 
 class RegistryClient(_Facade):
     """Model registry operations for one project."""
@@ -95,7 +103,7 @@ class RegistryClient(_Facade):
 
     def create_model(self, name: str, **spec: Any) -> RegisteredModel:
         """Register a model name; ``spec`` takes the fields of :class:`ModelSpec`."""
-        return self._call("create_model", build(ModelSpec, "spec", name=name, **spec))
+        return self._create("create_model", build(ModelSpec, "spec", name=name, **spec))
 
     def get_model(self, name: str) -> RegisteredModel:
         """The registered model ``name``."""
@@ -120,7 +128,7 @@ class RegistryClient(_Facade):
 
     def create_version(self, model: str, spec: VersionSpec) -> ModelVersion:
         """Add a version whose artifact is already in the artifact store."""
-        return self._call("create_version", model, spec)
+        return self._create("create_version", model, spec)
 
     def register(self, model: str, artifact_path: str | Path, *,
                  metrics: dict[str, float] | None = None,
@@ -231,7 +239,8 @@ class ExperimentsClient(_Facade):
     def create_experiment(self, name: str, *, description: str = "",
                           tags: dict[str, str] | None = None) -> Experiment:
         """Create an experiment."""
-        return self._call("create_experiment", name, description=description, tags=tags)
+        return self._create("create_experiment", name, description=description,
+                            tags=tags)
 
     def get_experiment(self, name: str) -> Experiment:
         """One experiment."""
@@ -245,7 +254,7 @@ class ExperimentsClient(_Facade):
                   params: dict[str, Any] | None = None,
                   tags: dict[str, str] | None = None) -> Run:
         """Start a run (the experiment is created when missing)."""
-        return self._call("start_run", experiment, name=name, params=params, tags=tags)
+        return self._create("start_run", experiment, name=name, params=params, tags=tags)
 
     @contextlib.contextmanager
     def run(self, experiment: str, **kwargs: Any) -> Iterator[Run]:
@@ -324,7 +333,7 @@ class JobsClient(_Facade):
     def create(self, kind: str, name: str, details: dict[str, Any] | None = None
                ) -> TrainingJob:
         """Record a PENDING job."""
-        return self._call("create_job", kind, name, details)
+        return self._create("create_job", kind, name, details)
 
     def update(self, job_id: str, *, status: JobStatus | str | None = None,
                run_id: str | None = None, error: str | None = None,

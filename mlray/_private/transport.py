@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from mlray.errors import BackendUnavailable, MlrayError
 
-__all__ = ["ActorTransport", "LocalTransport", "Transport"]
+__all__ = ["ActorTransport", "LocalTransport", "Transport", "backoff_s"]
 
 
 class Transport(Protocol):
@@ -36,8 +36,11 @@ class LocalTransport:
 class ActorTransport:
     """Named control-plane actors; Ray errors become mlray errors.
 
-    Reads are retried while an actor restarts; writes are not (a write that was in
-    flight when the actor died may or may not have been applied, and the caller is told).
+    Reads are retried while an actor restarts. So are writes that carry an
+    ``idempotency_key`` (the service answers a repeat with the first result), also when
+    the service reports its store unavailable. Other writes are not retried (one that
+    was in flight when the actor died may or may not have been applied; the caller is
+    told).
     """
 
     def __init__(self, handles: dict[str, Any], timeout_s: float = 60.0,
@@ -51,27 +54,38 @@ class ActorTransport:
         import ray
         from ray import exceptions as rex
 
-        attempts = self.read_retries + 1 if idempotent else 1
+        keyed = kwargs.get("idempotency_key") is not None
+        safe = idempotent or keyed
+        attempts = self.read_retries + 1 if safe else 1
         for attempt in range(attempts):
+            again = attempt + 1 < attempts
             try:
                 ref = self.handles[service].invoke.remote(method, *args, **kwargs)
                 return ray.get(ref, timeout=self.timeout_s)
             except rex.RayTaskError as exc:
                 cause = getattr(exc, "cause", None)
+                if isinstance(cause, BackendUnavailable) and keyed and again:
+                    time.sleep(backoff_s(attempt))
+                    continue
                 if isinstance(cause, MlrayError):
                     raise cause from None
                 raise MlrayError(f"internal error in {service}.{method}: "
                                  f"{type(cause).__name__}: {cause}") from exc
             except (rex.RayActorError, rex.ActorUnavailableError) as exc:
-                if attempt + 1 < attempts:
-                    time.sleep(min(0.1 * 2**attempt, 2.0))
+                if again:
+                    time.sleep(backoff_s(attempt))
                     continue
-                what = "" if idempotent else "; the write may or may not have been applied"
+                what = "" if safe else "; the write may or may not have been applied"
                 raise BackendUnavailable(
                     f"the {service} actor was lost during {method}{what}: {exc}") from None
             except rex.GetTimeoutError:
-                what = "" if idempotent else "; the write may or may not have been applied"
+                what = "" if safe else "; the write may or may not have been applied"
                 raise BackendUnavailable(
                     f"the {service} actor did not answer {method} within "
                     f"{self.timeout_s}s{what}") from None
         raise AssertionError("unreachable")
+
+
+def backoff_s(attempt: int) -> float:
+    """Seconds to wait before retry ``attempt + 1``: 0.1 s doubling, at most 2 s."""
+    return min(0.1 * 2**attempt, 2.0)

@@ -36,6 +36,7 @@ from mlray.registry.types import (
 )
 from mlray.registry.uri import parse_model_uri
 from mlray.storage.base import AuditEntry, Delete, Op, Put
+from mlray.storage.idempotency import IdempotencyKey, KeyedWrite
 
 __all__ = ["ModelRegistry"]
 
@@ -54,22 +55,33 @@ class ModelRegistry(TrafficRules):
     # -- models ----------------------------------------------------------------------------
 
     @boundary
-    def create_model(self, caller: Caller, project: Project, spec: ModelSpec) -> RegisteredModel:
+    def create_model(self, caller: Caller, project: Project, spec: ModelSpec, *,
+                     idempotency_key: IdempotencyKey | None = None) -> RegisteredModel:
         """Register a new model name.
+
+        A retry with the same ``idempotency_key`` answers as the first call did (see
+        :mod:`mlray.storage.idempotency`).
 
         Raises:
             AlreadyExists: the name is taken in this project.
         """
         caller.require(project, Role.editor)
+        keyed = KeyedWrite(self._store, project, "registry.create_model", idempotency_key,
+                           [caller.user, spec])
+        if (done := keyed.previous(RegisteredModel)) is not None:
+            return done
         ts = now()
         model = RegisteredModel(**spec.model_dump(), project=project, created_at=ts,
                                 updated_at=ts, created_by=caller.user)
         key = model_key(project, spec.name)
         try:
-            self._store.put(MODELS, key, model.model_dump(mode="json"), expected_version=0,
-                            audit=self._audit(caller, project, "model.create", key,
-                                              after={"name": spec.name}))
+            self._store.apply(
+                [Put(collection=MODELS, key=key, data=model.model_dump(mode="json"),
+                     expected_version=0), *keyed.record(model)],
+                self._audit(caller, project, "model.create", key, after={"name": spec.name}))
         except Conflict:
+            if (done := keyed.previous(RegisteredModel)) is not None:
+                return done  # a concurrent attempt with this key got there first
             raise AlreadyExists(f"model {spec.name!r} already exists in project {project!r}",
                                 field="name") from None
         return model
@@ -153,20 +165,32 @@ class ModelRegistry(TrafficRules):
 
     @boundary
     def create_version(self, caller: Caller, project: Project, model: Name,
-                       spec: VersionSpec) -> ModelVersion:
+                       spec: VersionSpec, *,
+                       idempotency_key: IdempotencyKey | None = None) -> ModelVersion:
         """Add the next version of ``model``.
+
+        With an ``idempotency_key``, the key and the answer are stored in the same atomic
+        write as the version, so a retry whose first answer was lost gets that version
+        back and never adds a second one.
 
         Raises:
             NotFound: no such model, or the artifact does not exist.
             IntegrityError: the artifact does not hash to ``spec.artifact_sha256``.
+            InvalidInput: the key was used before for a different version.
         """
         caller.require(project, Role.editor)
+        keyed = KeyedWrite(self._store, project, "registry.create_version", idempotency_key,
+                           [caller.user, model, spec])
+        if (done := keyed.previous(ModelVersion)) is not None:
+            return done
         self._model_doc(project, model)
         if self._artifacts is not None:
             ref = self._artifacts.verify(spec.artifact_uri, spec.artifact_sha256)
             spec = spec.model_copy(update={"artifact_size": ref.size})
 
         def attempt() -> ModelVersion:
+            if (done := keyed.previous(ModelVersion)) is not None:
+                return done  # a concurrent attempt with this key got there first
             doc = self._model_doc(project, model)
             registered = RegisteredModel.model_validate(doc.data)
             number = registered.latest_version + 1
@@ -180,7 +204,8 @@ class ModelRegistry(TrafficRules):
                 [Put(collection=MODELS, key=doc.key, data=bumped.model_dump(mode="json"),
                      expected_version=doc.version),
                  Put(collection=VERSIONS, key=key, data=version.model_dump(mode="json"),
-                     expected_version=0)],
+                     expected_version=0),
+                 *keyed.record(version)],
                 self._audit(caller, project, "version.create", key,
                             after={"version": number, "artifact_sha256": spec.artifact_sha256,
                                    "run_id": spec.lineage.run_id}))

@@ -17,9 +17,10 @@ from pydantic import BaseModel, Field
 
 from mlray._private.types import Project, now
 from mlray._private.validation import boundary
-from mlray.errors import InvalidInput, InvalidTransition, NotFound
+from mlray.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from mlray.identity import Caller, Role
-from mlray.storage.base import AuditEntry, StateStore
+from mlray.storage.base import AuditEntry, Put, StateStore
+from mlray.storage.idempotency import IdempotencyKey, KeyedWrite
 
 __all__ = ["JobBook", "JobStatus", "TrainingJob"]
 
@@ -81,10 +82,13 @@ class JobBook:
                            field="job_id")
         return doc.version, TrainingJob.model_validate(doc.data)
 
-    def _save(self, caller: Caller, version: int, job: TrainingJob, action: str) -> TrainingJob:
-        self._store.put(JOBS, job.job_id, job.model_dump(mode="json"), version,
-                        AuditEntry(user=caller.user, project=job.project, action=action,
-                                   target=job.job_id, after={"status": job.status.value}))
+    def _save(self, caller: Caller, version: int, job: TrainingJob, action: str,
+              extra: list[Put] | None = None) -> TrainingJob:
+        self._store.apply(
+            [Put(collection=JOBS, key=job.job_id, data=job.model_dump(mode="json"),
+                 expected_version=version), *(extra or [])],
+            AuditEntry(user=caller.user, project=job.project, action=action,
+                       target=job.job_id, after={"status": job.status.value}))
         return job
 
     def _expire(self, caller: Caller, version: int, job: TrainingJob) -> TrainingJob:
@@ -98,14 +102,25 @@ class JobBook:
 
     @boundary
     def create_job(self, caller: Caller, project: Project, kind: str, name: str,
-                   details: dict[str, Any] | None = None) -> TrainingJob:
-        """Record a new PENDING job."""
+                   details: dict[str, Any] | None = None, *,
+                   idempotency_key: IdempotencyKey | None = None) -> TrainingJob:
+        """Record a new PENDING job (a retry with the same ``idempotency_key`` gets the
+        first job back, never a second)."""
         caller.require(project, Role.editor)
         if kind not in ("train", "tune"):
             raise InvalidInput(f"kind must be train or tune, got {kind!r}", field="kind")
+        keyed = KeyedWrite(self._store, project, "jobs.create_job", idempotency_key,
+                           [caller.user, kind, name, details])
+        if (done := keyed.previous(TrainingJob)) is not None:
+            return done
         job = TrainingJob(job_id=uuid.uuid4().hex[:16], project=project, kind=kind, name=name,
                           user=caller.user, created_at=now(), details=details or {})
-        return self._save(caller, 0, job, "job.create")
+        try:
+            return self._save(caller, 0, job, "job.create", keyed.record(job))
+        except Conflict:
+            if (done := keyed.previous(TrainingJob)) is not None:
+                return done  # a concurrent attempt with this key got there first
+            raise
 
     @boundary
     def update_job(self, caller: Caller, project: Project, job_id: str, *,

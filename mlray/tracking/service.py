@@ -21,6 +21,7 @@ from mlray.errors import AlreadyExists, Conflict, InvalidInput, InvalidTransitio
 from mlray.identity import Caller, Role
 from mlray.storage.artifacts import ArtifactStore
 from mlray.storage.base import AuditEntry, Put, StateStore
+from mlray.storage.idempotency import IdempotencyKey, KeyedWrite
 from mlray.tracking.types import (
     Experiment,
     MetricPoint,
@@ -61,20 +62,30 @@ class ExperimentTracker:
 
     @boundary
     def create_experiment(self, caller: Caller, project: Project, name: Name, *,
-                          description: str = "", tags: Tags | None = None) -> Experiment:
-        """Create an experiment.
+                          description: str = "", tags: Tags | None = None,
+                          idempotency_key: IdempotencyKey | None = None) -> Experiment:
+        """Create an experiment (a retry with the same ``idempotency_key`` gets the first
+        answer: :mod:`mlray.storage.idempotency`).
 
         Raises:
             AlreadyExists: the name is taken in this project.
         """
         caller.require(project, Role.editor)
+        keyed = KeyedWrite(self._store, project, "experiments.create_experiment",
+                           idempotency_key, [caller.user, name, description, tags])
+        if (done := keyed.previous(Experiment)) is not None:
+            return done
         exp = Experiment(name=name, project=project, description=description,
                          tags=tags or {}, created_at=now(), created_by=caller.user)
         key = f"{project}/{name}"
         try:
-            self._store.put(EXPERIMENTS, key, exp.model_dump(mode="json"), expected_version=0,
-                            audit=self._audit(caller, project, "experiment.create", key))
+            self._store.apply(
+                [Put(collection=EXPERIMENTS, key=key, data=exp.model_dump(mode="json"),
+                     expected_version=0), *keyed.record(exp)],
+                self._audit(caller, project, "experiment.create", key))
         except Conflict:
+            if (done := keyed.previous(Experiment)) is not None:
+                return done  # a concurrent attempt with this key got there first
             raise AlreadyExists(f"experiment {name!r} already exists in project {project!r}",
                                 field="name") from None
         return exp
@@ -147,9 +158,17 @@ class ExperimentTracker:
     @boundary
     def start_run(self, caller: Caller, project: Project, experiment: Name, *,
                   name: str | None = None, params: dict[str, ParamValue] | None = None,
-                  tags: Tags | None = None) -> Run:
-        """Start a RUNNING run, creating the experiment when it does not exist yet."""
+                  tags: Tags | None = None,
+                  idempotency_key: IdempotencyKey | None = None) -> Run:
+        """Start a RUNNING run, creating the experiment when it does not exist yet.
+
+        A retry with the same ``idempotency_key`` gets the first run back, never a second.
+        """
         caller.require(project, Role.editor)
+        keyed = KeyedWrite(self._store, project, "experiments.start_run", idempotency_key,
+                           [caller.user, experiment, name, params, tags])
+        if (done := keyed.previous(Run)) is not None:
+            return done
         if self._store.get(EXPERIMENTS, f"{project}/{experiment}") is None:
             with contextlib.suppress(AlreadyExists):
                 self.create_experiment(caller, project, experiment)
@@ -157,7 +176,13 @@ class ExperimentTracker:
         run = Run(run_id=run_id, project=project, experiment=experiment,
                   name=name or f"run-{run_id[:8]}", user=caller.user, start_time=now(),
                   params=params or {}, tags=tags or {})
-        return self._save(caller, 0, run, "run.start", {"experiment": experiment})
+        try:
+            return self._save(caller, 0, run, "run.start", {"experiment": experiment},
+                              extra=keyed.record(run))
+        except Conflict:
+            if (done := keyed.previous(Run)) is not None:
+                return done  # a concurrent attempt with this key got there first
+            raise
 
     @boundary
     def get_run(self, caller: Caller, project: Project, run_id: str) -> Run:
