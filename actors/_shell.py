@@ -28,6 +28,7 @@ def actor_options(name: str, config: PlatformConfig) -> dict[str, Any]:
         "max_restarts": -1,
         "max_task_retries": 0,
         "num_cpus": config.actor_num_cpus,
+        "resources": dict(config.actor_resources),
     }
 
 

@@ -81,6 +81,7 @@ def start_stream_processors(config: PlatformConfig, project: str, views: list[st
     handles = {view: StreamActor.options(
         name=processor_name(view), namespace=config.namespace, lifetime="detached",
         get_if_exists=True, max_restarts=-1, max_task_retries=0,
-        num_cpus=config.actor_num_cpus).remote(config, project, view) for view in views}
+        num_cpus=config.actor_num_cpus, resources=dict(config.actor_resources),
+    ).remote(config, project, view) for view in views}
     ray.get([h.ping.remote() for h in handles.values()], timeout=timeout_s)
     return handles

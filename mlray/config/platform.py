@@ -6,6 +6,7 @@ Only this module and the CLI read configuration files; everything further in tak
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlray._private.placement import CustomResources
 from mlray._private.redact import redact
 from mlray.config.files import beside, read_yaml
 from mlray.errors import ConfigError
@@ -61,6 +63,10 @@ class PlatformConfig(BaseModel):
     alerts_config: Path | None = Field(
         None, description="Alert rules YAML (configs/alerts.yaml is an example); none = no rules.")
     actor_num_cpus: float = Field(0.0, ge=0, le=64, description="CPUs each actor reserves.")
+    actor_resources: CustomResources = Field(
+        default_factory=dict,
+        description="Custom Ray resources each control-plane actor asks for, which places "
+                    "the actors on the nodes that have them (e.g. {mlray-control: 0.01}).")
     local_num_cpus: int = Field(
         0, ge=0, le=4096,
         description="Logical CPUs of a local Ray mlray starts (0 = machine cores, at least 4).")
@@ -75,6 +81,17 @@ class PlatformConfig(BaseModel):
     def _absolute_file(cls, path: Path | None) -> Path | None:
         # Actors read these files in their own processes: never relative to a cwd.
         return None if path is None else path.expanduser().absolute()
+
+    @field_validator("actor_resources", mode="before")
+    @classmethod
+    def _resources_from_json(cls, value: Any) -> Any:
+        # MLRAY_ACTOR_RESOURCES='{"mlray-control": 0.01}' arrives as a string.
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON object of resource amounts: {exc}") from None
+        return value
 
     @field_validator("project")
     @classmethod

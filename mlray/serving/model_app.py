@@ -73,7 +73,8 @@ def model_app(config: PlatformConfig, version: ModelVersion, serving: ModelServi
         # Beyond this queue at each caller (an ingress replica), Serve refuses at once; the
         # ingress answers 503 with Retry-After.
         "max_queued_requests": serving.max_queued_requests,
-        "ray_actor_options": {"num_cpus": serving.num_cpus, "num_gpus": serving.num_gpus},
+        "ray_actor_options": {"num_cpus": serving.num_cpus, "num_gpus": serving.num_gpus,
+                              "resources": dict(serving.replica_resources)},
         "user_config": serving.tuning.model_dump(),
     }
     if serving.autoscaling is not None:

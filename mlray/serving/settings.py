@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mlray._private.placement import CustomResources
 from mlray.config.files import load_yaml_model
 from mlray.serving.breaker import BreakerConfig
 
@@ -78,6 +79,10 @@ class ModelServing(_Strict):
                     "(Serve's max_queued_requests; -1: no bound).")
     num_cpus: float = Field(0.5, ge=0, le=256, description="CPUs per model replica.")
     num_gpus: float = Field(0.0, ge=0, le=16)
+    replica_resources: CustomResources = Field(
+        default_factory=dict,
+        description="Custom Ray resources each replica asks for, which places the replicas "
+                    "on the nodes that have them (e.g. {mlray-model: 0.01}).")
     quantize: bool = Field(False, description="torch dynamic int8 quantization of Linear layers.")
     cache: CacheSettings = CacheSettings()
     timeout_s: float = Field(5.0, gt=0, le=600,
