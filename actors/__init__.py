@@ -37,10 +37,18 @@ def actor_names() -> tuple[str, ...]:
 
 
 def start_actors(config: PlatformConfig, timeout_s: float = 120.0) -> dict[str, Any]:
-    """Create (or find) every control-plane actor and wait until each answers ``ping``."""
+    """Create (or find) every control-plane actor and wait until each answers ``ping``.
+
+    Raises:
+        ConfigError: the Ray cluster has several alive nodes and a store in ``config`` is
+            node-local (see :func:`mlray.storage.locality.check_shared_storage`).
+    """
     import ray
 
     from actors._shell import actor_options
+    from mlray.storage.locality import check_shared_storage
+
+    check_shared_storage(config, [n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]])
 
     handles = {name: cls.options(**actor_options(name, config)).remote(config)
                for name, cls in _classes().items()}
