@@ -627,7 +627,9 @@ def ingress_app(config: PlatformConfig, serving: ServingConfig) -> Application:
         max_queued_requests=settings.max_queued_requests,
         backpressure_config=BackpressureConfig(status_code=503,
                                                retry_after_s=settings.retry_after_s),
-        ray_actor_options={"num_cpus": settings.num_cpus}).bind(config, serving)
+        ray_actor_options={"num_cpus": settings.num_cpus,
+                           "resources": dict(settings.replica_resources)},
+    ).bind(config, serving)
 
 
 def build_app(args: dict[str, Any]) -> Application:

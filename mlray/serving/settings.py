@@ -129,6 +129,9 @@ class IngressSettings(_Strict):
                     "queued before the ingress included (0: no cap). Above every model's "
                     "timeout_s, which the ingress answers with 504 first.")
     num_cpus: float = Field(0.0, ge=0, le=256)
+    replica_resources: CustomResources = Field(
+        default_factory=dict,
+        description="Custom Ray resources each ingress replica asks for (placement).")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     drain_body_bytes: int = Field(
         64 * 1024 * 1024, ge=0,
