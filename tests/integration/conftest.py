@@ -1,4 +1,6 @@
-"""Fixtures of the integration tests: one serving platform for the session."""
+"""Fixtures of the integration tests: one serving platform, shared by the tests that need
+it and torn down right after the last of them, so the model replicas it leaves do not hold
+the shared Ray's CPUs while later tests (training) need them."""
 
 from __future__ import annotations
 
@@ -12,16 +14,37 @@ from tests.conftest import free_port
 from tests.integration.platform import Platform, alerts_yaml, serving_yaml
 from tests.integration.serving_models import set_fault
 
+#: The session's serving platform while it is up.
+_OPEN: list[Platform] = []
+
+
+def _tear_down(platform: Platform) -> None:
+    """Stop Serve and kill the platform's actors (once)."""
+    import ray
+    from ray import serve
+
+    from actors import actor_names
+
+    if platform not in _OPEN:
+        return
+    _OPEN.remove(platform)
+    set_fault(None)
+    serve.shutdown()
+    namespace = platform.config.namespace
+    named = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+             if a["namespace"] == namespace]
+    for name in {*actor_names(), *named}:
+        try:
+            ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+        except ValueError:
+            continue
+
 
 @pytest.fixture(scope="session")
 def platform(ray_shared: None, redis_url: str, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[Platform]:
-    """Actors, Serve and the ingress in a namespace of their own; torn down at the end."""
-    import ray
-    from ray import serve
-
+    """Actors, Serve and the ingress in a namespace of their own."""
     import mlray
-    from actors import actor_names
     from mlray.serving.launch import start_serving
 
     tmp = tmp_path_factory.mktemp("serving")
@@ -34,15 +57,17 @@ def platform(ray_shared: None, redis_url: str, tmp_path_factory: pytest.TempPath
     client = mlray.connect(config=config)
     url = start_serving(config)
     set_fault(None)
-    yield Platform(config, client, url, tmp, env)
-    set_fault(None)
-    serve.shutdown()
-    named = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-             if a["namespace"] == config.namespace]
-    for name in {*actor_names(), *named}:
-        try:
-            ray.kill(ray.get_actor(name, namespace=config.namespace), no_restart=True)
-        except ValueError:
-            continue
+    opened = Platform(config, client, url, tmp, env)
+    _OPEN.append(opened)
+    yield opened
+    _tear_down(opened)
 
 
+@pytest.fixture(autouse=True)
+def _release_platform_after_its_last_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After the last selected test that uses ``platform``, tear it down at once."""
+    yield
+    users = [item for item in request.session.items
+             if "platform" in getattr(item, "fixturenames", ())]
+    if _OPEN and users and request.node is users[-1]:
+        _tear_down(_OPEN[0])
