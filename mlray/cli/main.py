@@ -17,7 +17,7 @@ import typer
 from mlray._private.quiet import quiet_ray_env, stdout_to_stderr
 from mlray._private.ray_session import local_cpus
 from mlray._private.redact import install_log_redaction, redact, redact_all
-from mlray.cli import features, models, monitoring, runs, serving, training
+from mlray.cli import cluster, features, models, monitoring, runs, serving, training
 from mlray.cli._common import JsonOpt, emit, err_console, state
 from mlray.config import PlatformConfig
 from mlray.errors import MlrayError
@@ -28,6 +28,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(runs.app, name="runs")
 app.add_typer(training.jobs_app, name="jobs")
 app.add_typer(features.app, name="features")
+app.add_typer(cluster.app, name="cluster")
 app.add_typer(monitoring.alerts_app, name="alerts")
 app.command("drift")(monitoring.drift)
 app.command("performance")(monitoring.performance)

@@ -1,0 +1,146 @@
+"""What each rendered Ray pod runs: the ``ray start`` parameters and the environment.
+
+The RayCluster's containers are built from :func:`ray_start_commands`, and so is anything
+that starts the same nodes outside Kubernetes (a loopback simulation of the cluster), so
+the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from mlray.cluster.spec import ClusterSpec
+from mlray.config import PlatformConfig
+
+__all__ = ["REDIS_PASSWORD_ENV", "PodCommand", "SecretRef", "cluster_urls", "expand_env",
+           "ray_start_commands", "redis_host"]
+
+#: Env var holding the Redis password in every pod (from the Secret); URLs refer to it.
+REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
+RAY_TOKEN_KEY = "auth_token"  # the key KubeRay's authOptions reads in the token Secret
+REDIS_PASSWORD_KEY = "password"
+_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """One key of a Kubernetes Secret."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class PodCommand:
+    """How one kind of Ray pod starts: ``ray start`` parameters and environment.
+
+    Attributes:
+        group: ``head``, or the worker group's name (``cpu``, ``gpu``).
+        params: ``ray start`` options without the dashes (KubeRay's ``rayStartParams``);
+            values are plain, unquoted.
+        env: plain variables; a value may refer to another variable as ``$(NAME)``, which
+            Kubernetes expands (see :func:`expand_env`).
+        secrets: variables read from Secrets (set before ``env``, so ``env`` may refer
+            to them).
+        env_from_secret: a Secret whose every key becomes a variable (object store
+            credentials), or None.
+    """
+
+    group: str
+    params: dict[str, str]
+    env: dict[str, str]
+    secrets: dict[str, SecretRef] = field(default_factory=dict)
+    env_from_secret: str | None = None
+
+    @property
+    def is_head(self) -> bool:
+        """Is this the head pod's command?"""
+        return self.group == "head"
+
+    def argv(self, head_address: str | None = None) -> list[str]:
+        """The ``ray start`` command line as KubeRay builds it from ``params`` (workers
+        join ``head_address``, host:port of the GCS; ``--block`` keeps the pod's process
+        in the foreground)."""
+        argv = ["ray", "start", "--head"] if self.is_head else ["ray", "start"]
+        if not self.is_head:
+            if not head_address:
+                raise ValueError(f"worker group {self.group!r} needs the head's address")
+            argv.append(f"--address={head_address}")
+        argv += [f"--{key}={value}" for key, value in sorted(self.params.items())]
+        return [*argv, "--block"]
+
+    def environ(self, secret_values: Mapping[SecretRef, str]) -> dict[str, str]:
+        """The variables a pod sees, given the Secrets' values (``$(NAME)`` expanded)."""
+        values = {name: secret_values[ref] for name, ref in self.secrets.items()}
+        return expand_env({**values, **self.env})
+
+
+def expand_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Expand ``$(NAME)`` references the way Kubernetes does: to a variable defined earlier
+    in ``env``; an unknown reference stays as written."""
+    done: dict[str, str] = {}
+    for name, value in env.items():
+        done[name] = _REF.sub(lambda m: done.get(m.group(1), m.group(0)), value)
+    return done
+
+
+def redis_host(spec: ClusterSpec) -> str:
+    """The in-cluster DNS name of the rendered Redis service."""
+    return f"{spec.name}-redis.{spec.namespace}.svc.cluster.local"
+
+
+def cluster_urls(spec: ClusterSpec) -> dict[str, str]:
+    """The platform's storage locations in cluster mode: Redis for state, online features
+    and streams (password from ``$(REDIS_PASSWORD)``), the bucket for artifacts and
+    offline data. Keys are PlatformConfig fields."""
+    redis = f"redis://:$({REDIS_PASSWORD_ENV})@{redis_host(spec)}:6379"
+    bucket = spec.storage.bucket_uri.rstrip("/")
+    return {"state_url": f"{redis}/0", "online_url": f"{redis}/1", "stream_url": f"{redis}/2",
+            "artifact_uri": f"{bucket}/artifacts", "offline_uri": f"{bucket}/offline"}
+
+
+def _platform_env(spec: ClusterSpec, config: PlatformConfig) -> dict[str, str]:
+    """MLRAY_* variables: the platform config every process in the pod loads."""
+    values = {"home": "/tmp/mlray", "namespace": config.namespace, "project": config.project,
+              "redis_prefix": config.redis_prefix, "serve_port": str(config.serve_port),
+              "actor_num_cpus": str(config.actor_num_cpus), **cluster_urls(spec)}
+    env = {f"MLRAY_{key.upper()}": value for key, value in sorted(values.items())}
+    env["RAY_AUTH_MODE"] = "token"
+    if spec.storage.endpoint_url:
+        env["AWS_ENDPOINT_URL"] = spec.storage.endpoint_url
+    return env
+
+
+def _secret_env(spec: ClusterSpec) -> dict[str, SecretRef]:
+    return {"RAY_AUTH_TOKEN": SecretRef(spec.secrets.ray_token, RAY_TOKEN_KEY),
+            REDIS_PASSWORD_ENV: SecretRef(spec.secrets.redis, REDIS_PASSWORD_KEY)}
+
+
+def ray_start_commands(spec: ClusterSpec, config: PlatformConfig) -> list[PodCommand]:
+    """The head's and each worker group's ``ray start`` parameters and environment, exactly
+    as the rendered pods carry them (the renderer builds its containers from this list).
+
+    The head offers no CPUs to user work (``num-cpus: 0``) and ``spec.control_resource``
+    so control-plane actors can be pinned to it; every node exports metrics on
+    ``spec.metrics_export_port``; every container runs with Ray token auth
+    (``RAY_AUTH_MODE=token``, the token from the ``secrets.ray_token`` Secret) and the
+    cluster-mode platform config as ``MLRAY_*`` variables.
+
+    Returns:
+        ``[head, cpu workers, gpu workers (when the spec has a GPU group)]``.
+    """
+    env, secrets = _platform_env(spec, config), _secret_env(spec)
+    common = {"metrics-export-port": str(spec.metrics_export_port)}
+    head = {**common, "num-cpus": "0", "dashboard-host": "0.0.0.0",
+            "resources": json.dumps({spec.control_resource: 100})}
+    commands = [PodCommand("head", head, env, secrets, spec.secrets.storage),
+                PodCommand("cpu", {**common, "num-cpus": str(spec.cpu_workers.cpu)}, env,
+                           secrets, spec.secrets.storage)]
+    if spec.gpu_workers is not None:
+        gpu = {**common, "num-cpus": str(spec.gpu_workers.cpu),
+               "num-gpus": str(spec.gpu_workers.gpus)}
+        commands.append(PodCommand("gpu", gpu, env, secrets, spec.secrets.storage))
+    return commands
