@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -60,22 +61,35 @@ def redis_url() -> Iterator[str]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{message}: CI needs a real Redis")
         pytest.skip(f"!!! SKIPPING REDIS TESTS: {message} !!!")
+    with redis_server("--save", "", "--appendonly", "no") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def redis_server(*args: str) -> Iterator[str]:
+    """A redis-server of our own on a free loopback port, with ``args`` (e.g. persistence
+    settings), in a temp dir; yields its URL and stops it afterwards."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("!!! SKIPPING: redis-server is not installed !!!")
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="mlray-redis-")
     proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir, *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
     while not _answers(url):
-        if time.monotonic() > deadline:
+        if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"redis-server on port {port} did not start")
         time.sleep(0.05)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
-    shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ from mlray.storage.base import (
     encode,
     matches,
 )
+from mlray.storage.redis_durability import warn_if_not_durable
 
 __all__ = ["RedisStateStore"]
 
@@ -92,6 +93,7 @@ class RedisStateStore(StateStore):
         with self._guard():
             self._redis.ping()
             self._apply = self._redis.register_script(_APPLY)
+            warn_if_not_durable(self._redis, url)
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
