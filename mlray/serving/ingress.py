@@ -637,8 +637,11 @@ def build_app(args: dict[str, Any]) -> Application:
 
     ``args`` may name a platform config file (``config``) and override its fields
     (``namespace``, ``project``, ...); the serving settings come from the platform
-    config's ``serving_config``.
+    config's ``serving_config``. The control-plane actors are started here when they do
+    not run yet (idempotent: named, ``get_if_exists``), so a deploy of this app (a KubeRay
+    RayService) brings the whole platform up before any ingress replica looks for them.
     """
+    from actors import start_actors
     from mlray.config import load_config
     from mlray.serving.settings import load_serving_config
 
@@ -646,5 +649,6 @@ def build_app(args: dict[str, Any]) -> Application:
     config = load_config(overrides.pop("config", None))
     if overrides:
         config = PlatformConfig.model_validate({**config.model_dump(), **overrides})
+    start_actors(config)
     return ingress_app(config, load_serving_config(config.serving_config))
 
