@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mlray.config.files import load_yaml_model
 
-__all__ = ["JOB_NAMES", "ClusterSpec", "GpuGroup", "JobSpec", "WorkerGroup", "load_cluster_spec"]
+__all__ = ["JOB_NAMES", "ClusterSpec", "GpuGroup", "JobSpec", "Jobs", "WorkerGroup",
+           "load_cluster_spec"]
 
 #: The jobs a RayJob template is rendered for (modules under ``jobs/``).
 JOB_NAMES = ("train", "tune", "materialize", "historical")
@@ -103,6 +104,15 @@ class JobSpec(_Strict):
     ttl_s: int = Field(600, ge=0, description="ttlSecondsAfterFinished (standalone mode).")
 
 
+class Jobs(_Strict):
+    """The RayJob templates, one per job module; a job left out gets the defaults."""
+
+    train: JobSpec = Field(default_factory=JobSpec)
+    tune: JobSpec = Field(default_factory=JobSpec)
+    materialize: JobSpec = Field(default_factory=JobSpec)
+    historical: JobSpec = Field(default_factory=JobSpec)
+
+
 class ClusterSpec(_Strict):
     """How the KubeRay side of one mlray platform looks (``configs/cluster.yaml``)."""
 
@@ -120,15 +130,15 @@ class ClusterSpec(_Strict):
     secrets: Secrets = Field(default_factory=Secrets)
     storage: Storage = Field(default_factory=Storage)
     redis: Redis = Field(default_factory=Redis)
-    jobs: dict[Literal["train", "tune", "materialize", "historical"], JobSpec] = Field(
-        default_factory=dict, description="Per job; a job left out gets the defaults.")
+    jobs: Jobs = Field(default_factory=Jobs)
     jobs_standalone: bool = Field(
         False, description="RayJobs bring their own cluster (rayClusterSpec) instead of "
                            "using the RayCluster (clusterSelector).")
 
     def job(self, name: str) -> JobSpec:
         """The spec of job ``name`` (defaults when the file leaves it out)."""
-        return self.jobs.get(name, JobSpec())  # type: ignore[call-overload]
+        found: JobSpec = getattr(self.jobs, name)
+        return found
 
 
 def load_cluster_spec(path: str | Path) -> ClusterSpec:

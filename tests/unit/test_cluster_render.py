@@ -1,0 +1,204 @@
+"""The cluster renderer: the checked-in examples, the pods' commands, refusals of bad specs."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlray.cli.main import main
+from mlray.cluster import (
+    ClusterSpec,
+    SecretRef,
+    load_cluster_spec,
+    ray_start_commands,
+    render_manifests,
+    write_manifests,
+)
+from mlray.cluster.render import dump_manifest
+from mlray.config import PlatformConfig, load_config
+from mlray.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC_FILE = ROOT / "configs" / "cluster.yaml"
+EXAMPLES = ROOT / "cluster" / "examples"
+REGENERATE = "mlray cluster render --out cluster/examples"
+
+
+def _example() -> tuple[ClusterSpec, PlatformConfig]:
+    return load_cluster_spec(SPEC_FILE), load_config(env={})
+
+
+def test_checked_in_examples_equal_a_fresh_rendering() -> None:
+    manifests = render_manifests(*_example())
+    files = {p.name: p.read_text() for p in EXAMPLES.glob("*.yaml")}
+    fresh = {f"{stem}.yaml": dump_manifest(m) for stem, m in manifests.items()}
+    assert sorted(files) == sorted(fresh), f"cluster/examples is stale: run `{REGENERATE}`"
+    for name, text in fresh.items():
+        assert files[name] == text, f"cluster/examples/{name} is stale: run `{REGENERATE}`"
+
+
+def test_cli_writes_one_file_per_manifest(tmp_path: Path) -> None:
+    (tmp_path / "mine.yaml").write_text("kind: Keep\n")  # not ours: left alone
+    (tmp_path / "old.yaml").write_text(dump_manifest({"kind": "Stale"}))  # ours: removed
+    code = main(["cluster", "render", "--spec", str(SPEC_FILE), "--out", str(tmp_path)])
+    assert code == 0
+    names = sorted(p.name for p in tmp_path.glob("*.yaml"))
+    assert "old.yaml" not in names and "mine.yaml" in names
+    assert sorted(set(names) - {"mine.yaml"}) == sorted(p.name for p in EXAMPLES.glob("*.yaml"))
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("gpu_workers: {max_replicas: 2}\n", "gpu_workers.image"),
+    ("cpu_workers: {min_replicas: 5, max_replicas: 2}\n", "cpu_workers.max_replicas"),
+    ("gpu_workers: {image: g, min_replicas: 3, max_replicas: 1}\n", "gpu_workers.max_replicas"),
+    ("replicas: 3\n", "replicas"),
+    ("redis: {appendfsync: no}\n", "redis.appendfsync"),
+    ("jobs: {serve: {args: x}}\n", "jobs.serve"),
+])
+def test_a_bad_spec_is_refused_naming_the_key(tmp_path: Path, text: str, key: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_cluster_spec(path)
+    assert caught.value.field == key
+    assert "\n" not in str(caught.value) and key in str(caught.value)
+    assert main(["cluster", "render", "--spec", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert key in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def _groups(cluster: dict) -> dict[str, dict]:
+    return {"head": cluster["headGroupSpec"],
+            **{g["groupName"]: g for g in cluster["workerGroupSpecs"]}}
+
+
+def test_pods_carry_exactly_the_commands_of_ray_start_commands() -> None:
+    spec, config = _example()
+    manifests = render_manifests(spec, config)
+    for cluster in (manifests["raycluster"]["spec"],
+                    manifests["rayservice"]["spec"]["rayClusterConfig"]):
+        groups = _groups(cluster)
+        commands = ray_start_commands(spec, config)
+        assert [c.group for c in commands] == list(groups) == ["head", "cpu", "gpu"]
+        for command in commands:
+            group = groups[command.group]
+            # KubeRay pastes `--key=value` into a shell line: the shell gives back params.
+            assert {k: shlex.split(v)[0] for k, v in group["rayStartParams"].items()} == \
+                command.params
+            container = group["template"]["spec"]["containers"][0]
+            plain = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+            refs = {e["name"]: SecretRef(**e["valueFrom"]["secretKeyRef"])
+                    for e in container["env"] if "valueFrom" in e}
+            assert plain == command.env and refs == command.secrets
+            names = [e["name"] for e in container["env"]]
+            assert names.index("REDIS_PASSWORD") < names.index("MLRAY_STATE_URL")
+
+
+def test_head_gives_no_cpus_and_offers_the_control_resource() -> None:
+    spec, config = _example()
+    head, cpu, gpu = ray_start_commands(spec, config)
+    assert head.params["num-cpus"] == "0"
+    assert json.loads(head.params["resources"]) == {"mlray-control": 100}
+    assert "resources" not in cpu.params and "resources" not in gpu.params
+    for command in (head, cpu, gpu):
+        assert command.params["metrics-export-port"] == "8080"
+        assert command.env["RAY_AUTH_MODE"] == "token"
+        assert command.secrets["RAY_AUTH_TOKEN"] == SecretRef("mlray-ray-token", "auth_token")
+    argv = cpu.argv("10.0.0.1:6379")
+    assert argv[:3] == ["ray", "start", "--address=10.0.0.1:6379"] and argv[-1] == "--block"
+    assert head.argv()[:3] == ["ray", "start", "--head"]
+    assert '--resources={"mlray-control": 100}' in head.argv()
+    with pytest.raises(ValueError, match="address"):
+        cpu.argv()
+
+
+def test_pod_environment_yields_the_cluster_mode_platform_config() -> None:
+    """What a pod's processes load: Redis with the Secret's password, the bucket."""
+    spec, config = _example()
+    head = ray_start_commands(spec, config)[0]
+    env = head.environ({SecretRef("mlray-ray-token", "auth_token"): "tok",
+                        SecretRef("mlray-redis", "password"): "s3cret"})
+    assert env["RAY_AUTH_TOKEN"] == "tok"
+    loaded = load_config(env=env)
+    host = "mlray-redis.mlray.svc.cluster.local:6379"
+    assert loaded.state_url == f"redis://:s3cret@{host}/0"
+    assert loaded.online_url == f"redis://:s3cret@{host}/1"
+    assert loaded.stream_url == f"redis://:s3cret@{host}/2"
+    assert (loaded.artifact_uri, loaded.offline_uri) == ("s3://mlray/artifacts",
+                                                         "s3://mlray/offline")
+    assert (loaded.namespace, loaded.serve_port) == (config.namespace, config.serve_port)
+
+
+def test_gpu_group_and_worker_bounds() -> None:
+    spec, config = _example()
+    groups = _groups(render_manifests(spec, config)["raycluster"]["spec"])
+    gpu = groups["gpu"]
+    pod = gpu["template"]["spec"]
+    limits = pod["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "1" and pod["containers"][0]["image"] == "mlray:0.1.0-gpu"
+    assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert (gpu["minReplicas"], gpu["maxReplicas"]) == (0, 2)
+    assert (groups["cpu"]["minReplicas"], groups["cpu"]["maxReplicas"]) == (1, 4)
+    assert "nvidia.com/gpu" not in groups["cpu"]["template"]["spec"]["containers"][0][
+        "resources"]["limits"]
+    assert len(_groups(render_manifests(ClusterSpec(), config)["raycluster"]["spec"])) == 2
+
+
+def test_secrets_are_referenced_never_inlined() -> None:
+    spec, config = _example()
+    manifests = render_manifests(spec, config)
+    assert all(m["kind"] != "Secret" for m in manifests.values())
+    text = "\n".join(dump_manifest(m) for m in manifests.values())
+    for line in text.splitlines():
+        assert "password:" not in line.replace("key: password", "")
+    cluster = manifests["raycluster"]["spec"]
+    assert cluster["authOptions"] == {"mode": "token", "secretName": "mlray-ray-token"}
+    assert cluster["gcsFaultToleranceOptions"]["redisPassword"] == {
+        "valueFrom": {"secretKeyRef": {"name": "mlray-redis", "key": "password"}}}
+    redis = manifests["redis-statefulset"]["spec"]["template"]["spec"]["containers"][0]
+    assert redis["args"][-1] == "$(REDIS_PASSWORD)"
+    assert redis["env"][0]["valueFrom"]["secretKeyRef"]["name"] == "mlray-redis"
+
+
+def test_rayservice_embeds_the_ingress_with_the_platform_config() -> None:
+    spec, _ = _example()
+    config = PlatformConfig(namespace="prod", project="risk", serve_port=8100)
+    service = render_manifests(spec, config)["rayservice"]["spec"]
+    serve = yaml.safe_load(service["serveConfigV2"])
+    assert serve["http_options"]["port"] == 8100
+    app = serve["applications"][0]
+    assert app["import_path"] == "mlray.serving.ingress:build_app"
+    assert app["args"] == {"namespace": "prod", "project": "risk"}
+    assert service["upgradeStrategy"] == {"type": "NewCluster"}
+    assert _groups(service["rayClusterConfig"])["head"]["template"]["spec"]["containers"][0][
+        "ports"][3] == {"containerPort": 8100, "name": "serve"}
+
+
+def test_rayjobs_on_the_raycluster_or_standalone() -> None:
+    spec, config = _example()
+    train = render_manifests(spec, config)["rayjob-train"]["spec"]
+    assert train["entrypoint"] == "python -m jobs.train --config /app/configs/train/fraud.yaml"
+    assert train["clusterSelector"] == {"ray.io/cluster": "mlray"}
+    assert train["activeDeadlineSeconds"] == 7200 and not train["shutdownAfterJobFinishes"]
+    alone = render_manifests(spec.model_copy(update={"jobs_standalone": True}),
+                             config)["rayjob-tune"]["spec"]
+    assert "clusterSelector" not in alone and alone["rayClusterSpec"]["headGroupSpec"]
+    assert alone["shutdownAfterJobFinishes"] is True
+    assert (alone["ttlSecondsAfterFinished"], alone["backoffLimit"]) == (600, 0)
+
+
+def test_redis_runs_append_only_with_the_chosen_fsync(tmp_path: Path) -> None:
+    spec, config = _example()
+    conf = render_manifests(spec, config)["redis-configmap"]["data"]["redis.conf"]
+    assert "appendonly yes" in conf.splitlines() and "appendfsync everysec" in conf.splitlines()
+    always = spec.model_copy(update={"redis": spec.redis.model_copy(
+        update={"appendfsync": "always"})})
+    written = write_manifests(render_manifests(always, config), tmp_path)
+    conf = yaml.safe_load((tmp_path / "redis-configmap.yaml").read_text())["data"]["redis.conf"]
+    assert "appendfsync always" in conf.splitlines() and len(written) == 10
