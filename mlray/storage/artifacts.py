@@ -30,6 +30,7 @@ from mlray.errors import (
 __all__ = ["ArtifactRef", "ArtifactStore"]
 
 _CHUNK = 1 << 20
+_REMOTE_BUFFER = 16 << 20
 
 
 class ArtifactRef(BaseModel):
@@ -122,11 +123,23 @@ class ArtifactStore:
         return ArtifactRef(uri=self._to_uri(dest), sha256=sha, size=size, is_dir=src.is_dir())
 
     def _upload(self, src: Path, dest: str) -> None:
+        if self._scheme != "file":
+            # An object store shows an object only once its upload completed, whole: no
+            # temp name and rename (a server-side copy there), no directories to make.
+            with src.open("rb") as f, self._fs.open_output_stream(dest) as out:
+                shutil.copyfileobj(f, out, _CHUNK)
+            return
         self._fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
         tmp = f"{dest}.tmp-{os.getpid()}"
         with src.open("rb") as f, self._fs.open_output_stream(tmp) as out:
             shutil.copyfileobj(f, out, _CHUNK)
         self._fs.move(tmp, dest)
+
+    def _open(self, path: str) -> pa.NativeFile:
+        # On an object store each unbuffered read is a ranged GET: read ahead in large
+        # blocks instead.
+        return self._fs.open_input_stream(
+            path, buffer_size=None if self._scheme == "file" else _REMOTE_BUFFER)
 
     def _info(self, path: str) -> pafs.FileInfo:
         info = self._fs.get_file_info(path)
@@ -136,7 +149,7 @@ class ArtifactStore:
 
     def _remote_sha(self, path: str) -> str:
         digest = hashlib.sha256()
-        with self._fs.open_input_stream(path) as f:
+        with self._open(path) as f:
             while chunk := f.read(_CHUNK):
                 digest.update(chunk)
         return digest.hexdigest()
@@ -212,7 +225,7 @@ class ArtifactStore:
         """The bytes of a file artifact, verified against ``sha256``."""
         path = self._to_path(uri)
         self._info(path)
-        with self._fs.open_input_stream(path) as f:
+        with self._open(path) as f:
             data = f.read()
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha256:
@@ -221,5 +234,5 @@ class ArtifactStore:
 
     def _download(self, path: str, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with self._fs.open_input_stream(path) as f, target.open("wb") as out:
+        with self._open(path) as f, target.open("wb") as out:
             shutil.copyfileobj(f, out, _CHUNK)
