@@ -18,8 +18,10 @@ from mlray.config import PlatformConfig
 __all__ = ["REDIS_PASSWORD_ENV", "PodCommand", "SecretRef", "cluster_urls", "expand_env",
            "ray_start_commands", "redis_host"]
 
-#: Env var holding the Redis password in every pod (from the Secret); URLs refer to it.
-REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
+#: Env var holding the Redis password in every pod (from the Secret); URLs refer to it. Not
+#: ``REDIS_PASSWORD``: KubeRay sets that one on the head itself (GCS fault tolerance) and
+#: refuses a head container that already has it.
+REDIS_PASSWORD_ENV = "STATE_REDIS_PASSWORD"
 RAY_TOKEN_KEY = "auth_token"  # the key KubeRay's authOptions reads in the token Secret
 REDIS_PASSWORD_KEY = "password"
 _REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
@@ -94,7 +96,7 @@ def redis_host(spec: ClusterSpec) -> str:
 
 def cluster_urls(spec: ClusterSpec) -> dict[str, str]:
     """The platform's storage locations in cluster mode: Redis for state, online features
-    and streams (password from ``$(REDIS_PASSWORD)``), the bucket for artifacts and
+    and streams (password from ``$(STATE_REDIS_PASSWORD)``), the bucket for artifacts and
     offline data. Keys are PlatformConfig fields."""
     redis = f"redis://:$({REDIS_PASSWORD_ENV})@{redis_host(spec)}:6379"
     bucket = spec.storage.bucket_uri.rstrip("/")

@@ -55,7 +55,7 @@ def redis_manifests(spec: ClusterSpec) -> dict[str, Manifest]:
     container = {
         "name": "redis", "image": spec.redis.image,
         "command": ["redis-server"],
-        # Kubernetes expands $(REDIS_PASSWORD) from the Secret-backed variable.
+        # Kubernetes expands $(STATE_REDIS_PASSWORD) from the Secret-backed variable.
         "args": ["/etc/redis/redis.conf", "--requirepass", f"$({REDIS_PASSWORD_ENV})"],
         "env": [{"name": REDIS_PASSWORD_ENV, "valueFrom": {"secretKeyRef": {
             "name": spec.secrets.redis, "key": "password"}}}],

@@ -96,7 +96,7 @@ def test_pods_carry_exactly_the_commands_of_ray_start_commands() -> None:
                     for e in container["env"] if "valueFrom" in e}
             assert plain == command.env and refs == command.secrets
             names = [e["name"] for e in container["env"]]
-            assert names.index("REDIS_PASSWORD") < names.index("MLRAY_STATE_URL")
+            assert names.index("STATE_REDIS_PASSWORD") < names.index("MLRAY_STATE_URL")
 
 
 def test_head_gives_no_cpus_and_offers_the_control_resource() -> None:
@@ -162,7 +162,7 @@ def test_secrets_are_referenced_never_inlined() -> None:
     assert cluster["gcsFaultToleranceOptions"]["redisPassword"] == {
         "valueFrom": {"secretKeyRef": {"name": "mlray-redis", "key": "password"}}}
     redis = manifests["redis-statefulset"]["spec"]["template"]["spec"]["containers"][0]
-    assert redis["args"][-1] == "$(REDIS_PASSWORD)"
+    assert redis["args"][-1] == "$(STATE_REDIS_PASSWORD)"
     assert redis["env"][0]["valueFrom"]["secretKeyRef"]["name"] == "mlray-redis"
 
 

@@ -5,6 +5,7 @@ Kubernetes schemas of a named release (kubernetes-validate, strict)."""
 from __future__ import annotations
 
 import copy
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -128,17 +129,56 @@ def test_the_kubernetes_check_refuses_a_bad_pod() -> None:
                                      KUBERNETES_VERSION, strict=True)
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-def test_rayjobs_keep_kuberays_own_rules(variant: str) -> None:
-    """Rules the operator's webhook checks beyond the schema (ValidateRayJobSpec)."""
-    for stem, manifest in VARIANTS[variant].items():
-        if manifest["kind"] != "RayJob":
-            continue
-        spec = manifest["spec"]
-        assert ("clusterSelector" in spec) != ("rayClusterSpec" in spec), stem
+def kuberay_rule_errors(manifest: dict[str, Any]) -> list[str]:
+    """What the KubeRay operator's own validation (ValidateRayClusterSpec, ValidateRayJobSpec,
+    ValidateRayServiceSpec) refuses beyond the schema, for the fields mlray renders."""
+    errors = []
+    name, spec = manifest["metadata"]["name"], manifest["spec"]
+    if not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name) or len(name) > 47:
+        errors.append(f"name {name!r} is not a DNS-1035 label KubeRay accepts")
+    if manifest["kind"] == "RayJob":
+        if ("clusterSelector" in spec) == ("rayClusterSpec" in spec):
+            errors.append("one of rayClusterSpec or clusterSelector must be set")
         if "clusterSelector" in spec:
-            assert spec["clusterSelector"]["ray.io/cluster"], stem
-            assert spec.get("backoffLimit", 0) == 0, stem
-        if not spec["shutdownAfterJobFinishes"]:
-            assert spec.get("ttlSecondsAfterFinished", 0) == 0, stem
-        assert spec["activeDeadlineSeconds"] > 0, stem
+            if not spec["clusterSelector"].get("ray.io/cluster"):
+                errors.append("clusterSelector names no cluster")
+            if spec.get("backoffLimit", 0) > 0:
+                errors.append("backoffLimit is incompatible with clusterSelector")
+        if not spec.get("shutdownAfterJobFinishes") and spec.get("ttlSecondsAfterFinished", 0):
+            errors.append("ttlSecondsAfterFinished needs shutdownAfterJobFinishes")
+        if spec.get("activeDeadlineSeconds", 1) <= 0:
+            errors.append("activeDeadlineSeconds must be positive")
+    if manifest["kind"] == "RayService":
+        if spec.get("upgradeStrategy", {}).get("type") not in (
+                None, "NewCluster", "NewClusterWithIncrementalUpgrade", "None"):
+            errors.append("unknown upgradeStrategy.type")
+        if spec["rayClusterConfig"]["headGroupSpec"].get("headService", {}).get(
+                "metadata", {}).get("name"):
+            errors.append("a RayService's head service must not be named")
+    cluster = spec.get("rayClusterConfig") or spec.get("rayClusterSpec") or (
+        spec if manifest["kind"] == "RayCluster" else None)
+    if cluster is not None and cluster.get("gcsFaultToleranceOptions"):
+        head = cluster["headGroupSpec"]
+        env = {e["name"] for e in head["template"]["spec"]["containers"][0].get("env", [])}
+        errors += [f"head env sets {var} (KubeRay sets it from gcsFaultToleranceOptions)"
+                   for var in ("REDIS_PASSWORD", "RAY_REDIS_ADDRESS", "REDIS_USERNAME")
+                   if var in env]
+        errors += [f"rayStartParams sets {p}" for p in ("redis-password", "redis-username")
+                   if p in head["rayStartParams"]]
+    return errors
+
+
+@pytest.mark.parametrize(("variant", "stem", "manifest"),
+                         [r for r in RENDERED if r[2]["kind"] in CRD_FILES],
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_kuberay_manifests_pass_the_operators_own_rules(variant: str, stem: str,
+                                                        manifest: dict[str, Any]) -> None:
+    assert kuberay_rule_errors(manifest) == []
+
+
+def test_the_operator_rules_refuse_a_head_that_sets_redis_password() -> None:
+    bad = copy.deepcopy(VARIANTS["example"]["raycluster"])
+    bad["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["env"].append(
+        {"name": "REDIS_PASSWORD", "value": "x"})
+    assert kuberay_rule_errors(bad) == [
+        "head env sets REDIS_PASSWORD (KubeRay sets it from gcsFaultToleranceOptions)"]

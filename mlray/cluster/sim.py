@@ -1,0 +1,255 @@
+"""The rendered cluster, run for real on loopback: a head and two workers started with the
+``ray start`` argv and environment the rendered pods carry, beside the stores they use (a
+redis-server with the rendered redis.conf, an S3 API server holding the bucket).
+
+Only what one host forces changes, all of it in :func:`one_host_argv` and
+:func:`one_host_env`: ports are picked free (GCS, dashboard, metrics export and Ray's other
+internal ports, the Serve port, Redis, S3), the Redis service's DNS name becomes
+127.0.0.1, the Secrets get fresh values (a Ray token, a Redis password, the S3 server's
+endpoint and keys), each node gets its own ``MLRAY_HOME`` (as each pod has its own disk),
+``PATH`` leads with this interpreter's bin (the image's ``python``) and ``--block`` is
+dropped (nodes start detached). KubeRay's own additions for GCS fault tolerance
+(``RAY_REDIS_ADDRESS``, ``--redis-password``, a storage namespace) are added as it would.
+
+Each ``ray start`` runs in a process session of its own; :meth:`LoopbackCluster.stop`
+ends exactly those sessions (never a bare ``ray stop``), then Redis and the S3 server.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlray._private.ray_head import INTERNAL_PORTS, _free_ports, stop_session
+from mlray.cluster.commands import (REDIS_PASSWORD_ENV, PodCommand, ray_start_commands,
+                                    redis_host)
+from mlray.cluster.redis import redis_conf
+from mlray.cluster.render import render_manifests
+from mlray.cluster.spec import ClusterSpec
+from mlray.config import PlatformConfig
+from mlray.errors import BackendUnavailable
+
+__all__ = ["LoopbackCluster", "one_host_argv", "one_host_env"]
+
+#: Environment the sim keeps from the host: not the host's own mlray/Ray/S3 settings.
+_HOST_ONLY = ("MLRAY_", "RAY_", "AWS_")
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Every port the simulated cluster listens on, picked free on this host."""
+
+    gcs: int
+    dashboard: int
+    serve: int
+    redis: int
+    s3: int
+    nodes: list[dict[str, int]]  # per node: INTERNAL_PORTS flag -> port
+
+    @classmethod
+    def pick(cls, nodes: int) -> Ports:
+        found = _free_ports(5 + nodes * len(INTERNAL_PORTS), {6379, 8000, 8265})
+        head, rest = found[:5], found[5:]
+        per = len(INTERNAL_PORTS)
+        return cls(*head, nodes=[dict(zip(INTERNAL_PORTS, rest[i * per:(i + 1) * per],
+                                          strict=True)) for i in range(nodes)])
+
+
+def one_host_argv(command: PodCommand, ports: Ports, node: int, ray: str) -> list[str]:
+    """The pod's ``ray start`` argv with what one host forces: free ports instead of the
+    fixed ones, the head at 127.0.0.1, no ``--block``; KubeRay's ``--redis-password``
+    (GCS fault tolerance) on the head."""
+    argv = command.argv(None if command.is_head else f"127.0.0.1:{ports.gcs}")
+    argv = [ray if arg == "ray" and i == 0 else arg for i, arg in enumerate(argv)
+            if arg != "--block"]
+    forced = {**ports.nodes[node]}
+    if command.is_head:
+        forced.update({"port": ports.gcs, "dashboard-port": ports.dashboard})
+    kept = [arg for arg in argv if arg.split("=", 1)[0].lstrip("-") not in forced]
+    extra = [f"--{flag}={port}" for flag, port in sorted(forced.items())]
+    if command.is_head:
+        extra.append(f"--redis-password=$({REDIS_PASSWORD_ENV})")
+    return kept + extra
+
+
+def one_host_env(command: PodCommand, spec: ClusterSpec, ports: Ports, secret_values: dict[str, str],
+                 storage_env: dict[str, str], home: Path) -> dict[str, str]:
+    """The pod's environment with what one host forces: Secrets' values given, the Redis
+    service's name -> 127.0.0.1:<port>, the Serve port, a home per node, this venv first
+    on ``PATH``; KubeRay's GCS fault-tolerance variables on the head."""
+    values = {ref: secret_values[ref.key] for ref in command.secrets.values()}
+    pod = {**storage_env, **command.environ(values)}  # env wins over envFrom, as in k8s
+    service = f"{redis_host(spec)}:6379"
+    pod = {name: value.replace(service, f"127.0.0.1:{ports.redis}")
+           for name, value in pod.items()}
+    pod["MLRAY_HOME"] = str(home)
+    pod["MLRAY_SERVE_PORT"] = str(ports.serve)
+    if command.is_head:
+        pod["RAY_REDIS_ADDRESS"] = f"127.0.0.1:{ports.redis}"
+        pod["RAY_external_storage_namespace"] = f"sim-{uuid.uuid4().hex[:12]}"
+    host = {k: v for k, v in os.environ.items() if not k.startswith(_HOST_ONLY)}
+    host["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{host.get('PATH', '')}"
+    return {**host, **pod}
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise BackendUnavailable(f"{what} on port {port} did not start") from None
+            time.sleep(0.1)
+
+
+@dataclass
+class LoopbackCluster:
+    """The rendered cluster on this host: Redis, S3, a head and ``workers`` CPU workers.
+
+    Use as a context manager; everything started is stopped on exit, failure or not.
+    """
+
+    spec: ClusterSpec
+    config: PlatformConfig
+    workers: int = 2
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mlray-sim-")))
+    log: Any = print
+    ports: Ports = field(init=False)
+    token: str = field(init=False, default_factory=lambda: secrets.token_hex(32))
+    redis_password: str = field(init=False, default_factory=lambda: secrets.token_urlsafe(24))
+    _procs: list[subprocess.Popen[bytes]] = field(init=False, default_factory=list)
+    _sessions: list[int] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.ports = Ports.pick(1 + self.workers)
+        self.manifests = render_manifests(self.spec, self.config)
+        head, cpu, *_ = ray_start_commands(self.spec, self.config)
+        self.commands = [head] + [cpu] * self.workers
+
+    # -- what clients need ------------------------------------------------------------------
+
+    @property
+    def gcs_address(self) -> str:
+        return f"127.0.0.1:{self.ports.gcs}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.dashboard}"
+
+    @property
+    def serve_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.serve}"
+
+    @property
+    def storage_env(self) -> dict[str, str]:
+        """The storage Secret's values (envFrom): the S3 server and its keys."""
+        return {"AWS_ACCESS_KEY_ID": "mlray-sim", "AWS_SECRET_ACCESS_KEY": "mlray-sim",
+                "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.ports.s3}"}
+
+    def node_env(self, node: int = 0) -> dict[str, str]:
+        """Node ``node``'s environment (0 = the head) as the sim starts it."""
+        secret_values = {"auth_token": self.token, "password": self.redis_password}
+        return one_host_env(self.commands[node], self.spec, self.ports, secret_values,
+                            self.storage_env, self.workdir / f"node{node}")
+
+    def serve_config(self) -> dict[str, Any]:
+        """The RayService's ``serveConfigV2`` with the Serve port picked here."""
+        config = yaml.safe_load(self.manifests["rayservice"]["spec"]["serveConfigV2"])
+        config["http_options"]["port"] = self.ports.serve
+        return dict(config)
+
+    # -- start and stop ---------------------------------------------------------------------
+
+    def __enter__(self) -> LoopbackCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Redis, the S3 server with the bucket, then the head and the workers."""
+        self._start_redis()
+        self._start_s3()
+        ray = str(Path(sys.executable).with_name("ray"))
+        for node, command in enumerate(self.commands):
+            env = self.node_env(node)
+            argv = [arg.replace(f"$({REDIS_PASSWORD_ENV})", self.redis_password)
+                    for arg in one_host_argv(command, self.ports, node, ray)]
+            self.log(f"node {node} ({command.group}): {' '.join(self._shown(argv))}")
+            out = open(self.workdir / f"ray-start-{node}.log", "wb")  # noqa: SIM115
+            proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            self._sessions.append(proc.pid)
+            code = proc.wait(timeout=300)
+            out.close()
+            if code != 0:
+                tail = (self.workdir / f"ray-start-{node}.log").read_text()[-1500:]
+                raise BackendUnavailable(f"ray start of node {node} failed ({code}):\n{tail}")
+
+    def _shown(self, argv: list[str]) -> list[str]:
+        return [arg.replace(self.redis_password, "***") for arg in argv]
+
+    def _start_redis(self) -> None:
+        data = self.workdir / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "redis.conf"  # the ConfigMap's, its data dir moved here
+        conf.write_text(redis_conf(self.spec).replace("dir /data", f"dir {data}"))
+        assert self.manifests["redis-configmap"]["data"]["redis.conf"] == redis_conf(self.spec)
+        server = shutil.which("redis-server") or "redis-server"
+        proc = subprocess.Popen([server, str(conf), "--port", str(self.ports.redis),
+                                 "--bind", "127.0.0.1", "--requirepass", self.redis_password],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        self._procs.append(proc)
+        _wait_port(self.ports.redis, proc, "redis-server", 20)
+        self.log(f"redis: 127.0.0.1:{self.ports.redis} (rendered redis.conf, requirepass)")
+
+    def _start_s3(self) -> None:
+        import pyarrow.fs as pafs
+
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                 "-p", str(self.ports.s3)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        self._procs.append(proc)
+        _wait_port(self.ports.s3, proc, "S3 server (moto)", 60)
+        bucket = self.spec.storage.bucket_uri.removeprefix("s3://").split("/", 1)[0]
+        env = self.storage_env
+        pafs.S3FileSystem(access_key=env["AWS_ACCESS_KEY_ID"],
+                          secret_key=env["AWS_SECRET_ACCESS_KEY"], region="us-east-1",
+                          endpoint_override=f"127.0.0.1:{self.ports.s3}", scheme="http",
+                          allow_bucket_creation=True).create_dir(bucket)
+        self.log(f"s3: moto server at {env['AWS_ENDPOINT_URL']}, bucket {bucket}")
+
+    def stop(self) -> None:
+        """Stop the nodes' sessions (workers first), then Redis and the S3 server."""
+        for sid in reversed(self._sessions):
+            stop_session(sid)
+        self._sessions.clear()
+        for proc in reversed(self._procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        self._procs.clear()
