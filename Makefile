@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/serving.py --quick
 	$(BIN)/python bench/features.py --quick
 	$(BIN)/python bench/monitoring.py --quick
+	$(BIN)/python bench/storage.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
