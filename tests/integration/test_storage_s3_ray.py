@@ -1,9 +1,12 @@
 """Training and serving on ``s3://`` (a real S3 API server, moto's): Ray Train keeps its
-checkpoints in the bucket, the registered artifact lives there, and a model replica's
-loading path, in a Ray worker process, fetches it from there."""
+checkpoints in the bucket and a run whose worker is killed resumes from there, the
+registered artifact lives there, and a model replica's loading path, in a Ray worker
+process, fetches it from there."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +20,8 @@ from mlray.serving.batched import load_runner
 from mlray.serving.settings import ModelServing
 from mlray.storage.fsuri import open_uri
 from mlray.training.loop import STATE_FILE
-from mlray.training.runner import run_training
-from tests.integration.test_training import make_config
+from tests.conftest import OwnRay, wait_for
+from tests.integration.test_training import _logged_epochs, _train_in_thread, make_config
 
 
 @pytest.fixture
@@ -36,13 +39,28 @@ def s3_config(mlray_env: PlatformConfig, s3_uri: str) -> PlatformConfig:
         "MLRAY_STORAGE_URI": f"{base[0]}/ray-train?{base[2]}"})
 
 
-def test_training_and_a_replica_load_on_s3(s3_config: PlatformConfig, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_training_resumes_from_s3_and_a_replica_loads_from_it(
+        s3_config: PlatformConfig, tmp_path: Path, ray_shared: OwnRay) -> None:
     import ray
 
     client = mlray.connect(config=s3_config)
-    data = str(write_fraud(tmp_path / "fraud.parquet", 1500, seed=3))
-    outcome = run_training(client, make_config(data, hyperparameters={"epochs": 2},
-                                               scaling={"num_workers": 1}))
+    data = str(write_fraud(tmp_path / "fraud.parquet", 4000, seed=3))
+    epochs = 5
+    box = _train_in_thread(client, make_config(
+        data, hyperparameters={"epochs": epochs, "batch_size": 32}, scaling={"num_workers": 1}))
+    wait_for(lambda: _logged_epochs(client) >= 2, timeout=240)
+    workers = ray_shared.list_actors(filters=[("class_name", "=", "RayTrainWorker"),
+                                              ("state", "=", "ALIVE")], detail=True)
+    assert workers, "no Ray Train worker to kill"
+    os.kill(workers[-1].pid, signal.SIGKILL)
+    box["thread"].join(timeout=400)
+    assert "error" not in box, box.get("error")
+    outcome = box["outcome"]
+    # One run, each epoch logged once: the restarted worker began after the checkpoint it
+    # read back from the bucket, not from epoch 0.
+    history = client.experiments.metric_history(outcome.run_id, "val_loss")
+    assert sorted(p.step for p in history) == list(range(epochs))
     version = outcome.version
     assert version is not None and version.artifact_uri.startswith("s3://")
 
