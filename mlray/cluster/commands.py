@@ -11,12 +11,14 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 from mlray.cluster.spec import ClusterSpec
 from mlray.config import PlatformConfig
+from mlray.errors import ConfigError
 
-__all__ = ["REDIS_PASSWORD_ENV", "PodCommand", "SecretRef", "cluster_urls", "expand_env",
-           "ray_start_commands", "redis_host"]
+__all__ = ["LOCATION_KEYS", "REDIS_PASSWORD_ENV", "PodCommand", "SecretRef", "cluster_urls",
+           "expand_env", "ray_start_commands", "redis_host"]
 
 #: Env var holding the Redis password in every pod (from the Secret); URLs refer to it. Not
 #: ``REDIS_PASSWORD``: KubeRay sets that one on the head itself (GCS fault tolerance) and
@@ -94,21 +96,51 @@ def redis_host(spec: ClusterSpec) -> str:
     return f"{spec.name}-redis.{spec.namespace}.svc.cluster.local"
 
 
-def cluster_urls(spec: ClusterSpec) -> dict[str, str]:
-    """The platform's storage locations in cluster mode: Redis for state, online features
-    and streams (password from ``$(STATE_REDIS_PASSWORD)``), the bucket for artifacts and
-    offline data. Keys are PlatformConfig fields."""
+#: PlatformConfig keys that say where state lives; on a cluster each must be shared.
+LOCATION_KEYS = ("state_url", "online_url", "stream_url", "artifact_uri", "offline_uri")
+
+
+def cluster_urls(spec: ClusterSpec, config: PlatformConfig | None = None) -> dict[str, str]:
+    """The platform's storage locations in cluster mode, by PlatformConfig key.
+
+    By default: the rendered Redis for state (db 0), online features (db 1) and streams
+    (db 2), its password read from ``$(STATE_REDIS_PASSWORD)``; the spec's bucket for
+    artifacts and offline data. A key the platform ``config`` sets explicitly (an external
+    Redis, another bucket) wins, if every node can reach it.
+
+    Raises:
+        ConfigError: an explicit location is node-local (a path, ``sqlite://``), or its
+            URL carries a password the manifests would inline; names the key.
+    """
     redis = f"redis://:$({REDIS_PASSWORD_ENV})@{redis_host(spec)}:6379"
     bucket = spec.storage.bucket_uri.rstrip("/")
-    return {"state_url": f"{redis}/0", "online_url": f"{redis}/1", "stream_url": f"{redis}/2",
+    urls = {"state_url": f"{redis}/0", "online_url": f"{redis}/1", "stream_url": f"{redis}/2",
             "artifact_uri": f"{bucket}/artifacts", "offline_uri": f"{bucket}/offline"}
+    for key in LOCATION_KEYS:
+        value = getattr(config, key, None) if config is not None else None
+        if value and key in config.model_fields_set:  # type: ignore[union-attr]
+            urls[key] = _shared_location(key, str(value))
+    return urls
+
+
+def _shared_location(key: str, value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme in ("", "file", "sqlite"):
+        raise ConfigError(f"{key}: {value} is on one node's disk; a cluster needs redis:// "
+                          f"or an object store URI (or leave {key} out to use the rendered "
+                          "Redis and bucket)", field=key)
+    if parsed.password and parsed.password != f"$({REDIS_PASSWORD_ENV})":
+        raise ConfigError(f"{key}: the URL carries a password the manifests would inline; "
+                          f"write $({REDIS_PASSWORD_ENV}) in its place (the pods read it "
+                          "from the Redis Secret)", field=key)
+    return value
 
 
 def _platform_env(spec: ClusterSpec, config: PlatformConfig) -> dict[str, str]:
     """MLRAY_* variables: the platform config every process in the pod loads."""
     values = {"home": "/tmp/mlray", "namespace": config.namespace, "project": config.project,
               "redis_prefix": config.redis_prefix, "serve_port": str(config.serve_port),
-              "actor_num_cpus": str(config.actor_num_cpus), **cluster_urls(spec)}
+              "actor_num_cpus": str(config.actor_num_cpus), **cluster_urls(spec, config)}
     env = {f"MLRAY_{key.upper()}": value for key, value in sorted(values.items())}
     env["RAY_AUTH_MODE"] = "token"
     if spec.storage.endpoint_url:

@@ -202,3 +202,28 @@ def test_redis_runs_append_only_with_the_chosen_fsync(tmp_path: Path) -> None:
     written = write_manifests(render_manifests(always, config), tmp_path)
     conf = yaml.safe_load((tmp_path / "redis-configmap.yaml").read_text())["data"]["redis.conf"]
     assert "appendfsync always" in conf.splitlines() and len(written) == 10
+
+
+@pytest.mark.parametrize(("env", "key", "words"), [
+    ({"MLRAY_STATE_URL": "sqlite:///state.db"}, "state_url", "one node's disk"),
+    ({"MLRAY_ARTIFACT_URI": "/data/artifacts"}, "artifact_uri", "one node's disk"),
+    ({"MLRAY_ONLINE_URL": "redis://:hunter2@redis.ext:6379/0"}, "online_url", "password"),
+])
+def test_node_local_or_inlined_storage_in_the_platform_config_is_refused(
+        env: dict[str, str], key: str, words: str) -> None:
+    spec, _ = _example()
+    with pytest.raises(ConfigError) as caught:
+        render_manifests(spec, load_config(env=env))
+    assert caught.value.field == key and words in str(caught.value)
+    assert "hunter2" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_an_external_redis_or_bucket_in_the_platform_config_wins() -> None:
+    spec, _ = _example()
+    external = "redis://:$(STATE_REDIS_PASSWORD)@redis.example.com:6379/4"
+    config = load_config(env={"MLRAY_STATE_URL": external,
+                              "MLRAY_ARTIFACT_URI": "s3://models-bucket/mlray"})
+    env = ray_start_commands(spec, config)[1].env
+    assert env["MLRAY_STATE_URL"] == external
+    assert env["MLRAY_ARTIFACT_URI"] == "s3://models-bucket/mlray"
+    assert env["MLRAY_ONLINE_URL"].endswith("@mlray-redis.mlray.svc.cluster.local:6379/1")
