@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -41,7 +42,15 @@ def test_checked_in_examples_equal_a_fresh_rendering() -> None:
         assert files[name] == text, f"cluster/examples/{name} is stale: run `{REGENERATE}`"
 
 
-def test_cli_writes_one_file_per_manifest(tmp_path: Path) -> None:
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MLRAY_* variable of the calling shell reaches the CLI's platform config."""
+    for name in list(os.environ):
+        if name.startswith("MLRAY_"):
+            monkeypatch.delenv(name)
+
+
+def test_cli_writes_one_file_per_manifest(tmp_path: Path, clean_env: None) -> None:
     (tmp_path / "mine.yaml").write_text("kind: Keep\n")  # not ours: left alone
     (tmp_path / "old.yaml").write_text(dump_manifest({"kind": "Stale"}))  # ours: removed
     code = main(["cluster", "render", "--spec", str(SPEC_FILE), "--out", str(tmp_path)])
@@ -60,7 +69,8 @@ def test_cli_writes_one_file_per_manifest(tmp_path: Path) -> None:
     ("jobs: {serve: {args: x}}\n", "jobs.serve"),
 ])
 def test_a_bad_spec_is_refused_naming_the_key(tmp_path: Path, text: str, key: str,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+                                              capsys: pytest.CaptureFixture[str],
+                                              clean_env: None) -> None:
     path = tmp_path / "cluster.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as caught:
