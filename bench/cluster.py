@@ -1,0 +1,153 @@
+"""Node loss on a multi-node Ray cluster on this machine: the issue-12 figures.
+
+    python bench/cluster.py [--writes 1000] [--clients 4] [--redis redis://127.0.0.1:6379/0]
+
+One cluster (layout: ``bench/_drills.py``): a head, a control node, two model nodes and
+a spare. Prints:
+
+- control-plane node lost while a thread adds model versions (each call with its
+  idempotency key): seconds until the registry answered again, acknowledged writes lost
+  and writes applied without an answer, out of at least ``--writes``;
+- model node lost under ``--clients`` closed-loop HTTP clients: failed requests against
+  the requests in flight at the kill, and seconds until both replicas ran again and
+  answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.console import Console
+from rich.table import Table
+
+from bench._drills import (
+    CONTROL,
+    MODEL,
+    Cluster,
+    Loader,
+    Writer,
+    connect,
+    drill_config,
+    register_small_model,
+    running,
+    version_spec,
+)
+
+console = Console(width=120)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _until(predicate, timeout: float, what: str, interval: float = 0.1) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench/cluster.py: {what} not within {timeout:g} s")
+        time.sleep(interval)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--writes", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+
+    from ray import serve
+
+    from mlray.serving.launch import start_serving
+    from mlray.storage.redis import RedisStateStore
+
+    tmp = Path(tempfile.mkdtemp(prefix="mlray-cluster-bench-"))
+    config = drill_config(tmp, args.redis, _free_port())
+    cluster = Cluster(head_cpus=4)
+    rows: list[tuple[str, str, str]] = []
+    try:
+        cluster.add("control", {CONTROL: 1})
+        cluster.add("models-a", {MODEL: 1})
+        cluster.add("models-b", {MODEL: 1})
+        cluster.connect(config.namespace)
+        serve.start(proxy_location="HeadOnly",
+                    http_options={"host": "127.0.0.1", "port": config.serve_port})
+        client = connect(config)
+        url = start_serving(config)
+        register_small_model(client, "fraud", tmp)
+        rollout = client.serving.deploy("fraud", 1, strategy="direct", wait=True,
+                                        timeout_s=300)
+        if rollout.status != "succeeded":
+            raise SystemExit(f"deploy failed: {rollout.history}")
+        replicas = "ServeReplica:fraud--v1"
+        _until(lambda: len(cluster.actors(replicas)) == 2, 120, "two replicas")
+        cluster.add("spare", {CONTROL: 1, MODEL: 1})
+        console.print("cluster up: head, control, models-a, models-b, spare")
+
+        # Control-plane node lost during writes.
+        client.registry.create_model("writes")
+        writer = Writer(client, "writes", version_spec(client, tmp))
+        writer.start()
+        _until(lambda: writer.count() >= args.writes // 4, 300, "first writes")
+        killed = cluster.kill("control")
+        _until(lambda: writer.count() >= args.writes, 900, f"{args.writes} writes", 0.5)
+        result = writer.finish(config)
+        back = min(t for t in writer.answered_at if t > killed) - killed
+        registry_node = [a.node_id for a in cluster.actors("RegistryActor")]
+        rows += [
+            ("control node lost: registry answering again after", f"{back:.1f} s",
+             "target <= 10 s"),
+            ("  longest wait between two answers", f"{result.longest_stall_s:.1f} s", ""),
+            ("  acknowledged writes lost", f"{len(result.lost)} of {len(result.acknowledged)}",
+             "target 0 of >= 1000"),
+            ("  writes applied without an answer (duplicates)",
+             str(len(result.unacknowledged)), "target 0"),
+            ("  calls that failed after retries", str(len(result.errors)), ""),
+            ("  registry now on the spare node",
+             str(registry_node == [cluster.node_id("spare")]), ""),
+        ]
+
+        # Model node lost under load.
+        loader = Loader(url, "fraud", clients=args.clients)
+        with running(loader):
+            _until(lambda: loader.snapshot()[0] >= 100, 120, "first predictions")
+            killed = cluster.kill("models-a")
+            in_flight = loader.snapshot()[2]
+            survivors = sorted([cluster.node_id("models-b"), cluster.node_id("spare")])
+            _until(lambda: sorted(a.node_id for a in cluster.actors(replicas)) == survivors,
+                   300, "the replacement replica", 0.2)
+            answered = loader.snapshot()[0]
+            _until(lambda: loader.snapshot()[0] > answered, 60, "an answer after")
+            capacity_s = time.monotonic() - killed
+            ok_total = loader.snapshot()[0]
+        rows += [
+            ("model node lost: failed requests", str(len(loader.failed)),
+             f"in flight at the kill: {in_flight} (target: failed <= in flight)"),
+            ("  back to full capacity (2 replicas running, answering)",
+             f"{capacity_s:.1f} s", "target <= 30 s"),
+            ("  requests answered in all", str(ok_total), ""),
+        ]
+        if loader.failed:
+            rows.append(("  first failure", loader.failed[0][:80], ""))
+    finally:
+        RedisStateStore(config.resolved_state_url, prefix=config.redis_prefix).drop_all()
+        cluster.shutdown()
+
+    table = Table(title="bench/cluster.py: node loss (one run)")
+    for column in ("figure", "value", "note"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Several Ray nodes on this machine (``ray.cluster_utils.Cluster``, one for the module):
+placement from the config, and losing a node while writes or predictions go on.
+
+Layout and drivers: ``bench/_drills.py``. The tests run in order on one cluster: the
+placement is checked first, then the control node is killed, then a model node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench._drills import (
+    CONTROL,
+    MODEL,
+    Cluster,
+    Loader,
+    Writer,
+    connect,
+    drill_config,
+    register_small_model,
+    running,
+    version_spec,
+)
+from mlray.config import PlatformConfig
+from tests.conftest import free_port, wait_for
+
+pytestmark = [pytest.mark.lifecycle, pytest.mark.slow]
+
+MODEL_NAME = "fraud"
+REPLICAS = f"ServeReplica:{MODEL_NAME}--v1"
+
+
+@dataclass
+class Drill:
+    cluster: Cluster
+    config: PlatformConfig
+    client: Any
+    url: str
+    tmp: Path
+    placed: dict[str, set[str]]  # what ran where before anything was killed
+
+
+def _control_nodes(cluster: Cluster, config: PlatformConfig) -> dict[str, str]:
+    from actors import actor_names
+
+    return {a.name: a.node_id for a in cluster.actors("")
+            if a.name in actor_names() and a.ray_namespace == config.namespace}
+
+
+def _replica_nodes(cluster: Cluster) -> list[str]:
+    return [a.node_id for a in cluster.actors(REPLICAS)]
+
+
+@pytest.fixture(scope="module")
+def drill(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drill]:
+    from ray import serve
+
+    from mlray.serving.launch import start_serving
+    from mlray.storage.redis import RedisStateStore
+
+    tmp = tmp_path_factory.mktemp("multinode")
+    cluster = Cluster(head_cpus=4)
+    config = drill_config(tmp, redis_url, free_port())
+    try:
+        cluster.add("control", {CONTROL: 1})
+        cluster.add("models-a", {MODEL: 1})
+        cluster.add("models-b", {MODEL: 1})
+        cluster.connect(config.namespace)
+        # One proxy, on the head: every node of this cluster shares one IP address.
+        serve.start(proxy_location="HeadOnly",
+                    http_options={"host": "127.0.0.1", "port": config.serve_port})
+        client = connect(config)
+        url = start_serving(config)
+        register_small_model(client, MODEL_NAME, tmp)
+        rollout = client.serving.deploy(MODEL_NAME, 1, strategy="direct", wait=True,
+                                        timeout_s=300)
+        assert rollout.status == "succeeded", rollout.history
+        wait_for(lambda: len(_replica_nodes(cluster)) == 2, timeout=120, interval=0.5)
+        placed = {"control": set(_control_nodes(cluster, config).values()),
+                  "replicas": set(_replica_nodes(cluster)),
+                  "ingress": {a.node_id for a in cluster.actors("ServeReplica:mlray:")}}
+        cluster.add("spare", {CONTROL: 1, MODEL: 1})  # where a lost node's work goes
+        yield Drill(cluster, config, client, url, tmp, placed)
+    finally:
+        RedisStateStore(config.resolved_state_url, prefix=config.redis_prefix).drop_all()
+        cluster.shutdown()
+
+
+def test_control_plane_and_replicas_run_where_the_config_says(drill: Drill) -> None:
+    cluster = drill.cluster
+    assert drill.placed["control"] == {cluster.node_id("control")}
+    assert drill.placed["replicas"] == {cluster.node_id("models-a"),
+                                        cluster.node_id("models-b")}
+    assert drill.placed["ingress"] == {cluster._cluster.head_node.node_id}
+
+
+def test_losing_the_control_node_loses_and_duplicates_no_acknowledged_write(
+        drill: Drill) -> None:
+    client, cluster = drill.client, drill.cluster
+    client.registry.create_model("writes")
+    writer = Writer(client, "writes", version_spec(client, drill.tmp))
+    writer.start()
+    wait_for(lambda: writer.count() >= 20, timeout=60, interval=0.1)
+    cluster.kill("control")
+    killed_at = writer.count()
+    wait_for(lambda: writer.count() >= killed_at + 50, timeout=180, interval=0.2)
+    result = writer.finish(drill.config)
+    assert result.errors == []
+    assert result.lost == set()
+    assert result.unacknowledged == set()  # a retried write was never applied twice
+    assert len(result.acknowledged) == len(set(result.acknowledged))
+    assert sorted(result.acknowledged) == list(range(1, len(result.acknowledged) + 1))
+    spare = cluster.node_id("spare")
+    assert set(_control_nodes(cluster, drill.config).values()) == {spare}
+
+
+def test_losing_a_model_node_under_load_fails_at_most_the_requests_in_flight(
+        drill: Drill) -> None:
+    cluster = drill.cluster
+    loader = Loader(drill.url, MODEL_NAME, clients=4)
+    with running(loader):
+        wait_for(lambda: loader.snapshot()[0] >= 40, timeout=120, interval=0.1)
+        cluster.kill("models-a")
+        _, failed_at_kill, in_flight = loader.snapshot()
+        wait_for(lambda: sorted(_replica_nodes(cluster)) == sorted(
+            [cluster.node_id("models-b"), cluster.node_id("spare")]), timeout=180,
+            interval=0.5)
+        answered = loader.snapshot()[0]
+        wait_for(lambda: loader.snapshot()[0] >= answered + 40, timeout=120, interval=0.1)
+    assert failed_at_kill == 0
+    assert len(loader.failed) <= in_flight, loader.failed
