@@ -114,15 +114,20 @@ def s3_endpoint() -> Iterator[str]:
     proc.wait(timeout=10)
 
 
-@pytest.fixture
-def s3_uri(s3_endpoint: str) -> str:
-    """``s3://<fresh bucket>/mlray?endpoint_override=...&scheme=http``: an empty bucket per test."""
+def new_bucket(endpoint: str, prefix: str = "mlray") -> str:
+    """``s3://<fresh bucket>/<prefix>?endpoint_override=...&scheme=http`` on ``endpoint``."""
     import pyarrow.fs as pafs
 
     bucket = f"t-{uuid.uuid4().hex[:16]}"
-    pafs.S3FileSystem(endpoint_override=s3_endpoint, scheme="http",
+    pafs.S3FileSystem(endpoint_override=endpoint, scheme="http",
                       allow_bucket_creation=True).create_dir(bucket)
-    return f"s3://{bucket}/mlray?endpoint_override={s3_endpoint}&scheme=http"
+    return f"s3://{bucket}/{prefix}?endpoint_override={endpoint}&scheme=http"
+
+
+@pytest.fixture
+def s3_uri(s3_endpoint: str) -> str:
+    """An empty bucket per test (see :func:`new_bucket`)."""
+    return new_bucket(s3_endpoint)
 
 
 @pytest.fixture(params=["sqlite", "redis"])

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from mlray.config import load_config
-from tests.conftest import free_port
+from tests.conftest import free_port, new_bucket
 from tests.integration.platform import Platform, alerts_yaml, serving_yaml
 from tests.integration.serving_models import set_fault
 
@@ -41,9 +41,10 @@ def _tear_down(platform: Platform) -> None:
 
 
 @pytest.fixture(scope="session")
-def platform(ray_shared: None, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-             ) -> Iterator[Platform]:
-    """Actors, Serve and the ingress in a namespace of their own."""
+def platform(ray_shared: None, redis_url: str, s3_endpoint: str,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """Actors, Serve and the ingress in a namespace of their own; artifacts in a bucket of
+    the test S3 server, so every model replica fetches its artifact from ``s3://``."""
     import mlray
     from mlray.serving.launch import start_serving
 
@@ -52,7 +53,8 @@ def platform(ray_shared: None, redis_url: str, tmp_path_factory: pytest.TempPath
            "MLRAY_SERVE_PORT": str(free_port()),
            "MLRAY_SERVING_CONFIG": str(serving_yaml(tmp)), "MLRAY_STREAM_URL": redis_url,
            "MLRAY_REDIS_PREFIX": f"t{uuid.uuid4().hex[:10]}",
-           "MLRAY_ALERTS_CONFIG": str(alerts_yaml(tmp))}
+           "MLRAY_ALERTS_CONFIG": str(alerts_yaml(tmp)),
+           "MLRAY_ARTIFACT_URI": new_bucket(s3_endpoint, "artifacts")}
     config = load_config(env=env)
     client = mlray.connect(config=config)
     url = start_serving(config)

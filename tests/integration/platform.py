@@ -67,6 +67,26 @@ class Platform:
                                                          **extra}, headers=headers or {})
 
 
+def tamper(artifact_root: str, artifact_uri: str) -> None:
+    """Append bytes to every file of an artifact, on whatever filesystem the store at
+    ``artifact_root`` uses, so it no longer hashes to its sha256."""
+    import pyarrow.fs as pafs
+
+    from mlray.storage.fsuri import open_uri
+
+    fs, _ = open_uri(artifact_root)
+    path = artifact_uri.split("://", 1)[1]
+    files = [path]
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        files = [i.path for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+                 if i.type == pafs.FileType.File]
+    for name in files:
+        with fs.open_input_stream(name) as src:
+            data = src.read()
+        with fs.open_output_stream(name) as out:
+            out.write(data + b"tampered")
+
+
 def serving_yaml(tmp: Path) -> Path:
     path = tmp / "serving.yaml"
     path.write_text("""

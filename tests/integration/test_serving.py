@@ -21,7 +21,7 @@ import pytest
 
 from mlray.datasets.fraud import FRAUD_CATEGORICAL, FRAUD_NUMERIC, generate_fraud
 from tests.conftest import OwnRay, wait_for
-from tests.integration.platform import Platform
+from tests.integration.platform import Platform, tamper
 from tests.integration.serving_models import FAULTY, register_model, set_fault
 
 pytestmark = pytest.mark.slow
@@ -560,9 +560,7 @@ def test_server_readiness_is_the_ingress_and_model_readiness_is_per_model(platfo
     # A policy for a version whose app cannot start (its artifact no longer matches its
     # sha256), as after a restart that lost it: a served model without a running app.
     version = platform.client.registry.get_version(broken, 1)
-    for path in Path(version.artifact_uri.removeprefix("file://")).rglob("*"):
-        if path.is_file():
-            path.write_bytes(path.read_bytes() + b"tampered")
+    tamper(str(platform.config.artifact_uri), version.artifact_uri)
     platform.client.serving.traffic(broken, {1: 100})
 
     def broken_known_and_down() -> bool:
