@@ -97,9 +97,16 @@ def render_manifests(spec: ClusterSpec, config: PlatformConfig,
 HEADER = "# Rendered by `mlray cluster render`: edit configs/cluster.yaml, not this file.\n"
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a repeated mapping out again instead of as an anchor and alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def dump_manifest(manifest: Manifest) -> str:
-    """One manifest as YAML text, keys sorted (stable across runs)."""
-    return HEADER + yaml.safe_dump(manifest, sort_keys=True, width=100)
+    """One manifest as YAML text, keys sorted (stable across runs), no anchors."""
+    return HEADER + yaml.dump(manifest, Dumper=_PlainDumper, sort_keys=True, width=100)
 
 
 def write_manifests(manifests: dict[str, Manifest], out: Path) -> list[Path]:

@@ -237,3 +237,28 @@ def test_an_external_redis_or_bucket_in_the_platform_config_wins() -> None:
     assert env["MLRAY_STATE_URL"] == external
     assert env["MLRAY_ARTIFACT_URI"] == "s3://models-bucket/mlray"
     assert env["MLRAY_ONLINE_URL"].endswith("@mlray-redis.mlray.svc.cluster.local:6379/1")
+
+
+def test_rays_autoscaler_reads_the_groups_as_rendered() -> None:
+    """The in-tree autoscaler derives its node types from the RayCluster with Ray's own
+    code: the head offers no CPU and the control resource, the groups their bounds."""
+    from ray.autoscaler._private.kuberay.autoscaling_config import (
+        _derive_autoscaling_config_from_ray_cr,
+    )
+
+    spec, config = _example()
+    derived = _derive_autoscaling_config_from_ray_cr(
+        render_manifests(spec, config)["raycluster"])
+    types = {name: (t["resources"], t["min_workers"], t["max_workers"])
+             for name, t in derived["available_node_types"].items()}
+    head = types.pop("headgroup")
+    assert head[0]["CPU"] == 0 and head[0]["mlray-control"] == 100
+    assert {k: (r["CPU"], r.get("GPU"), lo, hi) for k, (r, lo, hi) in types.items()} == {
+        "cpu": (4, None, 1, 4), "gpu": (8, 1, 0, 2)}
+    assert derived["idle_timeout_minutes"] == 1.0
+
+
+def test_manifests_are_written_without_yaml_anchors() -> None:
+    spec, config = _example()
+    text = dump_manifest(render_manifests(spec, config)["redis-statefulset"])
+    assert "&id" not in text and "*id" not in text
