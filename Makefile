@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/features.py --quick
 	$(BIN)/python bench/monitoring.py --quick
 	$(BIN)/python bench/storage.py
+	$(BIN)/python bench/cluster.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
