@@ -5,9 +5,10 @@
 Starts moto's S3 server (``moto[server]``, the dev extra) on a free loopback port, then
 times, for a ``--mb`` MB model file, on each store: ``ArtifactStore.put``, ``fetch``
 (download and sha256 check) and ``ModelRegistry.create_version`` (which re-reads the
-artifact to verify its hash), median of ``--reps``. Prints each s3/local ratio; the
-target is <= 2x. Moto is a Python server in another process on this host: its figures
-say what mlray's S3 path costs over loopback, not what a real object store would do.
+artifact to verify its hash), median of ``--reps`` rounds in which the two stores take
+turns. Prints each s3/local ratio; the target is <= 2x. Moto is a Python server in
+another process on this host: its figures say what mlray's S3 path costs over loopback,
+not what a real object store would do.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ from mlray.identity import Caller
 from mlray.registry import ModelRegistry, ModelSpec
 from mlray.registry.types import VersionSpec
 from mlray.storage import ArtifactStore, open_state_store
+from mlray.storage.artifacts import ArtifactRef
 
 console = Console(width=120)
 TARGET = 2.0
+ADMIN = Caller.local_admin("bench")
 
 
 def start_moto() -> tuple[subprocess.Popen[bytes], str]:
@@ -68,35 +71,48 @@ def s3_root(endpoint: str) -> str:
     return f"s3://{bucket}/artifacts?endpoint_override={endpoint}&scheme=http"
 
 
-def median_s(fn: Callable[[int], object], reps: int) -> float:
-    """Median seconds of ``fn(i)`` over ``reps`` calls."""
-    times = []
-    for i in range(reps):
+class Side:
+    """One store under test: its artifact store, a registry over it and the refs put."""
+
+    def __init__(self, root: str, work: Path) -> None:
+        self.artifacts = ArtifactStore(root)
+        self.registry = ModelRegistry(
+            open_state_store(f"sqlite:///{work / f'{uuid.uuid4().hex}.db'}"), self.artifacts)
+        self.registry.create_model(ADMIN, "default", ModelSpec(name="model"))
+        self.work = work
+        self.times: dict[str, list[float]] = {"put": [], "fetch": [], "create_version": []}
+
+    def _timed(self, op: str, fn: Callable[[], object]) -> object:
         start = time.perf_counter()
-        fn(i)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        out = fn()
+        self.times[op].append(time.perf_counter() - start)
+        return out
+
+    def round(self, src: Path) -> None:
+        """put, fetch and create_version of one model file, each timed."""
+        ref = self._timed("put", lambda: self.artifacts.put(src, name="model.bin"))
+        assert isinstance(ref, ArtifactRef)
+        self._timed("fetch", lambda: self.artifacts.fetch(
+            ref.uri, ref.sha256, self.work / f"out-{uuid.uuid4().hex}"))
+        self._timed("create_version", lambda: self.registry.create_version(
+            ADMIN, "default", "model", VersionSpec(artifact_uri=ref.uri,
+                                                   artifact_sha256=ref.sha256)))
 
 
-def measure(root: str, work: Path, mb: int, reps: int) -> dict[str, float]:
-    """Median seconds of put, fetch and create_version on the store at ``root``."""
-    artifacts = ArtifactStore(root)
-    registry = ModelRegistry(open_state_store(f"sqlite:///{work / f'{uuid.uuid4().hex}.db'}"),
-                             artifacts)
-    admin = Caller.local_admin("bench")
-    registry.create_model(admin, "default", ModelSpec(name="model"))
-    sources = []
-    for i in range(reps):  # distinct bytes each time: nothing is served from a cache
-        src = work / f"model-{uuid.uuid4().hex[:8]}-{i}.bin"
+def measure(roots: dict[str, str], work: Path, mb: int, reps: int
+            ) -> dict[str, dict[str, float]]:
+    """Median seconds of each operation on each store. The stores take turns within every
+    round (same file, same moment), so load on the host weighs on both alike."""
+    sides = {name: Side(root, work) for name, root in roots.items()}
+    for i in range(reps + 1):
+        src = work / f"model-{i}.bin"  # distinct bytes each round: nothing cached
         src.write_bytes(os.urandom(mb << 20))
-        sources.append(src)
-    refs = [artifacts.put(src) for src in sources[:1]]
-    put = median_s(lambda i: refs.append(artifacts.put(sources[i], name="model.bin")), reps)
-    fetch = median_s(lambda i: artifacts.fetch(refs[i + 1].uri, refs[i + 1].sha256,
-                                               work / f"out-{uuid.uuid4().hex}"), reps)
-    create = median_s(lambda i: registry.create_version(admin, "default", "model", VersionSpec(
-        artifact_uri=refs[i + 1].uri, artifact_sha256=refs[i + 1].sha256)), reps)
-    return {"put": put, "fetch": fetch, "create_version": create}
+        for side in sides.values():
+            side.round(src)
+        src.unlink()
+    # The first round warms connections and imports: left out.
+    return {name: {op: statistics.median(t[1:]) for op, t in side.times.items()}
+            for name, side in sides.items()}
 
 
 def main() -> None:
@@ -108,8 +124,9 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="mlray-bench-storage-") as tmp:
             work = Path(tmp)
-            local = measure(str(work / "artifacts"), work, args.mb, args.reps)
-            s3 = measure(s3_root(endpoint), work, args.mb, args.reps)
+            result = measure({"local": str(work / "artifacts"), "s3": s3_root(endpoint)},
+                             work, args.mb, args.reps)
+            local, s3 = result["local"], result["s3"]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
