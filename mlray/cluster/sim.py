@@ -33,8 +33,7 @@ from typing import Any
 import yaml
 
 from mlray._private.ray_head import INTERNAL_PORTS, _free_ports, stop_session
-from mlray.cluster.commands import (REDIS_PASSWORD_ENV, PodCommand, ray_start_commands,
-                                    redis_host)
+from mlray.cluster.commands import PodCommand, ray_start_commands, redis_host
 from mlray.cluster.redis import redis_conf
 from mlray.cluster.render import render_manifests
 from mlray.cluster.spec import ClusterSpec
@@ -42,6 +41,9 @@ from mlray.config import PlatformConfig
 from mlray.errors import BackendUnavailable
 
 __all__ = ["LoopbackCluster", "one_host_argv", "one_host_env"]
+
+#: The variable KubeRay gives the head for GCS fault tolerance (gcsFaultToleranceOptions).
+KUBERAY_REDIS_PASSWORD = "REDIS_PASSWORD"
 
 #: Environment the sim keeps from the host: not the host's own mlray/Ray/S3 settings.
 _HOST_ONLY = ("MLRAY_", "RAY_", "AWS_")
@@ -80,12 +82,13 @@ def one_host_argv(command: PodCommand, ports: Ports, node: int, ray: str) -> lis
     kept = [arg for arg in argv if arg.split("=", 1)[0].lstrip("-") not in forced]
     extra = [f"--{flag}={port}" for flag, port in sorted(forced.items())]
     if command.is_head:
-        extra.append(f"--redis-password=$({REDIS_PASSWORD_ENV})")
+        extra.append(f"--redis-password=$({KUBERAY_REDIS_PASSWORD})")
     return kept + extra
 
 
-def one_host_env(command: PodCommand, spec: ClusterSpec, ports: Ports, secret_values: dict[str, str],
-                 storage_env: dict[str, str], home: Path) -> dict[str, str]:
+def one_host_env(command: PodCommand, spec: ClusterSpec, ports: Ports,
+                 secret_values: dict[str, str], storage_env: dict[str, str],
+                 home: Path) -> dict[str, str]:
     """The pod's environment with what one host forces: Secrets' values given, the Redis
     service's name -> 127.0.0.1:<port>, the Serve port, a home per node, this venv first
     on ``PATH``; KubeRay's GCS fault-tolerance variables on the head."""
@@ -98,6 +101,7 @@ def one_host_env(command: PodCommand, spec: ClusterSpec, ports: Ports, secret_va
     pod["MLRAY_SERVE_PORT"] = str(ports.serve)
     if command.is_head:
         pod["RAY_REDIS_ADDRESS"] = f"127.0.0.1:{ports.redis}"
+        pod[KUBERAY_REDIS_PASSWORD] = secret_values["password"]
         pod["RAY_external_storage_namespace"] = f"sim-{uuid.uuid4().hex[:12]}"
     host = {k: v for k, v in os.environ.items() if not k.startswith(_HOST_ONLY)}
     host["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{host.get('PATH', '')}"
@@ -193,7 +197,7 @@ class LoopbackCluster:
         ray = str(Path(sys.executable).with_name("ray"))
         for node, command in enumerate(self.commands):
             env = self.node_env(node)
-            argv = [arg.replace(f"$({REDIS_PASSWORD_ENV})", self.redis_password)
+            argv = [arg.replace(f"$({KUBERAY_REDIS_PASSWORD})", self.redis_password)
                     for arg in one_host_argv(command, self.ports, node, ray)]
             self.log(f"node {node} ({command.group}): {' '.join(self._shown(argv))}")
             out = open(self.workdir / f"ray-start-{node}.log", "wb")  # noqa: SIM115

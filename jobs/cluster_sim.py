@@ -1,0 +1,259 @@
+"""``make cluster-sim``: the rendered KubeRay cluster, run on loopback and driven end to end.
+
+Renders (in memory) from ``configs/cluster.yaml`` and the platform config, starts the
+head and two CPU workers with the pods' ``ray start`` argv and environment beside the
+rendered Redis and an S3 API server (:mod:`mlray.cluster.sim`), then drives it as a user
+would: the RayService's Serve config deployed with token auth (the control-plane actors
+must come up by themselves), the RayJob's training entrypoint through ``ray job submit``,
+the trained model deployed and asked for a prediction over HTTP, features pushed and read
+back over HTTP. Prints each step and its result; exits 1 on the first failure, always
+after stopping everything it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE_APP_DIR = "/app"  # where the image keeps the repository (cluster/Dockerfile)
+MODEL = "fraud-sim"
+
+
+class StepFailed(Exception):
+    """A step's check did not hold (the message says what was seen)."""
+
+
+def _step(name: str, run: Callable[[], str]) -> None:
+    start = time.monotonic()
+    try:
+        result = run()
+    except Exception as exc:
+        print(f"[FAIL] {name} ({time.monotonic() - start:.0f}s): {exc}", flush=True)
+        raise
+    print(f"[ok]   {name} ({time.monotonic() - start:.0f}s): {result}", flush=True)
+
+
+def _until(check: Callable[[], Any], what: str, timeout_s: float, every_s: float = 1.0) -> Any:
+    """Poll ``check`` until it returns something truthy; StepFailed after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise StepFailed(f"{what}: not within {timeout_s:.0f}s")
+        time.sleep(every_s)
+
+
+def _train_config(workdir: Path, data: Path) -> Path:
+    """configs/train/fraud.yaml sized for two cores: the generated data, 2 epochs, a small
+    MLP, no promotion (the fraud gates are for the real model)."""
+    base = yaml.safe_load((ROOT / "configs" / "train" / "fraud.yaml").read_text())
+    base.update(name=MODEL, promote=None, tune=None)
+    base["data"]["path"] = str(data)
+    base["model"]["hidden"] = [8]
+    base["hyperparameters"].update(epochs=2, batch_size=256)
+    base["early_stopping"] = None
+    path = workdir / "train.yaml"
+    path.write_text(yaml.safe_dump(base))
+    return path
+
+
+def run(config_path: Path | None, spec_path: Path) -> None:
+    """Start the loopback cluster, drive it, stop it."""
+    from mlray.cluster.sim import LoopbackCluster
+    from mlray.cluster.spec import load_cluster_spec
+    from mlray.config import load_config
+
+    spec = load_cluster_spec(spec_path)
+    config = load_config(config_path or ROOT / "configs" / "platform.yaml", env={})
+    with LoopbackCluster(spec, config, workers=2) as sim:
+        print(f"[ok]   cluster: head + 2 workers, dashboard {sim.dashboard_url}, "
+              f"serve {sim.serve_url}, files {sim.workdir}", flush=True)
+        try:
+            _drive(sim)
+        finally:
+            if "ray" in sys.modules:
+                sys.modules["ray"].shutdown()
+
+
+def _client_env(sim: Any) -> dict[str, str]:
+    """What a client pod sees: the head's variables (token, MLRAY_*, the S3 Secret)."""
+    env = sim.node_env(0)
+    env["MLRAY_HOME"] = str(sim.workdir / "client")
+    return env
+
+
+def _drive(sim: Any) -> None:
+    env = _client_env(sim)
+    os.environ.update({k: v for k, v in env.items()
+                       if k.startswith(("MLRAY_", "AWS_", "RAY_AUTH"))})
+    import httpx
+    import ray
+
+    from actors import ACTORS
+
+    _step("ray nodes", lambda: _nodes(ray, sim))
+    serve_file = sim.workdir / "serve.yaml"
+    serve_file.write_text(yaml.safe_dump(sim.serve_config()))
+    serve = str(Path(sys.executable).with_name("serve"))
+
+    def deploy_serve() -> str:
+        done = subprocess.run([serve, "deploy", str(serve_file), "-a", sim.dashboard_url],
+                              env=env, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise StepFailed(f"serve deploy exit {done.returncode}: {done.stderr[-800:]}")
+        return f"RayService serveConfigV2 deployed (http port {sim.ports.serve}, token auth)"
+
+    _step("serve deploy", deploy_serve)
+    namespace = sim.config.namespace
+
+    def actors_up() -> str:
+        def named() -> set[str]:
+            return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                    if a["namespace"] == namespace} & set(ACTORS)
+        _until(lambda: named() == set(ACTORS), f"control-plane actors in {namespace!r}", 240,
+               2)
+        return f"{len(ACTORS)} control-plane actors up by themselves: {', '.join(ACTORS)}"
+
+    _step("control plane", actors_up)
+
+    def ready() -> str:
+        def answers() -> bool:
+            try:
+                return httpx.get(f"{sim.serve_url}/v2/health/ready", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+        _until(answers, "ingress /v2/health/ready", 240, 2)
+        return f"ingress ready at {sim.serve_url}"
+
+    _step("ingress", ready)
+    version = _train(sim, env)
+    import mlray
+
+    client = mlray.connect(address=sim.gcs_address)
+    _step("deploy", lambda: _deploy(client, version))
+    _step("predict", lambda: _predict(sim))
+    _step("features", lambda: _features(sim, client))
+
+
+def _nodes(ray: Any, sim: Any) -> str:
+    ray.init(address=sim.gcs_address, logging_level="ERROR", log_to_driver=False)
+    alive = _until(lambda: [n for n in ray.nodes() if n["Alive"]] if len(
+        [n for n in ray.nodes() if n["Alive"]]) == 3 else None, "3 alive nodes", 60)
+    resources = ray.cluster_resources()
+    return (f"{len(alive)} alive; CPU {resources.get('CPU', 0):g}, "
+            f"{sim.spec.control_resource} {resources.get(sim.spec.control_resource, 0):g}")
+
+
+def _train(sim: Any, env: dict[str, str]) -> int:
+    """The RayJob's entrypoint through ``ray job submit`` (token auth), its --config
+    swapped for a small one; returns the registered version."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    from mlray.datasets import write_fraud
+
+    data = write_fraud(sim.workdir / "data" / "fraud.parquet", 3000, seed=7)
+    small = _train_config(sim.workdir, data)
+    entry = shlex.split(sim.manifests["rayjob-train"]["spec"]["entrypoint"])
+    entry = [str(small) if arg.startswith(IMAGE_APP_DIR + "/") else arg for arg in entry]
+    found: dict[str, int] = {}
+
+    def submit() -> str:
+        ray_cli = str(Path(sys.executable).with_name("ray"))
+        done = subprocess.run([ray_cli, "job", "submit", "--address", sim.dashboard_url,
+                               "--no-wait", "--submission-id", "sim-train", "--working-dir",
+                               str(ROOT), "--", *entry], env=env, capture_output=True,
+                              text=True, timeout=180, check=False)
+        if done.returncode != 0:
+            raise StepFailed(f"ray job submit exit {done.returncode}: {done.stderr[-800:]}")
+        jobs = JobSubmissionClient(sim.dashboard_url)
+        final = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED)
+        status = _until(lambda: (s := jobs.get_job_status("sim-train")) in final and s,
+                        "training job", 420, 3)
+        logs = jobs.get_job_logs("sim-train")
+        line = next((x for x in logs.splitlines() if x.startswith("registered ")), "")
+        if status != JobStatus.SUCCEEDED or not line:
+            raise StepFailed(f"job {status}: {logs[-1500:]}")
+        found["version"] = int(line.split()[1].rsplit("/", 1)[1])
+        return f"`{shlex.join(entry[:3])} ...` SUCCEEDED; {line}"
+
+    _step("train job", submit)
+    return found["version"]
+
+
+def _deploy(client: Any, version: int) -> str:
+    client.serving.deploy(MODEL, version, strategy="direct", wait=True, timeout_s=300)
+    return f"{MODEL} v{version} serving"
+
+
+def _predict(sim: Any) -> str:
+    import httpx
+
+    from mlray.datasets import example_transactions
+
+    reply = httpx.post(f"{sim.serve_url}/v1/predict", timeout=60,
+                       json={"modelName": MODEL, "features": example_transactions()[0]})
+    if reply.status_code != 200:
+        raise StepFailed(f"HTTP {reply.status_code}: {reply.text[:300]}")
+    probability = reply.json()["probabilities"][0]
+    if not 0.0 <= probability <= 1.0:
+        raise StepFailed(f"probability {probability} out of [0, 1]")
+    return f"POST /v1/predict -> 200, probability {probability:.3f}"
+
+
+def _features(sim: Any, client: Any) -> str:
+    """Apply the example feature repo, push customer profiles through the ingress (online
+    Redis and the offline store in the bucket), read them back over HTTP."""
+    import httpx
+
+    from jobs._demo_features import definitions
+
+    client.features.apply(definitions(sim.workdir / "data" / "fraud.parquet",
+                                      client.config.redis_prefix))
+    rows = [{"customer_id": 7001, "account_age_days": 400, "amount_avg_7d": 31.5},
+            {"customer_id": 7002, "account_age_days": 12, "amount_avg_7d": 250.0}]
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    rows = [{**row, "event_timestamp": now} for row in rows]
+    pushed = httpx.post(f"{sim.serve_url}/v1/features/push", timeout=60,
+                        json={"view": "customer_profile", "rows": rows, "to": "both"})
+    if pushed.status_code != 200:
+        raise StepFailed(f"push: HTTP {pushed.status_code}: {pushed.text[:300]}")
+    read = httpx.post(f"{sim.serve_url}/v1/features", timeout=60, json={
+        "entities": {"customer_id": [7001, 7002]},
+        "features": ["customer_profile:account_age_days"]})
+    if read.status_code != 200:
+        raise StepFailed(f"read: HTTP {read.status_code}: {read.text[:300]}")
+    body = read.json()
+    text = json.dumps(body)
+    if "400" not in text or "12" not in text:
+        raise StepFailed(f"read back {text[:300]}")
+    return f"pushed 2 rows to {pushed.json()['to']}; POST /v1/features -> {text[:160]}"
+
+
+def main(config: Path = typer.Option(None, help="Platform config (default configs/platform.yaml)."),
+         spec: Path = typer.Option(ROOT / "configs" / "cluster.yaml", help="Cluster spec.")
+         ) -> None:
+    """Run the rendered cluster on loopback and drive it; exit 1 on any failure."""
+    start = time.monotonic()
+    try:
+        run(config, spec)
+    except Exception as exc:
+        print(f"cluster-sim FAILED after {time.monotonic() - start:.0f}s: {exc}", flush=True)
+        raise typer.Exit(1) from None
+    print(f"cluster-sim passed in {time.monotonic() - start:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    typer.run(main)
