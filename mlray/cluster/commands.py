@@ -97,7 +97,8 @@ def redis_host(spec: ClusterSpec) -> str:
 
 
 #: PlatformConfig keys that say where state lives; on a cluster each must be shared.
-LOCATION_KEYS = ("state_url", "online_url", "stream_url", "artifact_uri", "offline_uri")
+LOCATION_KEYS = ("state_url", "online_url", "stream_url", "artifact_uri", "offline_uri",
+                 "storage_uri")
 
 
 def cluster_urls(spec: ClusterSpec, config: PlatformConfig | None = None) -> dict[str, str]:
@@ -105,8 +106,9 @@ def cluster_urls(spec: ClusterSpec, config: PlatformConfig | None = None) -> dic
 
     By default: the rendered Redis for state (db 0), online features (db 1) and streams
     (db 2), its password read from ``$(STATE_REDIS_PASSWORD)``; the spec's bucket for
-    artifacts and offline data. A key the platform ``config`` sets explicitly (an external
-    Redis, another bucket) wins, if every node can reach it.
+    artifacts, offline data and Ray Train / Tune runs (``storage_uri``: a node-local one
+    is refused on more than one node). A key the platform ``config`` sets explicitly (an
+    external Redis, another bucket) wins, if every node can reach it.
 
     Raises:
         ConfigError: an explicit location is node-local (a path, ``sqlite://``), or its
@@ -115,7 +117,8 @@ def cluster_urls(spec: ClusterSpec, config: PlatformConfig | None = None) -> dic
     redis = f"redis://:$({REDIS_PASSWORD_ENV})@{redis_host(spec)}:6379"
     bucket = spec.storage.bucket_uri.rstrip("/")
     urls = {"state_url": f"{redis}/0", "online_url": f"{redis}/1", "stream_url": f"{redis}/2",
-            "artifact_uri": f"{bucket}/artifacts", "offline_uri": f"{bucket}/offline"}
+            "artifact_uri": f"{bucket}/artifacts", "offline_uri": f"{bucket}/offline",
+            "storage_uri": f"{bucket}/ray-train"}
     for key in LOCATION_KEYS:
         value = getattr(config, key, None) if config is not None else None
         if value and key in config.model_fields_set:  # type: ignore[union-attr]
@@ -138,9 +141,13 @@ def _shared_location(key: str, value: str) -> str:
 
 def _platform_env(spec: ClusterSpec, config: PlatformConfig) -> dict[str, str]:
     """MLRAY_* variables: the platform config every process in the pod loads."""
+    # The control-plane actors ask for a sliver of the resource only the head offers.
+    pinned = dict(config.actor_resources) or {spec.control_resource: 0.01}
     values = {"home": "/tmp/mlray", "namespace": config.namespace, "project": config.project,
               "redis_prefix": config.redis_prefix, "serve_port": str(config.serve_port),
-              "actor_num_cpus": str(config.actor_num_cpus), **cluster_urls(spec, config)}
+              "actor_num_cpus": str(config.actor_num_cpus),
+              "actor_resources": json.dumps(pinned, sort_keys=True),
+              **cluster_urls(spec, config)}
     env = {f"MLRAY_{key.upper()}": value for key, value in sorted(values.items())}
     env["RAY_AUTH_MODE"] = "token"
     if spec.storage.endpoint_url:
@@ -157,11 +164,12 @@ def ray_start_commands(spec: ClusterSpec, config: PlatformConfig) -> list[PodCom
     """The head's and each worker group's ``ray start`` parameters and environment, exactly
     as the rendered pods carry them (the renderer builds its containers from this list).
 
-    The head offers no CPUs to user work (``num-cpus: 0``) and ``spec.control_resource``
-    so control-plane actors can be pinned to it; every node exports metrics on
-    ``spec.metrics_export_port``; every container runs with Ray token auth
-    (``RAY_AUTH_MODE=token``, the token from the ``secrets.ray_token`` Secret) and the
-    cluster-mode platform config as ``MLRAY_*`` variables.
+    The head offers no CPUs to user work (``num-cpus: 0``) and ``spec.control_resource``,
+    of which each control-plane actor asks 0.01 (``MLRAY_ACTOR_RESOURCES``, unless the
+    platform config sets ``actor_resources``), so the actors run on the head. Every node
+    exports metrics on ``spec.metrics_export_port``. Every container runs with Ray token
+    auth (``RAY_AUTH_MODE=token``, the token from the ``secrets.ray_token`` Secret) and
+    the cluster-mode platform config as ``MLRAY_*`` variables.
 
     Returns:
         ``[head, cpu workers, gpu workers (when the spec has a GPU group)]``.

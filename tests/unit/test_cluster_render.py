@@ -141,7 +141,11 @@ def test_pod_environment_yields_the_cluster_mode_platform_config() -> None:
     assert loaded.stream_url == f"redis://:s3cret@{host}/2"
     assert (loaded.artifact_uri, loaded.offline_uri) == ("s3://mlray/artifacts",
                                                          "s3://mlray/offline")
+    assert loaded.storage_uri == "s3://mlray/ray-train"
+    assert loaded.actor_resources == {"mlray-control": 0.01}
     assert (loaded.namespace, loaded.serve_port) == (config.namespace, config.serve_port)
+    own = load_config(env={"MLRAY_ACTOR_RESOURCES": '{"control": 1}'})
+    assert ray_start_commands(spec, own)[0].env["MLRAY_ACTOR_RESOURCES"] == '{"control": 1.0}'
 
 
 def test_gpu_group_and_worker_bounds() -> None:
