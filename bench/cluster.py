@@ -16,6 +16,8 @@ a spare. Prints:
 from __future__ import annotations
 
 import argparse
+import itertools
+import os
 import socket
 import sys
 import tempfile
@@ -55,6 +57,14 @@ def _until(predicate, timeout: float, what: str, interval: float = 0.1) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"bench/cluster.py: {what} not within {timeout:g} s")
         time.sleep(interval)
+
+
+def _back_after(answered_at: list[float], killed: float) -> float:
+    """Seconds from the kill to the end of the longest wait between two answers that
+    ends after it (calls answered just after the kill were done before the node died)."""
+    pairs = [(b - a, b) for a, b in itertools.pairwise(answered_at)
+             if b > killed]
+    return max(pairs)[1] - killed if pairs else float("nan")
 
 
 def main() -> None:
@@ -100,7 +110,7 @@ def main() -> None:
         killed = cluster.kill("control")
         _until(lambda: writer.count() >= args.writes, 900, f"{args.writes} writes", 0.5)
         result = writer.finish(config)
-        back = min(t for t in writer.answered_at if t > killed) - killed
+        back = _back_after(writer.answered_at, killed)
         registry_node = [a.node_id for a in cluster.actors("RegistryActor")]
         rows += [
             ("control node lost: registry answering again after", f"{back:.1f} s",
@@ -141,7 +151,9 @@ def main() -> None:
         RedisStateStore(config.resolved_state_url, prefix=config.redis_prefix).drop_all()
         cluster.shutdown()
 
-    table = Table(title="bench/cluster.py: node loss (one run)")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    table = Table(title=f"bench/cluster.py: node loss (one run; load average {load} on "
+                        f"{os.cpu_count()} cores)")
     for column in ("figure", "value", "note"):
         table.add_column(column)
     for row in rows:
