@@ -266,3 +266,18 @@ def test_manifests_are_written_without_yaml_anchors() -> None:
     spec, config = _example()
     text = dump_manifest(render_manifests(spec, config)["redis-statefulset"])
     assert "&id" not in text and "*id" not in text
+
+
+def test_image_ray_and_python_match_the_platforms() -> None:
+    """The Dockerfile's base, the spec's rayVersion and the Ray mlray runs on agree."""
+    import sys
+
+    import ray
+
+    spec, _ = _example()
+    base = next(line.split("=", 1)[1] for line in
+                (ROOT / "cluster" / "Dockerfile").read_text().splitlines()
+                if line.startswith("ARG BASE="))
+    python = f"py{sys.version_info.major}{sys.version_info.minor}"
+    assert base == f"rayproject/ray:{spec.ray_version}-{python}"
+    assert spec.ray_version == ray.__version__
