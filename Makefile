@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench cluster-sim clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/monitoring.py --quick
 	$(BIN)/python bench/storage.py
 	$(BIN)/python bench/cluster.py
+
+# The rendered KubeRay cluster run for real on loopback: a head and two workers with the
+# pods' `ray start` argv and env, the rendered Redis, the bucket on an S3 API server;
+# driven through serve deploy, ray job submit (token auth), a prediction and a feature read.
+cluster-sim: $(STAMP)
+	$(BIN)/python -m jobs.cluster_sim
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
