@@ -11,14 +11,16 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlparse
 
 from mlray.cluster.spec import ClusterSpec
 from mlray.config import PlatformConfig
 from mlray.errors import ConfigError
 
-__all__ = ["LOCATION_KEYS", "REDIS_PASSWORD_ENV", "PodCommand", "SecretRef", "cluster_urls",
-           "expand_env", "ray_start_commands", "redis_host"]
+__all__ = ["CONFIG_DIR", "FILE_KEYS", "LOCATION_KEYS", "REDIS_PASSWORD_ENV", "PodCommand",
+           "SecretRef", "cluster_urls", "expand_env", "platform_files", "ray_start_commands",
+           "redis_host"]
 
 #: Env var holding the Redis password in every pod (from the Secret); URLs refer to it. Not
 #: ``REDIS_PASSWORD``: KubeRay sets that one on the head itself (GCS fault tolerance) and
@@ -27,6 +29,10 @@ REDIS_PASSWORD_ENV = "STATE_REDIS_PASSWORD"
 RAY_TOKEN_KEY = "auth_token"  # the key KubeRay's authOptions reads in the token Secret
 REDIS_PASSWORD_KEY = "password"
 _REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+#: Where the pods find the platform's settings files (the ``<name>-platform`` ConfigMap).
+CONFIG_DIR = "/etc/mlray"
+#: PlatformConfig keys naming such files, with the file's name in the ConfigMap.
+FILE_KEYS = {"serving_config": "serving.yaml", "alerts_config": "alerts.yaml"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,9 @@ class PodCommand:
             to them).
         env_from_secret: a Secret whose every key becomes a variable (object store
             credentials), or None.
+        files: files the pod reads, by their path in the pod, with the file on this
+            machine they are rendered from (the platform ConfigMap, mounted at
+            ``CONFIG_DIR``); ``env`` names the in-pod paths.
     """
 
     group: str
@@ -58,6 +67,7 @@ class PodCommand:
     env: dict[str, str]
     secrets: dict[str, SecretRef] = field(default_factory=dict)
     env_from_secret: str | None = None
+    files: dict[str, Path] = field(default_factory=dict)
 
     @property
     def is_head(self) -> bool:
@@ -147,12 +157,20 @@ def _platform_env(spec: ClusterSpec, config: PlatformConfig) -> dict[str, str]:
               "redis_prefix": config.redis_prefix, "serve_port": str(config.serve_port),
               "actor_num_cpus": str(config.actor_num_cpus),
               "actor_resources": json.dumps(pinned, sort_keys=True),
-              **cluster_urls(spec, config)}
+              **cluster_urls(spec, config),
+              **{key: f"{CONFIG_DIR}/{name}" for key, name in FILE_KEYS.items()
+                 if getattr(config, key)}}
     env = {f"MLRAY_{key.upper()}": value for key, value in sorted(values.items())}
     env["RAY_AUTH_MODE"] = "token"
     if spec.storage.endpoint_url:
         env["AWS_ENDPOINT_URL"] = spec.storage.endpoint_url
     return env
+
+
+def platform_files(config: PlatformConfig) -> dict[str, Path]:
+    """The settings files the platform config names, by their path in the pods."""
+    named = {key: getattr(config, key) for key in FILE_KEYS}
+    return {f"{CONFIG_DIR}/{FILE_KEYS[key]}": path for key, path in named.items() if path}
 
 
 def _secret_env(spec: ClusterSpec) -> dict[str, SecretRef]:
@@ -174,15 +192,15 @@ def ray_start_commands(spec: ClusterSpec, config: PlatformConfig) -> list[PodCom
     Returns:
         ``[head, cpu workers, gpu workers (when the spec has a GPU group)]``.
     """
-    env, secrets = _platform_env(spec, config), _secret_env(spec)
+    env, secrets, files = _platform_env(spec, config), _secret_env(spec), platform_files(config)
     common = {"metrics-export-port": str(spec.metrics_export_port)}
     head = {**common, "num-cpus": "0", "dashboard-host": "0.0.0.0",
             "resources": json.dumps({spec.control_resource: 100})}
-    commands = [PodCommand("head", head, env, secrets, spec.secrets.storage),
+    commands = [PodCommand("head", head, env, secrets, spec.secrets.storage, files),
                 PodCommand("cpu", {**common, "num-cpus": str(spec.cpu_workers.cpu)}, env,
-                           secrets, spec.secrets.storage)]
+                           secrets, spec.secrets.storage, files)]
     if spec.gpu_workers is not None:
         gpu = {**common, "num-cpus": str(spec.gpu_workers.cpu),
                "num-gpus": str(spec.gpu_workers.gpus)}
-        commands.append(PodCommand("gpu", gpu, env, secrets, spec.secrets.storage))
+        commands.append(PodCommand("gpu", gpu, env, secrets, spec.secrets.storage, files))
     return commands

@@ -6,15 +6,20 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from mlray.cluster.commands import PodCommand, ray_start_commands, redis_host
+from mlray.cluster.commands import CONFIG_DIR, PodCommand, ray_start_commands, redis_host
 from mlray.cluster.spec import ClusterSpec, PodSize
 from mlray.config import PlatformConfig
 
-__all__ = ["POD_LABELS", "ray_cluster_spec"]
+__all__ = ["POD_LABELS", "platform_configmap_name", "ray_cluster_spec"]
 
 #: Labels on every Ray pod (the PodMonitor selects on them).
 POD_LABELS = {"app.kubernetes.io/name": "mlray", "app.kubernetes.io/component": "ray"}
 Manifest = dict[str, Any]
+
+
+def platform_configmap_name(spec: ClusterSpec) -> str:
+    """The ConfigMap holding the settings files the platform config names."""
+    return f"{spec.name}-platform"
 
 
 def _resources(size: PodSize, gpus: int = 0) -> Manifest:
@@ -54,6 +59,11 @@ def _template(command: PodCommand, spec: ClusterSpec, config: PlatformConfig) ->
     if command.env_from_secret:
         container["envFrom"] = [{"secretRef": {"name": command.env_from_secret}}]
     pod: Manifest = {"containers": [container]}
+    if command.files:
+        container["volumeMounts"] = [{"name": "platform-config", "mountPath": CONFIG_DIR,
+                                      "readOnly": True}]
+        pod["volumes"] = [{"name": "platform-config",
+                           "configMap": {"name": platform_configmap_name(spec)}}]
     if gpu is not None:
         pod["tolerations"] = [dict(t) for t in gpu.tolerations]
         if gpu.node_selector:

@@ -12,11 +12,13 @@ from typing import Any
 
 import yaml
 
-from mlray.cluster.raycluster import POD_LABELS, ray_cluster_spec
+from mlray.cluster.commands import FILE_KEYS
+from mlray.cluster.raycluster import POD_LABELS, platform_configmap_name, ray_cluster_spec
 from mlray.cluster.redis import redis_manifests
 from mlray.cluster.spec import JOB_NAMES, ClusterSpec
 from mlray.config import PlatformConfig
 from mlray.config.files import read_yaml
+from mlray.errors import ConfigError
 
 __all__ = ["SERVE_CONFIG", "dump_manifest", "render_manifests", "serve_config",
            "write_manifests"]
@@ -45,6 +47,25 @@ def serve_config(config: PlatformConfig, path: Path = SERVE_CONFIG) -> Manifest:
     return data
 
 
+def _file_contents(config: PlatformConfig) -> dict[str, str]:
+    """The text of each settings file the platform config names, by its ConfigMap key.
+
+    Raises:
+        ConfigError: a named file cannot be read (names the key).
+    """
+    contents = {}
+    for key, name in FILE_KEYS.items():
+        path = getattr(config, key)
+        if path is None:
+            continue
+        try:
+            contents[name] = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{key}: {path} cannot be read for the pods' ConfigMap: "
+                              f"{exc.strerror or exc}", field=key) from None
+    return contents
+
+
 def _rayjob(spec: ClusterSpec, config: PlatformConfig, job: str) -> Manifest:
     """A RayJob running ``python -m jobs.<job>``: against the RayCluster (clusterSelector;
     KubeRay allows no retries and no shutdown there) or on its own cluster."""
@@ -68,7 +89,9 @@ def _rayjob(spec: ClusterSpec, config: PlatformConfig, job: str) -> Manifest:
 def render_manifests(spec: ClusterSpec, config: PlatformConfig,
                      serve_path: Path = SERVE_CONFIG) -> dict[str, Manifest]:
     """Every manifest, by file stem: RayCluster, RayService, a RayJob per job, Redis
-    (ConfigMap, Service, StatefulSet) and a PodMonitor. Secrets are referenced only."""
+    (ConfigMap, Service, StatefulSet), a PodMonitor, and the ``<name>-platform`` ConfigMap
+    when the platform config names settings files (serving, alerts), which every Ray pod
+    mounts at ``/etc/mlray``. Secrets are referenced only."""
     cluster = ray_cluster_spec(spec, config)
     manifests: dict[str, Manifest] = {
         "raycluster": {"apiVersion": "ray.io/v1", "kind": "RayCluster",
@@ -84,6 +107,11 @@ def render_manifests(spec: ClusterSpec, config: PlatformConfig,
     }
     for job in JOB_NAMES:
         manifests[f"rayjob-{job}"] = _rayjob(spec, config, job)
+    files = _file_contents(config)
+    if files:
+        manifests["platform-configmap"] = {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": _meta(spec, platform_configmap_name(spec)), "data": files}
     manifests.update(redis_manifests(spec))
     manifests["podmonitor"] = {
         "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",

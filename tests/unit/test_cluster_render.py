@@ -281,3 +281,35 @@ def test_image_ray_and_python_match_the_platforms() -> None:
     python = f"py{sys.version_info.major}{sys.version_info.minor}"
     assert base == f"rayproject/ray:{spec.ray_version}-{python}"
     assert spec.ray_version == ray.__version__
+
+
+def test_settings_files_reach_every_pod_through_a_configmap(tmp_path: Path) -> None:
+    spec, _ = _example()
+    serving, alerts = ROOT / "configs" / "serving.yaml", ROOT / "configs" / "alerts.yaml"
+    config = PlatformConfig(serving_config=serving, alerts_config=alerts)
+    manifests = render_manifests(spec, config)
+    configmap = manifests["platform-configmap"]
+    assert configmap["metadata"]["name"] == "mlray-platform"
+    assert configmap["data"] == {"serving.yaml": serving.read_text(),
+                                 "alerts.yaml": alerts.read_text()}
+    for command in ray_start_commands(spec, config):
+        assert command.files == {"/etc/mlray/serving.yaml": serving,
+                                 "/etc/mlray/alerts.yaml": alerts}
+        loaded = load_config(env=command.environ({
+            SecretRef("mlray-ray-token", "auth_token"): "t",
+            SecretRef("mlray-redis", "password"): "p"}))
+        assert loaded.serving_config == Path("/etc/mlray/serving.yaml")
+        assert loaded.alerts_config == Path("/etc/mlray/alerts.yaml")
+    for group in _groups(manifests["raycluster"]["spec"]).values():
+        pod = group["template"]["spec"]
+        assert pod["containers"][0]["volumeMounts"] == [
+            {"name": "platform-config", "mountPath": "/etc/mlray", "readOnly": True}]
+        assert pod["volumes"] == [{"name": "platform-config",
+                                   "configMap": {"name": "mlray-platform"}}]
+    plain = render_manifests(spec, PlatformConfig())
+    assert "platform-configmap" not in plain
+    assert "volumes" not in plain["raycluster"]["spec"]["headGroupSpec"]["template"]["spec"]
+    missing = PlatformConfig(serving_config=tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError) as caught:
+        render_manifests(spec, missing)
+    assert caught.value.field == "serving_config" and "nope.yaml" in str(caught.value)

@@ -19,8 +19,9 @@ from mlray.cluster import ClusterSpec, render_manifests
 from mlray.cluster.spec import load_cluster_spec
 from mlray.config import PlatformConfig
 
-CRDS = Path(__file__).resolve().parents[2] / "cluster" / "crds"
-SPEC_FILE = Path(__file__).resolve().parents[2] / "configs" / "cluster.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+CRDS = ROOT / "cluster" / "crds"
+SPEC_FILE = ROOT / "configs" / "cluster.yaml"
 KUBERNETES_VERSION = "1.33.0"
 CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml",
              "RayService": "ray.io_rayservices.yaml"}
@@ -61,7 +62,10 @@ def _variants() -> dict[str, dict[str, dict[str, Any]]]:
     return {"example": render_manifests(spec, config),
             "standalone-jobs": render_manifests(spec.model_copy(update={"jobs_standalone": True}),
                                                 config),
-            "cpu-only": render_manifests(ClusterSpec(), config)}
+            "cpu-only": render_manifests(ClusterSpec(), config),
+            "settings-files": render_manifests(spec, PlatformConfig(
+                serving_config=ROOT / "configs" / "serving.yaml",
+                alerts_config=ROOT / "configs" / "alerts.yaml"))}
 
 
 VARIANTS = _variants()
