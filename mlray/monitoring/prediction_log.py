@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from mlray._private.safepath import safe_name
 from mlray.errors import BackendUnavailable, InvalidInput
 
 __all__ = ["FeedbackLog", "PredictionLog"]
@@ -61,6 +62,7 @@ class PredictionLog:
     def add(self, request_id: str, model: str, version: int,
             inputs: Mapping[str, np.ndarray], outputs: np.ndarray, latency_ms: float) -> bool:
         """Buffer one answered request (all its rows) if it is sampled; True if kept."""
+        safe_name(model, field="model")
         if self.sample < 1.0 and self._rng() >= self.sample:
             return False
         entry = {"request_id": request_id, "ts": self._clock(), "latency_ms": latency_ms,

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlray._private.safepath import safe_key, safe_name
 from mlray.errors import (
     AlreadyExists,
     BackendUnavailable,
@@ -89,10 +90,15 @@ class ArtifactStore:
 
     def _to_path(self, uri: str) -> str:
         scheme, sep, path = uri.partition("://")
-        if not sep or scheme != self._scheme or not path.startswith(f"{self._root}/objects/"):
+        objects = f"{self._root}/objects"
+        if not sep or scheme != self._scheme or not path.startswith(f"{objects}/"):
             raise InvalidInput(f"artifact URI {uri!r} is not under {self.root_uri}/objects",
                                field="uri")
-        return path
+        try:
+            key = safe_key(path[len(objects) + 1 :], field="uri")
+        except InvalidInput as exc:
+            raise InvalidInput(f"artifact URI {uri!r}: {exc.message}", field="uri") from None
+        return f"{objects}/{key}"
 
     def put(self, local_path: str | Path, name: str | None = None) -> ArtifactRef:
         """Copy a local file or directory into the store and return its reference.
@@ -103,7 +109,7 @@ class ArtifactStore:
         src = Path(local_path)
         if not src.exists():
             raise NotFound(f"artifact source {src} does not exist", field="path")
-        name = name or src.name
+        name = safe_name(name or src.name, field="name")
         if src.is_dir():
             entries = _local_tree(src)
             if not entries:

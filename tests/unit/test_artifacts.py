@@ -117,3 +117,22 @@ def test_empty_directories_and_foreign_paths_are_refused(artifacts: ArtifactStor
     outside.write_bytes(b"x")
     with pytest.raises(InvalidInput, match="not under"):
         artifacts.verify(f"file://{outside}", hashlib.sha256(b"x").hexdigest())
+
+
+@pytest.mark.parametrize("tail", ["../../x.bin", "aa/../../../x.bin", "aa/b\\..\\x", "aa/x\x00y",
+                                  "aa//../../x.bin"])
+def test_keys_that_leave_the_store_are_refused(artifacts: ArtifactStore, tmp_path: Path,
+                                               tail: str) -> None:
+    """A URI that starts under objects/ but steps out of it never reaches the filesystem."""
+    secret = tmp_path / "x.bin"
+    secret.write_bytes(b"x")
+    with pytest.raises(InvalidInput, match="uri"):
+        artifacts.read_bytes(f"{artifacts.root_uri}/objects/{tail}",
+                             hashlib.sha256(b"x").hexdigest())
+
+
+def test_put_refuses_a_name_with_a_path(artifacts: ArtifactStore, tmp_path: Path) -> None:
+    src = tmp_path / "m.bin"
+    src.write_bytes(b"m")
+    with pytest.raises(InvalidInput, match="name"):
+        artifacts.put(src, name="../../escape.bin")

@@ -44,3 +44,10 @@ def test_feedback_is_appended(tmp_path: Path) -> None:
     assert sorted(table.column("label").to_pylist()) == [0.0, 1.0]
     with pytest.raises(InvalidInput):
         feedback.write([])
+
+
+def test_a_model_name_with_a_path_is_refused_before_any_write(tmp_path: Path) -> None:
+    log = PredictionLog(str(tmp_path / "logs"))
+    with pytest.raises(InvalidInput, match="model"):
+        log.add("r1", "../../escaped", 1, {"x": np.array([1.0])}, np.array([0.5]), 1.0)
+    assert log.pending() == 0
