@@ -22,12 +22,13 @@ def _classes() -> dict[str, Any]:
     from actors.experiments import ExperimentsActor
     from actors.features import FeaturesActor
     from actors.jobs import JobsActor
+    from actors.keys import KeysActor
     from actors.monitor import MonitorActor
     from actors.registry import RegistryActor
 
     classes = {cls.NAME: cls for cls in (RegistryActor, ExperimentsActor, JobsActor,
                                          BreakersActor, FeaturesActor, MonitorActor,
-                                         DeploymentsActor, AlertsActor)}
+                                         DeploymentsActor, AlertsActor, KeysActor)}
     return {name: classes[name] for name in ACTORS}
 
 

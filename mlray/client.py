@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,8 @@ from mlray._private.transport import ActorTransport, Transport
 from mlray._private.validation import build
 from mlray.alerts.rules import AlertRule
 from mlray.alerts.types import AlertStatus, Notification, Silence
+from mlray.auth import resolve as resolve_key
+from mlray.auth.book import ApiKey, IssuedKey
 from mlray.config import PlatformConfig, adopt_running, config_differences, load_config
 from mlray.errors import (
     AlreadyExists,
@@ -69,8 +72,8 @@ from mlray.tracking.types import (
     RunStatus,
 )
 
-__all__ = ["Client", "ExperimentsClient", "FeaturesClient", "JobsClient", "MonitoringClient",
-           "RegistryClient", "ServingClient", "connect"]
+__all__ = ["Client", "ExperimentsClient", "FeaturesClient", "JobsClient", "KeysClient",
+           "MonitoringClient", "RegistryClient", "ServingClient", "connect"]
 
 
 class _Facade:
@@ -678,6 +681,32 @@ class AlertsClient(_Facade):
         return self._transport.call("alerts", "evaluate")
 
 
+class KeysClient(_Facade):
+    """API keys: issue (admin of every project the key reaches), list and revoke."""
+
+    def __init__(self, transport: Any, caller: Caller, project: str) -> None:
+        super().__init__("keys", transport, caller, project)
+
+    def create(self, user: str, roles: dict[str, str], *, expires_in_s: float | None = None,
+               description: str = "") -> IssuedKey:
+        """A new key for ``user`` with ``roles`` ({project or '*': 'predict' | 'viewer' |
+        'editor' | 'admin'}); ``.key`` holds the secret, shown this once."""
+        return self._call("create_key", user, roles, expires_in_s=expires_in_s,
+                          description=description)
+
+    def list(self, *, all_projects: bool = False) -> list[ApiKey]:
+        """Keys with a role in this project, or every key (admin of '*')."""
+        return self._call("list_keys", all_projects=all_projects, read=True)
+
+    def revoke(self, key_id: str) -> ApiKey:
+        """Revoke a key by its public id; it is refused from then on."""
+        return self._call("revoke_key", key_id)
+
+    def bootstrap(self) -> IssuedKey | None:
+        """The first admin key, when the platform has no key yet (else None)."""
+        return self._transport.call("keys", "bootstrap", self._caller.user)
+
+
 class Client:
     """Entry point to a platform: ``client.registry``, ``.experiments`` and ``.jobs``."""
 
@@ -696,6 +725,7 @@ class Client:
         self.features = FeaturesClient(transport, caller, project, config)
         self.alerts = AlertsClient(transport, caller, project)
         self.monitoring = MonitoringClient(transport, caller, project, config, self.registry)
+        self.keys = KeysClient(transport, caller, project)
 
     @property
     def project(self) -> str:
@@ -706,7 +736,8 @@ class Client:
 def connect(address: str | None = None, *, namespace: str | None = None,
             config: PlatformConfig | None = None, project: str | None = None,
             caller: Caller | None = None, local: bool = False,
-            on_mismatch: Literal["raise", "adopt"] | None = None) -> Client:
+            on_mismatch: Literal["raise", "adopt"] | None = None,
+            api_key: str | None = None) -> Client:
     """Connect to an mlray platform and return a :class:`Client`.
 
     The running actors are the source of truth for where the platform keeps its state
@@ -720,6 +751,8 @@ def connect(address: str | None = None, *, namespace: str | None = None,
         config: platform config (default :func:`load_config`).
         project: project to work in (default from config).
         caller: identity (default: the local admin named by ``config.user``).
+        api_key: an mlray API key (default: ``MLRAY_API_KEY``); the control plane's
+            ``keys`` service resolves it and the client acts as the caller it names.
         local: run the services in this process, without Ray (one process at a time).
         on_mismatch: when the running actors' config differs from this one: ``"adopt"``
             uses theirs and prints one line per differing key on stderr; ``"raise"``
@@ -730,7 +763,12 @@ def connect(address: str | None = None, *, namespace: str | None = None,
     Raises:
         ConfigError: ``on_mismatch="raise"`` and the running platform's config differs
             (the message names the key and both values), or the running actors disagree.
+        Unauthenticated: the API key is malformed, unknown, expired or revoked.
     """
+    if api_key is not None and caller is not None:
+        raise InvalidInput("give api_key or caller, not both", field="api_key")
+    if caller is None:
+        api_key = api_key or os.environ.get("MLRAY_API_KEY") or None
     on_mismatch = on_mismatch or ("raise" if config is not None else "adopt")
     config = config or load_config()
     if namespace:
@@ -740,8 +778,10 @@ def connect(address: str | None = None, *, namespace: str | None = None,
         from mlray._private.services import local_services
         from mlray._private.transport import LocalTransport
 
-        return Client(config, LocalTransport(local_services(config)), caller, project,
-                      mode="local")
+        transport: Transport = LocalTransport(local_services(config))
+        if api_key:
+            caller = resolve_key(transport, api_key)
+        return Client(config, transport, caller, project, mode="local")
     from actors import actors_config, start_actors
     from mlray._private.ray_session import ensure_ray
     from mlray._private.transport import ActorTransport
@@ -749,7 +789,10 @@ def connect(address: str | None = None, *, namespace: str | None = None,
     ensure_ray(address or config.ray_address, config.namespace, config.local_num_cpus)
     handles = start_actors(config)
     config = _reconcile(config, actors_config(handles), on_mismatch)
-    return Client(config, ActorTransport(handles), caller, project)
+    transport = ActorTransport(handles)
+    if api_key:
+        caller = resolve_key(transport, api_key)
+    return Client(config, transport, caller, project)
 
 
 def _reconcile(local: PlatformConfig, running: PlatformConfig,

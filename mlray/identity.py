@@ -20,11 +20,17 @@ ALL_PROJECTS = "*"
 
 
 class Role(enum.IntEnum):
-    """Roles in increasing order of power."""
+    """Roles in increasing order of power; each includes what the ones below it may do.
 
-    viewer = 1
-    editor = 2
-    admin = 3
+    ``predict`` is the least: a service that only calls models (inference) and reads
+    nothing else. A ``viewer`` reads everything in the project and may also call models,
+    so it sits above ``predict``.
+    """
+
+    predict = 1
+    viewer = 2
+    editor = 3
+    admin = 4
 
 
 def check_project_name(project: str) -> str:

@@ -24,6 +24,9 @@ _SECRET_PARAM = re.compile(
     r"(?P<key>\b(?:password|passwd|pwd|secret|token|api_key|apikey|access_key"
     r"|secret_access_key|secret_key|auth)=)(?P<value>[^&\s'\"<>,;]+)", re.IGNORECASE)
 
+# An mlray API key (mlray.auth.keys): the public id stays, the secret goes.
+_API_KEY = re.compile(r"\b(?P<id>mlr_[0-9a-f]{12}_)[A-Za-z0-9_-]+")
+
 
 def _userinfo(match: re.Match[str]) -> str:
     user, colon, _ = match["userinfo"].partition(":")
@@ -36,8 +39,13 @@ def _userinfo(match: re.Match[str]) -> str:
 
 def redact(text: str) -> str:
     """``text`` with every URL's password (``user:password@``, ``:password@``, a bare
-    ``token@``) and every ``password=``-like parameter replaced by ``***``."""
-    if not isinstance(text, str) or ("@" not in text and "=" not in text):
+    ``token@``), every ``password=``-like parameter and every mlray API key's secret
+    replaced by ``***``."""
+    if not isinstance(text, str):
+        return text
+    if "mlr_" in text:
+        text = _API_KEY.sub(lambda m: f"{m['id']}{MASK}", text)
+    if "@" not in text and "=" not in text:
         return text
     text = _USERINFO.sub(_userinfo, text)
     return _SECRET_PARAM.sub(lambda m: f"{m['key']}{MASK}", text)

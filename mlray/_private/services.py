@@ -13,7 +13,7 @@ from mlray.storage import ArtifactStore, StateStore, open_state_store
 
 __all__ = ["SERVICE_NAMES", "build_service", "local_services", "open_stores"]
 
-SERVICE_NAMES = ("registry", "experiments", "jobs", "breakers", "features", "monitor")
+SERVICE_NAMES = ("registry", "experiments", "jobs", "breakers", "features", "monitor", "keys")
 
 
 def open_stores(config: PlatformConfig) -> tuple[StateStore, ArtifactStore]:
@@ -26,6 +26,7 @@ def build_service(name: str, store: StateStore, artifacts: ArtifactStore,
                   offline_uri: str | None = None) -> Any:
     """The plain service called ``name`` over the given stores (the monitor also reads
     the prediction and feedback logs under ``offline_uri``)."""
+    from mlray.auth.book import KeyBook
     from mlray.features.registry import FeatureRegistry
     from mlray.monitoring.monitor import Monitor
     from mlray.registry.service import ModelRegistry
@@ -43,6 +44,8 @@ def build_service(name: str, store: StateStore, artifacts: ArtifactStore,
         return BreakerBoard(store)
     if name == "features":
         return FeatureRegistry(store)
+    if name == "keys":
+        return KeyBook(store)
     if name == "monitor":
         return Monitor.over_registry(store, ModelRegistry(store, artifacts), offline_uri)
     raise ValueError(f"no service {name!r}; there are {SERVICE_NAMES}")

@@ -17,7 +17,7 @@ import typer
 from mlray._private.quiet import quiet_ray_env, stdout_to_stderr
 from mlray._private.ray_session import local_cpus
 from mlray._private.redact import install_log_redaction, redact, redact_all
-from mlray.cli import cluster, features, models, monitoring, runs, serving, training
+from mlray.cli import cluster, features, keys, models, monitoring, runs, serving, training
 from mlray.cli._common import JsonOpt, emit, err_console, state
 from mlray.config import PlatformConfig
 from mlray.errors import MlrayError
@@ -30,6 +30,7 @@ app.add_typer(training.jobs_app, name="jobs")
 app.add_typer(features.app, name="features")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(monitoring.alerts_app, name="alerts")
+app.add_typer(keys.app, name="keys")
 app.command("drift")(monitoring.drift)
 app.command("performance")(monitoring.performance)
 app.command("train")(training.train)
@@ -194,6 +195,7 @@ def up(
             start_serving(client.config)
         if client.config.stream_url and client.features.streaming_views():
             client.features.start_streams()
+        first_key = client.keys.bootstrap()
     except BaseException as exc:
         if started is None:
             raise
@@ -205,6 +207,10 @@ def up(
             raise type(exc)(f"{exc.message}; the Ray head this `mlray up` started was "
                             "stopped", field=exc.field) from exc
         raise
+    if first_key is not None:  # on stderr: stdout stays the status (its JSON with --json)
+        err_console.print(f"bootstrap admin key (every project), shown once: "
+                          f"{first_key.key.get_secret_value()}\n{keys.STORE_HINT}",
+                          markup=False, highlight=False, soft_wrap=True)
     _status(as_json)
 
 
