@@ -233,3 +233,26 @@ def test_the_stdout_guard_moves_python_c_and_child_process_output(tmp_path: Path
     assert json.loads(done.stdout) == {"answer": 42}
     for noise in ("python print", "fd write", "child process", "after, still stderr"):
         assert noise in done.stderr
+
+
+def test_keys_commands(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = cli("keys", "create", "--user", "svc", "--role", "default=viewer",
+                         "--expires", "30d", "--json")
+    assert code == 0 and "MLRAY_API_KEY" in err
+    issued = json.loads(out)
+    key, key_id = issued["key"], issued["key_id"]
+    assert key.startswith(f"mlr_{key_id}_") and issued["roles"] == {"default": "viewer"}
+    code, out, _ = cli("keys", "list", "--json")
+    assert code == 0 and [k["key_id"] for k in json.loads(out)] == [key_id]
+    assert key not in out and "hash" not in out
+    assert cli("keys", "create", "--user", "x", "--role", "default=owner")[0] == 2
+    monkeypatch.setenv("MLRAY_API_KEY", key)  # now the CLI acts as the key's viewer
+    code, _, err = cli("keys", "list")
+    assert code == 2 and "viewer" in err and "admin is required" in err
+    assert cli("models", "list", "--json")[0] == 0
+    monkeypatch.delenv("MLRAY_API_KEY")
+    code, out, _ = cli("keys", "revoke", key_id, "--json")
+    assert code == 0 and json.loads(out)["revoked_at"] is not None
+    monkeypatch.setenv("MLRAY_API_KEY", key)
+    code, _, err = cli("models", "list")
+    assert code == 2 and "invalid, expired or revoked API key" in err and key not in err

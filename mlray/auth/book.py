@@ -14,7 +14,14 @@ import logging
 import time
 from collections.abc import Callable
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_serializer,
+    field_validator,
+)
 
 from mlray.auth.keys import (
     DEFAULT_PARAMS,
@@ -63,6 +70,10 @@ class ApiKey(BaseModel):
     def _names(cls, roles: dict[str, object]) -> dict[str, object]:
         return {p: Role[r] if isinstance(r, str) else r for p, r in roles.items()}
 
+    @field_serializer("roles")
+    def _role_names(self, roles: dict[str, Role]) -> dict[str, str]:
+        return {p: r.name for p, r in roles.items()}
+
     def caller(self) -> Caller:
         """The identity this key stands for."""
         return Caller(user=self.user, roles=self.roles)
@@ -77,9 +88,7 @@ class ApiKey(BaseModel):
 
     def stored(self) -> dict[str, object]:
         """The JSON form, roles by name."""
-        data = self.model_dump(mode="json")
-        data["roles"] = {p: r.name for p, r in self.roles.items()}
-        return data
+        return self.model_dump(mode="json")
 
 
 class IssuedKey(BaseModel):
