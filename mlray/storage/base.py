@@ -12,12 +12,13 @@ from __future__ import annotations
 import abc
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlray.errors import Conflict, InvalidInput
+from mlray.storage.audit_chain import ChainReport, verify
 
 __all__ = ["AuditEntry", "Delete", "Document", "Op", "Put", "StateStore", "encode", "matches"]
 
@@ -77,6 +78,8 @@ class AuditEntry(BaseModel):
     target: str
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
+    prev_hash: str = Field("", description="Hash of the entry before (set by the store).")
+    hash: str = Field("", description="sha256 of this entry's canonical JSON (set by the store).")
 
 
 def encode(data: Any) -> str:
@@ -149,6 +152,21 @@ class StateStore(abc.ABC):
         self, *, after_seq: int = 0, limit: int = 100, project: str | None = None
     ) -> list[AuditEntry]:
         """Audit entries with ``seq > after_seq``, oldest first, optionally for one project."""
+
+    @abc.abstractmethod
+    def audit_last_seq(self) -> int:
+        """The ``seq`` the newest audit entry was given (0 before the first)."""
+
+    def audit_entries(self, *, after_seq: int = 0, page: int = 1000) -> Iterator[AuditEntry]:
+        """Every audit entry after ``after_seq``, oldest first, read ``page`` at a time."""
+        while chunk := self.audit_log(after_seq=after_seq, limit=page):
+            yield from chunk
+            after_seq = chunk[-1].seq
+
+    def verify_audit(self) -> ChainReport:
+        """Check the whole audit hash chain (see :mod:`mlray.storage.audit_chain`)."""
+        last = self.audit_last_seq()
+        return verify(self.audit_entries(), last_seq=last)
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -18,6 +18,7 @@ import redis
 
 from mlray._private.redact import redact
 from mlray.errors import BackendUnavailable, ConfigError
+from mlray.storage.audit_chain import GENESIS, link
 from mlray.storage.base import (
     AuditEntry,
     Delete,
@@ -32,11 +33,18 @@ from mlray.storage.redis_durability import warn_if_not_durable
 
 __all__ = ["RedisStateStore"]
 
-# KEYS: the collection hash of each op, then the audit counter and stream.
-# ARGV[1]: JSON {"ops": [{"k", "e"?, "d"? (encoded payload; absent = delete)}], "a"?: audit}
+# KEYS: the collection hash of each op, then the audit counter, stream and chain head.
+# ARGV[1]: JSON {"ops": [{"k", "e"?, "d"? (encoded payload; absent = delete)}], "a"?: audit,
+# "s"?: its seq, "p"?: the head hash it was chained after, "h"?: its own hash}. The entry
+# is hashed by the caller (Lua here has no sha256): a head that moved meanwhile is 'stale'.
 _APPLY = """
 local req = cjson.decode(ARGV[1])
 local n = #req.ops
+if req.a ~= nil then
+  local seq = tonumber(redis.call('GET', KEYS[n + 1]) or '0')
+  local head = redis.call('GET', KEYS[n + 3]) or ARGV[2]
+  if seq + 1 ~= req.s or head ~= req.p then return {'stale'} end
+end
 local seen = {}
 local function version_of(i, key)
   local id = KEYS[i] .. '\\0' .. key
@@ -66,8 +74,9 @@ for i, op in ipairs(req.ops) do
   end
 end
 if req.a ~= nil then
-  local seq = redis.call('INCR', KEYS[n + 1])
-  redis.call('XADD', KEYS[n + 2], seq .. '-0', 'e', req.a)
+  redis.call('SET', KEYS[n + 1], req.s)
+  redis.call('SET', KEYS[n + 3], req.h)
+  redis.call('XADD', KEYS[n + 2], req.s .. '-0', 'e', req.a)
 end
 return {'ok', versions}
 """
@@ -153,14 +162,21 @@ class RedisStateStore(StateStore):
             if not isinstance(op, Delete):
                 item["d"] = encode({"t": now, "d": op.data})
             encoded.append(item)
-        keys += [f"{self.prefix}:audit:seq", f"{self.prefix}:audit"]
+        keys += [f"{self.prefix}:audit:seq", f"{self.prefix}:audit",
+                 f"{self.prefix}:audit:head"]
         request: dict[str, Any] = {"ops": encoded}
-        if audit is not None:
-            request["a"] = audit.model_dump_json(exclude={"seq"})
         if not ops and audit is None:
             return []
         with self._guard():
-            reply = self._apply(keys=keys, args=[json.dumps(request)])
+            while True:
+                if audit is not None:
+                    seq, head = self._redis.mget(keys[-3], keys[-1])
+                    entry = link(audit, int(seq or 0) + 1, (head or GENESIS.encode()).decode())
+                    request.update(a=entry.model_dump_json(exclude={"seq"}), s=entry.seq,
+                                   p=entry.prev_hash, h=entry.hash)
+                reply = self._apply(keys=keys, args=[json.dumps(request), GENESIS])
+                if reply[0] != b"stale":
+                    break
         if reply[0] == b"conflict":
             op = ops[int(reply[1]) - 1]
             check_expected(op, int(reply[2]))
@@ -193,6 +209,10 @@ class RedisStateStore(StateStore):
                             break
                 start = f"({chunk[-1][0].decode()}"
         return out
+
+    def audit_last_seq(self) -> int:
+        with self._guard():
+            return int(self._redis.get(f"{self.prefix}:audit:seq") or 0)
 
     def close(self) -> None:
         self._redis.close()

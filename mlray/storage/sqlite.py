@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlray.errors import BackendUnavailable
+from mlray.storage.audit_chain import GENESIS, link
 from mlray.storage.base import (
     AuditEntry,
     Delete,
@@ -43,7 +44,9 @@ CREATE TABLE IF NOT EXISTS audit (
     action TEXT NOT NULL,
     target TEXT NOT NULL,
     before TEXT,
-    after TEXT
+    after TEXT,
+    prev_hash TEXT NOT NULL DEFAULT '',
+    hash TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS audit_project ON audit (project, seq);
 """
@@ -90,6 +93,7 @@ class SQLiteStateStore(StateStore):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = open_wal(self.path, _SCHEMA, synchronous="FULL")
+            _add_chain_columns(self._db)
         except (sqlite3.Error, OSError) as exc:
             raise BackendUnavailable(f"cannot open SQLite state at {self.path}: {exc}") from exc
 
@@ -168,11 +172,17 @@ class SQLiteStateStore(StateStore):
                     written.append(Document(collection=op.collection, key=op.key,
                                             version=version, data=op.data, updated_at=now))
                 if audit is not None:
+                    last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+                                      ).fetchone()
+                    counter = _counter(db)
+                    entry = link(audit, max(counter, last[0] if last else 0) + 1,
+                                 last[1] if last else GENESIS)
                     db.execute(
-                        "INSERT INTO audit (ts, user, project, action, target, before, after)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (audit.ts, audit.user, audit.project, audit.action, audit.target,
-                         _dump(audit.before), _dump(audit.after)),
+                        "INSERT INTO audit (seq, ts, user, project, action, target, before,"
+                        " after, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (entry.seq, entry.ts, entry.user, entry.project, entry.action,
+                         entry.target, _dump(entry.before), _dump(entry.after),
+                         entry.prev_hash, entry.hash),
                     )
                 db.execute("COMMIT")
             except BaseException:
@@ -183,7 +193,8 @@ class SQLiteStateStore(StateStore):
     def audit_log(
         self, *, after_seq: int = 0, limit: int = 100, project: str | None = None
     ) -> list[AuditEntry]:
-        sql = ("SELECT seq, ts, user, project, action, target, before, after FROM audit"
+        sql = ("SELECT seq, ts, user, project, action, target, before, after, prev_hash, hash"
+               " FROM audit"
                " WHERE seq > ?")
         args: list[Any] = [after_seq]
         if project is not None:
@@ -195,9 +206,13 @@ class SQLiteStateStore(StateStore):
             rows = db.execute(sql, args).fetchall()
         return [
             AuditEntry(seq=r[0], ts=r[1], user=r[2], project=r[3], action=r[4], target=r[5],
-                       before=_load(r[6]), after=_load(r[7]))
+                       before=_load(r[6]), after=_load(r[7]), prev_hash=r[8], hash=r[9])
             for r in rows
         ]
+
+    def audit_last_seq(self) -> int:
+        with self._guard() as db:
+            return _counter(db)
 
     def close(self) -> None:
         with self._lock:
@@ -210,3 +225,17 @@ def _dump(value: dict[str, Any] | None) -> str | None:
 
 def _load(value: str | None) -> dict[str, Any] | None:
     return None if value is None else json.loads(value)
+
+
+def _counter(db: sqlite3.Connection) -> int:
+    """The last audit ``seq`` handed out (AUTOINCREMENT never reuses one)."""
+    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _add_chain_columns(db: sqlite3.Connection) -> None:
+    """Give an audit table made before the hash chain its two columns."""
+    have = {r[1] for r in db.execute("PRAGMA table_info(audit)")}
+    for column in ("prev_hash", "hash"):
+        if column not in have:
+            db.execute(f"ALTER TABLE audit ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")

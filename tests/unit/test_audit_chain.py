@@ -1,0 +1,70 @@
+"""The audit log is a hash chain: a removed or altered entry is found and named."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+
+from mlray.storage import AuditEntry, StateStore
+from mlray.storage.audit_chain import GENESIS
+from mlray.storage.redis import RedisStateStore
+from mlray.storage.sqlite import SQLiteStateStore
+
+
+def _write(store: StateStore, n: int) -> None:
+    for i in range(n):
+        store.put("things", f"k{i}", {"i": i}, audit=AuditEntry(
+            user="ann", project="p", action="thing.put", target=f"k{i}", after={"i": i / 3}))
+
+
+def _tamper(store: StateStore, seq: int, *, remove: bool) -> None:
+    """Change or drop entry ``seq`` behind the store's back, as someone with disk access."""
+    if isinstance(store, SQLiteStateStore):
+        with sqlite3.connect(store.path) as db:
+            if remove:
+                db.execute("DELETE FROM audit WHERE seq = ?", (seq,))
+            else:
+                db.execute("UPDATE audit SET user = 'mallory' WHERE seq = ?", (seq,))
+        return
+    assert isinstance(store, RedisStateStore)
+    stream = f"{store.prefix}:audit"
+    entries = store._redis.xrange(stream)
+    store._redis.delete(stream)
+    for entry_id, fields in entries:
+        if entry_id == f"{seq}-0".encode():
+            if remove:
+                continue
+            fields = {b"e": json.dumps({**json.loads(fields[b"e"]), "user": "mallory"})}
+        store._redis.xadd(stream, fields, id=entry_id)
+
+
+def test_entries_are_chained_and_verify(store: StateStore) -> None:
+    _write(store, 4)
+    entries = store.audit_log()
+    assert [e.seq for e in entries] == [1, 2, 3, 4]
+    assert entries[0].prev_hash == GENESIS
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(entries))
+    report = store.verify_audit()
+    assert report.ok and report.checked == 4
+
+
+def test_an_altered_entry_is_named(store: StateStore) -> None:
+    _write(store, 4)
+    _tamper(store, 2, remove=False)
+    report = store.verify_audit()
+    assert not report.ok and report.bad_seq == 2 and "altered" in str(report.problem)
+
+
+def test_a_removed_entry_is_named(store: StateStore) -> None:
+    _write(store, 4)
+    _tamper(store, 3, remove=True)
+    report = store.verify_audit()
+    assert not report.ok and report.bad_seq == 3
+
+
+def test_removing_the_newest_entry_is_found(store: StateStore) -> None:
+    _write(store, 3)
+    _tamper(store, 3, remove=True)
+    report = store.verify_audit()
+    assert not report.ok and report.bad_seq == 3 and "end" in str(report.problem)
