@@ -10,7 +10,8 @@ from typing import Any, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, validate_call
 
-from mlray.errors import InvalidInput
+from mlray._private.denials import record_denial
+from mlray.errors import InvalidInput, PermissionDenied
 
 __all__ = ["NAME_PATTERN", "boundary", "build", "check_name", "invalid_input"]
 
@@ -45,10 +46,17 @@ def boundary(fn: Callable[P, R]) -> Callable[P, R]:
     checked = validate_call(config=ConfigDict(arbitrary_types_allowed=True))(fn)
     names = list(inspect.signature(fn).parameters)
 
+    signature = inspect.signature(fn)
+
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return checked(*args, **kwargs)
+        except PermissionDenied as exc:
+            if args and names and names[0] == "self":
+                bound = signature.bind_partial(*args, **kwargs).arguments
+                record_denial(args[0], fn.__name__, bound, exc)
+            raise
         except ValidationError as exc:
             if exc.title in (getattr(fn, "__name__", None), getattr(fn, "__qualname__", None)):
                 raise invalid_input(exc, positional=names) from None

@@ -239,6 +239,20 @@ def test_roles_are_enforced_per_project(fraud: ModelRegistry) -> None:
         fraud.audit_log(editor, P)
 
 
+def test_refused_calls_are_audited(fraud: ModelRegistry) -> None:
+    """A PermissionDenied leaves an auth.denied entry (who, where, which method, why)."""
+    viewer = Caller(user="bob", roles={P: Role.viewer})
+    with pytest.raises(PermissionDenied):
+        fraud.transition_stage(viewer, P, "fraud", 1, Stage.STAGING)
+    with pytest.raises(PermissionDenied):
+        fraud.get_model(viewer, "other", "fraud")
+    denied = [e for e in fraud.audit_log(ADMIN, P) + fraud.audit_log(ADMIN, "other")
+              if e.action == "auth.denied"]
+    assert [(e.user, e.project, e.target) for e in denied] == [
+        ("bob", P, "ModelRegistry.transition_stage"), ("bob", "other", "ModelRegistry.get_model")]
+    assert "editor is required" in denied[0].after["reason"]
+
+
 def test_every_change_is_audited_with_who(fraud: ModelRegistry) -> None:
     fraud.set_alias(ADMIN, P, "fraud", "champion", 1)
     log = fraud.audit_log(ADMIN, P)
