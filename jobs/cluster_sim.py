@@ -56,12 +56,23 @@ def _until(check: Callable[[], Any], what: str, timeout_s: float, every_s: float
         time.sleep(every_s)
 
 
-def _train_config(workdir: Path, data: Path) -> Path:
+def _data_in_bucket(sim: Any, local: Path) -> str:
+    """Copy the generated training set into the bucket, where every pod reads it."""
+    import pyarrow.fs as pafs
+
+    uri = f"{sim.spec.storage.bucket_uri.rstrip('/')}/data/{local.name}"
+    fs, path = pafs.FileSystem.from_uri(uri)
+    pafs.copy_files(str(local), path, source_filesystem=pafs.LocalFileSystem(),
+                    destination_filesystem=fs)
+    return uri
+
+
+def _train_config(workdir: Path, data: str) -> Path:
     """configs/train/fraud.yaml sized for two cores: the generated data, 2 epochs, a small
     MLP, no promotion (the fraud gates are for the real model)."""
     base = yaml.safe_load((ROOT / "configs" / "train" / "fraud.yaml").read_text())
-    base.update(name=MODEL, promote=None, tune=None)
-    base["data"]["path"] = str(data)
+    base.update(name=MODEL, promote="none", tune=None)
+    base["data"]["path"] = data
     base["model"]["hidden"] = [8]
     base["hyperparameters"].update(epochs=2, batch_size=256)
     base["early_stopping"] = None
@@ -77,7 +88,7 @@ def run(config_path: Path | None, spec_path: Path) -> None:
     from mlray.config import load_config
 
     spec = load_cluster_spec(spec_path)
-    config = load_config(config_path or ROOT / "configs" / "platform.yaml", env={})
+    config = load_config(config_path, env={})  # as `mlray cluster render` reads it
     with LoopbackCluster(spec, config, workers=2) as sim:
         print(f"[ok]   cluster: head + 2 workers, dashboard {sim.dashboard_url}, "
               f"serve {sim.serve_url}, files {sim.workdir}", flush=True)
@@ -91,7 +102,8 @@ def run(config_path: Path | None, spec_path: Path) -> None:
 def _client_env(sim: Any) -> dict[str, str]:
     """What a client pod sees: the head's variables (token, MLRAY_*, the S3 Secret)."""
     env = sim.node_env(0)
-    env["MLRAY_HOME"] = str(sim.workdir / "client")
+    env["MLRAY_HOME"] = env["HOME"] = str(sim.workdir / "client")
+    Path(env["HOME"]).mkdir(parents=True, exist_ok=True)
     return env
 
 
@@ -135,7 +147,7 @@ def _drive(sim: Any) -> None:
                 return httpx.get(f"{sim.serve_url}/v2/health/ready", timeout=5).status_code == 200
             except httpx.HTTPError:
                 return False
-        _until(answers, "ingress /v2/health/ready", 240, 2)
+        _until(answers, "ingress /v2/health/ready", 600, 2)
         return f"ingress ready at {sim.serve_url}"
 
     _step("ingress", ready)
@@ -153,8 +165,14 @@ def _nodes(ray: Any, sim: Any) -> str:
     alive = _until(lambda: [n for n in ray.nodes() if n["Alive"]] if len(
         [n for n in ray.nodes() if n["Alive"]]) == 3 else None, "3 alive nodes", 60)
     resources = ray.cluster_resources()
+    import redis
+
+    gcs_keys = redis.Redis(port=sim.ports.redis, password=sim.redis_password).dbsize()
+    if not gcs_keys:
+        raise StepFailed("the GCS wrote nothing to the rendered Redis (fault tolerance off)")
     return (f"{len(alive)} alive; CPU {resources.get('CPU', 0):g}, "
-            f"{sim.spec.control_resource} {resources.get(sim.spec.control_resource, 0):g}")
+            f"{sim.spec.control_resource} {resources.get(sim.spec.control_resource, 0):g}; "
+            f"GCS data in the rendered Redis ({gcs_keys} keys)")
 
 
 def _train(sim: Any, env: dict[str, str]) -> int:
@@ -164,7 +182,8 @@ def _train(sim: Any, env: dict[str, str]) -> int:
 
     from mlray.datasets import write_fraud
 
-    data = write_fraud(sim.workdir / "data" / "fraud.parquet", 3000, seed=7)
+    data = _data_in_bucket(sim, write_fraud(sim.workdir / "data" / "fraud.parquet", 3000,
+                                            seed=7))
     small = _train_config(sim.workdir, data)
     entry = shlex.split(sim.manifests["rayjob-train"]["spec"]["entrypoint"])
     entry = [str(small) if arg.startswith(IMAGE_APP_DIR + "/") else arg for arg in entry]
@@ -181,7 +200,7 @@ def _train(sim: Any, env: dict[str, str]) -> int:
         jobs = JobSubmissionClient(sim.dashboard_url)
         final = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED)
         status = _until(lambda: (s := jobs.get_job_status("sim-train")) in final and s,
-                        "training job", 420, 3)
+                        "training job", 600, 3)
         logs = jobs.get_job_logs("sim-train")
         line = next((x for x in logs.splitlines() if x.startswith("registered ")), "")
         if status != JobStatus.SUCCEEDED or not line:
@@ -242,7 +261,7 @@ def _features(sim: Any, client: Any) -> str:
     return f"pushed 2 rows to {pushed.json()['to']}; POST /v1/features -> {text[:160]}"
 
 
-def main(config: Path = typer.Option(None, help="Platform config (default configs/platform.yaml)."),
+def main(config: Path = typer.Option(None, help="Platform config (default: mlray's defaults)."),
          spec: Path = typer.Option(ROOT / "configs" / "cluster.yaml", help="Cluster spec.")
          ) -> None:
     """Run the rendered cluster on loopback and drive it; exit 1 on any failure."""

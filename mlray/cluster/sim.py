@@ -6,7 +6,8 @@ Only what one host forces changes, all of it in :func:`one_host_argv` and
 :func:`one_host_env`: ports are picked free (GCS, dashboard, metrics export and Ray's other
 internal ports, the Serve port, Redis, S3), the Redis service's DNS name becomes
 127.0.0.1, the Secrets get fresh values (a Ray token, a Redis password, the S3 server's
-endpoint and keys), each node gets its own ``MLRAY_HOME`` (as each pod has its own disk),
+endpoint and keys), each node gets its own ``HOME`` and ``MLRAY_HOME`` (as each pod has its
+own disk; this host's ``~/.ray/auth_token`` belongs to other Rays),
 ``PATH`` leads with this interpreter's bin (the image's ``python``) and ``--block`` is
 dropped (nodes start detached). KubeRay's own additions for GCS fault tolerance
 (``RAY_REDIS_ADDRESS``, ``--redis-password``, a storage namespace) are added as it would.
@@ -98,6 +99,7 @@ def one_host_env(command: PodCommand, spec: ClusterSpec, ports: Ports,
     pod = {name: value.replace(service, f"127.0.0.1:{ports.redis}")
            for name, value in pod.items()}
     pod["MLRAY_HOME"] = str(home)
+    pod["HOME"] = str(home)  # a pod's own: not this host's ~/.ray/auth_token of another Ray
     pod["MLRAY_SERVE_PORT"] = str(ports.serve)
     if command.is_head:
         pod["RAY_REDIS_ADDRESS"] = f"127.0.0.1:{ports.redis}"
@@ -197,13 +199,15 @@ class LoopbackCluster:
         ray = str(Path(sys.executable).with_name("ray"))
         for node, command in enumerate(self.commands):
             env = self.node_env(node)
+            Path(env["HOME"]).mkdir(parents=True, exist_ok=True)
             argv = [arg.replace(f"$({KUBERAY_REDIS_PASSWORD})", self.redis_password)
                     for arg in one_host_argv(command, self.ports, node, ray)]
-            self.log(f"node {node} ({command.group}): {' '.join(self._shown(argv))}")
             out = open(self.workdir / f"ray-start-{node}.log", "wb")  # noqa: SIM115
             proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
             self._sessions.append(proc.pid)
+            self.log(f"node {node} ({command.group}) session {proc.pid}: "
+                     f"{' '.join(self._shown(argv))}")
             code = proc.wait(timeout=300)
             out.close()
             if code != 0:
