@@ -7,6 +7,7 @@ placement is checked first, then the control node is killed, then a model node.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,10 @@ from bench._drills import (
     version_spec,
 )
 from mlray.config import PlatformConfig
+from mlray.datasets import FRAUD_CATEGORICAL, FRAUD_NUMERIC, write_fraud
+from mlray.tracking.jobs import JobStatus
+from mlray.training.config import TrainConfig
+from mlray.training.runner import run_training
 from tests.conftest import free_port, wait_for
 
 pytestmark = [pytest.mark.lifecycle, pytest.mark.slow]
@@ -134,3 +139,54 @@ def test_losing_a_model_node_under_load_fails_at_most_the_requests_in_flight(
         wait_for(lambda: loader.snapshot()[0] >= answered + 40, timeout=120, interval=0.1)
     assert failed_at_kill == 0
     assert len(loader.failed) <= in_flight, loader.failed
+
+
+def _val_steps(client: Any) -> list[int]:
+    runs = client.experiments.search_runs(experiments=["trained"]).runs
+    return sorted(p.step for p in client.experiments.metric_history(runs[0].run_id,
+                                                                    "val_loss")) if runs else []
+
+
+def test_training_whose_worker_node_dies_resumes_from_its_last_checkpoint(
+        drill: Drill) -> None:
+    cluster, client = drill.cluster, drill.client
+    for role in ("train-a", "train-b"):
+        cluster.add(role, {"mlray-train": 1})
+    data = write_fraud(drill.tmp / "fraud.parquet", 2000, seed=5)
+    epochs = 4
+    config = TrainConfig.model_validate({
+        "name": "trained",
+        "data": {"path": str(data), "label": "is_fraud", "numeric": FRAUD_NUMERIC,
+                 "categorical": FRAUD_CATEGORICAL},
+        "model": {"type": "mlp_classifier", "hidden": [8]},
+        "hyperparameters": {"lr": 0.01, "batch_size": 256, "epochs": epochs},
+        # One worker per training node (0.6 of each node's 1).
+        "scaling": {"num_workers": 2, "resources_per_worker": {"CPU": 1, "mlray-train": 0.6}},
+        "failure": {"max_failures": 2, "checkpoint_every": 1}})
+    box: dict[str, Any] = {}
+
+    def train() -> None:
+        try:
+            box["outcome"] = run_training(client, config)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    wait_for(lambda: len(_val_steps(client)) >= 2 or not thread.is_alive(), timeout=300,
+             interval=0.5)
+    doomed = cluster.node_id("train-a")
+    assert any(a.node_id == doomed for a in cluster.actors("RayTrainWorker"))
+    cluster.kill("train-a")
+    logged_before = _val_steps(client)
+    cluster.add("train-c", {"mlray-train": 1})  # room for the restarted worker group
+    thread.join(timeout=600)
+    assert "error" not in box, box.get("error")
+    outcome = box["outcome"]
+    assert outcome.epochs == epochs
+    steps = _val_steps(client)
+    assert set(steps) == set(range(epochs))
+    # Resumed, not restarted: the epochs logged before the kill were not trained again.
+    assert all(steps.count(step) == 1 for step in logged_before[:-1])
+    assert client.experiments.search_runs(experiments=["trained"]).total == 1
+    assert client.jobs.get(outcome.job_id).status is JobStatus.COMPLETED
