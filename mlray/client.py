@@ -230,6 +230,15 @@ class RegistryClient(_Facade):
         """The project's audit trail (admins)."""
         return self._call("audit_log", after_seq=after_seq, limit=limit, read=True)
 
+    def allowed_architectures(self) -> list[str]:
+        """The ``module:callable`` model architectures a platform admin allowed."""
+        return self._call("allowed_architectures", read=True)
+
+    def allow_architectures(self, allow: list[str] | None = None,
+                            revoke: list[str] | None = None) -> list[str]:
+        """Allow or revoke ``module:callable`` architectures (platform admins; audited)."""
+        return self._call("allow_architectures", allow=allow, revoke=revoke)
+
 
 class ExperimentsClient(_Facade):
     """Experiment tracking for one project."""

@@ -13,7 +13,7 @@ Nothing here unpickles arbitrary objects.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,17 +56,19 @@ class Predictor:
         self.device = torch.device("cpu")
 
     @classmethod
-    def from_directory(cls, path: str | Path) -> Predictor:
-        """Load a model directory written by :func:`save_model`.
+    def from_directory(cls, path: str | Path, allowed: Collection[str] = ()) -> Predictor:
+        """Load a model directory written by :func:`save_model`; its architecture must be
+        built in or one of ``allowed`` (see :mod:`mlray.registry.architectures`).
 
         Raises:
+            PermissionDenied: the architecture is not allowed (nothing was imported).
             IntegrityError: a file is missing or the weights do not fit the architecture.
         """
         path = Path(path)
         try:
             arch = ModelArchitecture.model_validate_json((path / "architecture.json").read_text())
             pre = Preprocessor.model_validate_json((path / "preprocessor.json").read_text())
-            module = build_model(arch)
+            module = build_model(arch, allowed)
             module.load_state_dict(torch.load(path / "weights.pt", weights_only=True,
                                               map_location="cpu"))
         except (FileNotFoundError, RuntimeError, ValueError) as exc:
@@ -138,6 +140,7 @@ def load(uri: str, client: Any = None) -> Predictor:
         import mlray
 
         client = mlray.connect()
-    return Predictor.from_directory(client.registry.download(uri))
+    return Predictor.from_directory(client.registry.download(uri),
+                                    client.registry.allowed_architectures())
 
 

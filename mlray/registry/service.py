@@ -9,6 +9,7 @@ document, so version numbers never repeat or skip, even with several writers.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from mlray._private.filters import evaluate, get_field, parse_filter, parse_order, sort_by
@@ -23,6 +24,7 @@ from mlray.errors import (
 )
 from mlray.identity import Caller, Role
 from mlray.registry._documents import MODELS, TRAFFIC, VERSIONS, model_key, version_key
+from mlray.registry.architectures import ArchitecturePolicy, check_architecture
 from mlray.registry.gates import GateReport
 from mlray.registry.traffic import TrafficRules, traffic_taken
 from mlray.registry.types import (
@@ -187,6 +189,8 @@ class ModelRegistry(TrafficRules):
         if self._artifacts is not None:
             ref = self._artifacts.verify(spec.artifact_uri, spec.artifact_sha256)
             spec = spec.model_copy(update={"artifact_size": ref.size})
+            if ref.is_dir:
+                self._check_architecture(spec.artifact_uri)
 
         def attempt() -> ModelVersion:
             if (done := keyed.previous(ModelVersion)) is not None:
@@ -481,6 +485,33 @@ class ModelRegistry(TrafficRules):
         return self._version(docs[-1], registered)
 
     @boundary
+    def _check_architecture(self, uri: str) -> None:
+        assert self._artifacts is not None
+        raw = self._artifacts.read_member(uri, "architecture.json")
+        if raw is None:
+            return
+        try:
+            kind = json.loads(raw).get("type")
+        except (ValueError, AttributeError):
+            raise InvalidInput(f"artifact {uri}: architecture.json is not a JSON object",
+                               field="artifact_uri") from None
+        check_architecture(str(kind), ArchitecturePolicy(self._store).allowed())
+
+    @boundary
+    def allowed_architectures(self, caller: Caller, project: Project) -> list[str]:
+        """The ``module:callable`` architectures an admin allowed (built-ins aside)."""
+        caller.require(project, Role.viewer)
+        return sorted(ArchitecturePolicy(self._store).allowed())
+
+    @boundary
+    def allow_architectures(self, caller: Caller, project: Project,
+                            allow: list[str] | None = None,
+                            revoke: list[str] | None = None) -> list[str]:
+        """Add or remove allowed architectures for the whole platform (admins of every
+        project only; audited). ``project`` is where the call was made from."""
+        return ArchitecturePolicy(self._store).change(caller, allow=allow or (),
+                                                      revoke=revoke or ())
+
     def audit_log(self, caller: Caller, project: Project, *, after_seq: int = 0,
                   limit: int = 100) -> list[AuditEntry]:
         """The project's audit entries after ``after_seq`` (admins only)."""

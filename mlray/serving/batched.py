@@ -17,11 +17,12 @@ from ray import serve
 
 from mlray.config import PlatformConfig
 from mlray.models.predictor import Predictor
+from mlray.registry.architectures import ArchitecturePolicy
 from mlray.registry.types import ModelVersion
 from mlray.serving.metrics import ModelMetrics
 from mlray.serving.runner import Columns, VersionRunner, concat_columns, split_rows
 from mlray.serving.settings import BatchTuning, ModelServing
-from mlray.storage import ArtifactStore
+from mlray.storage import ArtifactStore, open_state_store
 
 __all__ = ["BatchedVersion", "load_runner"]
 
@@ -33,9 +34,15 @@ def load_runner(config: PlatformConfig, version: ModelVersion, serving: ModelSer
     device = "cuda" if serving.num_gpus > 0 and torch.cuda.is_available() else "cpu"
     with tempfile.TemporaryDirectory(prefix="mlray-serve-") as scratch:  # loaded, then gone
         local = artifacts.fetch(version.artifact_uri, version.artifact_sha256, scratch)
-        predictor = Predictor.from_directory(local)
+        predictor = Predictor.from_directory(local, allowed_architectures(config))
     return VersionRunner(predictor, version.input_schema, quantize=serving.quantize,
                          device=device)
+
+
+def allowed_architectures(config: PlatformConfig) -> frozenset[str]:
+    """The admin-allowed model architectures, read from the platform's state store."""
+    with open_state_store(config.resolved_state_url, redis_prefix=config.redis_prefix) as store:
+        return ArchitecturePolicy(store).allowed()
 
 
 class BatchedVersion:

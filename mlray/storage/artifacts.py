@@ -238,6 +238,20 @@ class ArtifactStore:
             raise _mismatch(uri, actual, sha256)
         return data
 
+    def read_member(self, uri: str, member: str, max_bytes: int = 1 << 20) -> bytes | None:
+        """The bytes of ``member`` (a relative path) inside a directory artifact, or None when
+        it has none. Not hash-checked on its own: for inspecting an artifact that
+        :meth:`verify` accepted (a loader checks the whole again)."""
+        path = f"{self._to_path(uri)}/{safe_key(member, field='member')}"
+        info = self._fs.get_file_info(path)
+        if info.type != pafs.FileType.File:
+            return None
+        if (info.size or 0) > max_bytes:
+            raise InvalidInput(f"artifact {uri}: {member} is over {max_bytes} bytes",
+                               field="member")
+        with self._open(path) as f:
+            return f.read()
+
     def _download(self, path: str, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         with self._open(path) as f, target.open("wb") as out:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Collection
 from typing import Literal
 
 import torch
@@ -42,15 +43,23 @@ class MLP(torch.nn.Module):
         return self.net(x).squeeze(-1)
 
 
-def build_model(arch: ModelArchitecture) -> torch.nn.Module:
+def build_model(arch: ModelArchitecture,
+                allowed: Collection[str] | None = None) -> torch.nn.Module:
     """Instantiate the network ``arch`` describes (weights uninitialized-by-training).
 
     A ``module:callable`` is called as ``callable(in_features=..., task=...)`` and must
     return an ``nn.Module`` mapping ``(batch, in_features)`` to ``(batch,)``.
 
+    With ``allowed`` (a loaded artifact), ``arch.type`` must be built in or listed there.
+
     Raises:
+        PermissionDenied: ``arch.type`` is not built in nor in ``allowed``.
         ConfigError: the callable cannot be imported or does not return a module.
     """
+    if allowed is not None:  # loading someone's artifact, not running one's own job
+        from mlray.registry.architectures import check_architecture
+
+        check_architecture(arch.type, allowed)
     if arch.type == "mlp":
         return MLP(arch.in_features, arch.hidden, arch.dropout)
     module_name, _, attr = arch.type.partition(":")

@@ -83,6 +83,8 @@ def register_model(client: Any, name: str, tmp: Path, *, seed: int = 0,
     baseline = profile_frame(frame, FRAUD_NUMERIC, FRAUD_CATEGORICAL, scores)
     model_dir = save_model(tmp / f"{name}-{seed}-{model_type.replace(':', '_')}", module, arch,
                            pre, baseline)
+    if model_type != "mlp":  # a custom callable replicas import: an admin allows it first
+        client.registry.allow_architectures(allow=[model_type])
     return client.registry.register(
         name, model_dir, metrics={"train_loss": float(loss.detach())}, input_schema=fraud_schema(),
         output_schema=[TensorSpec(name="probability", dtype="float32")],
