@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Annotated
 
 from pydantic import (
     BaseModel,
@@ -23,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from mlray._private.validation import boundary
 from mlray.auth.keys import (
     DEFAULT_PARAMS,
     KeyHash,
@@ -33,16 +35,18 @@ from mlray.auth.keys import (
     parse_key,
     verify_key,
 )
-from mlray.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from mlray.errors import Conflict, InvalidInput, MlrayError, NotFound, Unauthenticated
 from mlray.identity import ALL_PROJECTS, Caller, Role, check_project_name
 from mlray.storage.base import AuditEntry, Put, StateStore
 
-__all__ = ["COLLECTION", "PUBLIC_REFUSAL", "ApiKey", "IssuedKey", "KeyBook"]
+__all__ = ["COLLECTION", "PUBLIC_REFUSAL", "UNAUTHENTICATED", "ApiKey", "IssuedKey", "KeyBook"]
 
 COLLECTION = "api_keys"
 _MARKER = ("api_keys_meta", "bootstrap")
 #: The one answer every refused key gets, whatever the reason.
 PUBLIC_REFUSAL = "invalid, expired or revoked API key"
+#: The audit action of a refused key (``after.reason`` says why; never the secret).
+UNAUTHENTICATED = "auth.unauthenticated"
 #: last_used_at is written at most this often per key (a resolve is otherwise read-only).
 LAST_USED_EVERY_S = 60.0
 
@@ -91,6 +95,10 @@ class ApiKey(BaseModel):
         return self.model_dump(mode="json")
 
 
+UserName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^\S(.*\S)?$")]
+Description = Annotated[str, Field(max_length=256)]
+
+
 class IssuedKey(BaseModel):
     """A new key and its record; ``key`` is shown once (its repr is masked)."""
 
@@ -105,13 +113,20 @@ class KeyBook:
 
     def __init__(self, store: StateStore, *, clock: Callable[[], float] = time.time,
                  params: ScryptParams = DEFAULT_PARAMS) -> None:
-        self.store = store
+        self._store = store
         self.clock = clock
         self.params = params
         self._decoy: KeyHash | None = None
 
-    def create_key(self, caller: Caller, project: str, user: str, roles: dict[str, str], *,
-                   expires_in_s: float | None = None, description: str = "") -> IssuedKey:
+    @property
+    def store(self) -> StateStore:
+        """Where the key records live."""
+        return self._store
+
+    @boundary
+    def create_key(self, caller: Caller, project: str, user: UserName, roles: dict[str, str],
+                   *, expires_in_s: float | None = None,
+                   description: Description = "") -> IssuedKey:
         """Issue a key for ``user`` with ``roles`` ({project or '*': role name}); it
         expires ``expires_in_s`` from now (None: never). ``project`` is the caller's
         working project (unused: the roles say where the key reaches)."""
@@ -125,7 +140,7 @@ class KeyBook:
     def bootstrap(self, user: str) -> IssuedKey | None:
         """An admin key of every project for ``user``, when no key exists yet; else None.
         Only ever issued once per store (a marker document is written with it)."""
-        if self.store.list(COLLECTION, limit=1):
+        if self._store.list(COLLECTION, limit=1):
             return None
         try:
             return self._issue("mlray-bootstrap", user, {ALL_PROJECTS: Role.admin}, None,
@@ -133,19 +148,21 @@ class KeyBook:
         except Conflict:
             return None
 
+    @boundary
     def list_keys(self, caller: Caller, project: str, *,
                   all_projects: bool = False) -> list[ApiKey]:
         """Keys holding a role in ``project`` (admin there), or every key (admin of '*')."""
         scope = ALL_PROJECTS if all_projects else project
         caller.require(scope, Role.admin)
-        keys = [ApiKey(**_public(d.data)) for d in self.store.list(COLLECTION)]
+        keys = [ApiKey(**_public(d.data)) for d in self._store.list(COLLECTION)]
         if all_projects:
             return keys
         return [k for k in keys if project in k.roles or ALL_PROJECTS in k.roles]
 
+    @boundary
     def revoke_key(self, caller: Caller, project: str, key_id: str) -> ApiKey:
         """Revoke ``key_id`` for good (revoking twice is a no-op)."""
-        doc = self.store.get(COLLECTION, key_id) if parse_id(key_id) else None
+        doc = self._store.get(COLLECTION, key_id) if parse_id(key_id) else None
         if doc is None:
             raise NotFound(f"no API key {key_id!r}", field="key_id")
         key = ApiKey(**_public(doc.data))
@@ -155,21 +172,30 @@ class KeyBook:
             return key
         now = self.clock()
         revoked = key.model_copy(update={"revoked_at": now, "revoked_by": caller.user})
-        self.store.put(COLLECTION, key_id, {**doc.data, **revoked.stored()},
+        self._store.put(COLLECTION, key_id, {**doc.data, **revoked.stored()},
                        expected_version=doc.version,
                        audit=_audit(caller.user, "keys.revoke", revoked))
         return revoked
 
     def resolve(self, key: str) -> Caller:
-        """The caller ``key`` stands for.
+        """The caller ``key`` stands for: what the client calls on connect and the HTTP
+        ingress on a cache miss.
 
         Raises:
-            Unauthenticated: one public message for every reason (logged with the id).
+            Unauthenticated: one public message for every reason; the reason goes to the
+                log and the audit log with the key's public id, never its secret.
         """
         found = self.check(key)
         if isinstance(found, Refusal):
-            key_id = parse_key(key) if isinstance(key, str) else None
-            log.warning("API key refused: %s (id %s)", found.value, key_id or "-")
+            key_id = parse_key(key) or "-"
+            log.warning("API key refused: %s (id %s)", found.value, key_id)
+            entry = AuditEntry(user=f"key:{key_id}", project=ALL_PROJECTS,
+                               action=UNAUTHENTICATED, target=f"{COLLECTION}/{key_id}",
+                               after={"reason": found.value})
+            try:
+                self._store.apply([], entry)
+            except MlrayError as err:  # the refusal stands even when it cannot be recorded
+                log.warning("could not audit a refused API key (id %s): %s", key_id, err)
             raise Unauthenticated(PUBLIC_REFUSAL)
         return found.caller()
 
@@ -179,7 +205,7 @@ class KeyBook:
         key_id = parse_key(key)
         if key_id is None:
             return Refusal.malformed
-        doc = self.store.get(COLLECTION, key_id)
+        doc = self._store.get(COLLECTION, key_id)
         if doc is None:
             # unknown ids cost a hash too, so timing does not tell them from known ones
             self._decoy = self._decoy or hash_key(new_key()[1], self.params)
@@ -195,7 +221,7 @@ class KeyBook:
         if info.last_used_at is None or now - info.last_used_at >= LAST_USED_EVERY_S:
             info = info.model_copy(update={"last_used_at": now})
             with contextlib.suppress(Conflict):  # another resolve wrote it just now
-                self.store.put(COLLECTION, key_id, {**doc.data, "last_used_at": now},
+                self._store.put(COLLECTION, key_id, {**doc.data, "last_used_at": now},
                                expected_version=doc.version)
         return info
 
@@ -211,7 +237,7 @@ class KeyBook:
         if marker:
             ops.append(Put(collection=_MARKER[0], key=_MARKER[1], expected_version=0,
                            data={"key_id": key_id}))
-        self.store.apply(ops, _audit(by, "keys.create", info))
+        self._store.apply(ops, _audit(by, "keys.create", info))
         return IssuedKey(info=info, key=SecretStr(key))
 
 

@@ -114,6 +114,9 @@ def test_the_secret_is_never_stored_logged_or_shown(
         book.resolve(key)
     assert "revoked" in caplog.text and issued.info.key_id in caplog.text
     assert key not in caplog.text
+    refused = book.store.audit_log(limit=10)[-1]  # the refusal is audited, by id and reason
+    assert refused.action == "auth.unauthenticated" and refused.after == {"reason": "revoked"}
+    assert refused.target == f"api_keys/{issued.info.key_id}" and key not in repr(refused)
 
 
 def test_only_admins_of_every_granted_project_issue_list_and_revoke(book: KeyBook) -> None:
@@ -145,6 +148,8 @@ def test_bad_roles_and_durations_name_the_field(book: KeyBook) -> None:
         book.create_key(ROOT, "a", "x", {"Bad Name": "viewer"})
     with pytest.raises(InvalidInput, match="roles"):
         book.create_key(ROOT, "a", "x", {})
+    with pytest.raises(InvalidInput, match="user"):
+        book.create_key(ROOT, "a", "", {"a": "viewer"})
     assert parse_duration("30d") == 30 * 86400 and parse_duration("never") is None
     with pytest.raises(InvalidInput, match="expires"):
         parse_duration("soon")
