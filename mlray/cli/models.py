@@ -188,3 +188,17 @@ def delete(
     count = client.registry.delete_model(name, force=force)
     emit({"deleted": name, "versions": count}, as_json, ("deleted", "versions"),
          [[name, count]])
+
+
+@app.command("architectures")
+def architectures(
+    allow: list[str] = typer.Option(None, "--allow", help="module:callable to allow (admin)."),
+    revoke: list[str] = typer.Option(None, "--revoke", help="module:callable to remove (admin)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """List the model architectures replicas may load besides the built-ins; platform
+    admins add or remove module:callable entries (audited)."""
+    client = state.client()
+    listed = (client.registry.allow_architectures(allow=allow, revoke=revoke)
+              if allow or revoke else client.registry.allowed_architectures())
+    emit(listed, as_json, ("allowed architecture",), [[a] for a in listed])

@@ -30,7 +30,7 @@ def check_architecture(kind: str, allowed: Collection[str]) -> None:
         return
     raise PermissionDenied(
         f"model architecture {kind!r} is not allowed: built-in are {', '.join(sorted(BUILTIN))};"
-        f" a platform admin can allow it (mlray admin architectures allow {kind})",
+        f" a platform admin can allow it (mlray models architectures --allow {kind})",
         field="architecture.type")
 
 

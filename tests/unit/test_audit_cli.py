@@ -43,3 +43,16 @@ def test_audit_verify_and_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     code, _, err = run("audit", "verify")
     assert code != 0 and "entry 2" in err and "altered" in err
     assert run("audit", "export", "--since", "yesterday")[0] == 2
+
+
+def test_architectures_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MLRAY_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("MLRAY_RAY_HEAD_PORT", str(free_port()))
+    assert main(["models", "architectures", "--allow", "pkg.mod:make", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == ["pkg.mod:make"]
+    assert main(["models", "architectures", "--allow", "not a callable"]) == 2
+    assert main(["audit", "export"]) == 0
+    actions = [json.loads(line)["action"] for line in capsys.readouterr().out.splitlines()]
+    assert actions == ["platform.architectures"]
