@@ -12,7 +12,7 @@ import logging
 import re
 from typing import Any
 
-__all__ = ["MASK", "install_log_redaction", "redact", "redact_all"]
+__all__ = ["MASK", "install_log_redaction", "redact", "redact_all", "url_origin"]
 
 MASK = "***"
 
@@ -49,6 +49,17 @@ def redact(text: str) -> str:
         return text
     text = _USERINFO.sub(_userinfo, text)
     return _SECRET_PARAM.sub(lambda m: f"{m['key']}{MASK}", text)
+
+
+def url_origin(url: str) -> str:
+    """``url`` cut to ``scheme://host[:port]`` (userinfo dropped), ``/***`` standing for any
+    path or query: for URLs whose path is the secret (webhooks carry their token there)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return MASK
+    host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+    tail = rest[len(rest.split("/", 1)[0].split("?", 1)[0]):]
+    return f"{scheme}://{host}" + (f"/{MASK}" if tail.strip("/") else "")
 
 
 def redact_all(value: Any) -> Any:

@@ -20,6 +20,7 @@ from typing import Protocol
 import httpx
 import redis
 
+from mlray._private.redact import url_origin
 from mlray.alerts.rules import (
     AlertsConfig,
     ChannelConfig,
@@ -88,6 +89,7 @@ class WebhookChannel:
                  max_backoff_s: float = 30.0,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.name, self.url = name, url
+        self.shown = url_origin(url)  # the path and query may hold the webhook's token
         self.max_retries, self.backoff_s, self.max_backoff_s = max_retries, backoff_s, \
             max_backoff_s
         self._sleep = sleep
@@ -114,14 +116,14 @@ class WebhookChannel:
                 response = self._client.post(
                     self.url, content=body, headers={"content-type": "application/json"})
             except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
+                last = f"{type(exc).__name__}: {str(exc).replace(self.url, self.shown)}"
                 continue
             if response.is_success:
                 return
             last = f"HTTP {response.status_code}"
             if response.status_code not in _RETRY_STATUS:
                 break
-        raise BackendUnavailable(f"webhook {self.name} ({self.url}) failed: {last}",
+        raise BackendUnavailable(f"webhook {self.name} ({self.shown}) failed: {last}",
                                  field=self.name)
 
     def close(self) -> None:

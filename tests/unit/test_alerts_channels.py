@@ -220,3 +220,19 @@ def test_redis_channel_unreachable() -> None:
     channel.close()
     with pytest.raises(ConfigError, match="no Redis URL"):
         build_dispatcher(parse_rules({"channels": {"bus": {"type": "redis"}}}))
+
+
+def test_a_failing_webhook_never_shows_its_token(caplog: pytest.LogCaptureFixture) -> None:
+    """A webhook's path is its secret: errors and logs name only scheme, host and port."""
+    url = f"http://user:pw@127.0.0.1:{free_port()}/services/T0/B0/SeCrEtToKeN?sig=abc"
+    hook = WebhookChannel("hook", url, max_retries=0, sleep=lambda _: None)
+    with pytest.raises(BackendUnavailable) as caught:
+        hook.send(notification())
+    assert "SeCrEtToKeN" not in str(caught.value) and "pw" not in str(caught.value)
+    assert "http://127.0.0.1:" in str(caught.value) and "/***" in str(caught.value)
+    dispatcher = Dispatcher({"hook": hook})
+    with caplog.at_level(logging.WARNING):
+        dispatcher.submit(notification())
+        assert dispatcher.wait_idle()
+        dispatcher.close()
+    assert "could not deliver" in caplog.text and "SeCrEtToKeN" not in caplog.text

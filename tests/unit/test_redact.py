@@ -82,3 +82,16 @@ def test_log_records_are_masked_whatever_logger_or_handler(
     text = caplog.text + "".join(r.getMessage() for r in caplog.records)
     assert "s3cret" not in text and "hunter2" not in text, text
     assert "redis://app:***@db:6379/0" in text
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://hooks.example.com/services/T0/B0/tok", "https://hooks.example.com/***"),
+    ("http://u:p@10.0.0.1:8080/hook?token=t", "http://10.0.0.1:8080/***"),
+    ("https://alerts.example.com", "https://alerts.example.com"),
+    ("https://alerts.example.com/", "https://alerts.example.com"),
+    ("not a url", "***"),
+])
+def test_url_origin_keeps_only_scheme_host_and_port(url: str, shown: str) -> None:
+    from mlray._private.redact import url_origin
+
+    assert url_origin(url) == shown
