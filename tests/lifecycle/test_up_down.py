@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -74,11 +75,19 @@ def test_up_status_commands_down_leaves_another_head_running(
     weights = tmp_path / "w.bin"
     weights.write_bytes(b"w")
     try:
-        up = json.loads(run("up", "--num-cpus", "2", "--json"))
+        first = _mlray(env, "up", "--num-cpus", "2", "--json")
+        assert first.returncode == 0, first.stderr[-2000:]
+        up = json.loads(first.stdout)
         assert up["mode"] == "cluster" and up["config_from"] == "actors"
         assert up["actors"] == {name: "ALIVE" for name in (
-            "registry", "experiments", "jobs", "breakers", "features", "monitor",
+            "registry", "experiments", "jobs", "breakers", "features", "monitor", "keys",
             "deployments", "alerts")}
+        # the first `up` prints a bootstrap admin key once, on stderr, and it works
+        bootstrap = re.search(r"bootstrap admin key .*: (mlr_\S+)", first.stderr)
+        assert bootstrap is not None and "MLRAY_API_KEY" in first.stderr, first.stderr
+        as_key = _mlray({**env, "MLRAY_API_KEY": bootstrap.group(1)}, "keys", "list", "--json")
+        assert as_key.returncode == 0, as_key.stderr
+        assert [k["roles"] for k in json.loads(as_key.stdout)] == [{"*": "admin"}]
         assert up["dashboard_url"] == f"http://127.0.0.1:{env['MLRAY_RAY_DASHBOARD_PORT']}"
         serve_url = f"http://127.0.0.1:{env['MLRAY_SERVE_PORT']}"
         assert up["serving"]["url"] == serve_url and up["serving"]["apps"] == []
