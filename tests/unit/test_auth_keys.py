@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mlray._private.redact import redact
 from mlray.auth import KeyBook, Refusal, parse_duration
 from mlray.auth import keys as keymod
 from mlray.auth.book import COLLECTION, PUBLIC_REFUSAL
@@ -178,3 +179,9 @@ def test_keys_round_trip_the_store_and_bootstrap_once(store: StateStore) -> None
     assert book.check(_secret(issued)) is Refusal.revoked
     actions = [e.action for e in store.audit_log(limit=10)]
     assert actions == ["keys.create", "keys.create", "keys.revoke"]
+
+
+def test_a_key_in_an_error_or_log_line_shows_only_its_id() -> None:
+    key_id, key = keymod.new_key()
+    assert redact(f"sent {key} to the ingress") == f"sent mlr_{key_id}_*** to the ingress"
+    assert key not in Unauthenticated(f"bad {key}").message
