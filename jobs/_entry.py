@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mlray._private.redact import install_log_redaction, redact
 from mlray.errors import MlrayError
 from mlray.training.config import TrainConfig, load_train_config
 
@@ -37,11 +39,16 @@ def run_job(description: str, body: Callable[[Any, TrainConfig], Any]) -> None:
 
 
 def run_or_exit(body: Callable[[], T]) -> T:
-    """``body()``; an mlray error prints its reason (and field) to stderr and exits with
-    the error's code."""
+    """``body()`` with credentials masked in every log line; an mlray error prints its
+    reason (and field) to stderr and exits with the error's code, any other error its
+    traceback, credentials masked, and exits 1."""
+    install_log_redaction()
     try:
         return body()
     except MlrayError as exc:
         where = f" [{exc.field}]" if exc.field else ""
         print(f"error{where}: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except Exception:
+        print(redact(traceback.format_exc()), file=sys.stderr, end="")
+        sys.exit(1)
