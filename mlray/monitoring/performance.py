@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from pydantic import BaseModel, Field
 
+from mlray._private.safepath import safe_name
 from mlray.errors import InvalidInput
 from mlray.storage.fsuri import join_uri
 from mlray.training.metrics import classification_metrics, regression_metrics
@@ -68,6 +69,7 @@ def live_performance(offline_uri: str, model: str, version: int, *, task: str,
                            field="task")
     if window_s <= 0:
         raise InvalidInput("window_s must be > 0", field="window_s")
+    safe_name(model, field="model")
     since = pa.scalar(int(((now or time.time()) - window_s) * 1e6), pa.timestamp("us", "UTC"))
     report = PerformanceReport(model=model, version=version, window_s=window_s, predictions=0,
                                labelled=0, unknown_feedback=0, evaluation=evaluation or {})

@@ -44,3 +44,9 @@ def test_feedback_joins_predictions_and_counts_unknown_ids(tmp_path: Path) -> No
     assert empty.predictions == 0
     with pytest.raises(InvalidInput):
         live_performance(str(tmp_path), "fraud", 2, task="ranking")
+
+
+def test_a_model_name_with_a_path_is_refused(tmp_path: Path) -> None:
+    """``model=../..`` would read another directory's parquet files."""
+    with pytest.raises(InvalidInput, match="model"):
+        live_performance(str(tmp_path), "x/../../elsewhere", 1, task="classification")
