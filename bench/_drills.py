@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +38,15 @@ from mlray.config import PlatformConfig, load_config
 from mlray.datasets.fraud import FRAUD_CATEGORICAL, FRAUD_NUMERIC, generate_fraud
 from mlray.errors import MlrayError
 from mlray.models.predictor import save_model
+from mlray.registry._documents import VERSIONS
 from mlray.registry.types import TensorSpec, VersionSpec
 from mlray.storage.artifacts import ArtifactStore
 from mlray.storage.redis import RedisStateStore
 from mlray.training.data import Preprocessor
 from mlray.training.models import ModelArchitecture, build_model
 
-__all__ = ["Cluster", "LoadResult", "Loader", "WriteResult", "Writer", "drill_config",
-           "register_small_model"]
+__all__ = ["CONTROL", "MODEL", "Cluster", "Loader", "WriteResult", "Writer", "connect",
+           "drill_config", "register_small_model", "running", "version_spec"]
 
 CONTROL = "mlray-control"
 MODEL = "mlray-model"
@@ -221,7 +222,7 @@ class Writer(threading.Thread):
         self.join(timeout=300)
         store = RedisStateStore(config.resolved_state_url, prefix=config.redis_prefix)
         try:
-            docs = store.list("versions", prefix=f"{config.project}/{self._model}/")
+            docs = store.list(VERSIONS, prefix=f"{config.project}/{self._model}/")
         finally:
             store.close()
         gaps = np.diff(self.answered_at) if len(self.answered_at) > 1 else np.zeros(1)
@@ -239,16 +240,6 @@ def version_spec(client: Any, tmp: Path) -> VersionSpec:
 
 
 # -- predictions during a node loss ---------------------------------------------------------
-
-
-@dataclass
-class LoadResult:
-    """Answers of a :class:`Loader` around a kill."""
-
-    ok_before: int
-    failed: list[str] = field(default_factory=list)
-    in_flight_at_kill: int = 0
-    ok_after: int = 0
 
 
 class Loader:
