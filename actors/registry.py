@@ -19,4 +19,5 @@ class RegistryActor(ServiceActor):
         "create_version", "get_version", "list_versions", "search_versions",
         "transition_stage", "set_validation", "delete_version", "set_alias", "delete_alias",
         "resolve", "set_traffic", "get_traffic", "serving_view", "audit_log",
+        "allowed_architectures", "allow_architectures",
     })
