@@ -50,11 +50,13 @@ class AlertsService:
         self._save()
         return notes
 
+    @boundary
     def alerts(self, caller: Caller, project: Project) -> list[AlertStatus]:
         """Pending and firing alerts."""
         caller.require(project, Role.viewer)
         return self.engine.alerts()
 
+    @boundary
     def rules(self, caller: Caller, project: Project) -> list[AlertRule]:
         """The rules being evaluated."""
         caller.require(project, Role.viewer)
@@ -71,6 +73,7 @@ class AlertsService:
                               target=silence.id, after=silence.model_dump(mode="json")))
         return silence
 
+    @boundary
     def silences(self, caller: Caller, project: Project) -> list[Silence]:
         """Active and future silences."""
         caller.require(project, Role.viewer)

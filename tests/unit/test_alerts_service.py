@@ -60,3 +60,13 @@ def test_state_survives_a_restart_and_silences_are_audited(store: StateStore) ->
     with pytest.raises(PermissionDenied):
         restarted.silence(Caller(user="v", roles={"default": Role.viewer}), "default",
                           {"alertname": "x"}, 60)
+
+
+def test_refused_reads_are_audited(store: StateStore) -> None:
+    service = AlertsService(store, RULES, list, notify=lambda _: None)
+    outsider = Caller(user="eve", roles={"other": Role.admin})
+    for read in (service.alerts, service.rules, service.silences):
+        with pytest.raises(PermissionDenied):
+            read(outsider, "default")
+    denied = [e.target for e in store.audit_log(project="default") if e.action == "auth.denied"]
+    assert denied == ["AlertsService.alerts", "AlertsService.rules", "AlertsService.silences"]
