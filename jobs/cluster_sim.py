@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -97,6 +98,7 @@ def run(config_path: Path | None, spec_path: Path) -> None:
         finally:
             if "ray" in sys.modules:
                 sys.modules["ray"].shutdown()
+    shutil.rmtree(sim.workdir, ignore_errors=True)  # kept (logs) when a step failed
 
 
 def _client_env(sim: Any) -> dict[str, str]:

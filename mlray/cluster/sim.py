@@ -7,7 +7,8 @@ Only what one host forces changes, all of it in :func:`one_host_argv` and
 internal ports, the Serve port, Redis, S3), the Redis service's DNS name becomes
 127.0.0.1, the Secrets get fresh values (a Ray token, a Redis password, the S3 server's
 endpoint and keys), each node gets its own ``HOME`` and ``MLRAY_HOME`` (as each pod has its
-own disk; this host's ``~/.ray/auth_token`` belongs to other Rays),
+own disk; this host's ``~/.ray/auth_token`` belongs to other Rays), Ray's temp dir is the
+cluster's own (``RAY_TMPDIR``: ``address="auto"`` would find another Ray's in /tmp/ray),
 ``PATH`` leads with this interpreter's bin (the image's ``python``) and ``--block`` is
 dropped (nodes start detached). KubeRay's own additions for GCS fault tolerance
 (``RAY_REDIS_ADDRESS``, ``--redis-password``, a storage namespace) are added as it would.
@@ -100,6 +101,9 @@ def one_host_env(command: PodCommand, spec: ClusterSpec, ports: Ports,
            for name, value in pod.items()}
     pod["MLRAY_HOME"] = str(home)
     pod["HOME"] = str(home)  # a pod's own: not this host's ~/.ray/auth_token of another Ray
+    # Ray's files of this cluster, apart from other Rays on the host: a job's
+    # ray.init("auto") finds its cluster there (in /tmp/ray it could find another one).
+    pod["RAY_TMPDIR"] = str(home.parent / "tmp")
     pod["MLRAY_SERVE_PORT"] = str(ports.serve)
     if command.is_head:
         pod["RAY_REDIS_ADDRESS"] = f"127.0.0.1:{ports.redis}"
@@ -199,20 +203,33 @@ class LoopbackCluster:
         ray = str(Path(sys.executable).with_name("ray"))
         for node, command in enumerate(self.commands):
             env = self.node_env(node)
-            Path(env["HOME"]).mkdir(parents=True, exist_ok=True)
+            for folder in ("HOME", "RAY_TMPDIR"):
+                Path(env[folder]).mkdir(parents=True, exist_ok=True)
             argv = [arg.replace(f"$({KUBERAY_REDIS_PASSWORD})", self.redis_password)
                     for arg in one_host_argv(command, self.ports, node, ray)]
-            out = open(self.workdir / f"ray-start-{node}.log", "wb")  # noqa: SIM115
+            for attempt in (1, 2):
+                if self._ray_start(node, command.group, argv, env):
+                    break
+                # A loaded host can time the node's agents out; its session is stopped.
+                self.log(f"node {node}: ray start failed (attempt {attempt}); its session "
+                         "was stopped")
+                if attempt == 2:
+                    tail = (self.workdir / f"ray-start-{node}.log").read_text()[-1500:]
+                    raise BackendUnavailable(f"ray start of node {node} failed:\n{tail}")
+
+    def _ray_start(self, node: int, group: str, argv: list[str], env: dict[str, str]) -> bool:
+        """One ``ray start`` in a session of its own; False (session stopped) on failure."""
+        with open(self.workdir / f"ray-start-{node}.log", "wb") as out:
             proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
-            self._sessions.append(proc.pid)
-            self.log(f"node {node} ({command.group}) session {proc.pid}: "
+            self.log(f"node {node} ({group}) session {proc.pid}: "
                      f"{' '.join(self._shown(argv))}")
             code = proc.wait(timeout=300)
-            out.close()
-            if code != 0:
-                tail = (self.workdir / f"ray-start-{node}.log").read_text()[-1500:]
-                raise BackendUnavailable(f"ray start of node {node} failed ({code}):\n{tail}")
+        if code == 0:
+            self._sessions.append(proc.pid)
+            return True
+        stop_session(proc.pid)
+        return False
 
     def _shown(self, argv: list[str]) -> list[str]:
         return [arg.replace(self.redis_password, "***") for arg in argv]
