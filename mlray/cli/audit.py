@@ -50,7 +50,8 @@ def verify(as_json: bool = JsonOpt) -> None:
         raise IntegrityError(f"audit log broken at entry {report.bad_seq}: {report.problem}"
                           f" ({report.checked} entries before it are intact)", field="audit")
     emit(report, as_json, ("", ""), [["audit chain", "intact"],
-                                     ["entries checked", report.checked]], "mlray audit verify")
+                                     ["entries checked", report.checked],
+                                     ["head hash", report.head]], "mlray audit verify")
 
 
 @app.command()

@@ -5,7 +5,8 @@ except ``hash`` itself, ``seq`` and ``prev_hash`` included). The first entry's `
 is :data:`GENESIS`. Removing, altering or reordering an entry breaks the chain at that
 entry; removing the newest ones shows as a gap between the last ``seq`` and the store's
 counter. The stores link entries inside their atomic write (:func:`link`); :func:`verify`
-walks the chain.
+walks the chain. Someone able to rewrite the whole store could recompute every hash: the
+head hash :func:`verify` reports, kept outside the store, detects that too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
     from mlray.storage.base import AuditEntry
@@ -44,6 +45,8 @@ class ChainReport(BaseModel):
 
     ok: bool
     checked: int
+    head: str = Field(GENESIS, description="Hash of the newest intact entry: record it "
+                      "elsewhere to detect a rewrite of the whole chain later.")
     bad_seq: int | None = None
     problem: str | None = None
 
@@ -57,18 +60,18 @@ def verify(entries: Iterable[AuditEntry], last_seq: int | None = None) -> ChainR
     for entry in entries:
         if entry.seq != expected_seq:
             what = "removed" if entry.seq > expected_seq else "out of order"
-            return ChainReport(ok=False, checked=checked, bad_seq=expected_seq,
+            return ChainReport(ok=False, checked=checked, head=prev, bad_seq=expected_seq,
                                problem=f"entry {expected_seq} is {what} (next present:"
                                        f" {entry.seq})")
         if entry.prev_hash != prev:
-            return ChainReport(ok=False, checked=checked, bad_seq=entry.seq,
+            return ChainReport(ok=False, checked=checked, head=prev, bad_seq=entry.seq,
                                problem=f"entry {entry.seq} does not follow entry"
                                        f" {entry.seq - 1} (previous entry removed or altered)")
         if entry_hash(entry) != entry.hash:
-            return ChainReport(ok=False, checked=checked, bad_seq=entry.seq,
+            return ChainReport(ok=False, checked=checked, head=prev, bad_seq=entry.seq,
                                problem=f"entry {entry.seq} was altered (its hash does not match)")
         prev, expected_seq, checked = entry.hash, expected_seq + 1, checked + 1
     if last_seq is not None and last_seq >= expected_seq:
-        return ChainReport(ok=False, checked=checked, bad_seq=expected_seq,
+        return ChainReport(ok=False, checked=checked, head=prev, bad_seq=expected_seq,
                            problem=f"entries {expected_seq}..{last_seq} were removed from the end")
-    return ChainReport(ok=True, checked=checked)
+    return ChainReport(ok=True, checked=checked, head=prev)

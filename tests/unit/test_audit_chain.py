@@ -46,7 +46,7 @@ def test_entries_are_chained_and_verify(store: StateStore) -> None:
     assert entries[0].prev_hash == GENESIS
     assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(entries))
     report = store.verify_audit()
-    assert report.ok and report.checked == 4
+    assert report.ok and report.checked == 4 and report.head == entries[-1].hash
 
 
 def test_an_altered_entry_is_named(store: StateStore) -> None:
