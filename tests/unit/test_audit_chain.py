@@ -68,3 +68,20 @@ def test_removing_the_newest_entry_is_found(store: StateStore) -> None:
     _tamper(store, 3, remove=True)
     report = store.verify_audit()
     assert not report.ok and report.bad_seq == 3 and "end" in str(report.problem)
+
+
+def test_concurrent_writers_keep_one_chain(store: StateStore, state_url: str,
+                                           redis_prefix: str) -> None:
+    """Two connections appending at once (Redis retries when the head moved under it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlray.storage import open_state_store
+
+    other = open_state_store(state_url, redis_prefix=redis_prefix)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda s: _write(s, 15), [store, other]))
+    finally:
+        other.close()
+    report = store.verify_audit()
+    assert report.ok and report.checked == 30
