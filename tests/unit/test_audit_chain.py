@@ -80,8 +80,8 @@ def test_concurrent_writers_keep_one_chain(store: StateStore, state_url: str,
     other = open_state_store(state_url, redis_prefix=redis_prefix)
     try:
         with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda s: _write(s, 15), [store, other]))
+            list(pool.map(lambda s: _write(s, 25), [store, other]))
     finally:
         other.close()
     report = store.verify_audit()
-    assert report.ok and report.checked == 30
+    assert report.ok and report.checked == 50
