@@ -21,3 +21,7 @@ class RegistryActor(ServiceActor):
         "resolve", "set_traffic", "get_traffic", "serving_view", "audit_log",
         "allowed_architectures", "allow_architectures",
     })
+
+    def architectures(self) -> list[str]:
+        """The admin-allowed model architectures, for replicas about to load a model."""
+        return sorted(self._service.loadable_architectures())

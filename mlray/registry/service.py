@@ -497,6 +497,10 @@ class ModelRegistry(TrafficRules):
                                field="artifact_uri") from None
         check_architecture(str(kind), ArchitecturePolicy(self._store).allowed())
 
+    def loadable_architectures(self) -> frozenset[str]:
+        """The allowed list for model loaders (replicas); no caller, as it is not secret."""
+        return ArchitecturePolicy(self._store).allowed()
+
     @boundary
     def allowed_architectures(self, caller: Caller, project: Project) -> list[str]:
         """The ``module:callable`` architectures an admin allowed (built-ins aside)."""

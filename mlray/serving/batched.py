@@ -12,6 +12,7 @@ import tempfile
 from typing import Any
 
 import numpy as np
+import ray
 import torch
 from ray import serve
 
@@ -40,7 +41,15 @@ def load_runner(config: PlatformConfig, version: ModelVersion, serving: ModelSer
 
 
 def allowed_architectures(config: PlatformConfig) -> frozenset[str]:
-    """The admin-allowed model architectures, read from the platform's state store."""
+    """The admin-allowed model architectures: from the platform's ``registry`` actor when
+    this process is on its cluster, else from the state store itself (embedded use)."""
+    if ray.is_initialized():
+        try:
+            registry = ray.get_actor("registry", namespace=config.namespace)
+        except ValueError:
+            registry = None
+        if registry is not None:
+            return frozenset(ray.get(registry.architectures.remote(), timeout=60))
     with open_state_store(config.resolved_state_url, redis_prefix=config.redis_prefix) as store:
         return ArchitecturePolicy(store).allowed()
 

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from mlray.config import PlatformConfig
 from mlray.errors import PermissionDenied
 from mlray.identity import Caller, Role
 from mlray.models.predictor import Predictor
 from mlray.registry import ModelRegistry, ModelSpec, VersionSpec
-from mlray.storage import ArtifactStore, StateStore
+from mlray.registry.architectures import ArchitecturePolicy
+from mlray.storage import ArtifactStore, StateStore, open_state_store
 from mlray.training.data import Preprocessor
 from mlray.training.models import ModelArchitecture
 
@@ -55,3 +57,14 @@ def test_loading_refuses_an_unlisted_callable_without_importing_it(tmp_path: Pat
     assert "tests.unit.never_imported_here" not in sys.modules
     with pytest.raises(PermissionDenied, match="not allowed"):
         Predictor.from_directory(_model_dir(tmp_path / "c", CUSTOM), allowed=["other:thing"])
+
+
+def test_loaders_read_the_list_from_the_platform_store(platform_config: PlatformConfig) -> None:
+    """Off a cluster, serving's loader reads the admin's list from the configured store."""
+    from mlray.serving.batched import allowed_architectures
+
+    assert allowed_architectures(platform_config) == frozenset()
+    with open_state_store(platform_config.resolved_state_url,
+                          redis_prefix=platform_config.redis_prefix) as store:
+        ArchitecturePolicy(store).change(ADMIN, allow=[CUSTOM])
+    assert allowed_architectures(platform_config) == {CUSTOM}
