@@ -9,8 +9,9 @@ internal ports, the Serve port, Redis, S3), the Redis service's DNS name becomes
 endpoint and keys), each node gets its own ``HOME`` and ``MLRAY_HOME`` (as each pod has its
 own disk; this host's ``~/.ray/auth_token`` belongs to other Rays), Ray's temp dir is the
 cluster's own (``RAY_TMPDIR``: ``address="auto"`` would find another Ray's in /tmp/ray),
-``PATH`` leads with this interpreter's bin (the image's ``python``) and ``--block`` is
-dropped (nodes start detached). KubeRay's own additions for GCS fault tolerance
+``PATH`` leads with this interpreter's bin (the image's ``python``), the raylet waits up to
+2 min for its agents (several nodes start on one loaded host) and ``--block`` is dropped
+(nodes start detached). KubeRay's own additions for GCS fault tolerance
 (``RAY_REDIS_ADDRESS``, ``--redis-password``, a storage namespace) are added as it would.
 
 Each ``ray start`` runs in a process session of its own; :meth:`LoopbackCluster.stop`
@@ -28,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,16 @@ class Ports:
         return cls(*head, nodes=[dict(zip(INTERNAL_PORTS, rest[i * per:(i + 1) * per],
                                           strict=True)) for i in range(nodes)])
 
+    def fresh(self, node: int) -> Ports:
+        """These ports with node ``node``'s picked again (the head's GCS and dashboard
+        too): for a retry after another process took one."""
+        taken = {self.redis, self.s3, self.serve} | {p for n in self.nodes for p in n.values()}
+        found = _free_ports(2 + len(INTERNAL_PORTS), taken)
+        nodes = [dict(n) for n in self.nodes]
+        nodes[node] = dict(zip(INTERNAL_PORTS, found[2:], strict=True))
+        gcs, dashboard = found[:2] if node == 0 else (self.gcs, self.dashboard)
+        return replace(self, gcs=gcs, dashboard=dashboard, nodes=nodes)
+
 
 def one_host_argv(command: PodCommand, ports: Ports, node: int, ray: str) -> list[str]:
     """The pod's ``ray start`` argv with what one host forces: free ports instead of the
@@ -104,6 +115,8 @@ def one_host_env(command: PodCommand, spec: ClusterSpec, ports: Ports,
     # Ray's files of this cluster, apart from other Rays on the host: a job's
     # ray.init("auto") finds its cluster there (in /tmp/ray it could find another one).
     pod["RAY_TMPDIR"] = str(home.parent / "tmp")
+    # Several nodes' agents import at once on one (shared) host: give them time to start.
+    pod["RAY_agent_register_timeout_ms"] = "120000"
     pod["MLRAY_SERVE_PORT"] = str(ports.serve)
     if command.is_head:
         pod["RAY_REDIS_ADDRESS"] = f"127.0.0.1:{ports.redis}"
@@ -205,11 +218,12 @@ class LoopbackCluster:
             env = self.node_env(node)
             for folder in ("HOME", "RAY_TMPDIR"):
                 Path(env[folder]).mkdir(parents=True, exist_ok=True)
-            argv = [arg.replace(f"$({KUBERAY_REDIS_PASSWORD})", self.redis_password)
-                    for arg in one_host_argv(command, self.ports, node, ray)]
             for attempt in (1, 2):
+                argv = [arg.replace(f"$({KUBERAY_REDIS_PASSWORD})", self.redis_password)
+                        for arg in one_host_argv(command, self.ports, node, ray)]
                 if self._ray_start(node, command.group, argv, env):
                     break
+                self.ports = self.ports.fresh(node)
                 # A loaded host can time the node's agents out; its session is stopped.
                 self.log(f"node {node}: ray start failed (attempt {attempt}); its session "
                          "was stopped")

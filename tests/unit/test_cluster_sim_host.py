@@ -15,8 +15,9 @@ PORTS = Ports(gcs=41001, dashboard=41002, serve=41003, redis=41004, s3=41005,
               nodes=[{flag: 42000 + 10 * n + i for i, flag in enumerate(INTERNAL_PORTS)}
                      for n in range(3)])
 SECRETS = {"auth_token": "tok", "password": "pw"}
-FORCED_ENV = {"MLRAY_HOME", "HOME", "RAY_TMPDIR", "MLRAY_SERVE_PORT", "RAY_REDIS_ADDRESS",
-              KUBERAY_REDIS_PASSWORD, "RAY_external_storage_namespace", "PATH"}
+FORCED_ENV = {"MLRAY_HOME", "HOME", "RAY_TMPDIR", "RAY_agent_register_timeout_ms",
+              "MLRAY_SERVE_PORT", "RAY_REDIS_ADDRESS", KUBERAY_REDIS_PASSWORD,
+              "RAY_external_storage_namespace", "PATH"}
 
 
 def _flags(argv: list[str]) -> dict[str, str]:
