@@ -235,14 +235,21 @@ def _predict(sim: Any) -> str:
 
 
 def _features(sim: Any, client: Any) -> str:
-    """Apply the example feature repo, push customer profiles through the ingress (online
-    Redis and the offline store in the bucket), read them back over HTTP."""
+    """Apply the example feature repo (batch sources in the bucket), push customer
+    profiles through the ingress (online Redis and the source in the bucket), read them
+    back over HTTP."""
     import httpx
 
     from jobs._demo_features import definitions
+    from mlray.features.repo import FeatureRepo
 
-    client.features.apply(definitions(sim.workdir / "data" / "fraud.parquet",
-                                      client.config.redis_prefix))
+    repo = definitions(sim.workdir / "data" / "fraud.parquet", client.config.redis_prefix)
+    raw = repo.model_dump(mode="json")
+    for view in raw["feature_views"]:  # batch sources: a folder each in the bucket
+        if view["source"]["type"] == "parquet":
+            view["source"]["path"] = (f"{sim.spec.storage.bucket_uri.rstrip('/')}/sources/"
+                                      f"{view['name']}")
+    client.features.apply(FeatureRepo.model_validate(raw))
     rows = [{"customer_id": 7001, "account_age_days": 400, "amount_avg_7d": 31.5},
             {"customer_id": 7002, "account_age_days": 12, "amount_avg_7d": 250.0}]
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
