@@ -47,6 +47,8 @@ class ChainReport(BaseModel):
     checked: int
     head: str = Field(GENESIS, description="Hash of the newest intact entry: record it "
                       "elsewhere to detect a rewrite of the whole chain later.")
+    unchained: int = Field(0, description="Leading entries written before the log was "
+                           "chained (they carry no hash and are not protected).")
     bad_seq: int | None = None
     problem: str | None = None
 
@@ -56,22 +58,30 @@ def verify(entries: Iterable[AuditEntry], last_seq: int | None = None) -> ChainR
 
     ``last_seq`` is the store's counter: entries past the last one seen were removed.
     """
-    prev, expected_seq, checked = GENESIS, 1, 0
+    prev, expected_seq, checked, unchained = GENESIS, 1, 0, 0
+
+    def broken(seq: int, problem: str) -> ChainReport:
+        return ChainReport(ok=False, checked=checked, unchained=unchained, head=prev,
+                           bad_seq=seq, problem=problem)
+
     for entry in entries:
+        legacy = not entry.hash and not entry.prev_hash
+        if entry.seq == expected_seq and legacy and checked == unchained:
+            # written before the log was chained: only a leading run of them is accepted,
+            # and the first chained entry then starts from GENESIS again
+            expected_seq, checked, unchained = expected_seq + 1, checked + 1, unchained + 1
+            continue
         if entry.seq != expected_seq:
             what = "removed" if entry.seq > expected_seq else "out of order"
-            return ChainReport(ok=False, checked=checked, head=prev, bad_seq=expected_seq,
-                               problem=f"entry {expected_seq} is {what} (next present:"
-                                       f" {entry.seq})")
+            return broken(expected_seq, f"entry {expected_seq} is {what} (next present:"
+                                        f" {entry.seq})")
         if entry.prev_hash != prev:
-            return ChainReport(ok=False, checked=checked, head=prev, bad_seq=entry.seq,
-                               problem=f"entry {entry.seq} does not follow entry"
-                                       f" {entry.seq - 1} (previous entry removed or altered)")
+            return broken(entry.seq, f"entry {entry.seq} does not follow entry {entry.seq - 1}"
+                                     " (previous entry removed or altered)")
         if entry_hash(entry) != entry.hash:
-            return ChainReport(ok=False, checked=checked, head=prev, bad_seq=entry.seq,
-                               problem=f"entry {entry.seq} was altered (its hash does not match)")
+            return broken(entry.seq, f"entry {entry.seq} was altered (its hash does not match)")
         prev, expected_seq, checked = entry.hash, expected_seq + 1, checked + 1
     if last_seq is not None and last_seq >= expected_seq:
-        return ChainReport(ok=False, checked=checked, head=prev, bad_seq=expected_seq,
-                           problem=f"entries {expected_seq}..{last_seq} were removed from the end")
-    return ChainReport(ok=True, checked=checked, head=prev)
+        return broken(expected_seq, f"entries {expected_seq}..{last_seq} were removed from the"
+                                    " end")
+    return ChainReport(ok=True, checked=checked, unchained=unchained, head=prev)

@@ -176,7 +176,7 @@ class SQLiteStateStore(StateStore):
                                       ).fetchone()
                     counter = _counter(db)
                     entry = link(audit, max(counter, last[0] if last else 0) + 1,
-                                 last[1] if last else GENESIS)
+                                 (last[1] if last else "") or GENESIS)
                     db.execute(
                         "INSERT INTO audit (seq, ts, user, project, action, target, before,"
                         " after, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
+from pathlib import Path
 
 from mlray.storage import AuditEntry, StateStore
 from mlray.storage.audit_chain import GENESIS
@@ -85,3 +86,26 @@ def test_concurrent_writers_keep_one_chain(store: StateStore, state_url: str,
         other.close()
     report = store.verify_audit()
     assert report.ok and report.checked == 50
+
+
+def test_a_log_written_before_chaining_is_chained_from_then_on(tmp_path: Path) -> None:
+    """An SQLite store from before the chain: its old entries are counted as unchained, new
+    ones chain from GENESIS, and blanking a chained entry's hash is still caught."""
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT"
+                     " NULL, user TEXT NOT NULL, project TEXT NOT NULL, action TEXT NOT NULL,"
+                     " target TEXT NOT NULL, before TEXT, after TEXT)")
+        conn.executemany("INSERT INTO audit (ts, user, project, action, target) VALUES"
+                         " (1.0, 'old', 'p', 'legacy', ?)", [("a",), ("b",)])
+    store = SQLiteStateStore(f"sqlite:///{db}")
+    try:
+        _write(store, 2)
+        report = store.verify_audit()
+        assert report.ok and (report.checked, report.unchained) == (4, 2)
+        assert store.audit_log()[2].prev_hash == GENESIS
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE audit SET hash = '' WHERE seq = 3")
+        assert store.verify_audit().bad_seq == 3
+    finally:
+        store.close()
