@@ -51,7 +51,9 @@ def verify(as_json: bool = JsonOpt) -> None:
                           f" ({report.checked} entries before it are intact)", field="audit")
     emit(report, as_json, ("", ""), [["audit chain", "intact"],
                                      ["entries checked", report.checked],
-                                     ["head hash", report.head]], "mlray audit verify")
+                                     ["head hash", report.head],
+                                     ["unchained (written before chaining)", report.unchained]],
+         "mlray audit verify")
 
 
 @app.command()
