@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from mlray.errors import MlrayError, PermissionDenied
+from mlray.errors import PermissionDenied
 
 __all__ = ["DENIED", "record_denial"]
 
@@ -37,5 +37,5 @@ def record_denial(service: object, method: str, arguments: Mapping[str, Any],
                        after={"reason": exc.message})
     try:
         store.apply([], entry)
-    except MlrayError as err:
+    except Exception as err:  # the refusal must reach the caller whatever the store does
         _log.warning("could not audit a refused %s by %r: %s", method, user, err)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import re
@@ -54,8 +55,9 @@ def boundary(fn: Callable[P, R]) -> Callable[P, R]:
             return checked(*args, **kwargs)
         except PermissionDenied as exc:
             if args and names and names[0] == "self":
-                bound = signature.bind_partial(*args, **kwargs).arguments
-                record_denial(args[0], fn.__name__, bound, exc)
+                with contextlib.suppress(TypeError):
+                    bound = signature.bind_partial(*args, **kwargs).arguments
+                    record_denial(args[0], fn.__name__, bound, exc)
             raise
         except ValidationError as exc:
             if exc.title in (getattr(fn, "__name__", None), getattr(fn, "__qualname__", None)):
