@@ -224,8 +224,13 @@ def _predict(sim: Any) -> str:
 
     from mlray.datasets import example_transactions
 
-    reply = httpx.post(f"{sim.serve_url}/v1/predict", timeout=60,
-                       json={"modelName": MODEL, "features": example_transactions()[0]})
+    def ask() -> httpx.Response | None:
+        reply = httpx.post(f"{sim.serve_url}/v1/predict", timeout=60,
+                           json={"modelName": MODEL, "features": example_transactions()[0]})
+        # 404/503 until every ingress replica has synced the new deployment
+        return None if reply.status_code in (404, 503) else reply
+
+    reply = _until(ask, f"{MODEL} routed by the ingress", 120, 1)
     if reply.status_code != 200:
         raise StepFailed(f"HTTP {reply.status_code}: {reply.text[:300]}")
     probability = reply.json()["probabilities"][0]
