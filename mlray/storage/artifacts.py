@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlray._private.safepath import safe_key, safe_name
+from mlray._private.safepath import confine, safe_key, safe_name
 from mlray.errors import (
     AlreadyExists,
     BackendUnavailable,
@@ -96,6 +96,8 @@ class ArtifactStore:
                                field="uri")
         try:
             key = safe_key(path[len(objects) + 1 :], field="uri")
+            if self._scheme == "file":  # a symlink inside the store must not lead out of it
+                confine(objects, key, field="uri")
         except InvalidInput as exc:
             raise InvalidInput(f"artifact URI {uri!r}: {exc.message}", field="uri") from None
         return f"{objects}/{key}"

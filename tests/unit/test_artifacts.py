@@ -136,3 +136,14 @@ def test_put_refuses_a_name_with_a_path(artifacts: ArtifactStore, tmp_path: Path
     src.write_bytes(b"m")
     with pytest.raises(InvalidInput, match="name"):
         artifacts.put(src, name="../../escape.bin")
+
+
+def test_a_symlink_out_of_the_store_is_refused(artifacts: ArtifactStore, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"s")
+    link = tmp_path / "artifacts" / "objects" / "ab"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(tmp_path)
+    with pytest.raises(InvalidInput, match="outside"):
+        artifacts.read_bytes(f"{artifacts.root_uri}/objects/ab/secret.bin",
+                             hashlib.sha256(b"s").hexdigest())
