@@ -121,7 +121,8 @@ def test_config_differences_name_the_key_and_both_values_masked(tmp_path: Path) 
     assert lines[0] == (f"state_url: the running platform uses redis://:***@db:6379/0, this "
                         f"process's config says sqlite:///{tmp_path / 'b' / 'state.db'}")
     assert {line.split(":")[0] for line in lines} == {"state_url", "artifact_uri",
-                                                      "online_url", "offline_uri"}
+                                                      "online_url", "offline_uri",
+                                                      "storage_uri"}
     adopted = adopt_running(local, running)
     assert adopted.resolved_state_url == running.resolved_state_url
     assert adopted.project == "mine"  # the caller's own keys stay
