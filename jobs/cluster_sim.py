@@ -179,7 +179,8 @@ def _nodes(ray: Any, sim: Any) -> str:
 
 def _train(sim: Any, env: dict[str, str]) -> int:
     """The RayJob's entrypoint through ``ray job submit`` (token auth), its --config
-    swapped for a small one; returns the registered version."""
+    swapped for a small one; returns the registered version. No working dir, as in the
+    RayJob: the image has mlray, actors and jobs installed, as this venv has."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     from mlray.datasets import write_fraud
@@ -194,8 +195,8 @@ def _train(sim: Any, env: dict[str, str]) -> int:
     def submit() -> str:
         ray_cli = str(Path(sys.executable).with_name("ray"))
         done = subprocess.run([ray_cli, "job", "submit", "--address", sim.dashboard_url,
-                               "--no-wait", "--submission-id", "sim-train", "--working-dir",
-                               str(ROOT), "--", *entry], env=env, capture_output=True,
+                               "--no-wait", "--submission-id", "sim-train", "--", *entry],
+                              env=env, capture_output=True,
                               text=True, timeout=180, check=False)
         if done.returncode != 0:
             raise StepFailed(f"ray job submit exit {done.returncode}: {done.stderr[-800:]}")
