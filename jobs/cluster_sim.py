@@ -271,8 +271,8 @@ def _features(sim: Any, client: Any) -> str:
         raise StepFailed(f"read: HTTP {read.status_code}: {read.text[:300]}")
     body = read.json()
     text = json.dumps(body)
-    if "400" not in text or "12" not in text:
-        raise StepFailed(f"read back {text[:300]}")
+    if body.get("values") != [[400, 12]] or body.get("statuses") != [["PRESENT"] * 2]:
+        raise StepFailed(f"read back {text[:300]}, not the pushed [[400, 12]] PRESENT")
     return f"pushed 2 rows to {pushed.json()['to']}; POST /v1/features -> {text[:160]}"
 
 
