@@ -484,7 +484,6 @@ class ModelRegistry(TrafficRules):
             raise NotFound(f"model {ref.name!r} has no version {what}", field="uri")
         return self._version(docs[-1], registered)
 
-    @boundary
     def _check_architecture(self, uri: str) -> None:
         assert self._artifacts is not None
         raw = self._artifacts.read_member(uri, "architecture.json")
@@ -516,6 +515,7 @@ class ModelRegistry(TrafficRules):
         return ArchitecturePolicy(self._store).change(caller, allow=allow or (),
                                                       revoke=revoke or ())
 
+    @boundary
     def audit_log(self, caller: Caller, project: Project, *, after_seq: int = 0,
                   limit: int = 100) -> list[AuditEntry]:
         """The project's audit entries after ``after_seq`` (admins only)."""

@@ -246,10 +246,13 @@ def test_refused_calls_are_audited(fraud: ModelRegistry) -> None:
         fraud.transition_stage(viewer, P, "fraud", 1, Stage.STAGING)
     with pytest.raises(PermissionDenied):
         fraud.get_model(viewer, "other", "fraud")
+    with pytest.raises(PermissionDenied):
+        fraud.audit_log(viewer, P)
     denied = [e for e in fraud.audit_log(ADMIN, P) + fraud.audit_log(ADMIN, "other")
               if e.action == "auth.denied"]
     assert [(e.user, e.project, e.target) for e in denied] == [
-        ("bob", P, "ModelRegistry.transition_stage"), ("bob", "other", "ModelRegistry.get_model")]
+        ("bob", P, "ModelRegistry.transition_stage"), ("bob", P, "ModelRegistry.audit_log"),
+        ("bob", "other", "ModelRegistry.get_model")]
     assert "editor is required" in denied[0].after["reason"]
 
 
