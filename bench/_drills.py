@@ -46,7 +46,8 @@ from mlray.training.data import Preprocessor
 from mlray.training.models import ModelArchitecture, build_model
 
 __all__ = ["CONTROL", "MODEL", "Cluster", "Loader", "WriteResult", "Writer", "connect",
-           "drill_config", "register_small_model", "running", "version_spec"]
+           "drill_config", "free_port", "register_small_model", "running", "serve_on_two_nodes",
+           "until", "version_spec"]
 
 CONTROL = "mlray-control"
 MODEL = "mlray-model"
@@ -86,7 +87,8 @@ def drill_config(tmp: Path, redis_url: str, serve_port: int) -> PlatformConfig:
         "MLRAY_ACTOR_RESOURCES": f'{{"{CONTROL}": 0.01}}'})
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -102,7 +104,7 @@ class Cluster:
             os.environ.pop(name, None)
         self._cluster = RayCluster(initialize_head=True, connect=False, head_node_args={
             "num_cpus": head_cpus, "resources": {INGRESS: 1}, "include_dashboard": True,
-            "dashboard_port": _free_port(), "_system_config": _FAST_NODE_DEATH})
+            "dashboard_port": free_port(), "_system_config": _FAST_NODE_DEATH})
         self.nodes: dict[str, Any] = {}
         self.dashboard_url = ""
 
@@ -151,6 +153,42 @@ class Cluster:
 
         ray.shutdown()
         self._cluster.shutdown()
+
+
+def until(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> None:
+    """Return once ``predicate()`` holds; ``TimeoutError`` naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not within {timeout:g} s")
+        time.sleep(interval)
+
+
+def serve_on_two_nodes(cluster: Cluster, config: PlatformConfig, model: str,
+                       tmp: Path) -> tuple[Any, str]:
+    """Add ``control``, ``models-a`` and ``models-b``, join the cluster, start Serve (one
+    proxy, on the head: every node shares one IP address) and the ingress, and deploy
+    ``model`` version 1 with one replica on each model node. Returns (client, url); the
+    spare is left to the caller, to add once it has seen where things run."""
+    from ray import serve
+
+    from mlray.serving.launch import start_serving
+
+    cluster.add("control", {CONTROL: 1})
+    cluster.add("models-a", {MODEL: 1})
+    cluster.add("models-b", {MODEL: 1})
+    cluster.connect(config.namespace)
+    serve.start(proxy_location="HeadOnly",
+                http_options={"host": "127.0.0.1", "port": config.serve_port})
+    client = connect(config)
+    url = start_serving(config)
+    register_small_model(client, model, tmp)
+    rollout = client.serving.deploy(model, 1, strategy="direct", wait=True, timeout_s=300)
+    if rollout.status != "succeeded":
+        raise RuntimeError(f"deploy of {model} failed: {rollout.history}")
+    replicas = f"ServeReplica:{model}--v1"
+    until(lambda: len(cluster.actors(replicas)) == 2, 120, "two replicas", 0.5)
+    return client, url
 
 
 def register_small_model(client: Any, name: str, tmp: Path) -> int:

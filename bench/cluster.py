@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -35,28 +34,15 @@ from bench._drills import (
     Cluster,
     Loader,
     Writer,
-    connect,
     drill_config,
-    register_small_model,
+    free_port,
     running,
+    serve_on_two_nodes,
+    until,
     version_spec,
 )
 
 console = Console(width=120)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _until(predicate, timeout: float, what: str, interval: float = 0.1) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench/cluster.py: {what} not within {timeout:g} s")
-        time.sleep(interval)
 
 
 def _back_after(answered_at: list[float], killed: float) -> float:
@@ -74,31 +60,15 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
 
-    from ray import serve
-
-    from mlray.serving.launch import start_serving
     from mlray.storage.redis import RedisStateStore
 
     tmp = Path(tempfile.mkdtemp(prefix="mlray-cluster-bench-"))
-    config = drill_config(tmp, args.redis, _free_port())
+    config = drill_config(tmp, args.redis, free_port())
     cluster = Cluster(head_cpus=4)
     rows: list[tuple[str, str, str]] = []
     try:
-        cluster.add("control", {CONTROL: 1})
-        cluster.add("models-a", {MODEL: 1})
-        cluster.add("models-b", {MODEL: 1})
-        cluster.connect(config.namespace)
-        serve.start(proxy_location="HeadOnly",
-                    http_options={"host": "127.0.0.1", "port": config.serve_port})
-        client = connect(config)
-        url = start_serving(config)
-        register_small_model(client, "fraud", tmp)
-        rollout = client.serving.deploy("fraud", 1, strategy="direct", wait=True,
-                                        timeout_s=300)
-        if rollout.status != "succeeded":
-            raise SystemExit(f"deploy failed: {rollout.history}")
+        client, url = serve_on_two_nodes(cluster, config, "fraud", tmp)
         replicas = "ServeReplica:fraud--v1"
-        _until(lambda: len(cluster.actors(replicas)) == 2, 120, "two replicas")
         cluster.add("spare", {CONTROL: 1, MODEL: 1})
         console.print("cluster up: head, control, models-a, models-b, spare")
 
@@ -106,9 +76,9 @@ def main() -> None:
         client.registry.create_model("writes")
         writer = Writer(client, "writes", version_spec(client, tmp))
         writer.start()
-        _until(lambda: writer.count() >= args.writes // 4, 300, "first writes")
+        until(lambda: writer.count() >= args.writes // 4, 300, "first writes")
         killed = cluster.kill("control")
-        _until(lambda: writer.count() >= args.writes, 900, f"{args.writes} writes", 0.5)
+        until(lambda: writer.count() >= args.writes, 900, f"{args.writes} writes", 0.5)
         result = writer.finish(config)
         back = _back_after(writer.answered_at, killed)
         registry_node = [a.node_id for a in cluster.actors("RegistryActor")]
@@ -128,14 +98,14 @@ def main() -> None:
         # Model node lost under load.
         loader = Loader(url, "fraud", clients=args.clients)
         with running(loader):
-            _until(lambda: loader.snapshot()[0] >= 100, 120, "first predictions")
+            until(lambda: loader.snapshot()[0] >= 100, 120, "first predictions")
             killed = cluster.kill("models-a")
             in_flight = loader.snapshot()[2]
             survivors = sorted([cluster.node_id("models-b"), cluster.node_id("spare")])
-            _until(lambda: sorted(a.node_id for a in cluster.actors(replicas)) == survivors,
+            until(lambda: sorted(a.node_id for a in cluster.actors(replicas)) == survivors,
                    300, "the replacement replica", 0.2)
             answered = loader.snapshot()[0]
-            _until(lambda: loader.snapshot()[0] > answered, 60, "an answer after")
+            until(lambda: loader.snapshot()[0] > answered, 60, "an answer after")
             capacity_s = time.monotonic() - killed
             ok_total = loader.snapshot()[0]
         rows += [

@@ -21,10 +21,9 @@ from bench._drills import (
     Cluster,
     Loader,
     Writer,
-    connect,
     drill_config,
-    register_small_model,
     running,
+    serve_on_two_nodes,
     version_spec,
 )
 from mlray.config import PlatformConfig
@@ -63,29 +62,13 @@ def _replica_nodes(cluster: Cluster) -> list[str]:
 
 @pytest.fixture(scope="module")
 def drill(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drill]:
-    from ray import serve
-
-    from mlray.serving.launch import start_serving
     from mlray.storage.redis import RedisStateStore
 
     tmp = tmp_path_factory.mktemp("multinode")
     cluster = Cluster(head_cpus=4)
     config = drill_config(tmp, redis_url, free_port())
     try:
-        cluster.add("control", {CONTROL: 1})
-        cluster.add("models-a", {MODEL: 1})
-        cluster.add("models-b", {MODEL: 1})
-        cluster.connect(config.namespace)
-        # One proxy, on the head: every node of this cluster shares one IP address.
-        serve.start(proxy_location="HeadOnly",
-                    http_options={"host": "127.0.0.1", "port": config.serve_port})
-        client = connect(config)
-        url = start_serving(config)
-        register_small_model(client, MODEL_NAME, tmp)
-        rollout = client.serving.deploy(MODEL_NAME, 1, strategy="direct", wait=True,
-                                        timeout_s=300)
-        assert rollout.status == "succeeded", rollout.history
-        wait_for(lambda: len(_replica_nodes(cluster)) == 2, timeout=120, interval=0.5)
+        client, url = serve_on_two_nodes(cluster, config, MODEL_NAME, tmp)
         placed = {"control": set(_control_nodes(cluster, config).values()),
                   "replicas": set(_replica_nodes(cluster)),
                   "ingress": {a.node_id for a in cluster.actors("ServeReplica:mlray:")}}
