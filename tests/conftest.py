@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 import redis
 
+from mlray._private.loopback import start_listening
 from mlray.config import PlatformConfig, load_config
+from mlray.errors import BackendUnavailable
 from mlray.storage import StateStore, open_state_store
 from mlray.storage.redis import RedisStateStore
 
@@ -96,20 +98,12 @@ def redis_server(*args: str) -> Iterator[str]:
 def s3_endpoint() -> Iterator[str]:
     """``host:port`` of a real S3 API server (moto's standalone server) for this session."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"moto server on port {port} did not start")
-            time.sleep(0.05)
-    yield endpoint
+    try:
+        proc = start_listening([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                                str(port)], port, "moto server", 30)
+    except BackendUnavailable as exc:
+        pytest.fail(str(exc))
+    yield f"127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=10)
 

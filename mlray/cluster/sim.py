@@ -15,7 +15,7 @@ cluster's own (``RAY_TMPDIR``: ``address="auto"`` would find another Ray's in /t
 (``RAY_REDIS_ADDRESS``, ``--redis-password``, a storage namespace) are added as it would.
 
 Each ``ray start`` runs in a process session of its own; :meth:`LoopbackCluster.stop`
-ends exactly those sessions (never a bare ``ray stop``), then Redis and the S3 server.
+ends exactly those sessions and nothing else on the host, then Redis and the S3 server.
 """
 
 from __future__ import annotations
@@ -23,11 +23,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from mlray._private.loopback import start_listening
 from mlray._private.ray_head import INTERNAL_PORTS, _free_ports, stop_session
 from mlray.cluster.commands import PodCommand, ray_start_commands, redis_host
 from mlray.cluster.redis import redis_conf
@@ -125,18 +124,6 @@ def one_host_env(command: PodCommand, spec: ClusterSpec, ports: Ports,
     host = {k: v for k, v in os.environ.items() if not k.startswith(_HOST_ONLY)}
     host["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{host.get('PATH', '')}"
     return {**host, **pod}
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise BackendUnavailable(f"{what} on port {port} did not start") from None
-            time.sleep(0.1)
 
 
 @dataclass
@@ -255,22 +242,17 @@ class LoopbackCluster:
         conf.write_text(redis_conf(self.spec).replace("dir /data", f"dir {data}"))
         assert self.manifests["redis-configmap"]["data"]["redis.conf"] == redis_conf(self.spec)
         server = shutil.which("redis-server") or "redis-server"
-        proc = subprocess.Popen([server, str(conf), "--port", str(self.ports.redis),
-                                 "--bind", "127.0.0.1", "--requirepass", self.redis_password],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
-        self._procs.append(proc)
-        _wait_port(self.ports.redis, proc, "redis-server", 20)
+        self._procs.append(start_listening(
+            [server, str(conf), "--port", str(self.ports.redis), "--bind", "127.0.0.1",
+             "--requirepass", self.redis_password], self.ports.redis, "redis-server", 20))
         self.log(f"redis: 127.0.0.1:{self.ports.redis} (rendered redis.conf, requirepass)")
 
     def _start_s3(self) -> None:
         import pyarrow.fs as pafs
 
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                                 "-p", str(self.ports.s3)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
-        self._procs.append(proc)
-        _wait_port(self.ports.s3, proc, "S3 server (moto)", 60)
+        self._procs.append(start_listening(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.ports.s3)],
+            self.ports.s3, "S3 server (moto)", 60))
         bucket = self.spec.storage.bucket_uri.removeprefix("s3://").split("/", 1)[0]
         env = self.storage_env
         pafs.S3FileSystem(access_key=env["AWS_ACCESS_KEY_ID"],
