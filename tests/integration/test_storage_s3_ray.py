@@ -5,8 +5,6 @@ process, fetches it from there."""
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,12 @@ from mlray.serving.settings import ModelServing
 from mlray.storage.fsuri import open_uri
 from mlray.training.loop import STATE_FILE
 from tests.conftest import OwnRay, wait_for
-from tests.integration.test_training import _logged_epochs, _train_in_thread, make_config
+from tests.integration.test_training import (
+    _logged_epochs,
+    _train_in_thread,
+    kill_a_train_worker,
+    make_config,
+)
 
 
 @pytest.fixture
@@ -50,10 +53,7 @@ def test_training_resumes_from_s3_and_a_replica_loads_from_it(
     box = _train_in_thread(client, make_config(
         data, hyperparameters={"epochs": epochs, "batch_size": 32}, scaling={"num_workers": 1}))
     wait_for(lambda: _logged_epochs(client) >= 2, timeout=240)
-    workers = ray_shared.list_actors(filters=[("class_name", "=", "RayTrainWorker"),
-                                              ("state", "=", "ALIVE")], detail=True)
-    assert workers, "no Ray Train worker to kill"
-    os.kill(workers[-1].pid, signal.SIGKILL)
+    kill_a_train_worker(ray_shared)
     box["thread"].join(timeout=400)
     assert "error" not in box, box.get("error")
     outcome = box["outcome"]

@@ -160,16 +160,21 @@ def _logged_epochs(client: mlray.Client) -> int:
     return len(client.experiments.metric_history(runs[0].run_id, "val_loss")) if runs else 0
 
 
+def kill_a_train_worker(ray: OwnRay) -> None:
+    """SIGKILL one alive Ray Train worker process."""
+    workers = ray.list_actors(filters=[("class_name", "=", "RayTrainWorker"),
+                                       ("state", "=", "ALIVE")], detail=True)
+    assert workers, "no Ray Train worker to kill"
+    os.kill(workers[-1].pid, signal.SIGKILL)
+
+
 @pytest.mark.slow
 def test_a_killed_worker_resumes_from_its_checkpoint_in_the_same_run(
         client: mlray.Client, data_path: str, ray_shared: OwnRay) -> None:
     config = make_config(data_path, hyperparameters={"epochs": 6, "batch_size": 64})
     box = _train_in_thread(client, config)
     wait_for(lambda: _logged_epochs(client) >= 2, timeout=240)
-    workers = ray_shared.list_actors(filters=[("class_name", "=", "RayTrainWorker"),
-                                   ("state", "=", "ALIVE")], detail=True)
-    assert workers, "no Ray Train worker to kill"
-    os.kill(workers[-1].pid, signal.SIGKILL)
+    kill_a_train_worker(ray_shared)
     box["thread"].join(timeout=400)
     assert "error" not in box, box.get("error")
     outcome = box["outcome"]
