@@ -25,8 +25,6 @@ __all__ = ["SERVE_CONFIG", "dump_manifest", "render_manifests", "serve_config",
 
 #: The Serve config the RayService embeds (the ingress app; models are deployed apart).
 SERVE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "serve.yaml"
-#: Where the image keeps the repository (cluster/Dockerfile); job configs resolve there.
-IMAGE_APP_DIR = "/app"
 Manifest = dict[str, Any]
 
 
