@@ -6,7 +6,13 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from mlray.cluster.commands import CONFIG_DIR, PodCommand, ray_start_commands, redis_host
+from mlray.cluster.commands import (
+    CONFIG_DIR,
+    REDIS_PASSWORD_KEY,
+    PodCommand,
+    ray_start_commands,
+    redis_host,
+)
 from mlray.cluster.spec import ClusterSpec, PodSize
 from mlray.config import PlatformConfig
 
@@ -101,7 +107,7 @@ def ray_cluster_spec(spec: ClusterSpec, config: PlatformConfig) -> Manifest:
         "gcsFaultToleranceOptions": {
             "redisAddress": f"{redis_host(spec)}:6379",
             "redisPassword": {"valueFrom": {"secretKeyRef": {
-                "name": spec.secrets.redis, "key": "password"}}}},
+                "name": spec.secrets.redis, "key": REDIS_PASSWORD_KEY}}}},
         "headGroupSpec": {"rayStartParams": _params(head),
                           "template": _template(head, spec, config)},
         "workerGroupSpecs": groups,

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlray.cluster.commands import REDIS_PASSWORD_ENV
+from mlray.cluster.commands import REDIS_PASSWORD_ENV, REDIS_PASSWORD_KEY
 from mlray.cluster.spec import ClusterSpec
 
 __all__ = ["redis_conf", "redis_manifests"]
 
 Manifest = dict[str, Any]
+#: Labels on every Redis object; the Service and StatefulSet select on them.
+_LABELS = {"app.kubernetes.io/name": "mlray", "app.kubernetes.io/component": "redis"}
 
 
 def redis_conf(spec: ClusterSpec) -> str:
@@ -34,15 +36,13 @@ def redis_conf(spec: ClusterSpec) -> str:
 
 
 def _meta(spec: ClusterSpec, name: str) -> Manifest:
-    return {"name": name, "namespace": spec.namespace,
-            "labels": {"app.kubernetes.io/name": "mlray",
-                       "app.kubernetes.io/component": "redis"}}
+    return {"name": name, "namespace": spec.namespace, "labels": dict(_LABELS)}
 
 
 def redis_manifests(spec: ClusterSpec) -> dict[str, Manifest]:
     """ConfigMap, headless Service and StatefulSet of the rendered Redis, by file stem."""
     name = f"{spec.name}-redis"
-    labels = {"app.kubernetes.io/name": "mlray", "app.kubernetes.io/component": "redis"}
+    labels = dict(_LABELS)
     probe = {"exec": {"command": ["sh", "-c", f'redis-cli -a "${REDIS_PASSWORD_ENV}" '
                                               "--no-auth-warning ping | grep -q PONG"]},
              "periodSeconds": 5}
@@ -58,7 +58,7 @@ def redis_manifests(spec: ClusterSpec) -> dict[str, Manifest]:
         # Kubernetes expands $(STATE_REDIS_PASSWORD) from the Secret-backed variable.
         "args": ["/etc/redis/redis.conf", "--requirepass", f"$({REDIS_PASSWORD_ENV})"],
         "env": [{"name": REDIS_PASSWORD_ENV, "valueFrom": {"secretKeyRef": {
-            "name": spec.secrets.redis, "key": "password"}}}],
+            "name": spec.secrets.redis, "key": REDIS_PASSWORD_KEY}}}],
         "ports": [{"containerPort": 6379, "name": "redis"}],
         "readinessProbe": probe, "livenessProbe": {**probe, "initialDelaySeconds": 15},
         "resources": {"limits": size, "requests": dict(size)},
