@@ -172,11 +172,9 @@ class SQLiteStateStore(StateStore):
                     written.append(Document(collection=op.collection, key=op.key,
                                             version=version, data=op.data, updated_at=now))
                 if audit is not None:
-                    last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+                    last = db.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1"
                                       ).fetchone()
-                    counter = _counter(db)
-                    entry = link(audit, max(counter, last[0] if last else 0) + 1,
-                                 (last[1] if last else "") or GENESIS)
+                    entry = link(audit, _counter(db) + 1, (last[0] if last else "") or GENESIS)
                     db.execute(
                         "INSERT INTO audit (seq, ts, user, project, action, target, before,"
                         " after, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
