@@ -9,11 +9,6 @@ from mlray.errors import IntegrityError, InvalidInput, NotFound
 from mlray.storage import ArtifactStore
 
 
-@pytest.fixture
-def artifacts(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(str(tmp_path / "artifacts"))
-
-
 def _tree(root: Path) -> Path:
     (root / "sub").mkdir(parents=True)
     (root / "weights.pt").write_bytes(b"\x00\x01" * 1000)

@@ -22,11 +22,6 @@ P = "default"
 
 
 @pytest.fixture
-def artifacts(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(str(tmp_path / "artifacts"))
-
-
-@pytest.fixture
 def registry(store: StateStore, artifacts: ArtifactStore) -> ModelRegistry:
     registry = ModelRegistry(store, artifacts)
     registry.create_model(ADMIN, P, ModelSpec(name="fraud"))

@@ -27,11 +27,6 @@ P = "default"
 
 
 @pytest.fixture
-def artifacts(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(str(tmp_path / "artifacts"))
-
-
-@pytest.fixture
 def registry(store: StateStore, artifacts: ArtifactStore) -> ModelRegistry:
     return ModelRegistry(store, artifacts)
 

@@ -25,11 +25,6 @@ P = "default"
 
 
 @pytest.fixture
-def artifacts(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(str(tmp_path / "artifacts"))
-
-
-@pytest.fixture
 def tracker(store: StateStore, artifacts: ArtifactStore) -> ExperimentTracker:
     return ExperimentTracker(store, artifacts)
 
