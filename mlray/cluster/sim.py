@@ -36,7 +36,6 @@ import yaml
 from mlray._private.loopback import start_listening
 from mlray._private.ray_head import INTERNAL_PORTS, _free_ports, stop_session
 from mlray.cluster.commands import PodCommand, ray_start_commands, redis_host
-from mlray.cluster.redis import redis_conf
 from mlray.cluster.render import render_manifests
 from mlray.cluster.spec import ClusterSpec
 from mlray.config import PlatformConfig
@@ -239,8 +238,8 @@ class LoopbackCluster:
         data = self.workdir / "redis"
         data.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "redis.conf"  # the ConfigMap's, its data dir moved here
-        conf.write_text(redis_conf(self.spec).replace("dir /data", f"dir {data}"))
-        assert self.manifests["redis-configmap"]["data"]["redis.conf"] == redis_conf(self.spec)
+        rendered = self.manifests["redis-configmap"]["data"]["redis.conf"]
+        conf.write_text(rendered.replace("dir /data", f"dir {data}"))
         server = shutil.which("redis-server") or "redis-server"
         self._procs.append(start_listening(
             [server, str(conf), "--port", str(self.ports.redis), "--bind", "127.0.0.1",
