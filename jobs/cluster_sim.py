@@ -164,8 +164,11 @@ def _drive(sim: Any) -> None:
 
 def _nodes(ray: Any, sim: Any) -> str:
     ray.init(address=sim.gcs_address, logging_level="ERROR", log_to_driver=False)
-    alive = _until(lambda: [n for n in ray.nodes() if n["Alive"]] if len(
-        [n for n in ray.nodes() if n["Alive"]]) == 3 else None, "3 alive nodes", 60)
+    def three_alive() -> list[dict[str, Any]] | None:
+        alive = [n for n in ray.nodes() if n["Alive"]]
+        return alive if len(alive) == 3 else None
+
+    alive = _until(three_alive, "3 alive nodes", 60)
     resources = ray.cluster_resources()
     import redis
 
