@@ -27,6 +27,7 @@ from pydantic import (
 from mlray._private.validation import boundary
 from mlray.auth.keys import (
     DEFAULT_PARAMS,
+    KEY_ID_PATTERN,
     KeyHash,
     Refusal,
     ScryptParams,
@@ -243,8 +244,7 @@ class KeyBook:
 
 def parse_id(key_id: str) -> bool:
     """True when ``key_id`` is shaped like a public key id."""
-    return isinstance(key_id, str) and len(key_id) == 12 and all(
-        c in "0123456789abcdef" for c in key_id)
+    return isinstance(key_id, str) and KEY_ID_PATTERN.fullmatch(key_id) is not None
 
 
 def _roles(roles: dict[str, str]) -> dict[str, Role]:

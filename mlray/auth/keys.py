@@ -25,12 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlray.errors import InvalidInput
 
-__all__ = ["DEFAULT_PARAMS", "KEY_PATTERN", "KEY_PREFIX", "KeyHash", "Refusal", "ScryptParams",
-           "hash_key", "new_key", "parse_duration", "parse_key", "verify_key"]
+__all__ = ["DEFAULT_PARAMS", "KEY_ID_PATTERN", "KEY_PATTERN", "KEY_PREFIX", "KeyHash", "Refusal",
+           "ScryptParams", "hash_key", "new_key", "parse_duration", "parse_key", "verify_key"]
 
 KEY_PREFIX = "mlr_"
-#: ``mlr_`` + 12 hex digits of public id + ``_`` + 43 url-safe characters (32 bytes).
-KEY_PATTERN = re.compile(r"^mlr_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+#: The public id: 12 hex digits.
+KEY_ID_PATTERN = re.compile(r"[0-9a-f]{12}")
+#: ``mlr_`` + the public id + ``_`` + 43 url-safe characters (32 bytes).
+KEY_PATTERN = re.compile(rf"^mlr_({KEY_ID_PATTERN.pattern})_([A-Za-z0-9_-]{{43}})$")
 _SECRET_BYTES = 32
 _SALT_BYTES = 16
 
