@@ -179,8 +179,7 @@ class KeyBook:
         return revoked
 
     def resolve(self, key: str) -> Caller:
-        """The caller ``key`` stands for: what the client calls on connect and the HTTP
-        ingress on a cache miss.
+        """The caller ``key`` stands for: what the client calls once, on connect.
 
         Raises:
             Unauthenticated: one public message for every reason; the reason goes to the

@@ -8,8 +8,8 @@ the whole key is stored, so the state store (or a dump of it) yields no usable k
 scrypt parameters (:data:`DEFAULT_PARAMS`): N=2**14, r=8, p=1 costs 16 MiB and some tens
 of milliseconds per hash. A key carries 256 random bits, so guessing is hopeless anyway;
 the slow hash is defence in depth against a stolen store, and its cost is paid once per
-key and process (a resolver caches the result), never per request. The parameters are
-stored with each hash, so they can be raised later while older keys still verify.
+key and process (the client resolves its key when it connects), never per request. The
+parameters are stored with each hash, so they can be raised later while older keys still verify.
 """
 
 from __future__ import annotations
