@@ -26,7 +26,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console
-from rich.table import Table
 
 from bench._drills import (
     CONTROL,
@@ -41,6 +40,7 @@ from bench._drills import (
     until,
     version_spec,
 )
+from bench._report import print_table
 
 console = Console(width=120)
 
@@ -122,13 +122,8 @@ def main() -> None:
         cluster.shutdown()
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    table = Table(title=f"bench/cluster.py: node loss (one run; load average {load} on "
-                        f"{os.cpu_count()} cores)")
-    for column in ("figure", "value", "note"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    print_table(console, f"bench/cluster.py: node loss (one run; load average {load} on "
+                         f"{os.cpu_count()} cores)", ("figure", "value", "note"), rows)
 
 
 if __name__ == "__main__":

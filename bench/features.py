@@ -57,8 +57,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
 from rich.console import Console
-from rich.table import Table
 
+from bench._report import print_table
 from mlray._private.validation import build
 from mlray.features import FeatureReader, FeatureRepo, OfflineStore, StreamProcessor, publish
 from mlray.features.materialize import materialize
@@ -447,13 +447,9 @@ def main() -> None:
         for key in client.scan_iter(match=f"{prefix}*", count=1000):
             client.delete(key)
         client.close()
-    table = Table(title=f"mlray feature store (ratio = mlray / baseline time; "
-                        f"{os.cpu_count()} CPUs)")
-    for col in ("area", "case", "mlray", "baseline", "ratio", "goal", "result"):
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    print_table(console, f"mlray feature store (ratio = mlray / baseline time; "
+                         f"{os.cpu_count()} CPUs)",
+                ("area", "case", "mlray", "baseline", "ratio", "goal", "result"), rows)
 
 
 if __name__ == "__main__":
