@@ -35,7 +35,13 @@ import yaml
 
 from mlray._private.loopback import start_listening
 from mlray._private.ray_head import INTERNAL_PORTS, _free_ports, stop_session
-from mlray.cluster.commands import PodCommand, ray_start_commands, redis_host
+from mlray.cluster.commands import (
+    RAY_TOKEN_KEY,
+    REDIS_PASSWORD_KEY,
+    PodCommand,
+    ray_start_commands,
+    redis_host,
+)
 from mlray.cluster.render import render_manifests
 from mlray.cluster.spec import ClusterSpec
 from mlray.config import PlatformConfig
@@ -118,7 +124,7 @@ def one_host_env(command: PodCommand, spec: ClusterSpec, ports: Ports,
     pod["MLRAY_SERVE_PORT"] = str(ports.serve)
     if command.is_head:
         pod["RAY_REDIS_ADDRESS"] = f"127.0.0.1:{ports.redis}"
-        pod[KUBERAY_REDIS_PASSWORD] = secret_values["password"]
+        pod[KUBERAY_REDIS_PASSWORD] = secret_values[REDIS_PASSWORD_KEY]
         pod["RAY_external_storage_namespace"] = f"sim-{uuid.uuid4().hex[:12]}"
     host = {k: v for k, v in os.environ.items() if not k.startswith(_HOST_ONLY)}
     host["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{host.get('PATH', '')}"
@@ -172,7 +178,7 @@ class LoopbackCluster:
 
     def node_env(self, node: int = 0) -> dict[str, str]:
         """Node ``node``'s environment (0 = the head) as the sim starts it."""
-        secret_values = {"auth_token": self.token, "password": self.redis_password}
+        secret_values = {RAY_TOKEN_KEY: self.token, REDIS_PASSWORD_KEY: self.redis_password}
         return one_host_env(self.commands[node], self.spec, self.ports, secret_values,
                             self.storage_env, self.workdir / f"node{node}")
 
