@@ -57,9 +57,9 @@ def url_origin(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         return MASK
-    host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
-    tail = rest[len(rest.split("/", 1)[0].split("?", 1)[0]):]
-    return f"{scheme}://{host}" + (f"/{MASK}" if tail.strip("/") else "")
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    host = authority.rsplit("@", 1)[-1]
+    return f"{scheme}://{host}" + (f"/{MASK}" if rest[len(authority):].strip("/") else "")
 
 
 def redact_all(value: Any) -> Any:
