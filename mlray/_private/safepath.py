@@ -33,8 +33,8 @@ def safe_key(value: str, *, field: str) -> str:
         raise _refuse(value, "is an absolute path; give one relative to its root", field)
     if ".." in value.split("/"):
         raise _refuse(value, "holds a '..' segment", field)
-    key = posixpath.normpath(value)
-    if key in (".", "") or key.startswith("../"):
+    key = posixpath.normpath(value)  # no '..' is left to climb with, only '.' and '//'
+    if key == ".":
         raise _refuse(value, "does not name anything below its root", field)
     return key
 
