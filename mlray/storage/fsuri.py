@@ -46,7 +46,5 @@ def run_storage(location: str) -> tuple[str, pafs.FileSystem | None]:
     """``(storage_path, storage_filesystem)`` for a Ray Train / Tune ``RunConfig``: a local
     path as is (no filesystem), a URI as its path plus the filesystem its query configures
     (Ray would drop ``endpoint_override`` and the like if handed the URI)."""
-    if not is_uri(location):
-        return str(Path(location).expanduser().absolute()), None
     fs, path = open_uri(location)
-    return path, fs
+    return path, fs if is_uri(location) else None
