@@ -27,6 +27,7 @@ from mlray.errors import (
     InvalidInput,
     NotFound,
 )
+from mlray.storage.fsuri import open_uri
 
 __all__ = ["ArtifactRef", "ArtifactStore"]
 
@@ -75,10 +76,7 @@ class ArtifactStore:
 
     def __init__(self, root_uri: str) -> None:
         try:
-            if "://" in root_uri:
-                self._fs, self._root = pafs.FileSystem.from_uri(root_uri)
-            else:
-                self._fs, self._root = pafs.LocalFileSystem(), str(Path(root_uri).absolute())
+            self._fs, self._root = open_uri(root_uri)
             self._fs.create_dir(self._root, recursive=True)
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise BackendUnavailable(f"cannot open artifact root {root_uri!r}: {exc}") from exc
