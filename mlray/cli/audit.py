@@ -43,7 +43,7 @@ def _since(value: str | None) -> float | None:
 
 @app.command()
 def verify(as_json: bool = JsonOpt) -> None:
-    """Walk the whole hash chain; exit 1 naming the first removed or altered entry."""
+    """Walk the whole hash chain; exit 2 naming the first removed or altered entry."""
     with _store() as store:
         report = store.verify_audit()
     if not report.ok:

@@ -41,7 +41,7 @@ def test_audit_verify_and_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE audit SET target = 'x' WHERE seq = 2")
     code, _, err = run("audit", "verify")
-    assert code != 0 and "entry 2" in err and "altered" in err
+    assert code == 2 and "entry 2" in err and "altered" in err
     assert run("audit", "export", "--since", "yesterday")[0] == 2
 
 
