@@ -28,6 +28,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from mlray._private.loopback import start_listening
+from mlray.errors import BackendUnavailable
 from mlray.identity import Caller
 from mlray.registry import ModelRegistry, ModelSpec
 from mlray.registry.types import VersionSpec
@@ -47,18 +49,12 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, f"127.0.0.1:{port}"
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise SystemExit("moto server did not start") from None
-            time.sleep(0.05)
+    try:
+        proc = start_listening([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                                str(port)], port, "moto server", 30)
+    except BackendUnavailable as exc:
+        raise SystemExit(str(exc)) from None
+    return proc, f"127.0.0.1:{port}"
 
 
 def s3_root(endpoint: str) -> str:
