@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from mlray.errors import BackendUnavailable, MlrayError
 
-__all__ = ["ActorTransport", "LocalTransport", "Transport", "backoff_s"]
+__all__ = ["ActorTransport", "LocalTransport", "Transport"]
 
 
 class Transport(Protocol):
@@ -65,7 +65,7 @@ class ActorTransport:
             except rex.RayTaskError as exc:
                 cause = getattr(exc, "cause", None)
                 if isinstance(cause, BackendUnavailable) and keyed and again:
-                    time.sleep(backoff_s(attempt))
+                    time.sleep(_backoff_s(attempt))
                     continue
                 if isinstance(cause, MlrayError):
                     raise cause from None
@@ -73,7 +73,7 @@ class ActorTransport:
                                  f"{type(cause).__name__}: {cause}") from exc
             except (rex.RayActorError, rex.ActorUnavailableError) as exc:
                 if again:
-                    time.sleep(backoff_s(attempt))
+                    time.sleep(_backoff_s(attempt))
                     continue
                 what = "" if safe else "; the write may or may not have been applied"
                 raise BackendUnavailable(
@@ -86,6 +86,6 @@ class ActorTransport:
         raise AssertionError("unreachable")
 
 
-def backoff_s(attempt: int) -> float:
+def _backoff_s(attempt: int) -> float:
     """Seconds to wait before retry ``attempt + 1``: 0.1 s doubling, at most 2 s."""
     return min(0.1 * 2**attempt, 2.0)
