@@ -45,7 +45,7 @@ from mlray.storage.redis import RedisStateStore
 from mlray.training.data import Preprocessor
 from mlray.training.models import ModelArchitecture, build_model
 
-__all__ = ["CONTROL", "MODEL", "Cluster", "Loader", "WriteResult", "Writer", "connect",
+__all__ = ["CONTROL", "MODEL", "Cluster", "Loader", "WriteResult", "Writer",
            "drill_config", "free_port", "register_small_model", "running", "serve_on_two_nodes",
            "until", "version_spec"]
 
@@ -180,7 +180,7 @@ def serve_on_two_nodes(cluster: Cluster, config: PlatformConfig, model: str,
     cluster.connect(config.namespace)
     serve.start(proxy_location="HeadOnly",
                 http_options={"host": "127.0.0.1", "port": config.serve_port})
-    client = connect(config)
+    client = mlray.connect(config=config)  # creates the actors, on the control node
     url = start_serving(config)
     register_small_model(client, model, tmp)
     rollout = client.serving.deploy(model, 1, strategy="direct", wait=True, timeout_s=300)
@@ -339,8 +339,3 @@ def running(loader: Loader) -> Iterator[Loader]:
         yield loader
     finally:
         loader.stop()
-
-
-def connect(config: PlatformConfig) -> Any:
-    """A client of the drill's platform (creates its actors, on the control node)."""
-    return mlray.connect(config=config)
