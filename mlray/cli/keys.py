@@ -22,14 +22,14 @@ def _rows(keys: list[ApiKey]) -> list[list[object]]:
              when(k.last_used_at)] for k in keys]
 
 
-def print_issued(issued: IssuedKey, as_json: bool, what: str = "API key") -> None:
+def _print_issued(issued: IssuedKey, as_json: bool) -> None:
     """Print a new key once: the secret on stdout, how to keep it on stderr."""
     secret = issued.key.get_secret_value()
     if as_json:
         emit({**issued.info.model_dump(mode="json"), "key": secret}, True)
     else:
         emit(None, False, ("",), [[secret]])
-    err_console.print(f"{what} {issued.info.key_id} for {issued.info.user}: {STORE_HINT}",
+    err_console.print(f"API key {issued.info.key_id} for {issued.info.user}: {STORE_HINT}",
                       markup=False, highlight=False)
 
 
@@ -48,7 +48,7 @@ def create(
     roles = parse_pairs(role, "role")
     issued = state.client().keys.create(user, roles, expires_in_s=parse_duration(expires),
                                         description=description)
-    print_issued(issued, as_json)
+    _print_issued(issued, as_json)
 
 
 @app.command("list")
