@@ -7,7 +7,6 @@ placement is checked first, then the control node is killed, then a model node.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,8 @@ from mlray.config import PlatformConfig
 from mlray.datasets import FRAUD_CATEGORICAL, FRAUD_NUMERIC, write_fraud
 from mlray.tracking.jobs import JobStatus
 from mlray.training.config import TrainConfig
-from mlray.training.runner import run_training
 from tests.conftest import free_port, wait_for
+from tests.integration.test_training import _train_in_thread
 
 pytestmark = [pytest.mark.lifecycle, pytest.mark.slow]
 
@@ -146,16 +145,8 @@ def test_training_whose_worker_node_dies_resumes_from_its_last_checkpoint(
         # One worker per training node (0.6 of each node's 1).
         "scaling": {"num_workers": 2, "resources_per_worker": {"CPU": 1, "mlray-train": 0.6}},
         "failure": {"max_failures": 2, "checkpoint_every": 1}})
-    box: dict[str, Any] = {}
-
-    def train() -> None:
-        try:
-            box["outcome"] = run_training(client, config)
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=train)
-    thread.start()
+    box = _train_in_thread(client, config)
+    thread = box["thread"]
     wait_for(lambda: len(_val_steps(client)) >= 2 or not thread.is_alive(), timeout=300,
              interval=0.5)
     doomed = cluster.node_id("train-a")
