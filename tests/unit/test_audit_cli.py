@@ -35,6 +35,8 @@ def test_audit_verify_and_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert code == 0 and len(lines) >= 3 and lines[0]["seq"] == 1
     assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(lines))
     assert run("audit", "export", "--since", str(lines[-1]["ts"] + 1))[1] == ""
+    assert run("audit", "export", "--project", "default")[1] == out
+    assert run("audit", "export", "--project", "other")[1] == ""
     code, out, _ = run("audit", "verify", "--json")
     assert code == 0 and json.loads(out)["ok"] is True
 
