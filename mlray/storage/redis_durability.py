@@ -61,8 +61,8 @@ def _read(client: redis.Redis) -> dict[str, str]:
     return values
 
 
-def warn_if_not_durable(client: redis.Redis, url: str, key: str = "state_url") -> str | None:
-    """Log one warning per server (per process) when its persistence could lose
+def warn_if_not_durable(client: redis.Redis, url: str) -> str | None:
+    """Log one warning per state-store server (per process) when its persistence could lose
     acknowledged writes, or when ``CONFIG GET`` is refused; returns the line logged (None
     when the server is durable or was already reported)."""
     shown = redact(url)
@@ -73,14 +73,14 @@ def warn_if_not_durable(client: redis.Redis, url: str, key: str = "state_url") -
     try:
         risk = durability_risk(_read(client))
     except redis.ResponseError as exc:
-        line = (f"{key} {shown}: cannot read the server's persistence settings (CONFIG GET "
+        line = (f"state_url {shown}: cannot read the server's persistence settings (CONFIG GET "
                 f"refused: {exc}); make sure it runs with appendonly yes, or a crash may "
                 "lose acknowledged writes")
         log.warning(line)
         return line
     if risk is None:
         return None
-    line = (f"{key} {shown}: {risk}; run it with appendonly yes and appendfsync everysec "
+    line = (f"state_url {shown}: {risk}; run it with appendonly yes and appendfsync everysec "
             "(or always)")
     log.warning(line)
     return line
