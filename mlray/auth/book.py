@@ -199,6 +199,11 @@ class KeyBook:
             raise Unauthenticated(PUBLIC_REFUSAL)
         return found.caller()
 
+    def record(self, key_id: str) -> ApiKey | None:
+        """The public record of ``key_id`` (no secret, no hash), or None."""
+        doc = self._store.get(COLLECTION, key_id) if parse_id(key_id) else None
+        return None if doc is None else ApiKey(**_public(doc.data))
+
     def check(self, key: str) -> ApiKey | Refusal:
         """The key's record, or why it is refused. The secret is checked before revoked or
         expired is told, so only the key's holder learns those."""

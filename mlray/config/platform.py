@@ -10,7 +10,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -67,6 +67,12 @@ class PlatformConfig(BaseModel):
         default_factory=dict,
         description="Custom Ray resources each control-plane actor asks for, which places "
                     "the actors on the nodes that have them (e.g. {mlray-control: 0.01}).")
+    auth: Literal["none", "keys"] = Field(
+        "none",
+        description="'keys': every control-plane call and HTTP request must present an API "
+                    "key (or a token minted from one). 'none' (the embedded default): a call "
+                    "without a key acts as the local admin, allowed only while Serve binds "
+                    "loopback.")
     local_num_cpus: int = Field(
         0, ge=0, le=4096,
         description="Logical CPUs of a local Ray mlray starts (0 = machine cores, at least 4).")
@@ -138,7 +144,8 @@ class PlatformConfig(BaseModel):
 #: Where the platform keeps its state and how it serves: every process of one platform must
 #: agree with its running actors on these (the actors' values win).
 SHARED_KEYS = ("state_url", "redis_prefix", "artifact_uri", "online_url", "offline_uri",
-               "storage_uri", "stream_url", "serving_config", "alerts_config", "serve_port")
+               "storage_uri", "stream_url", "serving_config", "alerts_config", "serve_port",
+               "auth")
 #: What belongs to the calling process (who it is, which project, how it joins Ray).
 CALLER_KEYS = ("project", "user", "ray_address", "local_num_cpus", "ray_head_port",
                "ray_dashboard_port")
