@@ -40,6 +40,7 @@ from mlray.errors import MlrayError
 from mlray.models.predictor import save_model
 from mlray.registry._documents import VERSIONS
 from mlray.registry.types import TensorSpec, VersionSpec
+from mlray.serving.model_names import app_name
 from mlray.storage.artifacts import ArtifactStore
 from mlray.storage.redis import RedisStateStore
 from mlray.training.data import Preprocessor
@@ -186,7 +187,7 @@ def serve_on_two_nodes(cluster: Cluster, config: PlatformConfig, model: str,
     rollout = client.serving.deploy(model, 1, strategy="direct", wait=True, timeout_s=300)
     if rollout.status != "succeeded":
         raise RuntimeError(f"deploy of {model} failed: {rollout.history}")
-    replicas = f"ServeReplica:{model}--v1"
+    replicas = f"ServeReplica:{app_name(config.project, model, 1)}"
     until(lambda: len(cluster.actors(replicas)) == 2, 120, "two replicas", 0.5)
     return client, url
 

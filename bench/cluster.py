@@ -41,6 +41,7 @@ from bench._drills import (
     version_spec,
 )
 from bench._report import print_table
+from mlray.serving.model_names import app_name
 
 console = Console(width=120)
 
@@ -68,7 +69,7 @@ def main() -> None:
     rows: list[tuple[str, str, str]] = []
     try:
         client, url = serve_on_two_nodes(cluster, config, "fraud", tmp)
-        replicas = "ServeReplica:fraud--v1"
+        replicas = f"ServeReplica:{app_name(config.project, 'fraud', 1)}"
         cluster.add("spare", {CONTROL: 1, MODEL: 1})
         console.print("cluster up: head, control, models-a, models-b, spare")
 

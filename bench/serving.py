@@ -7,7 +7,7 @@ One run, one Ray (8 logical CPUs) and one Serve instance on a free port, the sam
 small fraud MLP and the same batching (``@serve.batch`` 64 requests / 2 ms, 0.5 CPU
 per model replica) behind three targets:
 
-- ``mlray``: the ``mlray`` ingress → the model app ``<model>--v1`` (deployed with
+- ``mlray``: the ``mlray`` ingress → the model app ``<project>--<model>--v1`` (deployed with
   ``client.serving.deploy(..., strategy="direct")``), ``POST /v1/predict/batch``;
 - ``mlray colocated``: the same model registered under a second name whose serving
   settings say ``colocate: true``: the ingress replica answers from its own copy (same

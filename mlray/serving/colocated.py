@@ -1,7 +1,7 @@
 """Small model versions answered inside the ingress replica: no hop to a model app.
 
 A model whose serving settings say ``colocate: true`` still deploys its app
-``<model>--v<N>``: health checks, smoke tests, rollouts and retuning stay there. Each
+``<project>--<model>--v<N>``: health checks, smoke tests, rollouts and retuning stay there. Each
 ingress replica also loads the version itself (with the app's effective settings), off
 the event loop, the first time it routes to it; from then on its requests are batched
 and predicted in the replica (:class:`~mlray.serving.batched.BatchedVersion`). Until the

@@ -1,4 +1,4 @@
-"""Model apps on Ray Serve: deploy, smoke-test, retune and delete ``<model>--v<N>``."""
+"""Model apps on Ray Serve: deploy, smoke-test, retune, delete ``<project>--<model>--v<N>``."""
 
 from __future__ import annotations
 
@@ -61,26 +61,26 @@ class ServeDeployer:
         """
         # serve.run always waits; its internal twin lets a controller poll instead.
         _run(model_app(self.config, version, serving), _blocking=wait,
-             name=app_name(version.model, version.version), route_prefix=None)
+             name=app_name(version.project, version.model, version.version), route_prefix=None)
 
-    def status(self, model: str, version: int) -> tuple[str, str]:
+    def status(self, project: str, model: str, version: int) -> tuple[str, str]:
         """The app's Serve status and message (``NOT_STARTED`` when there is no app)."""
-        app = serve.status().applications.get(app_name(model, version))
+        app = serve.status().applications.get(app_name(project, model, version))
         if app is None:
             return "NOT_STARTED", "no such application"
         return str(getattr(app.status, "value", app.status)), app.message or ""
 
-    def smoke(self, model: str, version: int) -> None:
+    def smoke(self, project: str, model: str, version: int) -> None:
         """One prediction through the app's batching path; raises unless it is sane."""
-        handle = serve.get_app_handle(app_name(model, version))
+        handle = serve.get_app_handle(app_name(project, model, version))
         out = handle.smoke.remote().result(timeout_s=self.smoke_timeout_s)
         if not np.isfinite(np.asarray(out)).all():
             raise RuntimeError(f"{model} v{version} answered the smoke test with {out!r}")
 
-    def delete(self, model: str, version: int) -> None:
+    def delete(self, project: str, model: str, version: int) -> None:
         """Remove the version's app (returns before it is gone)."""
-        if app_name(model, version) in self.running(all_states=True):
-            serve.delete(app_name(model, version), _blocking=False)
+        if app_name(project, model, version) in self.running(all_states=True):
+            serve.delete(app_name(project, model, version), _blocking=False)
 
     def on_platform_port(self) -> bool:
         """Whether Serve runs in this cluster on the platform's ``serve_port`` (never
@@ -91,9 +91,9 @@ class ServeDeployer:
         """Names of the apps that are RUNNING (or, with ``all_states``, that exist)."""
         return _apps_in(None if all_states else frozenset({_RUNNING}))
 
-    def stats(self, model: str, version: int) -> list[dict]:
+    def stats(self, project: str, model: str, version: int) -> list[dict]:
         """Each replica's own batching figures (one call per replica reached)."""
-        if app_name(model, version) not in self.running():
+        if app_name(project, model, version) not in self.running():
             raise NotFound(f"{model} v{version} is not deployed", field="version")
-        handle = serve.get_app_handle(app_name(model, version))
+        handle = serve.get_app_handle(app_name(project, model, version))
         return [handle.stats.remote().result(timeout_s=30)]

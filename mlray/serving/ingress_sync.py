@@ -31,7 +31,7 @@ from mlray.registry.types import ModelVersion
 from mlray.serving.batched import BatchedVersion, load_runner
 from mlray.serving.colocated import LocalVersions
 from mlray.serving.metrics import ServingMetrics
-from mlray.serving.model_names import app_name
+from mlray.serving.model_names import app_name, project_apps
 from mlray.serving.router import Router
 from mlray.serving.settings import BatchTuning, IngressSettings, ModelServing
 
@@ -110,7 +110,7 @@ class IngressSync:
     async def _reload_apps(self) -> bool:
         running = await asyncio.wait_for(self._deployments.usable_apps.remote(0.1),
                                          CALL_TIMEOUT_S)
-        if running == self.router.ready_apps:
+        if project_apps(running, self.router.project) == self.router.ready_apps:
             return False
         self.router.update(self.router.models, running)
         return True
@@ -119,7 +119,7 @@ class IngressSync:
 
     def handle(self, model: str, version: int) -> Any:
         """The Serve handle of the version's app (opened on first use)."""
-        name = app_name(model, version)
+        name = app_name(self.router.project, model, version)
         found = self._handles.get(name)
         if found is None:
             found = self._handles[name] = serve.get_app_handle(name)
@@ -131,7 +131,7 @@ class IngressSync:
         otherwise pay it)."""
         for model, served in self.router.models.items():
             for version in served.versions:
-                name = app_name(model, version)
+                name = app_name(self.router.project, model, version)
                 if name not in self._handles and self.router.is_ready(model, version):
                     try:
                         self._handles[name] = await asyncio.wait_for(

@@ -1,4 +1,4 @@
-"""The Serve application of one model version, ``<model>--v<N>``: a thin shell.
+"""The Serve application of one model version, ``<project>--<model>--v<N>``: a thin shell.
 
 A replica fetches the version's artifact (checked by sha256), loads and warms it up in
 ``__init__`` (so it is ready only once it can answer), batches requests with

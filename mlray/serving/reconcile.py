@@ -5,7 +5,7 @@ policies (every version with a positive weight or a shadow must run) and the rol
 (a finished rollout's old versions run for its rollback window; a running rollout's
 versions are kept, and the rollout starts and stops them itself). A pass deploys what is
 wanted and missing (with its stored overrides and tuning) and removes model apps
-(``<model>--v<N>``) nobody wants; any other Serve app, the ingress included, is never
+(``<project>--<model>--v<N>``) nobody wants; any other Serve app, the ingress included, is never
 touched. A wanted app that exists in any state is left to Serve; an app whose deploy call
 fails is retried with a growing pause, and the error is shown in :meth:`apps`.
 
@@ -25,7 +25,7 @@ from mlray._private.types import Project
 from mlray._private.validation import boundary
 from mlray.identity import Caller, Role
 from mlray.registry.types import ModelVersion
-from mlray.serving.model_names import INGRESS_APP, app_name, parse_app_name
+from mlray.serving.model_names import INGRESS_APP, app_name, parse_app_name, project_apps
 from mlray.serving.rollout import Deployer, RolloutController
 from mlray.serving.traffic import TrafficPolicy
 
@@ -104,12 +104,13 @@ class Reconciler:
                 self._registry.traffic_policies(self._caller).items()):
             total = sum(policy.weights.values())
             for v in policy.serving:
-                out[app_name(model, v)] = Want(project, model, v,
-                                               f"{policy.weights[v] / total:.0%} of traffic")
+                out[app_name(project, model, v)] = Want(
+                    project, model, v, f"{policy.weights[v] / total:.0%} of traffic")
             for v in policy.shadows:
-                out.setdefault(app_name(model, v), Want(project, model, v, "shadow"))
+                out.setdefault(app_name(project, model, v), Want(project, model, v, "shadow"))
         for (project, model, v), hold in sorted(self._rollouts.held().items()):
-            out.setdefault(app_name(model, v), Want(project, model, v, hold.why, hold.run))
+            out.setdefault(app_name(project, model, v),
+                           Want(project, model, v, hold.why, hold.run))
         return out
 
     def reconcile(self) -> Pass:
@@ -167,11 +168,11 @@ class Reconciler:
         wanted = self.desired()
         present = self._deployer.running(all_states=True)
         names = {n for n, w in wanted.items() if w.project == project}
-        names |= {n for n in present - wanted.keys() if parse_app_name(n) is not None}
+        names |= project_apps(present - wanted.keys(), project)
         rows = []
         for name in sorted(names):
-            model, version = parse_app_name(name) or (name, 0)
-            status, message = (self._deployer.status(model, version) if name in present
+            _, model, version = parse_app_name(name) or (project, name, 0)
+            status, message = (self._deployer.status(project, model, version) if name in present
                                else (MISSING, "no such application"))
             want = wanted.get(name)
             failure = self._failures.get(name)

@@ -132,7 +132,7 @@ class RolloutController:
         except NotFound:
             previous = None
         if (previous and previous.serving == [version] and strategy is not Strategy.SHADOW
-                and app_name(model, version) in self._deployer.running()):
+                and app_name(project, model, version) in self._deployer.running()):
             raise InvalidInput(f"{model} v{version} is deployed and already takes all traffic",
                                field="version")
         if strategy in (Strategy.CANARY, Strategy.SHADOW) and not previous:
@@ -205,7 +205,7 @@ class RolloutController:
         """
         caller.require(project, Role.editor)
         target = self._registry.get_version(caller, project, model, version)
-        if app_name(model, version) not in self._deployer.running():
+        if app_name(project, model, version) not in self._deployer.running():
             raise NotFound(f"{model} v{version} is not deployed", field="version")
         key = f"{project}/{model}/{version}"
         data = {"tuning": tuning.model_dump()}
@@ -257,7 +257,7 @@ class RolloutController:
     def _ensure_running(self, rollout: Rollout, versions: list[int]) -> None:
         running = self._deployer.running()
         for v in versions:
-            if app_name(rollout.model, v) not in running:
+            if app_name(rollout.project, rollout.model, v) not in running:
                 mv = self._registry.get_version(self._as(rollout), rollout.project,
                                                 rollout.model, v)
                 self._deployer.deploy(mv, self.serving_of(rollout.project, rollout.model, v),
@@ -290,7 +290,7 @@ class RolloutController:
             restored = self._registry.restore_traffic(self._as(rollout), rollout.project,
                                                       rollout.model, previous)
             if rollout.version not in {*restored.serving, *restored.shadows}:
-                self._deployer.delete(rollout.model, rollout.version)
+                self._deployer.delete(rollout.project, rollout.model, rollout.version)
         rollout.status = RolloutStatus.ROLLED_BACK
         rollout.reason = reason
         rollout.phase = "done"
@@ -352,11 +352,12 @@ class RolloutController:
                                                 rollout.model, rollout.version)
             self._deployer.deploy(target, self._serving(rollout), wait=False)
             rollout.phase, rollout.deploy_started_at = "starting", self._clock()
-            return self._save(rollout, f"deploying {app_name(rollout.model, rollout.version)}")
+            name = app_name(rollout.project, rollout.model, rollout.version)
+            return self._save(rollout, f"deploying {name}")
         if rollout.phase == "starting":
             return self._starting(rollout)
         if rollout.phase == "smoke":
-            self._deployer.smoke(rollout.model, rollout.version)
+            self._deployer.smoke(rollout.project, rollout.model, rollout.version)
             rollout.phase = {Strategy.CANARY: "steps", Strategy.SHADOW: "shadow"}.get(
                 rollout.strategy, "switch")
             return self._save(rollout, "smoke prediction passed")
@@ -376,7 +377,8 @@ class RolloutController:
                            field="phase")
 
     def _starting(self, rollout: Rollout) -> Rollout:
-        status, message = self._deployer.status(rollout.model, rollout.version)
+        status, message = self._deployer.status(rollout.project, rollout.model,
+                                                rollout.version)
         if status == "RUNNING":
             rollout.phase = "smoke" if rollout.strategy is not Strategy.DIRECT else "switch"
             return self._save(rollout, f"v{rollout.version} is up")
@@ -466,6 +468,6 @@ class RolloutController:
         keep = {rollout.version}
         for v in rollout.stable:
             if v not in keep:
-                self._deployer.delete(rollout.model, v)
+                self._deployer.delete(rollout.project, rollout.model, v)
         rollout.old_apps_removed = True
         return self._save(rollout, "old versions' apps removed")

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlray.errors import NotFound
 from mlray.registry.types import ModelVersion, ServedModel
 from mlray.serving.breaker import BreakerConfig, BreakerSnapshot, CircuitBreaker
-from mlray.serving.model_names import app_name, breaker_key
+from mlray.serving.model_names import app_name, breaker_key, project_apps
 from mlray.serving.traffic import NoHealthyVersion, Route, choose_version
 
 __all__ = ["Router", "VersionOutcomes"]
@@ -75,8 +75,10 @@ class Router:
     # -- the local copy ---------------------------------------------------------------------
 
     def update(self, models: dict[str, ServedModel], ready_apps: frozenset[str]) -> None:
-        """Replace the copy of served models and running apps (from the background refresh)."""
-        self.models, self.ready_apps = models, ready_apps
+        """Replace the copy of served models and running apps (from the background refresh).
+
+        Only this project's model apps are kept: another project's app is never routed to."""
+        self.models, self.ready_apps = models, project_apps(ready_apps, self.project)
 
     def served(self, model: str) -> ServedModel:
         """The model's policy and versions; NotFound when it is not served."""
@@ -97,7 +99,7 @@ class Router:
 
     def is_ready(self, model: str, version: int) -> bool:
         """Is the version's model app running?"""
-        return app_name(model, version) in self.ready_apps
+        return app_name(self.project, model, version) in self.ready_apps
 
     # -- routing and breakers --------------------------------------------------------------
 

@@ -27,6 +27,11 @@ class Platform:
         self.env = env
         self.http = httpx.Client(base_url=url, timeout=30)
 
+    @property
+    def project(self) -> str:
+        """The platform's project (its ingress serves this project's apps only)."""
+        return self.config.project
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run ``mlray`` against this platform (its cluster, namespace and home)."""
         import ray

@@ -76,8 +76,10 @@ def test_serving_comes_back_by_itself_when_serve_loses_its_apps(platform: Platfo
     deployer = ServeDeployer(platform.config)
     ray.kill(ray.get_actor("deployments", namespace=platform.config.namespace),
              no_restart=False)  # it restarts (max_restarts=-1) ...
-    serve.delete(app_name(model, 1), _blocking=False)  # ... and Serve loses the app
-    wait_for(lambda: deployer.status(model, 1)[0] in ("DELETING", "NOT_STARTED"),
+    serve.delete(app_name(platform.project, model, 1),
+                 _blocking=False)  # ... and Serve loses the app
+    wait_for(lambda: deployer.status(platform.project, model, 1)[0]
+             in ("DELETING", "NOT_STARTED"),
              timeout=30, interval=0.05)
     stray = platform.client.registry.get_version(model, 2)  # deployed, but nothing wants it
     deployer.deploy(stray, load_serving_config(platform.config.serving_config).for_model(model),
@@ -90,12 +92,12 @@ def test_serving_comes_back_by_itself_when_serve_loses_its_apps(platform: Platfo
             return False
 
     wait_for(answers, timeout=240, interval=1)
-    wait_for(lambda: app_name(model, 2) not in deployer.running(all_states=True),
+    wait_for(lambda: app_name(platform.project, model, 2) not in deployer.running(all_states=True),
              timeout=60, interval=1)
     status = platform.cli("status", "--json")
     assert status.returncode == 0, status.stderr[-2000:]
     apps = {a["app"]: a for a in json.loads(status.stdout[status.stdout.index("{"):])
             ["serving"]["apps"]}
-    row = apps[app_name(model, 1)]
+    row = apps[app_name(platform.project, model, 1)]
     assert (row["desired"], row["status"], row["why"]) == (True, "RUNNING", "100% of traffic")
-    assert app_name(model, 2) not in apps
+    assert app_name(platform.project, model, 2) not in apps

@@ -144,11 +144,12 @@ def test_shadow_gets_copies_and_never_answers(platform: Platform) -> None:
     assert rollout.status == "succeeded"
     platform.wait_served(model, {1, 2})
     deployer = ServeDeployer(platform.config)
-    before = deployer.stats(model, 2)[0]["rows"]
+    before = deployer.stats(platform.project, model, 2)[0]["rows"]
     answered = Counter(platform.predict(model, rows=3).headers["x-mlray-model-version"]
                        for _ in range(30))
     assert answered == {"1": 30}
-    wait_for(lambda: deployer.stats(model, 2)[0]["rows"] >= before + 90, timeout=20)
+    wait_for(lambda: deployer.stats(platform.project, model, 2)[0]["rows"] >= before + 90,
+             timeout=20)
 
 
 def test_batching_batches_under_concurrent_load(platform: Platform) -> None:
@@ -159,7 +160,7 @@ def test_batching_batches_under_concurrent_load(platform: Platform) -> None:
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
         codes = list(pool.map(lambda _: platform.predict(model).status_code, range(400)))
     assert codes.count(200) == 400
-    sizes = ServeDeployer(platform.config).stats(model, 1)[0]["batch_sizes"]
+    sizes = ServeDeployer(platform.config).stats(platform.project, model, 1)[0]["batch_sizes"]
     assert max(int(k) for k in sizes) > 1, sizes
     print(f"batch sizes under 32 concurrent clients: {dict(sorted(sizes.items()))}")
 
@@ -180,14 +181,15 @@ def test_a_colocated_version_answers_in_the_ingress_and_follows_retunes(platform
 
     wait_for(lambda: colocated() is not None, timeout=60)
     deployer = ServeDeployer(platform.config)
-    app_rows = deployer.stats(model, 1)[0]["rows"]
+    app_rows = deployer.stats(platform.project, model, 1)[0]["rows"]
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         replies = list(pool.map(lambda _: platform.predict(model, rows=5), range(200)))
     assert {r.status_code for r in replies} == {200}
     assert {r.headers["x-mlray-model-version"] for r in replies} == {"1"}
     expected = first.json()["probabilities"]
     assert all(r.json()["probabilities"] == pytest.approx(expected, rel=1e-5) for r in replies)
-    assert deployer.stats(model, 1)[0]["rows"] == app_rows  # no request reached the app
+    # no request reached the app
+    assert deployer.stats(platform.project, model, 1)[0]["rows"] == app_rows
     stats = colocated()
     assert stats is not None and stats["rows"] >= 1000
     assert max(int(k) for k in stats["batch_sizes"]) > 1, stats
@@ -290,7 +292,7 @@ def test_retune_batching_live(platform: Platform) -> None:
         list(pool.map(lambda _: platform.predict(model), range(100)))
     from mlray.serving.deployer import ServeDeployer
 
-    sizes = ServeDeployer(platform.config).stats(model, 1)[0]["batch_sizes"]
+    sizes = ServeDeployer(platform.config).stats(platform.project, model, 1)[0]["batch_sizes"]
     assert max(int(k) for k in sizes) <= 4, sizes
 
 
@@ -425,7 +427,7 @@ def test_cli_deploys_sets_traffic_rolls_back_and_shows_status(platform: Platform
     status = platform.cli("status", "--json")
     assert status.returncode == 0, status.stderr[-2000:]
     info = json.loads(status.stdout[status.stdout.index("{"):])
-    assert {a["app"] for a in info["serving"]["apps"]} >= {f"{model}--v1"}
+    assert {a["app"] for a in info["serving"]["apps"]} >= {f"{platform.project}--{model}--v1"}
     listed = platform.cli("rollouts", model, "--json")
     assert [r["strategy"] for r in json.loads(listed.stdout[listed.stdout.index("["):])] == [
         "blue-green", "direct"]
@@ -526,13 +528,14 @@ def test_prediction_cache_answers_repeats_without_the_model(platform: Platform) 
     register_model(platform.client, "cachedmodel", platform.tmp, seed=4)
     platform.deploy("cachedmodel", 1)
     first = platform.predict("cachedmodel", rows=3).json()
-    before = ServeDeployer(platform.config).stats("cachedmodel", 1)[0]["rows"]
+    deployer = ServeDeployer(platform.config)
+    before = deployer.stats(platform.project, "cachedmodel", 1)[0]["rows"]
     again = [platform.predict("cachedmodel", rows=3).json() for _ in range(5)]
     assert all(a["probabilities"] == first["probabilities"] for a in again)
-    assert ServeDeployer(platform.config).stats("cachedmodel", 1)[0]["rows"] == before
+    assert deployer.stats(platform.project, "cachedmodel", 1)[0]["rows"] == before
     other = platform.predict("cachedmodel", rows=4)  # a different input goes to the model
     assert other.status_code == 200
-    assert ServeDeployer(platform.config).stats("cachedmodel", 1)[0]["rows"] == before + 4
+    assert deployer.stats(platform.project, "cachedmodel", 1)[0]["rows"] == before + 4
 
 
 def test_a_model_slower_than_its_timeout_gets_504(platform: Platform) -> None:

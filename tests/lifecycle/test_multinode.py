@@ -27,6 +27,7 @@ from bench._drills import (
 )
 from mlray.config import PlatformConfig
 from mlray.datasets import FRAUD_CATEGORICAL, FRAUD_NUMERIC, write_fraud
+from mlray.serving.model_names import app_name
 from mlray.tracking.jobs import JobStatus
 from mlray.training.config import TrainConfig
 from tests.conftest import free_port, wait_for
@@ -35,7 +36,7 @@ from tests.integration.test_training import _train_in_thread
 pytestmark = [pytest.mark.lifecycle, pytest.mark.slow]
 
 MODEL_NAME = "fraud"
-REPLICAS = f"ServeReplica:{MODEL_NAME}--v1"
+REPLICAS = f"ServeReplica:{app_name('default', MODEL_NAME, 1)}"  # drill_config's project
 
 
 @dataclass

@@ -81,8 +81,23 @@ def test_per_model_overrides_merge_deeply() -> None:
 
 
 def test_app_names_round_trip() -> None:
-    assert parse_app_name(app_name("fraud--x", 12)) == ("fraud--x", 12)
-    assert parse_app_name("mlray") is None
+    assert parse_app_name(app_name("team-a", "fraud-x", 12)) == ("team-a", "fraud-x", 12)
+    # a project may hold '--' and a model may end in '-': the model's own '--' is the split
+    assert parse_app_name(app_name("a--b-", "m-", 3)) == ("a--b-", "m-", 3)
+    assert app_name("a", "fraud", 1) != app_name("b", "fraud", 1)
+    for other in ("mlray", "fraud--v1", "p--m--v01", "p--m--vx", "--m--v1"):
+        assert parse_app_name(other) is None, other
+
+
+def test_router_routes_only_to_its_own_projects_apps() -> None:
+    """Project b running a model of the same name and version is not project a's app."""
+    router = Router("a")
+    router.update({"m": _served({1: 100})}, frozenset({app_name("b", "m", 1)}))
+    assert router.ready_apps == frozenset() and not router.is_ready("m", 1)
+    with pytest.raises(NoHealthyVersion):
+        router.route("m")
+    router.update(router.models, frozenset({app_name("a", "m", 1), app_name("b", "m", 1)}))
+    assert router.ready_apps == {app_name("a", "m", 1)} and router.route("m").version == 1
 
 
 def _served(weights: dict[int, float], shadows: tuple[int, ...] = ()) -> ServedModel:
@@ -99,7 +114,7 @@ def test_router_fails_over_when_a_breaker_opens_and_converges_with_the_cluster()
     clock = Clock()
     config = BreakerConfig(failure_threshold=2, recovery_timeout_s=5, success_threshold=1)
     a = Router("default", config, clock=clock, wall=clock, rng=lambda: 0.0)
-    a.update({"m": _served({1: 50, 2: 50})}, frozenset({"m--v1", "m--v2"}))
+    a.update({"m": _served({1: 50, 2: 50})}, frozenset({"default--m--v1", "default--m--v2"}))
     assert a.route("m").version == 1
     a.record("m", 1, False, 3.0)
     a.record("m", 1, False, 3.0)
@@ -135,7 +150,7 @@ def test_board_keeps_the_later_state_persists_it_and_windows_outcomes(store: Sta
     clock = Clock()
     board = BreakerBoard(store, clock=clock)
     router = Router("p", BreakerConfig(failure_threshold=1), wall=clock)
-    router.update({"m": _served({1: 100})}, frozenset({"m--v1"}))
+    router.update({"m": _served({1: 100})}, frozenset({"default--m--v1"}))
     router.record("m", 1, False, 10.0)
     merged = board.sync(router.snapshots(), router.drain_outcomes())
     assert merged["p/m/1"].state is BreakerState.OPEN
@@ -171,7 +186,7 @@ class FakeServe:
         self.serving: dict[str, Any] = {}
 
     def deploy(self, version: ModelVersion, serving: Any, wait: bool) -> None:
-        name = app_name(version.model, version.version)
+        name = app_name(version.project, version.model, version.version)
         if version.version in self.refuse:
             raise RuntimeError(f"cannot reach Serve to deploy {name}")
         self.serving[name] = serving
@@ -180,18 +195,18 @@ class FakeServe:
         if wait and version.version in self.fail:
             raise RuntimeError(f"Deploying app '{name}' failed")
 
-    def status(self, model: str, version: int) -> tuple[str, str]:
-        name = app_name(model, version)
+    def status(self, project: str, model: str, version: int) -> tuple[str, str]:
+        name = app_name(project, model, version)
         if self.apps.get(name) == "DEPLOYING":
             self.apps[name] = "RUNNING"
             return "DEPLOYING", ""
         return self.apps.get(name, "NOT_STARTED"), "replica constructor raised"
 
-    def smoke(self, model: str, version: int) -> None:
-        assert self.apps[app_name(model, version)] == "RUNNING"
+    def smoke(self, project: str, model: str, version: int) -> None:
+        assert self.apps[app_name(project, model, version)] == "RUNNING"
 
-    def delete(self, model: str, version: int) -> None:
-        self.apps.pop(app_name(model, version), None)
+    def delete(self, project: str, model: str, version: int) -> None:
+        self.apps.pop(app_name(project, model, version), None)
 
     def running(self, all_states: bool = False) -> frozenset[str]:
         return frozenset(n for n, s in self.apps.items() if all_states or s == "RUNNING")
@@ -249,14 +264,15 @@ def test_blue_green_switches_keeps_the_old_app_then_cleans_up(rollouts: Any) -> 
     second = controller.start(ADMIN, "default", "m", 2, Strategy.BLUE_GREEN)
     _run(controller, clock)
     assert registry.get_traffic(ADMIN, "default", "m").weights == {2: 100.0}
-    assert serve.running() == {"m--v1", "m--v2"}  # v1 kept for the rollback window
+    # v1 kept for the rollback window
+    assert serve.running() == {"default--m--v1", "default--m--v2"}
     _run(controller, clock, seconds=101)
-    assert serve.running() == {"m--v2"}
+    assert serve.running() == {"default--m--v2"}
     assert controller.get(ADMIN, "default", second.id).old_apps_removed
     rolled = controller.rollback(ADMIN, "default", "m", "bad numbers")
     assert rolled.status is RolloutStatus.ROLLED_BACK and "bad numbers" in (rolled.reason or "")
     assert registry.get_traffic(ADMIN, "default", "m").weights == {1: 100.0}
-    assert "m--v1" in serve.running()  # redeployed to take the traffic back
+    assert "default--m--v1" in serve.running()  # redeployed to take the traffic back
 
 
 def test_canary_walks_its_steps_when_the_gates_pass(rollouts: Any) -> None:
@@ -290,7 +306,7 @@ def test_a_bad_canary_rolls_back_by_itself_and_records_why(
     final = controller.get(ADMIN, "default", started.id)
     assert final.status is RolloutStatus.ROLLED_BACK and why in (final.reason or "")
     assert registry.get_traffic(ADMIN, "default", "m").weights == {1: 100.0}
-    assert "m--v2" not in serve.running()
+    assert "default--m--v2" not in serve.running()
     entries = registry.audit_log(ADMIN, "default", limit=1000)
     assert any(e.action == "rollout.rollback" and why in str(e.after) for e in entries)
 
@@ -368,7 +384,7 @@ def test_deploying_the_production_version_starts_its_app_once(rollouts: Any) -> 
     assert registry.get_traffic(ADMIN, "default", "m").weights == {1: 1.0}  # implied
     controller.start(ADMIN, "default", "m", 1, Strategy.DIRECT)
     _run(controller, clock)
-    assert serve.running() == {"m--v1"}
+    assert serve.running() == {"default--m--v1"}
     with pytest.raises(InvalidInput, match="already takes all traffic"):
         controller.start(ADMIN, "default", "m", 1, Strategy.DIRECT)
 
@@ -401,7 +417,7 @@ def test_rollback_restores_an_archived_version_and_a_canary_over_it_moves(rollou
     back = controller.rollback(ADMIN, "default", "m", "v2 answers worse")
     assert back.status is RolloutStatus.ROLLED_BACK
     assert _weights(registry) == {1: 100.0}  # the last policy that served, v1 Archived
-    assert "m--v2" not in serve.running()
+    assert "default--m--v2" not in serve.running()
     clock.now += 1
     canary = controller.start(ADMIN, "default", "m", 3, Strategy.CANARY)
     _run(controller, clock)
@@ -410,7 +426,7 @@ def test_rollback_restores_an_archived_version_and_a_canary_over_it_moves(rollou
     _run(controller, clock, seconds=10)
     final = controller.get(ADMIN, "default", canary.id)
     assert final.status is RolloutStatus.ROLLED_BACK and "error rate" in (final.reason or "")
-    assert _weights(registry) == {1: 100.0} and "m--v3" not in serve.running()
+    assert _weights(registry) == {1: 100.0} and "default--m--v3" not in serve.running()
 
 
 def test_a_rollout_whose_rollback_fails_still_ends_and_can_be_rolled_back_again(
@@ -419,7 +435,7 @@ def test_a_rollout_whose_rollback_fails_still_ends_and_can_be_rolled_back_again(
     _live(controller, clock)
     started = controller.start(ADMIN, "default", "m", 2, Strategy.CANARY)
     _run(controller, clock)
-    del serve.apps["m--v1"]  # v1's app is gone and cannot come back for now
+    del serve.apps["default--m--v1"]  # v1's app is gone and cannot come back for now
     serve.fail.add(1)
     stats.by_version = {1: (100, 0, 5.0), 2: (40, 10, 5.0)}
     _run(controller, clock, seconds=10)
@@ -431,7 +447,7 @@ def test_a_rollout_whose_rollback_fails_still_ends_and_can_be_rolled_back_again(
     serve.fail.clear()
     back = controller.rollback(ADMIN, "default", "m")  # tries the restore again
     assert back.id == started.id and back.status is RolloutStatus.ROLLED_BACK
-    assert _weights(registry) == {1: 100.0} and "m--v1" in serve.running()
+    assert _weights(registry) == {1: 100.0} and "default--m--v1" in serve.running()
 
 
 def test_a_failed_rollback_by_hand_ends_the_rollout_so_a_new_one_can_start(rollouts: Any
@@ -440,9 +456,9 @@ def test_a_failed_rollback_by_hand_ends_the_rollout_so_a_new_one_can_start(rollo
     _live(controller, clock)
     started = controller.start(ADMIN, "default", "m", 2, Strategy.CANARY)
     _run(controller, clock)
-    del serve.apps["m--v1"]
+    del serve.apps["default--m--v1"]
     serve.fail.add(1)
-    with pytest.raises(RuntimeError, match="m--v1"):
+    with pytest.raises(RuntimeError, match="default--m--v1"):
         controller.rollback(ADMIN, "default", "m")
     ended = controller.get(ADMIN, "default", started.id)
     assert ended.status is RolloutStatus.FAILED and "by local" in (ended.reason or "")
@@ -463,7 +479,7 @@ def test_a_rollout_past_its_deadline_fails_and_restores_the_previous_policy(roll
     final = controller.get(ADMIN, "default", started.id)
     assert final.status is RolloutStatus.ROLLED_BACK
     assert "did not finish within 30 s" in (final.reason or "")
-    assert _weights(registry) == {1: 100.0} and "m--v2" not in serve.running()
+    assert _weights(registry) == {1: 100.0} and "default--m--v2" not in serve.running()
 
 
 def test_a_new_app_lost_while_starting_is_deployed_again(rollouts: Any) -> None:
@@ -471,7 +487,7 @@ def test_a_new_app_lost_while_starting_is_deployed_again(rollouts: Any) -> None:
     _live(controller, clock)
     started = controller.start(ADMIN, "default", "m", 2, Strategy.BLUE_GREEN)
     controller.tick()  # deploying
-    del serve.apps["m--v2"]  # Serve restarted under it
+    del serve.apps["default--m--v2"]  # Serve restarted under it
     _run(controller, clock)
     assert controller.get(ADMIN, "default", started.id).status is RolloutStatus.SUCCEEDED
     assert _weights(registry) == {2: 100.0}
@@ -485,30 +501,30 @@ def test_reconciling_brings_back_every_wanted_app_with_its_settings(rollouts: An
     controller.start(ADMIN, "default", "m", 1, Strategy.DIRECT, {"num_replicas": 2})
     _run(controller, clock)
     controller.retune(ADMIN, "default", "m", 1, BatchTuning(max_batch_size=8))
-    assert serve.serving["m--v1"].num_replicas == 2  # a retune keeps the overrides
+    assert serve.serving["default--m--v1"].num_replicas == 2  # a retune keeps the overrides
     clock.now += 1
     controller.start(ADMIN, "default", "m", 2, Strategy.SHADOW)
     _run(controller, clock)
     assert reconciler.reconcile() == Pass()
     serve.apps, serve.serving = {INGRESS_APP: "RUNNING"}, {}
-    assert sorted(reconciler.reconcile().deployed) == ["m--v1", "m--v2"]
-    restored = serve.serving["m--v1"]
+    assert sorted(reconciler.reconcile().deployed) == ["default--m--v1", "default--m--v2"]
+    restored = serve.serving["default--m--v1"]
     assert (restored.num_replicas, restored.tuning.max_batch_size) == (2, 8)
     assert reconciler.reconcile() == Pass()  # idempotent
 
 
 def test_reconciling_removes_only_model_apps_that_nothing_wants(rollouts: Any) -> None:
     controller, _, serve, _, clock = rollouts
-    serve.apps.update({INGRESS_APP: "RUNNING", "other-app": "RUNNING", "m--v3": "RUNNING",
-                       "gone--v1": "DEPLOY_FAILED"})
+    serve.apps.update({INGRESS_APP: "RUNNING", "other-app": "RUNNING", "default--m--v3": "RUNNING",
+                       "default--gone--v1": "DEPLOY_FAILED"})
     reconciler = Reconciler(rollouts[1], controller, serve, clock=clock)
     _live(controller, clock)
-    serve.delete = lambda model, version: None  # type: ignore[method-assign]  # slow Serve
-    assert reconciler.reconcile().removed == ["gone--v1", "m--v3"]
+    serve.delete = lambda project, model, version: None  # type: ignore[method-assign]  # slow Serve
+    assert reconciler.reconcile().removed == ["default--gone--v1", "default--m--v3"]
     assert reconciler.reconcile() == Pass()  # asked once while Serve deletes them
-    del serve.apps["gone--v1"], serve.apps["m--v3"]
+    del serve.apps["default--gone--v1"], serve.apps["default--m--v3"]
     assert reconciler.reconcile() == Pass()
-    assert set(serve.apps) == {INGRESS_APP, "other-app", "m--v1"}
+    assert set(serve.apps) == {INGRESS_APP, "other-app", "default--m--v1"}
 
 
 def test_reconciling_leaves_a_running_rollout_alone_and_keeps_its_rollback_window(
@@ -520,12 +536,13 @@ def test_reconciling_leaves_a_running_rollout_alone_and_keeps_its_rollback_windo
     controller.start(ADMIN, "default", "m", 2, Strategy.BLUE_GREEN)
     assert reconciler.reconcile() == Pass()  # the rollout deploys v2 itself
     controller.tick()
-    assert reconciler.reconcile() == Pass() and "m--v2" in serve.apps  # not in a policy yet
+    # not in a policy yet
+    assert reconciler.reconcile() == Pass() and "default--m--v2" in serve.apps
     _run(controller, clock)  # switched; v1 kept for the rollback window
     serve.apps = {INGRESS_APP: "RUNNING"}
-    assert sorted(reconciler.reconcile().deployed) == ["m--v1", "m--v2"]
+    assert sorted(reconciler.reconcile().deployed) == ["default--m--v1", "default--m--v2"]
     _run(controller, clock, seconds=101)  # the window is over: v1 goes, and stays gone
-    assert reconciler.reconcile() == Pass() and "m--v1" not in serve.apps
+    assert reconciler.reconcile() == Pass() and "default--m--v1" not in serve.apps
 
 
 def test_reconciling_waits_for_serve_retries_and_shows_desired_against_running(
@@ -534,20 +551,24 @@ def test_reconciling_waits_for_serve_retries_and_shows_desired_against_running(
     reconciler = Reconciler(registry, controller, serve, clock=clock, retry_s=5)
     registry.set_traffic(ADMIN, "default", "m", TrafficPolicy(weights={1: 75, 2: 25}))
     assert reconciler.reconcile().skipped and serve.apps == {}  # Serve is not up for us
-    serve.apps.update({INGRESS_APP: "RUNNING", "m--v3": "RUNNING"})
+    v1, v2, v3 = (app_name("default", "m", v) for v in (1, 2, 3))
+    serve.apps.update({INGRESS_APP: "RUNNING", v3: "RUNNING"})
     serve.refuse.add(2)
     done = reconciler.reconcile()
-    assert done.deployed == ["m--v1"] and "cannot reach Serve" in done.errors["m--v2"]
-    serve.apps["m--v3"] = "RUNNING"
+    assert done.deployed == [v1] and "cannot reach Serve" in done.errors[v2]
+    serve.apps[v3] = "RUNNING"
     rows = {r["app"]: r for r in reconciler.apps(ADMIN, "default")}
-    assert set(rows) == {"m--v1", "m--v2", "m--v3"}  # never the ingress
-    assert (rows["m--v1"]["desired"], rows["m--v1"]["why"]) == (True, "75% of traffic")
-    assert rows["m--v2"]["status"] == "NOT_STARTED" and rows["m--v2"]["desired"]
-    assert "cannot reach Serve" in rows["m--v2"]["message"]
-    assert not rows["m--v3"]["desired"] and "being removed" in rows["m--v3"]["why"]
+    assert set(rows) == {v1, v2, v3}  # never the ingress
+    assert (rows[v1]["desired"], rows[v1]["why"]) == (True, "75% of traffic")
+    assert rows[v2]["status"] == "NOT_STARTED" and rows[v2]["desired"]
+    assert "cannot reach Serve" in rows[v2]["message"]
+    assert not rows[v3]["desired"] and "being removed" in rows[v3]["why"]
     serve.refuse.clear()
     assert reconciler.reconcile().deployed == []  # waits before it retries
     clock.now += 5
-    assert reconciler.reconcile().deployed == ["m--v2"]
-    # Another project sees none of this project's apps (only strays, which have no owner).
-    assert [r["app"] for r in reconciler.apps(ADMIN, "other")] == ["m--v3"]
+    assert reconciler.reconcile().deployed == ["default--m--v2"]
+    # Another project sees none of this project's apps, strays included (each has an owner).
+    assert reconciler.apps(ADMIN, "other") == []
+    serve.apps["other--m--v1"] = "RUNNING"  # the same model name in another project
+    assert [r["app"] for r in reconciler.apps(ADMIN, "other")] == ["other--m--v1"]
+    assert "other--m--v1" not in {r["app"] for r in reconciler.apps(ADMIN, "default")}
