@@ -9,6 +9,7 @@
     ├── InvalidTransition     a stage or status change the rules refuse
     ├── Unauthenticated       no or unknown credentials
     ├── PermissionDenied      the caller's role does not allow it
+    ├── QuotaExceeded         the project is at one of its quotas (names it, limit and use)
     ├── IntegrityError        stored bytes do not match their sha256
     └── BackendUnavailable    state store or control-plane actor unreachable
 
@@ -38,6 +39,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermissionDenied",
     "PredictionFailed",
+    "QuotaExceeded",
     "RateLimited",
     "Unauthenticated",
 ]
@@ -165,6 +167,25 @@ class RateLimited(UserError):
         return (_rebuild, (self.__class__, self.message, self.field, self.retry_after))
 
 
+class QuotaExceeded(UserError):
+    """The project is at one of its quotas; the message names it, its limit and the use.
+
+    ``field`` is the quota's name; ``retry_after`` is set for the request rate only (a count
+    quota frees up when something is deleted, not with time).
+    """
+
+    code = "quota_exceeded"
+    http_status = 429
+
+    def __init__(self, message: str, *, field: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_quota, (self.message, self.field, self.retry_after))
+
+
 class DeadlineExceeded(MlrayError):
     """The model did not answer within the request's timeout."""
 
@@ -182,3 +203,8 @@ class PredictionFailed(MlrayError):
 def _rebuild(cls: type[RateLimited], message: str, field: str | None,
              retry_after: float) -> RateLimited:
     return cls(message, field=field, retry_after=retry_after)
+
+
+def _rebuild_quota(message: str, field: str | None, retry_after: float | None
+                   ) -> QuotaExceeded:
+    return QuotaExceeded(message, field=field, retry_after=retry_after)
