@@ -150,10 +150,12 @@ def _shared_location(key: str, value: str) -> str:
 
 
 def _platform_env(spec: ClusterSpec, config: PlatformConfig) -> dict[str, str]:
-    """MLRAY_* variables: the platform config every process in the pod loads."""
+    """MLRAY_* variables: the platform config every process in the pod loads (``auth:
+    keys`` always: pods serve other machines)."""
     # The control-plane actors ask for a sliver of the resource only the head offers.
     pinned = dict(config.actor_resources) or {spec.control_resource: 0.01}
     values = {"home": "/tmp/mlray", "namespace": config.namespace, "project": config.project,
+              "auth": "keys",  # the cluster binds 0.0.0.0: auth none is for loopback only
               "redis_prefix": config.redis_prefix, "serve_port": str(config.serve_port),
               "actor_num_cpus": str(config.actor_num_cpus),
               "actor_resources": json.dumps(pinned, sort_keys=True),

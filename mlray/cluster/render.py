@@ -35,13 +35,14 @@ def _meta(spec: ClusterSpec, name: str, **labels: str) -> Manifest:
 
 def serve_config(config: PlatformConfig, path: Path = SERVE_CONFIG) -> Manifest:
     """``configs/serve.yaml`` with the platform's Serve port and the ingress's args
-    (namespace, project) taken from the platform config."""
+    (namespace, project) taken from the platform config, and ``auth: keys``: a cluster's
+    proxies bind every interface, so every request must present an API key."""
     data = read_yaml(path)
     data.setdefault("http_options", {})["port"] = config.serve_port
     for app in data.get("applications", []):
         if app.get("import_path") == "mlray.serving.ingress:build_app":
             app["args"] = {**app.get("args", {}), "namespace": config.namespace,
-                           "project": config.project}
+                           "project": config.project, "auth": "keys"}
     return data
 
 
@@ -89,7 +90,16 @@ def render_manifests(spec: ClusterSpec, config: PlatformConfig,
     """Every manifest, by file stem: RayCluster, RayService, a RayJob per job, Redis
     (ConfigMap, Service, StatefulSet), a PodMonitor, and the ``<name>-platform`` ConfigMap
     when the platform config names settings files (serving, alerts), which every Ray pod
-    mounts at ``/etc/mlray``. Secrets are referenced only."""
+    mounts at ``/etc/mlray``. Secrets are referenced only. The platform runs with ``auth:
+    keys`` (a cluster binds 0.0.0.0).
+
+    Raises:
+        ConfigError: the platform config sets ``auth: none`` itself.
+    """
+    if config.auth == "none" and "auth" in config.model_fields_set:
+        raise ConfigError("auth: none is for a platform serving loopback only; a cluster "
+                          "binds 0.0.0.0 and runs with auth: keys (remove auth or set keys)",
+                          field="auth")
     cluster = ray_cluster_spec(spec, config)
     manifests: dict[str, Manifest] = {
         "raycluster": {"apiVersion": "ray.io/v1", "kind": "RayCluster",

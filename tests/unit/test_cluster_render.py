@@ -188,7 +188,7 @@ def test_rayservice_embeds_the_ingress_with_the_platform_config() -> None:
     assert serve["http_options"]["port"] == 8100
     app = serve["applications"][0]
     assert app["import_path"] == "mlray.serving.ingress:build_app"
-    assert app["args"] == {"namespace": "prod", "project": "risk"}
+    assert app["args"] == {"namespace": "prod", "project": "risk", "auth": "keys"}
     assert service["upgradeStrategy"] == {"type": "NewCluster"}
     assert _groups(service["rayClusterConfig"])["head"]["template"]["spec"]["containers"][0][
         "ports"][3] == {"containerPort": 8100, "name": "serve"}
@@ -313,3 +313,17 @@ def test_settings_files_reach_every_pod_through_a_configmap(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as caught:
         render_manifests(spec, missing)
     assert caught.value.field == "serving_config" and "nope.yaml" in str(caught.value)
+
+
+def test_a_cluster_runs_with_auth_keys_and_refuses_auth_none() -> None:
+    spec, config = _example()
+    manifests = render_manifests(spec, config)
+    serve = yaml.safe_load(manifests["rayservice"]["spec"]["serveConfigV2"])
+    ingress = [a for a in serve["applications"]
+               if a["import_path"] == "mlray.serving.ingress:build_app"]
+    assert serve["http_options"]["host"] == "0.0.0.0" and ingress[0]["args"]["auth"] == "keys"
+    for command in ray_start_commands(spec, config):
+        assert command.env["MLRAY_AUTH"] == "keys", command.group
+    with pytest.raises(ConfigError, match="auth: none") as refused:
+        render_manifests(spec, load_config(env={"MLRAY_AUTH": "none"}))
+    assert refused.value.field == "auth"
