@@ -52,7 +52,8 @@ class StreamActor:
         assert config.online_url is not None and config.offline_uri is not None
         self.processor = StreamProcessor(
             repo, view, redis.Redis.from_url(config.stream_url),
-            open_online_store(config.online_url, redis_prefix=config.redis_prefix),
+            open_online_store(config.online_url, project=project,
+                              redis_prefix=config.redis_prefix),
             OfflineStore(config.offline_uri, repo), claim_idle_ms=claim_idle_ms,
             consumer=f"{view}:processor", prefix=config.redis_prefix)
         self._stop = threading.Event()

@@ -126,7 +126,7 @@ def verdict(ok: bool) -> str:
 
 def bench_online(url: str, prefix: str, quick: bool) -> list[Row]:
     repo = wide_repo(prefix)
-    store = RedisOnlineStore(url, prefix=prefix)
+    store = RedisOnlineStore(url, project="default", prefix=prefix)
     rng = np.random.default_rng(1)
     for v in range(VIEWS):
         store.write(repo.bind(f"v{v}"), wide_rows(v, 1000, rng))
@@ -328,7 +328,7 @@ def bench_materialize(url: str, prefix: str, entities: int, workdir: Path,
     rows: list[Row] = []
     engines = ["local", "ray"] if use_ray else ["local"]
     for engine in engines:
-        store = RedisOnlineStore(url, prefix=f"{prefix}-{engine}")
+        store = RedisOnlineStore(url, project="default", prefix=f"{prefix}-{engine}")
         if engine == "ray":
             import ray
 
@@ -338,7 +338,7 @@ def bench_materialize(url: str, prefix: str, entities: int, workdir: Path,
             ray.data.DataContext.get_current().enable_progress_bars = False
         cold = ""
         if engine == "ray":  # a first run starts Ray's worker processes: timed apart
-            warm_store = RedisOnlineStore(url, prefix=f"{prefix}-warm")
+            warm_store = RedisOnlineStore(url, project="default", prefix=f"{prefix}-warm")
             t = time.perf_counter()
             materialize(repo, offline, warm_store, views=views, end=end, engine=engine)
             cold = f"; first run {time.perf_counter() - t:.1f} s"
@@ -380,7 +380,7 @@ def bench_streams(url: str, prefix: str, events: int) -> list[Row]:
     stream = f"{prefix}:tx"
     for lo in range(0, events, 5000):
         publish(client, stream, batch[lo:lo + 5000])
-    online = RedisOnlineStore(url, prefix=prefix)
+    online = RedisOnlineStore(url, project="default", prefix=prefix)
     processor = StreamProcessor(repo, "velocity", client, online, None, prefix=prefix,
                                 batch_size=500)
     t = time.perf_counter()

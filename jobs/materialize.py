@@ -60,13 +60,13 @@ def _run(args: argparse.Namespace) -> list[Any]:
 
     config = load_config(args.config) if args.config else None
     client = mlray.connect(args.address, config=config)
-    transport, caller, project = client.transport, client.caller, client.project
+    transport, caller, project = client.transport, client.who, client.project
     repo = transport.call("features", "repo", caller, project, idempotent=True)
     previous = transport.call("features", "materializations", caller, project,
                               idempotent=True) if args.incremental else {}
     cfg = client.config
     assert cfg.online_url is not None and cfg.offline_uri is not None  # resolved defaults
-    online = open_online_store(cfg.online_url, redis_prefix=cfg.redis_prefix)
+    online = open_online_store(cfg.online_url, project=project, redis_prefix=cfg.redis_prefix)
     offline = OfflineStore(cfg.offline_uri, repo)
     totals: dict[str, int] = {}
 

@@ -546,7 +546,7 @@ class FeaturesClient(_Facade):
         """The online store (opened once)."""
         if self._online is None:
             assert self._config.online_url is not None
-            self._online = open_online_store(self._config.online_url,
+            self._online = open_online_store(self._config.online_url, project=self.project,
                                              redis_prefix=self._config.redis_prefix)
         return self._online
 

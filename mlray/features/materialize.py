@@ -184,7 +184,8 @@ def materialize_with_ray(offline: OfflineStore, online: OnlineStore, bound: Boun
     url, prefix = online.url, str(getattr(online, "prefix", "mlray"))
     done = ray_settings(reduced.groupby(_PART, num_partitions=count).map_groups(
         _write_partition, batch_format="pyarrow",
-        fn_kwargs={"bound": bound, "url": url, "prefix": prefix, "batch_rows": batch_rows}))
+        fn_kwargs={"bound": bound, "url": url, "prefix": prefix, "project": online.project,
+                   "batch_rows": batch_rows}))
     for batch in done.iter_batches(batch_format="pyarrow", batch_size=None):
         n = int(pc.sum(batch["rows"]).as_py() or 0)
         written += n
@@ -228,10 +229,10 @@ def _hash_part(table: pa.Table, bound: BoundView, partitions: int) -> np.ndarray
 
 
 def _write_partition(group: pa.Table, *, bound: BoundView, url: str, prefix: str,
-                     batch_rows: int) -> pa.Table:
+                     project: str, batch_rows: int) -> pa.Table:
     """On a worker: one partition's latest row per entity, written to the online store."""
     rows = latest_rows(group.drop_columns([_PART]), bound)
-    store = open_online_store(url, redis_prefix=prefix)
+    store = open_online_store(url, project=project, redis_prefix=prefix)
     try:
         written = _write(store, bound, rows, batch_rows, None)
     finally:

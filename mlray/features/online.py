@@ -133,9 +133,19 @@ def _now_us(now: dt.datetime | None) -> int:
 
 
 class OnlineStore(abc.ABC):
-    """The latest feature row per (view, entity key); writes never go back in time."""
+    """The latest feature row per (view, entity key) of one project; writes never go back in
+    time.
+
+    A store is opened for one project: every key it reads or writes lives in that project's
+    space (:meth:`space`), so two projects' views of one name never share a row.
+    """
 
     url: str
+    project: str
+
+    def space(self, view: str) -> str:
+        """The stored name of ``view``: ``<project>/<view>`` (what the primitives take)."""
+        return f"{self.project}/{view}"
 
     # Primitives each backend provides.
 
@@ -154,8 +164,12 @@ class OnlineStore(abc.ABC):
         """Release connections; the store is unusable afterwards."""
 
     @abc.abstractmethod
+    def _drop(self, space: str) -> None:
+        """Delete every row stored under ``space`` (a :meth:`space` name)."""
+
     def drop_view(self, view: str) -> None:
-        """Delete every row of ``view``."""
+        """Delete every row of this project's ``view``."""
+        self._drop(self.space(view))
 
     # The checked API, built on the primitives.
 
@@ -198,7 +212,7 @@ class OnlineStore(abc.ABC):
         pack = msgpack.Packer(use_bin_type=True).pack
         items = [(pack(key), t, payload) for key, t, payload
                  in zip(zip(*key_lists, strict=True), event_us, payloads, strict=True)]
-        return self._put(bound.name, items)
+        return self._put(self.space(bound.name), items)
 
     def read(self, bound: BoundView, entity_keys: Sequence[Any],
              features: Sequence[str] | None = None, *, now: dt.datetime | None = None,
@@ -256,7 +270,8 @@ class OnlineStore(abc.ABC):
             ``(entities, features)`` int8 statuses and the rows' event times
             (``datetime64[us]``, NaT where there is no row).
         """
-        fetched = self._get_many([(bound.name, keys) for bound, keys, _ in requests])
+        fetched = self._get_many([(self.space(bound.name), keys)
+                                  for bound, keys, _ in requests])
         now_us = _now_us(now)
         return [decode_rows(bound, wanted, stored, now_us)
                 for (bound, _, wanted), stored in zip(requests, fetched, strict=True)]
@@ -273,8 +288,9 @@ class OnlineStore(abc.ABC):
         self.close()
 
 
-def open_online_store(url: str, *, redis_prefix: str = "mlray") -> OnlineStore:
-    """Open the online store named by ``url``: ``sqlite:///path`` or ``redis://host:port/db``.
+def open_online_store(url: str, *, project: str, redis_prefix: str = "mlray") -> OnlineStore:
+    """Open ``project``'s online store at ``url``: ``sqlite:///path`` or
+    ``redis://host:port/db``.
 
     Raises:
         ConfigError: the scheme names no backend (the message lists those that exist).
@@ -290,7 +306,7 @@ def open_online_store(url: str, *, redis_prefix: str = "mlray") -> OnlineStore:
     if url.startswith("sqlite:"):
         from mlray.features.online_sqlite import SQLiteOnlineStore
 
-        return SQLiteOnlineStore(url)
+        return SQLiteOnlineStore(url, project=project)
     from mlray.features.online_redis import RedisOnlineStore
 
-    return RedisOnlineStore(url, prefix=redis_prefix)
+    return RedisOnlineStore(url, project=project, prefix=redis_prefix)

@@ -1,6 +1,6 @@
 """Redis online store: one packed value per (view, entity key), read with one MGET per view.
 
-Layout: key ``<prefix>:fv:<view>:<msgpack(entity key)>``, value ``<8-byte event time>
+Layout: key ``<prefix>:fv:<project>/<view>:<msgpack(entity key)>``, value ``<8-byte event time>
 <payload>``, the payload fixed-width for all-numeric views and msgpack otherwise (see
 :mod:`mlray.features.rowcodec`); the event time is microseconds since the epoch,
 big-endian with the sign bit flipped, so byte order is time order. The stored value is
@@ -41,6 +41,7 @@ import redis
 from mlray.errors import BackendUnavailable, ConfigError
 from mlray.features.online import OnlineStore
 from mlray.features.rowcodec import header
+from mlray.identity import check_project_name
 
 __all__ = ["RedisOnlineStore"]
 
@@ -81,9 +82,11 @@ def _mget(head: bytes, keys: Sequence[bytes]) -> bytes:
 class RedisOnlineStore(OnlineStore):
     """Latest feature rows as packed Redis strings; reads are pipelined MGETs."""
 
-    def __init__(self, url: str, prefix: str = "mlray", *, timeout_s: float = 2.0) -> None:
+    def __init__(self, url: str, prefix: str = "mlray", *, project: str,
+                 timeout_s: float = 2.0) -> None:
         self.url = url
         self.prefix = prefix
+        self.project = check_project_name(project)
         try:
             self._redis = redis.Redis.from_url(url, socket_timeout=timeout_s,
                                                socket_connect_timeout=timeout_s)
@@ -157,16 +160,18 @@ class RedisOnlineStore(OnlineStore):
                 pool.release(conn)
         raise AssertionError("unreachable")
 
-    def drop_view(self, view: str) -> None:
-        pattern = self._prefix(view) + b"*"
+    def _drop(self, space: str) -> None:
+        pattern = self._prefix(space) + b"*"
         with self._guard():
             for key in self._redis.scan_iter(match=pattern, count=1000):
                 self._redis.delete(key)
 
     def drop_all(self) -> None:
-        """Delete every online row under this store's prefix (tests and benchmarks)."""
+        """Delete every online row of this project under this store's prefix (tests and
+        benchmarks)."""
         with self._guard():
-            for key in self._redis.scan_iter(match=f"{self.prefix}:fv:*", count=1000):
+            for key in self._redis.scan_iter(match=f"{self.prefix}:fv:{self.project}/*",
+                                             count=1000):
                 self._redis.delete(key)
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from mlray.errors import BackendUnavailable
 from mlray.features.online import OnlineStore
 from mlray.features.rowcodec import header
+from mlray.identity import check_project_name
 from mlray.storage.sqlite import open_wal
 
 __all__ = ["SQLiteOnlineStore"]
@@ -39,8 +40,9 @@ _CHUNK = 500
 class SQLiteOnlineStore(OnlineStore):
     """Latest feature rows in one SQLite file (WAL)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, project: str) -> None:
         self.url = url
+        self.project = check_project_name(project)
         self.path = Path(url.removeprefix("sqlite:///")).expanduser().absolute()
         self._lock = threading.Lock()
         try:
@@ -83,9 +85,9 @@ class SQLiteOnlineStore(OnlineStore):
                 found.update({bytes(k): header(ts) + bytes(v) for k, ts, v in rows})
         return [found.get(k) for k in keys]
 
-    def drop_view(self, view: str) -> None:
+    def _drop(self, space: str) -> None:
         with self._guard() as db:
-            db.execute("DELETE FROM online_features WHERE view = ?", (view,))
+            db.execute("DELETE FROM online_features WHERE view = ?", (space,))
 
     def close(self) -> None:
         with self._lock:

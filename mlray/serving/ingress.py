@@ -248,6 +248,7 @@ class Ingress:
         if self._online is None:
             assert self.config.online_url is not None
             self._online = open_online_store(self.config.online_url,
+                                             project=self.config.project,
                                              redis_prefix=self.config.redis_prefix)
         return FeatureReader(self.sync.feature_repo, self._online)
 

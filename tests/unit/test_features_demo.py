@@ -35,7 +35,7 @@ def test_every_key_of_the_velocity_stream_is_under_the_prefix(redis_url: str,
     letters, windows, versions, errors) and its consumer group carry the prefix."""
     prefix = f"mlray-demo-{uuid.uuid4().hex[:8]}"
     client = redis.Redis.from_url(redis_url)
-    online = RedisOnlineStore(redis_url, prefix=prefix)
+    online = RedisOnlineStore(redis_url, project="default", prefix=prefix)
     repo = demo.definitions(tmp_path / "fraud.parquet", prefix)
     stream = repo.feature_view("customer_velocity").source.stream  # type: ignore[union-attr]
     other = f"{prefix}x:keep"  # shares the text of the prefix, not the prefix

@@ -55,7 +55,7 @@ def _repo(parquet_dir: Path) -> FeatureRepo:
 @pytest.fixture
 def online(state_url: str, redis_prefix: str) -> Iterator[OnlineStore]:
     """An empty online store on each backend; Redis keys are removed afterwards."""
-    store = open_online_store(state_url.replace("state.db", "online.db"),
+    store = open_online_store(state_url.replace("state.db", "online.db"), project="default",
                               redis_prefix=redis_prefix)
     yield store
     if isinstance(store, RedisOnlineStore):

@@ -26,7 +26,7 @@ PRESENT, NOT_FOUND, OLD = (FeatureStatus.PRESENT, FeatureStatus.NOT_FOUND,
 def online(state_url: str, redis_prefix: str) -> Iterator[OnlineStore]:
     """An empty online store on each backend (``backend`` fixture); Redis keys are removed."""
     url = state_url.replace("state.db", "online.db")
-    store = open_online_store(url, redis_prefix=redis_prefix)
+    store = open_online_store(url, project="default", redis_prefix=redis_prefix)
     yield store
     if isinstance(store, RedisOnlineStore):
         store.drop_all()
@@ -212,11 +212,29 @@ def test_drop_view(online: OnlineStore, stats: BoundView) -> None:
     assert online.read(stats, [1], now=T0).statuses("clicks") == [NOT_FOUND]
 
 
+def test_projects_never_share_rows(online: OnlineStore, stats: BoundView,
+                                   redis_prefix: str) -> None:
+    """Project b's store, on the same backend and prefix, sees none of project a's rows of a
+    view of the same name, and dropping its view leaves a's rows."""
+    other = open_online_store(online.url, project="other", redis_prefix=redis_prefix)
+    try:
+        online.write(stats, _rows((1, T0, 5)))
+        assert other.read(stats, [1], now=T0).statuses("clicks") == [NOT_FOUND]
+        other.write(stats, _rows((1, T0, 7)))
+        other.drop_view("stats")
+        assert online.read(stats, [1], now=T0).values["clicks"] == [5]
+    finally:
+        if isinstance(other, RedisOnlineStore):
+            other.drop_all()
+        other.close()
+    assert online.space("stats") != other.space("stats")
+
+
 def test_unknown_scheme_and_unreachable_redis() -> None:
     with pytest.raises(ConfigError, match="unknown online store scheme 'mysql'"):
-        open_online_store("mysql://x")
+        open_online_store("mysql://x", project="default")
     with pytest.raises(BackendUnavailable, match="Redis online store"):
-        RedisOnlineStore("redis://127.0.0.1:1/0", timeout_s=0.5)
+        RedisOnlineStore("redis://127.0.0.1:1/0", project="default", timeout_s=0.5)
 
 
 def test_rows_in_the_older_map_layout_and_expired_rows_mix(online: OnlineStore,
@@ -225,8 +243,9 @@ def test_rows_in_the_older_map_layout_and_expired_rows_mix(online: OnlineStore,
 
     online.write(stats, _rows((1, T0, 5), (3, T0 - dt.timedelta(hours=2), 4)))
     key = msgpack.packb([2])
-    online._put("stats", [(key, 0, msgpack.packb({"clicks": 9, "score": 1.5}))])
-    online._put("stats", [(key, int(T0.timestamp() * 1e6), msgpack.packb({"clicks": 9}))])
+    space = online.space("stats")
+    online._put(space, [(key, 0, msgpack.packb({"clicks": 9, "score": 1.5}))])
+    online._put(space, [(key, int(T0.timestamp() * 1e6), msgpack.packb({"clicks": 9}))])
     read = online.read(stats, [1, 2, 3, 4], ["score", "clicks"], now=T0)
     assert read.values["clicks"] == [5, 9, None, None]
     assert read.values["score"] == [2.5, None, None, None]
@@ -269,10 +288,10 @@ def test_numeric_rows_under_other_layouts_are_read_by_name(online: OnlineStore) 
     online.write(now, {"user_id": [2, 5], "event_timestamp": pa.array(
         [T0, T0 - dt.timedelta(hours=2)]), "a": [2.5, 9.0], "b": [8, 9], "c": [True, True]})
     at = int(T0.timestamp() * 1e6)
-    online._put("nums", [(msgpack.packb([3]), at, msgpack.packb([["b", "a"], [4, "x"]])),
-                         (msgpack.packb([4]), at, msgpack.packb({"c": False})),
-                         (msgpack.packb([7]), at, msgpack.packb(
-                             {"a": 3, "b": float("nan"), "c": 1.5}))])
+    online._put(online.space("nums"), [
+        (msgpack.packb([3]), at, msgpack.packb([["b", "a"], [4, "x"]])),
+        (msgpack.packb([4]), at, msgpack.packb({"c": False})),
+        (msgpack.packb([7]), at, msgpack.packb({"a": 3, "b": float("nan"), "c": 1.5}))])
     read = online.read(now, [1, 2, 3, 4, 5, 6, 7], now=T0)
     assert read.values == {"a": [1.5, 2.5, None, None, None, None, 3.0],
                            "b": [7, 8, 4, None, None, None, None],
@@ -303,8 +322,8 @@ def test_numeric_rows_of_other_lengths_adding_up_to_whole_rows(online: OnlineSto
         raise AssertionError(size)
 
     payload = layout.size - 8
-    online._put("nums", [(msgpack.packb([1]), at, padded(payload - 3)),
-                         (msgpack.packb([2]), at, padded(payload + 3))])
+    online._put(online.space("nums"), [(msgpack.packb([1]), at, padded(payload - 3)),
+                                       (msgpack.packb([2]), at, padded(payload + 3))])
     online.write(nums, {"user_id": [3], "event_timestamp": pa.array([T0]), "a": [0.5]})
     read = online.read(nums, [1, 2, 3], now=T0)
     assert read.values["a"] == [0.25, 0.25, 0.5]

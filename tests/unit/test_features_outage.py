@@ -80,7 +80,7 @@ def test_reads_fail_fast_while_redis_is_down_and_recover(server: RedisProcess) -
                                  "source": {"type": "push"},
                                  "fields": [{"name": "age", "dtype": "int64"}]}],
                  feature_services=[{"name": "svc", "features": ["profile:age"]}])
-    store = RedisOnlineStore(server.url, prefix="outage", timeout_s=0.5)
+    store = RedisOnlineStore(server.url, project="default", prefix="outage", timeout_s=0.5)
     store.write(repo.bind("profile"), [{"customer_id": 1, "age": 40,
                                         "event_timestamp": dt.datetime.now(dt.UTC)}])
     reader = FeatureReader(repo, store)

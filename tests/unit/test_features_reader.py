@@ -23,7 +23,7 @@ PRESENT, NOT_FOUND, OLD = (FeatureStatus.PRESENT, FeatureStatus.NOT_FOUND,
 
 @pytest.fixture
 def online(state_url: str, redis_prefix: str) -> Iterator[OnlineStore]:
-    store = open_online_store(state_url.replace("state.db", "online.db"),
+    store = open_online_store(state_url.replace("state.db", "online.db"), project="default",
                               redis_prefix=redis_prefix)
     yield store
     if isinstance(store, RedisOnlineStore):

@@ -55,7 +55,7 @@ def env(redis_url: str, redis_prefix: str, tmp_path: Path) -> Iterator[dict[str,
     client = redis.Redis.from_url(redis_url)
     stream = f"{redis_prefix}:tx"
     repo = _repo(stream)
-    online = RedisOnlineStore(redis_url, prefix=redis_prefix)
+    online = RedisOnlineStore(redis_url, project="default", prefix=redis_prefix)
     offline = OfflineStore(str(tmp_path / "offline"), repo)
     yield {"client": client, "stream": stream, "repo": repo, "online": online,
            "offline": offline, "prefix": redis_prefix}

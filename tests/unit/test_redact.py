@@ -45,7 +45,7 @@ def test_a_dead_redis_with_a_password_never_shows_it() -> None:
     with pytest.raises(BackendUnavailable) as state_err:
         open_state_store(url)
     with pytest.raises(BackendUnavailable) as online_err:
-        open_online_store(f"{url}?password={SECRET}")
+        open_online_store(f"{url}?password={SECRET}", project="default")
     for err in (state_err.value, online_err.value):
         assert not _leaks(err), err
         assert "127.0.0.1" in err.message  # still says where
