@@ -17,7 +17,8 @@ class RegistryActor(ServiceActor):
     API = frozenset({
         "create_model", "get_model", "update_model", "list_models", "delete_model",
         "create_version", "get_version", "list_versions", "search_versions",
-        "transition_stage", "set_validation", "delete_version", "set_alias", "delete_alias",
+        "transition_stage", "validate_version", "required_gates", "set_required_gates",
+        "delete_version", "set_alias", "delete_alias",
         "resolve", "set_traffic", "get_traffic", "serving_view", "audit_log",
         "allowed_architectures", "allow_architectures",
     })

@@ -43,7 +43,7 @@ from mlray.monitoring.drift import DriftReport
 from mlray.monitoring.monitor import IngestResult
 from mlray.monitoring.performance import PerformanceReport
 from mlray.monitoring.quality import QualityReport
-from mlray.registry.gates import GateReport
+from mlray.registry.gates import GateSpec
 from mlray.registry.types import (
     Lineage,
     ModelSpec,
@@ -189,9 +189,22 @@ class RegistryClient(_Facade):
         """Move a version to Production, archiving the current Production version."""
         return self.transition_stage(model, version, Stage.PRODUCTION, force=force)
 
-    def set_validation(self, model: str, version: int, report: GateReport) -> ModelVersion:
-        """Record a version's validation-gate report."""
-        return self._call("set_validation", model, version, report)
+    def validate(self, model: str, version: int, data: str | Path, *, label: str,
+                 gates: list[GateSpec] | None = None) -> ModelVersion:
+        """Have the platform evaluate a version on a labelled local Parquet file (uploaded to
+        the artifact store) against the model's required gates plus ``gates``; the report
+        it stores is the only one promotion counts."""
+        ref = self._artifacts.put(data)
+        return self._call("validate_version", model, version, ref.uri, ref.sha256, label,
+                          gates=gates)
+
+    def required_gates(self, model: str) -> list[GateSpec]:
+        """The gates every validation of ``model`` evaluates."""
+        return self._call("required_gates", model, read=True)
+
+    def set_required_gates(self, model: str, gates: list[GateSpec]) -> list[GateSpec]:
+        """Replace ``model``'s required gates (project admins; audited)."""
+        return self._call("set_required_gates", model, gates)
 
     def delete_version(self, model: str, version: int) -> None:
         """Delete a version and its aliases."""

@@ -132,27 +132,28 @@ def _local_client():  # type: ignore[no-untyped-def]
     return mlray.connect(config=load_config(), local=True)
 
 
-def test_models_show_version_is_a_readable_summary(cli, weights: Path) -> None:  # type: ignore[no-untyped-def]
+def test_models_show_version_is_a_readable_summary(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import numpy as np
 
     from mlray.datasets import FRAUD_CATEGORICAL, FRAUD_NUMERIC, generate_fraud
     from mlray.monitoring import profile_frame
-    from mlray.registry.gates import GateSpec, evaluate_gates
+    from mlray.registry.gates import GateSpec
     from mlray.registry.types import TensorSpec
+    from tests.unit.helpers import tiny_model
 
     client = _local_client()
     with client.experiments.run("fraud") as run:
         pass
     frame = generate_fraud(500)
     baseline = profile_frame(frame, FRAUD_NUMERIC, FRAUD_CATEGORICAL, np.linspace(0, 1, 500))
+    model_dir, data = tiny_model(tmp_path)
     client.registry.register(
-        "fraud", weights, metrics={"roc_auc": 0.91, "f1": 0.4}, run_id=run.run_id,
+        "fraud", model_dir, metrics={"roc_auc": 0.91, "f1": 0.4}, run_id=run.run_id,
         data_fingerprint="sha256:abc", input_schema=[TensorSpec(name="amount", dtype="float64")],
         output_schema=[TensorSpec(name="probability", dtype="float32")],
         baseline=baseline.model_dump(mode="json"))
-    report = evaluate_gates([GateSpec(kind="threshold", metric="roc_auc", min=0.7)],
-                            {"roc_auc": 0.91}, None, None)
-    client.registry.set_validation("fraud", 1, report)
+    client.registry.validate("fraud", 1, data, label="y",
+                             gates=[GateSpec(kind="threshold", metric="roc_auc", min=0)])
     client.registry.set_alias("fraud", "champion", 1)
     code, out, _ = cli("models", "show", "fraud", "--version", "1")
     assert code == 0
@@ -162,7 +163,7 @@ def test_models_show_version_is_a_readable_summary(cli, weights: Path) -> None: 
                      "input schema │ amount: float64", "output schema │ probability: float32",
                      f"lineage run │ {run.run_id}", "lineage data │ sha256:abc",
                      "500 training rows;", "7 numeric feature(s) binned;",
-                     "gates │ passed", "gate │ roc_auc >= 0.7: passed (critical);"):
+                     "gates │ passed", "gate │ roc_auc >= 0: passed (critical);"):
         assert expected in text, out
     code, out, _ = cli("models", "show", "models:/fraud@champion", "--json")
     full = json.loads(out)

@@ -35,7 +35,9 @@ def build_service(name: str, store: StateStore, artifacts: ArtifactStore,
     from mlray.tracking.service import ExperimentTracker
 
     if name == "registry":
-        return ModelRegistry(store, artifacts)
+        from mlray.models.validation import evaluate_artifact
+
+        return ModelRegistry(store, artifacts, evaluator=evaluate_artifact)
     if name == "experiments":
         return ExperimentTracker(store, artifacts)
     if name == "jobs":

@@ -31,11 +31,18 @@ def version_key(project: Project, name: str, version: int) -> str:
 
 
 class RegistryDocuments:
-    """The store, the artifact checker and the shared helpers of the registry's parts."""
+    """The store, the artifact checker and the shared helpers of the registry's parts.
 
-    def __init__(self, store: StateStore, artifacts: ArtifactStore | None = None) -> None:
+    ``evaluator`` scores a version for its validation report (see
+    :mod:`mlray.registry.validation`); the platform wires one in, a registry without it
+    cannot validate.
+    """
+
+    def __init__(self, store: StateStore, artifacts: ArtifactStore | None = None,
+                 evaluator: Callable[..., Any] | None = None) -> None:
         self._store = store
         self._artifacts = artifacts
+        self._evaluator = evaluator
 
     # -- helpers ---------------------------------------------------------------------------
 

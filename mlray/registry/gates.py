@@ -64,11 +64,22 @@ class GateResult(BaseModel):
 
 
 class GateReport(BaseModel):
-    """All gates of a version; ``passed`` is False when any critical gate failed."""
+    """All gates of a version; ``passed`` is False when any critical gate failed.
+
+    Only a report the platform computed counts for promotion: the registry fills
+    ``computed_by`` itself (:data:`mlray.auth.tokens.PLATFORM_USER`) when it evaluates a
+    version (:mod:`mlray.registry.validation`); a report without it never passes a gate.
+    """
 
     passed: bool
     results: list[GateResult]
     evaluated_at: float = Field(default_factory=time.time)
+    metrics: dict[str, float] = Field(default_factory=dict,
+                                      description="What the evaluation measured.")
+    computed_by: str | None = Field(None, description="Who computed it (the platform's user).")
+    requested_by: str | None = Field(None, description="Who asked for the evaluation.")
+    data_uri: str | None = Field(None, description="The labelled data it was evaluated on.")
+    data_sha256: str | None = None
 
     @property
     def failed_critical(self) -> list[str]:

@@ -23,9 +23,9 @@ from mlray.errors import (
     NotFound,
 )
 from mlray.identity import Caller, Role
+from mlray.quotas.guard import QuotaGuard, storage_in_use
 from mlray.registry._documents import MODELS, TRAFFIC, VERSIONS, model_key, version_key
 from mlray.registry.architectures import ArchitecturePolicy, check_architecture
-from mlray.registry.gates import GateReport
 from mlray.registry.traffic import TrafficRules, traffic_taken
 from mlray.registry.types import (
     ALLOWED_TRANSITIONS,
@@ -37,22 +37,31 @@ from mlray.registry.types import (
     VersionSpec,
 )
 from mlray.registry.uri import parse_model_uri
+from mlray.registry.validation import ValidationRules
 from mlray.storage.base import AuditEntry, Delete, Op, Put
 from mlray.storage.idempotency import IdempotencyKey, KeyedWrite
 
 __all__ = ["ModelRegistry"]
 
+_QUOTA_RETRIES = 16
 _VERSION_FIELDS = frozenset({"version", "stage", "model", "created_at", "updated_at",
                              "created_by", "description"})
 
 
-class ModelRegistry(TrafficRules):
+class ModelRegistry(ValidationRules, TrafficRules):
     """Registered models, versions, stages, aliases and search, with an audit trail.
 
     Args:
         store: where documents and the audit log live.
         artifacts: when given, each new version's artifact is checked (exists, sha256).
+        evaluator: scores versions for :meth:`validate_version` (the platform wires in
+            :func:`mlray.models.validation.evaluate_artifact`).
     """
+
+    @property
+    def _quotas(self) -> QuotaGuard:
+        """The project quotas a create must fit in (:mod:`mlray.quotas.guard`)."""
+        return QuotaGuard(self._store)
 
     # -- models ----------------------------------------------------------------------------
 
@@ -66,6 +75,7 @@ class ModelRegistry(TrafficRules):
 
         Raises:
             AlreadyExists: the name is taken in this project.
+            QuotaExceeded: the project is at its ``models`` quota.
         """
         caller.require(project, Role.editor)
         keyed = KeyedWrite(self._store, project, "registry.create_model", idempotency_key,
@@ -76,17 +86,25 @@ class ModelRegistry(TrafficRules):
         model = RegisteredModel(**spec.model_dump(), project=project, created_at=ts,
                                 updated_at=ts, created_by=caller.user)
         key = model_key(project, spec.name)
-        try:
-            self._store.apply(
-                [Put(collection=MODELS, key=key, data=model.model_dump(mode="json"),
-                     expected_version=0), *keyed.record(model)],
-                self._audit(caller, project, "model.create", key, after={"name": spec.name}))
-        except Conflict:
-            if (done := keyed.previous(RegisteredModel)) is not None:
-                return done  # a concurrent attempt with this key got there first
-            raise AlreadyExists(f"model {spec.name!r} already exists in project {project!r}",
-                                field="name") from None
-        return model
+        for attempt in range(_QUOTA_RETRIES):
+            quota = self._quotas.admit(
+                project, "models", lambda: len(self._store.list(MODELS, prefix=f"{project}/")))
+            try:
+                self._store.apply(
+                    [Put(collection=MODELS, key=key, data=model.model_dump(mode="json"),
+                         expected_version=0), *keyed.record(model), *quota],
+                    self._audit(caller, project, "model.create", key,
+                                after={"name": spec.name}))
+                return model
+            except Conflict:
+                if (done := keyed.previous(RegisteredModel)) is not None:
+                    return done  # a concurrent attempt with this key got there first
+                if (quota and attempt < _QUOTA_RETRIES - 1
+                        and self._store.get(MODELS, key) is None):
+                    continue  # another create took the quota's guard first: count again
+                raise AlreadyExists(f"model {spec.name!r} already exists in project "
+                                    f"{project!r}", field="name") from None
+        raise AssertionError("unreachable")
 
     @boundary
     def get_model(self, caller: Caller, project: Project, name: Name) -> RegisteredModel:
@@ -179,6 +197,7 @@ class ModelRegistry(TrafficRules):
             NotFound: no such model, or the artifact does not exist.
             IntegrityError: the artifact does not hash to ``spec.artifact_sha256``.
             InvalidInput: the key was used before for a different version.
+            QuotaExceeded: the project is at its ``versions`` or ``storage_bytes`` quota.
         """
         caller.require(project, Role.editor)
         keyed = KeyedWrite(self._store, project, "registry.create_version", idempotency_key,
@@ -204,12 +223,18 @@ class ModelRegistry(TrafficRules):
                                    created_by=caller.user, updated_by=caller.user)
             bumped = registered.model_copy(update={"latest_version": number, "updated_at": ts})
             key = version_key(project, model, number)
+            quota = [*self._quotas.admit(
+                         project, "versions",
+                         lambda: len(self._store.list(VERSIONS, prefix=f"{project}/"))),
+                     *self._quotas.admit(project, "storage_bytes",
+                                         lambda: storage_in_use(self._store, project),
+                                         spec.artifact_size)]
             self._store.apply(
                 [Put(collection=MODELS, key=doc.key, data=bumped.model_dump(mode="json"),
                      expected_version=doc.version),
                  Put(collection=VERSIONS, key=key, data=version.model_dump(mode="json"),
                      expected_version=0),
-                 *keyed.record(version)],
+                 *keyed.record(version), *quota],
                 self._audit(caller, project, "version.create", key,
                             after={"version": number, "artifact_sha256": spec.artifact_sha256,
                                    "run_id": spec.lineage.run_id}))
@@ -265,28 +290,6 @@ class ModelRegistry(TrafficRules):
         return sort_by(found, order, get_field)[:limit]
 
     @boundary
-    def set_validation(self, caller: Caller, project: Project, model: Name, version: int,
-                       report: GateReport) -> ModelVersion:
-        """Record the validation-gate report of a version (replacing an earlier one)."""
-        caller.require(project, Role.editor)
-
-        def attempt() -> ModelVersion:
-            mdoc, vdoc = self._model_and_version(project, model, version)
-            current = ModelVersion.model_validate(vdoc.data)
-            updated = current.model_copy(update={"validation": report, "updated_at": now(),
-                                                 "updated_by": caller.user})
-            self._store.put(VERSIONS, vdoc.key, updated.model_dump(mode="json",
-                                                                   exclude={"aliases"}),
-                            vdoc.version,
-                            self._audit(caller, project, "version.validation", vdoc.key,
-                                        after={"passed": report.passed,
-                                               "failed": report.failed_critical}))
-            return self._version(vdoc.model_copy(update={"data": updated.model_dump()}),
-                                 RegisteredModel.model_validate(mdoc.data))
-
-        return self._retry(attempt)
-
-    @boundary
     def transition_stage(self, caller: Caller, project: Project, model: Name, version: int,
                          stage: Stage, *, archive_existing: bool = True,
                          force: bool = False) -> ModelVersion:
@@ -294,8 +297,10 @@ class ModelRegistry(TrafficRules):
 
         Promoting to Production archives the current Production version(s) in the same
         atomic write unless ``archive_existing`` is False, and is refused while the
-        version's validation report has failed critical gates, unless ``force`` (admins
-        only; the override is audited).
+        version's platform-computed validation report has failed critical gates (or is
+        missing while the model has required gates: :mod:`mlray.registry.validation`),
+        unless ``force`` (admins only; the override is audited with the failed gates). A
+        report a caller wrote never counts.
 
         A version that takes traffic (a positive weight or a shadow in the model's stored
         policy) is never archived, neither by hand nor by a promotion: the traffic must
@@ -318,8 +323,9 @@ class ModelRegistry(TrafficRules):
                 raise InvalidTransition(
                     f"{model} v{version}: cannot move from {current.stage.value} to "
                     f"{stage.value}; allowed: {names}", field="stage")
-            failed = current.validation.failed_critical if current.validation else []
-            if stage is Stage.PRODUCTION and failed and not force:
+            failed = (self._gate_failures(project, model, current)
+                      if stage is Stage.PRODUCTION else [])
+            if failed and not force:
                 raise InvalidTransition(
                     f"{model} v{version} failed critical validation gates: "
                     f"{'; '.join(failed)}; an admin may force the promotion", field="stage")

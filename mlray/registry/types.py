@@ -137,7 +137,6 @@ class VersionSpec(BaseModel):
     output_schema: list[TensorSpec] = Field(default_factory=list)
     baseline: dict[str, Any] | None = Field(
         None, description="Training baseline for drift (mlray.monitoring.Baseline as a dict).")
-    validation: GateReport | None = Field(None, description="Result of the validation gates.")
 
 
 class ModelVersion(VersionSpec):
@@ -152,6 +151,9 @@ class ModelVersion(VersionSpec):
     created_by: str
     updated_by: str
     aliases: list[str] = Field(default_factory=list)
+    validation: GateReport | None = Field(
+        None, description="Result of the validation gates, computed by the platform "
+                          "(ModelRegistry.validate_version); never supplied by a caller.")
 
     @property
     def uri(self) -> str:

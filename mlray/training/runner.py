@@ -7,8 +7,8 @@
 3. ``TorchTrainer.fit`` with Ray Data shards, checkpoints and retries; each epoch is
    logged to the run as it is reported;
 4. evaluation on the held-out test split, the drift baseline, the model artifact;
-5. registration, validation gates, optional promotion; the job ends COMPLETED, or
-   FAILED / CANCELLED with the error.
+5. registration, validation gates (evaluated by the platform), optional promotion; the
+   job ends COMPLETED, or FAILED / CANCELLED with the error.
 """
 
 from __future__ import annotations
@@ -24,15 +24,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlray.errors import MlrayError, NotFound
+from mlray.errors import MlrayError
 from mlray.models.predictor import Predictor, save_model
 from mlray.monitoring.baseline import profile_frame
-from mlray.registry.gates import GateReport, evaluate_gates
+from mlray.registry.gates import GateReport
 from mlray.registry.types import ModelVersion, Stage
 from mlray.storage.fsuri import run_storage
 from mlray.tracking.jobs import JobStatus
 from mlray.tracking.types import RunStatus
-from mlray.training.callbacks import TrackerCallback, TrackingTarget, TrainingCancelled
+from mlray.training.callbacks import (
+    TOKEN_TTL_S,
+    TrackerCallback,
+    TrackingTarget,
+    TrainingCancelled,
+)
 from mlray.training.config import TrainConfig
 from mlray.training.loop import STATE_FILE, train_loop_per_worker
 from mlray.training.metrics import classification_metrics, regression_metrics
@@ -161,17 +166,13 @@ def finalize(client: Any, config: TrainConfig, prepared: Prepared, checkpoint: A
             tags=config.tags, input_schema=prepared.input_schema(),
             output_schema=prepared.output_schema(), baseline=baseline.model_dump(mode="json"),
             framework="torch", feature_service=config.data.feature_service)
-    report = None
-    if config.gates:
-        batch = max(g.batch_size for g in config.gates)
-        sample = np.resize(x_test, (batch, x_test.shape[1])).astype(np.float32)
-        try:
-            production = client.registry.resolve(f"models:/{config.name}/Production").metrics
-        except NotFound:
-            production = None
-        report = evaluate_gates(config.gates, metrics, production,
-                                predictor.latency_p99_ms(sample))
-        version = client.registry.set_validation(config.name, version.version, report)
+        # The gates are evaluated by the platform (the registry), on the test split the
+        # job hands it: a report this process computed would not count for promotion.
+        test.to_parquet(Path(tmp) / "test.parquet", index=False)
+        version = client.registry.validate(config.name, version.version,
+                                           Path(tmp) / "test.parquet", label=config.data.label,
+                                           gates=config.gates or [])
+    report = version.validation
     if config.promote != "none" and (report is None or report.passed):
         stage = Stage.PRODUCTION if config.promote == "production" else Stage.STAGING
         version = client.registry.transition_stage(config.name, version.version, stage)
@@ -247,8 +248,8 @@ def run_training(client: Any, config: TrainConfig, *, progress: Progress | None 
                                            tags={"job_id": job.job_id, **config.tags})
         run_id = run.run_id
         client.jobs.update(job.job_id, status=JobStatus.RUNNING, run_id=run_id)
-        target = TrackingTarget(client.config.namespace, client.caller, client.project,
-                                run_id, job.job_id)
+        target = TrackingTarget(client.config.namespace, client.delegate(TOKEN_TTL_S),
+                                client.project, run_id, job.job_id)
         trainer = make_trainer(config, prepared, loop_config(config, prepared),
                                f"{config.name}-{run_id[:12]}",
                                client.config.storage_uri, [TrackerCallback(target)])

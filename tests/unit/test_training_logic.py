@@ -15,14 +15,12 @@ from mlray.errors import (
     IntegrityError,
     InvalidInput,
     InvalidTransition,
-    PermissionDenied,
 )
-from mlray.identity import Caller, Role
+from mlray.identity import Caller
 from mlray.models import Predictor, save_model
 from mlray.monitoring import profile_frame
-from mlray.registry import ModelRegistry, Stage
 from mlray.registry.gates import GateSpec, evaluate_gates
-from mlray.storage import ArtifactStore, StateStore
+from mlray.storage import StateStore
 from mlray.tracking.jobs import JobBook, JobStatus
 from mlray.training.config import ScalingSettings, TrainConfig, load_train_config
 from mlray.training.data import Preprocessor
@@ -30,7 +28,6 @@ from mlray.training.loop import EarlyStopper
 from mlray.training.metrics import classification_metrics, regression_metrics, roc_auc
 from mlray.training.models import ModelArchitecture, build_model
 from mlray.training.prepare import check_resources
-from tests.unit.helpers import artifact_spec
 
 ADMIN = Caller.local_admin("alice")
 
@@ -148,26 +145,6 @@ def test_a_job_whose_driver_died_does_not_stay_running(store: StateStore) -> Non
     lost = book.get_job(ADMIN, "default", job.job_id)
     assert lost.status is JobStatus.FAILED and "no heartbeat" in (lost.error or "")
     assert book.list_jobs(ADMIN, "default", status=JobStatus.RUNNING) == []
-
-
-def test_failed_critical_gates_block_production(store: StateStore, tmp_path: Path) -> None:
-    artifacts = ArtifactStore(str(tmp_path / "a"))
-    registry = ModelRegistry(store, artifacts)
-    registry.create_model(ADMIN, "default", {"name": "m"})
-    registry.create_version(ADMIN, "default", "m", artifact_spec(artifacts, tmp_path))
-    report = evaluate_gates([GateSpec(kind="threshold", metric="auc", min=0.9)], {"auc": 0.5})
-    version = registry.set_validation(ADMIN, "default", "m", 1, report)
-    assert version.validation is not None and not version.validation.passed
-    registry.transition_stage(ADMIN, "default", "m", 1, Stage.STAGING)
-    with pytest.raises(InvalidTransition, match=r"failed critical validation gates: auc >= 0.9"):
-        registry.transition_stage(ADMIN, "default", "m", 1, Stage.PRODUCTION)
-    editor = Caller(user="ed", roles={"default": Role.editor})
-    with pytest.raises(PermissionDenied, match="admin"):
-        registry.transition_stage(editor, "default", "m", 1, Stage.PRODUCTION, force=True)
-    forced = registry.transition_stage(ADMIN, "default", "m", 1, Stage.PRODUCTION, force=True)
-    assert forced.stage is Stage.PRODUCTION
-    entry = registry.audit_log(ADMIN, "default")[-1]
-    assert entry.after is not None and entry.after["forced_past_gates"] == ["auc >= 0.9"]
 
 
 def test_user_models_from_module_callable() -> None:
