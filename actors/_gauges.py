@@ -75,10 +75,11 @@ class GaugeExportingActor(ServiceActor):
         self._lock = threading.Lock()
         export_gauges(self._all_values, self.EXPORT_S, self.NAME)
 
-    def invoke(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def invoke(self, method: str, credential: str | None = None, *args: Any,
+               **kwargs: Any) -> Any:
         """As the base shell, one call at a time with the exporter."""
         with self._lock:
-            return super().invoke(method, *args, **kwargs)
+            return super().invoke(method, credential, *args, **kwargs)
 
     def _all_values(self) -> list[Sample]:
         with self._lock:

@@ -18,9 +18,8 @@ from mlray.alerts.channels import build_dispatcher
 from mlray.alerts.engine import Sample
 from mlray.alerts.rules import AlertsConfig, load_rules
 from mlray.alerts.service import AlertsService
+from mlray.auth.tokens import platform_secret
 from mlray.config import PlatformConfig
-from mlray.errors import InvalidInput
-from mlray.identity import Caller, Role
 
 __all__ = ["AlertsActor"]
 
@@ -40,7 +39,8 @@ class AlertsActor(ServiceActor):
         rules = (load_rules(config.alerts_config) if config.alerts_config
                  else AlertsConfig())
         self._config = config
-        self._caller = Caller(user="mlray-alerts", roles={config.project: Role.viewer})
+        self._authenticate(store)
+        self._credential = platform_secret(store).credential
         self._service = AlertsService(store, rules, self._samples,
                                       notify=build_dispatcher(rules, redis_url=config.stream_url))
         self._lock = threading.RLock()
@@ -52,17 +52,14 @@ class AlertsActor(ServiceActor):
         """The monitor's values (drift, quality) and the breakers' (error ratio, latency
         quantiles, breaker states)."""
         refs = [ray.get_actor(name, namespace=self._config.namespace).invoke.remote(
-            "values", self._caller, self._config.project) for name in ("monitor", "breakers")]
+            "values", self._credential, self._config.project) for name in ("monitor", "breakers")]
         return [s for found in ray.get(refs, timeout=30) for s in found]
 
-    def invoke(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def invoke(self, method: str, credential: str | None = None, *args: Any,
+               **kwargs: Any) -> Any:
         """As the base shell, one call at a time with the evaluation loop."""
-        if method not in self.API:
-            raise InvalidInput(f"{self.NAME} has no method {method!r}", field="method")
         with self._lock:
-            if method == "evaluate":
-                return self._service.evaluate()
-            return getattr(self._service, method)(*args, **kwargs)
+            return self._call(self._service, method, credential, args, kwargs)
 
     def _loop(self, interval_s: float) -> None:
         while not self._stop.wait(interval_s):

@@ -19,8 +19,8 @@ import ray
 from actors._shell import ServiceActor
 from mlray._private.redact import install_log_redaction
 from mlray._private.services import open_stores
+from mlray.auth.tokens import platform_secret
 from mlray.config import PlatformConfig
-from mlray.errors import InvalidInput
 from mlray.registry.service import ModelRegistry
 from mlray.serving.board import VersionStats
 from mlray.serving.reconcile import Reconciler
@@ -38,12 +38,14 @@ APPS_MAX_AGE_S = 0.5
 class _BreakersStats:
     """The rollout's stats port over the ``breakers`` actor."""
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, credential: str) -> None:
         self._namespace = namespace
+        self._credential = credential
 
     def stats(self, key: str, window_s: float = 60.0) -> VersionStats:
         actor = ray.get_actor("breakers", namespace=self._namespace)
-        return ray.get(actor.invoke.remote("stats", key, window_s), timeout=30)
+        return ray.get(actor.invoke.remote("stats", self._credential, key, window_s),
+                       timeout=30)
 
 
 @ray.remote(max_concurrency=4, concurrency_groups={"apps": 1})
@@ -61,23 +63,23 @@ class DeploymentsActor(ServiceActor):
         self._config = config  # what ServiceActor.config() answers
         store, artifacts = open_stores(config)
         registry, deployer = ModelRegistry(store, artifacts), ServeDeployer(config)
-        self._service = RolloutController(
-            store, registry, deployer, _BreakersStats(config.namespace),
-            load_serving_config(config.serving_config))
+        stats = _BreakersStats(config.namespace, platform_secret(store).credential)
+        self._service = RolloutController(store, registry, deployer, stats,
+                                          load_serving_config(config.serving_config))
         self._reconciler = Reconciler(registry, self._service, deployer)
+        self._authenticate(store)
         self._lock = threading.RLock()
         self._apps: frozenset[str] = frozenset()
         self._apps_at = float("-inf")
         self._stop = threading.Event()
         threading.Thread(target=self._tick_forever, name="rollouts", daemon=True).start()
 
-    def invoke(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def invoke(self, method: str, credential: str | None = None, *args: Any,
+               **kwargs: Any) -> Any:
         """As the base shell, one call at a time with the rollout ticks."""
-        if method not in self.API:
-            raise InvalidInput(f"{self.NAME} has no method {method!r}", field="method")
         target = self._reconciler if method == "apps" else self._service
         with self._lock:
-            return getattr(target, method)(*args, **kwargs)
+            return self._call(target, method, credential, args, kwargs)
 
     @ray.method(concurrency_group="apps")
     def usable_apps(self, max_age_s: float = APPS_MAX_AGE_S) -> frozenset[str]:

@@ -55,7 +55,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config) if args.config else None
     client = mlray.connect(args.address, config=config)
-    repo = client.transport.call("features", "repo", client.caller, client.project,
+    repo = client.transport.call("features", "repo", client.who, client.project,
                                  idempotent=True)
     assert client.config.offline_uri is not None  # resolved default
     features: str | list[str] = (args.features if ":" not in args.features

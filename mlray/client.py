@@ -24,6 +24,7 @@ from mlray.alerts.rules import AlertRule
 from mlray.alerts.types import AlertStatus, Notification, Silence
 from mlray.auth import resolve as resolve_key
 from mlray.auth.book import ApiKey, IssuedKey
+from mlray.auth.tokens import platform_credential
 from mlray.config import PlatformConfig, adopt_running, config_differences, load_config
 from mlray.errors import (
     AlreadyExists,
@@ -76,32 +77,37 @@ __all__ = ["Client", "ExperimentsClient", "FeaturesClient", "JobsClient", "KeysC
            "MonitoringClient", "RegistryClient", "ServingClient", "connect"]
 
 
+#: Who a call is made as: a :class:`Caller` in this process (local mode), else the
+#: credential the actors authenticate (an API key or token; None: the platform's
+#: anonymous caller, the local admin under ``auth: none``).
+Who = Caller | str | None
+
+
 class _Facade:
-    def __init__(self, service: str, transport: Transport, caller: Caller,
-                 project: str) -> None:
+    def __init__(self, service: str, transport: Transport, who: Who, project: str) -> None:
         self._service = service
         self._transport = transport
-        self._caller = caller
+        self._who = who
         self.project = project
 
     def _call(self, method: str, *args: Any, read: bool = False, **kwargs: Any) -> Any:
-        return self._transport.call(self._service, method, self._caller, self.project, *args,
+        return self._transport.call(self._service, method, self._who, self.project, *args,
                                     idempotent=read, **kwargs)
 
     def _create(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """A create that is safe to retry: one fresh idempotency key for every attempt of
         it, so the transport retries it when the actor or the store was lost and the
         service answers a repeat with the first result."""
-        return self._transport.call(self._service, method, self._caller, self.project, *args,
+        return self._transport.call(self._service, method, self._who, self.project, *args,
                                     idempotency_key=new_key(), **kwargs)
 
 
 class RegistryClient(_Facade):
     """Model registry operations for one project."""
 
-    def __init__(self, transport: Any, caller: Caller, project: str,
+    def __init__(self, transport: Any, who: Who, project: str,
                  artifacts: ArtifactStore) -> None:
-        super().__init__("registry", transport, caller, project)
+        super().__init__("registry", transport, who, project)
         self._artifacts = artifacts
 
     def create_model(self, name: str, **spec: Any) -> RegisteredModel:
@@ -256,9 +262,9 @@ class RegistryClient(_Facade):
 class ExperimentsClient(_Facade):
     """Experiment tracking for one project."""
 
-    def __init__(self, transport: Any, caller: Caller, project: str,
+    def __init__(self, transport: Any, who: Who, project: str,
                  artifacts: ArtifactStore) -> None:
-        super().__init__("experiments", transport, caller, project)
+        super().__init__("experiments", transport, who, project)
         self._artifacts = artifacts
 
     def create_experiment(self, name: str, *, description: str = "",
@@ -352,8 +358,8 @@ class ExperimentsClient(_Facade):
 class JobsClient(_Facade):
     """Training and tuning job records for one project."""
 
-    def __init__(self, transport: Any, caller: Caller, project: str) -> None:
-        super().__init__("jobs", transport, caller, project)
+    def __init__(self, transport: Any, who: Who, project: str) -> None:
+        super().__init__("jobs", transport, who, project)
 
     def create(self, kind: str, name: str, details: dict[str, Any] | None = None
                ) -> TrainingJob:
@@ -384,13 +390,13 @@ class JobsClient(_Facade):
 class ServingClient(_Facade):
     """Deployments and rollouts (``deployments`` actor) and live breakers (``breakers``)."""
 
-    def __init__(self, transport: Any, caller: Caller, project: str,
+    def __init__(self, transport: Any, who: Who, project: str,
                  registry: RegistryClient) -> None:
-        super().__init__("deployments", transport, caller, project)
+        super().__init__("deployments", transport, who, project)
         self._registry = registry
 
     def _breakers(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._transport.call("breakers", method, self._caller, self.project, *args,
+        return self._transport.call("breakers", method, self._who, self.project, *args,
                                     idempotent=True, **kwargs)
 
     def deploy(self, model: str, version: int, *, strategy: str = "canary",
@@ -466,10 +472,10 @@ class MonitoringClient(_Facade):
     """Live drift and data quality of served versions (``monitor`` actor), and live model
     metrics from feedback (read straight from the prediction and feedback logs)."""
 
-    def __init__(self, transport: Any, caller: Caller, project: str,
+    def __init__(self, transport: Any, who: Who, project: str,
                  config: PlatformConfig | None = None,
                  registry: RegistryClient | None = None) -> None:
-        super().__init__("monitor", transport, caller, project)
+        super().__init__("monitor", transport, who, project)
         self._config, self._registry = config, registry
 
     def performance(self, model: str, version: int, *, window_s: float = 86_400.0
@@ -487,7 +493,7 @@ class MonitoringClient(_Facade):
 
     def ingest(self, sketches: list[dict[str, Any]]) -> IngestResult:
         """Ship sketch envelopes (what ingress replicas do in the background)."""
-        return self._transport.call("monitor", "ingest", sketches)
+        return self._transport.call("monitor", "ingest", self._who, sketches)
 
     def drift(self, model: str, version: int | None = None, *, window_s: float | None = None,
               rows: int | None = None) -> DriftReport:
@@ -516,9 +522,9 @@ class FeaturesClient(_Facade):
     names; the definitions come from the actor, cached for ``repo_ttl_s``.
     """
 
-    def __init__(self, transport: Any, caller: Caller, project: str,
+    def __init__(self, transport: Any, who: Who, project: str,
                  config: PlatformConfig, repo_ttl_s: float = 5.0) -> None:
-        super().__init__("features", transport, caller, project)
+        super().__init__("features", transport, who, project)
         self._config = config
         self._repo_ttl_s = repo_ttl_s
         self._repo: tuple[float, FeatureRepo] | None = None
@@ -678,8 +684,8 @@ class FeaturesClient(_Facade):
 class AlertsClient(_Facade):
     """Alert states, rules and silences (the ``alerts`` actor)."""
 
-    def __init__(self, transport: Any, caller: Caller, project: str) -> None:
-        super().__init__("alerts", transport, caller, project)
+    def __init__(self, transport: Any, who: Who, project: str) -> None:
+        super().__init__("alerts", transport, who, project)
 
     def list(self) -> list[AlertStatus]:
         """Pending and firing alerts."""
@@ -700,14 +706,14 @@ class AlertsClient(_Facade):
 
     def evaluate(self) -> list[Notification]:
         """Evaluate every rule now (the actor also does it on its interval)."""
-        return self._transport.call("alerts", "evaluate")
+        return self._transport.call("alerts", "evaluate", self._who)
 
 
 class KeysClient(_Facade):
     """API keys: issue (admin of every project the key reaches), list and revoke."""
 
-    def __init__(self, transport: Any, caller: Caller, project: str) -> None:
-        super().__init__("keys", transport, caller, project)
+    def __init__(self, transport: Any, who: Who, project: str) -> None:
+        super().__init__("keys", transport, who, project)
 
     def create(self, user: str, roles: dict[str, str], *, expires_in_s: float | None = None,
                description: str = "") -> IssuedKey:
@@ -724,42 +730,62 @@ class KeysClient(_Facade):
         """Revoke a key by its public id; it is refused from then on."""
         return self._call("revoke_key", key_id)
 
-    def bootstrap(self) -> IssuedKey | None:
-        """The first admin key, when the platform has no key yet (else None)."""
-        return self._transport.call("keys", "bootstrap", self._caller.user)
+    def bootstrap(self, user: str) -> IssuedKey | None:
+        """The first admin key, for ``user``, when the platform has no key yet (else None);
+        only the platform itself may ask (``connect(as_platform=True)``)."""
+        return self._transport.call("keys", "bootstrap", self._who, user)
+
+    def token(self, ttl_s: float) -> str:
+        """A token standing for this client's key in this project only, for ``ttl_s``
+        seconds (at most a day): what a job or a Train controller presents."""
+        return self._transport.call("keys", "token", self._who, self.project, ttl_s)
 
 
 class Client:
-    """Entry point to a platform: ``client.registry``, ``.experiments`` and ``.jobs``."""
+    """Entry point to a platform: ``client.registry``, ``.experiments`` and ``.jobs``.
+
+    ``caller`` is who the platform takes this client for; ``who`` is what each call
+    presents (see :data:`Who`).
+    """
 
     def __init__(self, config: PlatformConfig, transport: Any, caller: Caller,
-                 project: str | None = None, mode: str = "ray") -> None:
+                 project: str | None = None, mode: str = "ray", who: Who = None) -> None:
         self.config = config
         self.caller = caller
         self.mode = mode
         self.transport = transport
+        self.who: Who = caller if mode == "local" else who
         project = project or config.project
         self.artifacts = ArtifactStore(config.resolved_artifact_uri)
-        self.registry = RegistryClient(transport, caller, project, self.artifacts)
-        self.experiments = ExperimentsClient(transport, caller, project, self.artifacts)
-        self.jobs = JobsClient(transport, caller, project)
-        self.serving = ServingClient(transport, caller, project, self.registry)
-        self.features = FeaturesClient(transport, caller, project, config)
-        self.alerts = AlertsClient(transport, caller, project)
-        self.monitoring = MonitoringClient(transport, caller, project, config, self.registry)
-        self.keys = KeysClient(transport, caller, project)
+        who = self.who
+        self.registry = RegistryClient(transport, who, project, self.artifacts)
+        self.experiments = ExperimentsClient(transport, who, project, self.artifacts)
+        self.jobs = JobsClient(transport, who, project)
+        self.serving = ServingClient(transport, who, project, self.registry)
+        self.features = FeaturesClient(transport, who, project, config)
+        self.alerts = AlertsClient(transport, who, project)
+        self.monitoring = MonitoringClient(transport, who, project, config, self.registry)
+        self.keys = KeysClient(transport, who, project)
 
     @property
     def project(self) -> str:
         """The project this client works in."""
         return self.registry.project
 
+    def delegate(self, ttl_s: float) -> str | None:
+        """A credential for work this client hands to another process (a Train controller,
+        a Tune trial): a token minted from its key that reaches only this project and
+        expires after ``ttl_s`` seconds; None when the client presents no credential."""
+        if not isinstance(self.who, str):
+            return None
+        return self.keys.token(ttl_s)
+
 
 def connect(address: str | None = None, *, namespace: str | None = None,
             config: PlatformConfig | None = None, project: str | None = None,
             caller: Caller | None = None, local: bool = False,
             on_mismatch: Literal["raise", "adopt"] | None = None,
-            api_key: str | None = None) -> Client:
+            api_key: str | None = None, as_platform: bool = False) -> Client:
     """Connect to an mlray platform and return a :class:`Client`.
 
     The running actors are the source of truth for where the platform keeps its state
@@ -772,30 +798,37 @@ def connect(address: str | None = None, *, namespace: str | None = None,
         namespace: Ray namespace of the actors (default from config).
         config: platform config (default :func:`load_config`).
         project: project to work in (default from config).
-        caller: identity (default: the local admin named by ``config.user``).
-        api_key: an mlray API key (default: ``MLRAY_API_KEY``); the control plane's
-            ``keys`` service resolves it and the client acts as the caller it names.
+        caller: identity, in local mode only (default: the local admin named by
+            ``config.user``). Over Ray the actors decide who calls, from the API key.
+        api_key: an mlray API key or token (default: ``MLRAY_API_KEY``). Without one the
+            platform takes the call for its local admin where it runs ``auth: none``, and
+            refuses it where it runs ``auth: keys``.
         local: run the services in this process, without Ray (one process at a time).
         on_mismatch: when the running actors' config differs from this one: ``"adopt"``
             uses theirs and prints one line per differing key on stderr; ``"raise"``
             raises :class:`ConfigError`. Default: raise when ``config`` is given (a
             program that names its stores must not write elsewhere), adopt when the
             config comes from the environment (e.g. a job from ``ray job submit``).
+        as_platform: act as the platform itself (admin of every project) with the secret
+            kept in the state store: for ``mlray up``, which can open that store anyway.
 
     Raises:
         ConfigError: ``on_mismatch="raise"`` and the running platform's config differs
             (the message names the key and both values), or the running actors disagree.
-        Unauthenticated: the API key is malformed, unknown, expired or revoked.
+        Unauthenticated: the API key is malformed, unknown, expired or revoked, or the
+            platform requires one and none was given.
     """
     if api_key is not None and caller is not None:
         raise InvalidInput("give api_key or caller, not both", field="api_key")
-    if caller is None:
+    if caller is not None and not local:
+        raise InvalidInput("caller= works only with local=True: over Ray the actors decide "
+                           "who calls, from api_key (or MLRAY_API_KEY)", field="caller")
+    if caller is None and not as_platform:
         api_key = api_key or os.environ.get("MLRAY_API_KEY") or None
     on_mismatch = on_mismatch or ("raise" if config is not None else "adopt")
     config = config or load_config()
     if namespace:
         config = build(PlatformConfig, "", **{**config.model_dump(), "namespace": namespace})
-    caller = caller or Caller.local_admin(config.user)
     if local:
         from mlray._private.services import local_services
         from mlray._private.transport import LocalTransport
@@ -803,7 +836,8 @@ def connect(address: str | None = None, *, namespace: str | None = None,
         transport: Transport = LocalTransport(local_services(config))
         if api_key:
             caller = resolve_key(transport, api_key)
-        return Client(config, transport, caller, project, mode="local")
+        return Client(config, transport, caller or Caller.local_admin(config.user), project,
+                      mode="local")
     from actors import actors_config, start_actors
     from mlray._private.ray_session import ensure_ray
     from mlray._private.transport import ActorTransport
@@ -812,9 +846,9 @@ def connect(address: str | None = None, *, namespace: str | None = None,
     handles = start_actors(config)
     config = _reconcile(config, actors_config(handles), on_mismatch)
     transport = ActorTransport(handles)
-    if api_key:
-        caller = resolve_key(transport, api_key)
-    return Client(config, transport, caller, project)
+    who = platform_credential(config) if as_platform else api_key
+    return Client(config, transport, transport.call("keys", "whoami", who, idempotent=True),
+                  project, who=who)
 
 
 def _reconcile(local: PlatformConfig, running: PlatformConfig,

@@ -6,8 +6,25 @@ import time
 from typing import Any, Protocol
 
 from mlray.errors import BackendUnavailable, MlrayError
+from mlray.identity import ALL_PROJECTS, Role
 
-__all__ = ["ActorTransport", "LocalTransport", "Transport"]
+__all__ = ["ActorTransport", "LocalTransport", "Transport", "service_arguments"]
+
+
+def service_arguments(service: Any, method: str, caller: Any,
+                      args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The positional arguments of ``service.method`` for an authenticated ``caller``.
+
+    Most methods take the caller first. Those in the service's ``PLATFORM`` set take none
+    and answer only the platform itself (admin of every project).
+
+    Raises:
+        PermissionDenied: a ``PLATFORM`` method and a caller that is not admin of ``*``.
+    """
+    if method in getattr(service, "PLATFORM", ()):
+        caller.require(ALL_PROJECTS, Role.admin)
+        return args
+    return (caller, *args)
 
 
 class Transport(Protocol):
@@ -19,7 +36,8 @@ class Transport(Protocol):
 
 
 class LocalTransport:
-    """Services in this process: the CLI's embedded mode and tests without Ray."""
+    """Services in this process: the CLI's embedded mode and tests without Ray. The first
+    argument of a call is the :class:`~mlray.identity.Caller` (trusted: same process)."""
 
     def __init__(self, services: dict[str, Any]) -> None:
         self.services = services
@@ -30,7 +48,11 @@ class LocalTransport:
         if found is None:
             raise BackendUnavailable(f"{service} needs a Ray cluster (Ray Serve); start one "
                                      "with `mlray up`")
-        return getattr(found, method)(*args, **kwargs)
+        if method in getattr(found, "PUBLIC", ()):
+            return getattr(found, method)(*args, **kwargs)
+        caller, *rest = args
+        return getattr(found, method)(*service_arguments(found, method, caller, tuple(rest)),
+                                      **kwargs)
 
 
 class ActorTransport:

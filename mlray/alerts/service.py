@@ -30,6 +30,9 @@ _KEY = "engine"
 class AlertsService:
     """Evaluates the configured rules over ``source`` and keeps the state durable."""
 
+    #: Methods that take no caller and answer only the platform (admin of every project).
+    PLATFORM = frozenset({"evaluate"})
+
     def __init__(self, store: StateStore, config: AlertsConfig, source: SampleSource, *,
                  notify: Callable[[Notification], None] | None = None,
                  on_action: Callable[[str, Notification], None] | None = None,

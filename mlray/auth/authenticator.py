@@ -99,6 +99,14 @@ class Authenticator:
             return self.cached(credential) or self._verify(credential)
         raise Unauthenticated(PUBLIC_REFUSAL)
 
+    def key_id(self, credential: str | None) -> str | None:
+        """The API key a credential is or was minted from (None: no key behind it)."""
+        if not credential:
+            return None
+        if credential.startswith(TOKEN_PREFIX):
+            return self._secret.verify(credential, self._clock()).key_id
+        return parse_key(credential)
+
     def cached(self, key: str) -> Caller | None:
         """The caller of an API key verified here within ``ttl_s``, else None (no I/O:
         safe on an event loop; on None call :meth:`caller` off the loop)."""

@@ -112,6 +112,11 @@ class IssuedKey(BaseModel):
 class KeyBook:
     """API keys on a state store; ``clock`` is injectable for expiry tests."""
 
+    #: Methods that take no caller and answer only the platform (admin of every project).
+    PLATFORM = frozenset({"bootstrap"})
+    #: Methods that take no credential at all (presenting the key is the proof).
+    PUBLIC = frozenset({"resolve"})
+
     def __init__(self, store: StateStore, *, clock: Callable[[], float] = time.time,
                  params: ScryptParams = DEFAULT_PARAMS) -> None:
         self._store = store

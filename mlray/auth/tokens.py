@@ -15,15 +15,20 @@ import hmac
 import json
 import secrets
 import time
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlray.errors import Conflict, Unauthenticated
 from mlray.identity import ALL_PROJECTS, Caller, Role
+from mlray.storage import open_state_store
 from mlray.storage.base import StateStore
 
+if TYPE_CHECKING:
+    from mlray.config import PlatformConfig
+
 __all__ = ["INTERNAL_PREFIX", "PLATFORM_USER", "TOKEN_PREFIX", "PlatformSecret", "TokenClaims",
-           "platform_secret"]
+           "platform_caller", "platform_credential", "platform_secret"]
 
 INTERNAL_PREFIX = "mli_"
 TOKEN_PREFIX = "mlt_"
@@ -109,6 +114,15 @@ def platform_secret(store: StateStore) -> PlatformSecret:
         except Conflict:  # another process created it first: read theirs
             continue
     raise Conflict("could not read or create the platform secret")
+
+
+def platform_credential(config: PlatformConfig) -> str:
+    """The internal credential of the platform whose state store ``config`` names."""
+    store = open_state_store(config.resolved_state_url, redis_prefix=config.redis_prefix)
+    try:
+        return platform_secret(store).credential
+    finally:
+        store.close()
 
 
 def platform_caller() -> Caller:

@@ -78,15 +78,18 @@ class State:
                                      "(or set MLRAY_RAY_ADDRESS)")
         return connect(address, config=config, project=self.project, on_mismatch="adopt")
 
-    def client(self, on_mismatch: Literal["raise", "adopt"] = "adopt") -> Client:
+    def client(self, on_mismatch: Literal["raise", "adopt"] = "adopt",
+               as_platform: bool = False) -> Client:
         """A client on the running cluster, or in-process on the embedded store if none.
         When the running actors' config differs, a line per key goes to stderr and theirs
-        is used (``"adopt"``), or ConfigError is raised (``"raise"``, as `up` does)."""
+        is used (``"adopt"``), or ConfigError is raised (``"raise"``, as `up` does).
+        ``as_platform``: act as the platform itself (`up`; see :func:`mlray.connect`)."""
         config = self.config()
         address = self.cluster_address(config)
         if address is None:
             return connect(config=config, project=self.project, local=True)
-        return connect(address, config=config, project=self.project, on_mismatch=on_mismatch)
+        return connect(address, config=config, project=self.project, on_mismatch=on_mismatch,
+                       as_platform=as_platform)
 
 
 state = State()

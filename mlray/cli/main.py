@@ -36,6 +36,7 @@ app.command("drift")(monitoring.drift)
 app.command("performance")(monitoring.performance)
 app.command("train")(training.train)
 app.command("tune")(training.tune)
+app.command("validate")(models.validate)
 for _command in (serving.deploy, serving.traffic, serving.rollback, serving.rollouts,
                  serving.retune):
     app.command(_command.__name__)(_command)
@@ -189,14 +190,14 @@ def up(
                                       num_cpus or local_cpus(config.local_num_cpus))
     try:
         # The platform runs with one config: `up` with another is refused, not adopted.
-        client = state.client(on_mismatch="raise")
+        client = state.client(on_mismatch="raise", as_platform=True)
         if serve:
             from mlray.serving.launch import start_serving
 
             start_serving(client.config)
         if client.config.stream_url and client.features.streaming_views():
             client.features.start_streams()
-        first_key = client.keys.bootstrap()
+        first_key = client.keys.bootstrap(config.user)
     except BaseException as exc:
         if started is None:
             raise

@@ -95,6 +95,9 @@ def _fmt_window(window_s: float) -> str:
 class Monitor:
     """Windows of live sketches per served version; drift, quality and alert samples."""
 
+    #: Methods that take no caller and answer only the platform (admin of every project).
+    PLATFORM = frozenset({"ingest"})
+
     def __init__(self, store: StateStore, baselines: BaselineSource, *,
                  window_s: float = 3600.0, max_age_s: float = 7 * 86400.0,
                  drift_config: DriftConfig | None = None,

@@ -46,6 +46,9 @@ class VersionStats(BaseModel):
 class BreakerBoard:
     """Breaker states and outcome windows for every served (model, version)."""
 
+    #: Methods that take no caller and answer only the platform (admin of every project).
+    PLATFORM = frozenset({"sync", "states", "stats", "forget"})
+
     def __init__(self, store: StateStore, horizon_s: float = 3600.0,
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store

@@ -22,9 +22,9 @@ from typing import Any
 import ray
 from ray import serve
 
+from mlray.auth.tokens import platform_credential
 from mlray.config import PlatformConfig
 from mlray.features.repo import FeatureRepo
-from mlray.identity import Caller, Role
 from mlray.monitoring.buffer import SketchBuffer
 from mlray.monitoring.prediction_log import PredictionLog
 from mlray.registry.types import ModelVersion
@@ -53,7 +53,8 @@ class IngressSync:
                  metrics: ServingMetrics) -> None:
         self.config, self.settings = config, settings
         self.router, self.metrics = router, metrics
-        self.caller = Caller(user="mlray-ingress", roles={config.project: Role.viewer})
+        #: What the replica's own calls present: the platform's internal credential.
+        self.credential = platform_credential(config)
         self._registry = ray.get_actor("registry", namespace=config.namespace)
         self._breakers = ray.get_actor("breakers", namespace=config.namespace)
         self._features = ray.get_actor("features", namespace=config.namespace)
@@ -77,10 +78,10 @@ class IngressSync:
 
     def load(self) -> None:
         """Load the view once, blocking (the replica's constructor; raises on failure)."""
-        view = ray.get(self._registry.invoke.remote("serving_view", self.caller,
+        view = ray.get(self._registry.invoke.remote("serving_view", self.credential,
                                                     self.config.project), timeout=60)
         self.feature_repo = ray.get(self._features.invoke.remote(
-            "repo", self.caller, self.config.project), timeout=60)
+            "repo", self.credential, self.config.project), timeout=60)
         self.router.update(view, ray.get(self._deployments.usable_apps.remote(), timeout=60))
         self.refreshed_at = time.monotonic()
 
@@ -91,7 +92,7 @@ class IngressSync:
 
     async def reload_repo(self) -> FeatureRepo:
         """Fetch the feature definitions now (a request named one not known yet)."""
-        self.feature_repo = await self._features.invoke.remote("repo", self.caller,
+        self.feature_repo = await self._features.invoke.remote("repo", self.credential,
                                                                self.config.project)
         return self.feature_repo
 
@@ -169,16 +170,16 @@ class IngressSync:
         """Sketch what was answered since the last call (off the event loop) and send the
         sketches to the ``monitor`` actor; versions without a baseline are skipped."""
         for model, version in self.sketches.unknown():
-            mv = await self._registry.invoke.remote("get_version", self.caller,
+            mv = await self._registry.invoke.remote("get_version", self.credential,
                                                     self.config.project, model, version)
             self.sketches.set_baseline(model, version, mv.baseline)
         envelopes = await asyncio.to_thread(self.sketches.drain, self.config.project)
         if envelopes:
-            await self._monitor.invoke.remote("ingest", envelopes)
+            await self._monitor.invoke.remote("ingest", self.credential, envelopes)
 
     async def _sync_breakers(self) -> None:
         merged = await self._breakers.invoke.remote(
-            "sync", self.router.snapshots(), self.router.drain_outcomes())
+            "sync", self.credential, self.router.snapshots(), self.router.drain_outcomes())
         self.router.merge(merged)
 
     def _export_breaker_gauges(self) -> None:
@@ -210,7 +211,7 @@ class IngressSync:
         handles of new versions (in the background: a slow controller never delays the
         next refresh)."""
         view = await asyncio.wait_for(self._registry.invoke.remote(
-            "serving_view", self.caller, self.config.project), CALL_TIMEOUT_S)
+            "serving_view", self.credential, self.config.project), CALL_TIMEOUT_S)
         running = await asyncio.wait_for(self._deployments.usable_apps.remote(),
                                          CALL_TIMEOUT_S)
         self.router.update(view, running)

@@ -13,10 +13,9 @@ from typing import Any
 import ray
 from ray.train import UserCallback
 
-from mlray.identity import Caller
 from mlray.tracking.types import MetricPoint
 
-__all__ = ["TrackerCallback", "TrackingTarget", "TrainingCancelled"]
+__all__ = ["TOKEN_TTL_S", "TrackerCallback", "TrackingTarget", "TrainingCancelled"]
 
 LOGGED = ("train_loss", "val_loss", "samples_per_s")
 
@@ -25,12 +24,18 @@ class TrainingCancelled(RuntimeError):
     """Raised in the controller when the job was cancelled; training stops."""
 
 
+#: How long the token a training or tuning job hands its Train controllers lives.
+TOKEN_TTL_S = 24 * 3600.0
+
+
 @dataclass(frozen=True)
 class TrackingTarget:
-    """Where epochs are logged: a run (and optionally a job) in a project."""
+    """Where epochs are logged: a run (and optionally a job) in a project, and the
+    credential the calls present (a token minted from the submitter's key, or None
+    where the platform runs ``auth: none``)."""
 
     namespace: str
-    caller: Caller
+    credential: str | None
     project: str
     run_id: str
     job_id: str | None = None
@@ -38,7 +43,7 @@ class TrackingTarget:
     def call(self, actor: str, method: str, *args: Any, **kwargs: Any) -> Any:
         """Invoke a control-plane actor method and wait for it."""
         handle = ray.get_actor(actor, namespace=self.namespace)
-        return ray.get(handle.invoke.remote(method, self.caller, self.project, *args, **kwargs),
+        return ray.get(handle.invoke.remote(method, self.credential, self.project, *args, **kwargs),
                        timeout=60)
 
 

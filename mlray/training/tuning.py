@@ -22,7 +22,7 @@ from mlray.registry.types import ModelVersion
 from mlray.storage.fsuri import run_storage
 from mlray.tracking.jobs import JobStatus
 from mlray.tracking.types import RunStatus
-from mlray.training.callbacks import TrackerCallback, TrackingTarget
+from mlray.training.callbacks import TOKEN_TTL_S, TrackerCallback, TrackingTarget
 from mlray.training.config import SearchSpace, TrainConfig, TuneSettings
 from mlray.training.prepare import Prepared, check_cluster, historical_from, prepare
 from mlray.training.runner import (
@@ -89,8 +89,8 @@ def _trial(trial_config: dict[str, Any], config: TrainConfig, prepared: Prepared
     run = target.call("experiments", "start_run", config.name, name=f"trial-{trial_id}",
                       params=params, tags={"sweep": sweep_id, "trial": trial_id,
                                            "job_id": target.job_id or ""})
-    run_target = TrackingTarget(target.namespace, target.caller, target.project, run.run_id,
-                                target.job_id)
+    run_target = TrackingTarget(target.namespace, target.credential, target.project,
+                                run.run_id, target.job_id)
     trainer = make_trainer(config, prepared, loop_config(config, prepared, trial_config),
                            f"{sweep_id}-{trial_id}", storage,
                            [TuneReportCallback(), TrackerCallback(run_target)],
@@ -144,8 +144,8 @@ def run_tuning(client: Any, config: TrainConfig, *,
         prepared = prepare(config, historical_from(client))
         check_cluster(config, tune=True)
         client.jobs.update(job.job_id, status=JobStatus.RUNNING)
-        target = TrackingTarget(client.config.namespace, client.caller, client.project, "",
-                                job.job_id)
+        target = TrackingTarget(client.config.namespace, client.delegate(TOKEN_TTL_S),
+                                client.project, "", job.job_id)
         storage = client.config.storage_uri
         grid_points = 1
         for spec in settings.search_space.values():
