@@ -171,6 +171,28 @@ def test_models_show_version_is_a_readable_summary(cli, tmp_path: Path) -> None:
         baseline.model_dump(mode="json")["numeric"]["amount"]["counts"]
 
 
+def test_validate_and_required_gates_from_the_cli(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from mlray.auth.tokens import PLATFORM_USER
+    from tests.unit.helpers import tiny_model
+
+    model_dir, data = tiny_model(tmp_path)
+    _local_client().registry.register("fraud", model_dir, metrics={"roc_auc": 0.99})
+    gates = tmp_path / "validation.yaml"
+    gates.write_text("models:\n  fraud:\n    - {kind: threshold, metric: roc_auc, min: 0.9}\n")
+    code, out, _ = cli("models", "gates", "fraud", "--set", str(gates), "--json")
+    assert code == 0 and json.loads(out)[0]["metric"] == "roc_auc"
+    code, _, err = cli("models", "promote", "fraud", "1")
+    assert code != 0 and "no validation report computed by the platform" in err
+    code, out, _ = cli("validate", "fraud", "1", "--data", str(data), "--label", "y", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["computed_by"] == PLATFORM_USER and not report["passed"]
+    assert report["metrics"]["roc_auc"] < 0.9  # measured, not the 0.99 the version claims
+    code, _, err = cli("models", "promote", "fraud", "1")
+    assert code != 0 and "roc_auc >= 0.9" in err
+    code, out, _ = cli("models", "show", "fraud", "--version", "1")
+    assert "by the platform for local" in " ".join(out.split())
+
+
 def test_runs_and_versions_show_whole_run_ids(cli, weights: Path) -> None:  # type: ignore[no-untyped-def]
     client = _local_client()
     with client.experiments.run("a-long-experiment-name", params={"lr": 0.1, "opt": "adam",

@@ -1,4 +1,4 @@
-"""``mlray models``: register, list, show, promote, alias, delete."""
+"""``mlray models``: register, list, show, validate, gates, promote, alias, delete."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Any
 import typer
 
 from mlray.cli._common import JsonOpt, emit, parse_pairs, state, when
+from mlray.registry.gates import GateSpec
 from mlray.registry.types import ModelVersion, Stage, TensorSpec
+from mlray.registry.validation import trusted_report
 
 app = typer.Typer(help="Registered models and their versions.", no_args_is_help=True)
 
@@ -60,9 +62,14 @@ def version_summary(v: ModelVersion) -> list[list[object]]:
              ["baseline", _baseline(v.baseline)]]
     if v.validation is None:
         rows.append(["gates", "not evaluated"])
+    elif trusted_report(v) is None:
+        rows.append(["gates", "not counted: the report was not computed by the platform "
+                              f"(run `mlray validate {v.model} {v.version}`)"])
     else:
         rows.append(["gates", "passed" if v.validation.passed else
                      f"FAILED: {', '.join(v.validation.failed_critical)}"])
+        rows.append(["gates evaluated", f"{when(v.validation.evaluated_at)} by the platform "
+                     f"for {v.validation.requested_by} on {v.validation.data_uri}"])
         rows += [["gate", f"{r.name}: {'passed' if r.passed else 'FAILED'} ({r.severity}); "
                           f"{r.message}"] for r in v.validation.results]
     return rows
@@ -202,3 +209,55 @@ def architectures(
     listed = (client.registry.allow_architectures(allow=allow, revoke=revoke)
               if allow or revoke else client.registry.allowed_architectures())
     emit(listed, as_json, ("allowed architecture",), [[a] for a in listed])
+
+
+def _gates_for(path: Path | None, model: str) -> list[GateSpec]:
+    """The gates ``path`` (a validation.yaml) names for ``model``; none without a file."""
+    if path is None:
+        return []
+    from mlray.config.files import load_yaml_model
+    from mlray.training.config import ValidationFile
+
+    return load_yaml_model(path, ValidationFile).gates_for(model)
+
+
+GatesFileOpt = typer.Option(None, "--gates", exists=True, dir_okay=False,
+                            help="validation.yaml (configs/validation.yaml's shape).")
+
+
+@app.command("validate")
+def validate(
+    name: str = typer.Argument(...),
+    version: int = typer.Argument(...),
+    data: Path = typer.Option(..., "--data", exists=True, dir_okay=False,
+                              help="Labelled Parquet file to evaluate on (uploaded)."),
+    label: str = typer.Option(..., "--label", help="The column holding the truth."),
+    gates: Path = GatesFileOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Have the platform evaluate a version on labelled data against the model's required
+    gates plus those of --gates; the report it records is the only one promotion counts."""
+    v = state.client().registry.validate(name, version, data, label=label,
+                                         gates=_gates_for(gates, name))
+    report = v.validation
+    assert report is not None
+    rows = [[k, f"{val:.4g}"] for k, val in sorted(report.metrics.items())]
+    rows += [[r.name, f"{'passed' if r.passed else 'FAILED'} ({r.severity}); {r.message}"]
+             for r in report.results]
+    emit(report, as_json, ("", ""), rows,
+         f"{name} v{version}: gates {'passed' if report.passed else 'FAILED'}")
+
+
+@app.command("gates")
+def gates_command(
+    name: str = typer.Argument(...),
+    set_from: Path = typer.Option(None, "--set", exists=True, dir_okay=False,
+                                  help="Make this validation.yaml's gates for the model its "
+                                       "required gates (project admin, audited)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """The gates every validation of a model evaluates, whoever asks for it."""
+    client = state.client()
+    listed = (client.registry.set_required_gates(name, _gates_for(set_from, name))
+              if set_from is not None else client.registry.required_gates(name))
+    emit(listed, as_json, ("required gate", "severity"), [[g.name, g.severity] for g in listed])
