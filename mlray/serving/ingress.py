@@ -46,6 +46,7 @@ from mlray.features.online import OnlineStore, open_online_store
 from mlray.features.serving import FeatureReader
 from mlray.monitoring.prediction_log import FeedbackLog
 from mlray.registry.types import ModelVersion
+from mlray.serving.access import AccessMiddleware, open_access, rate_bucket
 from mlray.serving.api_models import (
     BatchPredictRequest,
     ErrorBody,
@@ -87,10 +88,10 @@ log = logging.getLogger("mlray.ingress")
 
 VERSION_HEADER = "x-mlray-model-version"
 ROUTING_HEADER = "x-mlray-routing-key"
-API_KEY_HEADER = "x-api-key"
 
 api = FastAPI(title="mlray", version="1",
               description="Predictions over the Open Inference Protocol (V2) and JSON.")
+api.add_middleware(AccessMiddleware)  # 401/403 before any route (mlray.serving.access)
 _BODIES: dict[str, type[BaseModel]] = {}
 
 
@@ -105,7 +106,7 @@ def _body(model: type[BaseModel]) -> dict[str, Any]:
 _VERSION_PATH = Path(description="A positive integer: 1 or 12 (never 01, +1 or 1.0)",
                      json_schema_extra={"pattern": VERSION_PATTERN})
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 404, 413, 429, 500, 503, 504)}
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 429, 500, 503, 504)}
 
 
 def _openapi() -> dict[str, Any]:
@@ -207,6 +208,7 @@ class Ingress:
         self.settings = serving.ingress
         self.router = Router(config.project, self.settings.breaker)
         self.metrics = ServingMetrics()
+        self.access = open_access(config, self.settings.auth_cache_ttl_s)
         self.sync = IngressSync(config, self.settings, self.router, self.metrics)
         self._online: OnlineStore | None = None
         self._limiter = (RateLimiter(self.settings.rate_limit.requests_per_s,
@@ -235,8 +237,7 @@ class Ingress:
             declared=int(declared) if declared and declared.isdigit() else None,
             drain_bytes=self.settings.drain_body_bytes)
         if self._limiter is not None:
-            client = request.headers.get(API_KEY_HEADER) or (
-                request.client.host if request.client else "unknown")
+            client = rate_bucket(request)  # the key's id, never a client-chosen header
             wait = self._limiter.take(client)
             if wait > 0:
                 self.metrics.rate_limited()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from ray import serve
 
 from mlray.config import PlatformConfig
@@ -11,7 +13,17 @@ from mlray.serving.ingress import ingress_app
 from mlray.serving.model_names import INGRESS_APP
 from mlray.serving.settings import load_serving_config
 
-__all__ = ["start_serving", "stop_serving"]
+__all__ = ["is_loopback", "start_serving", "stop_serving"]
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` names only this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def start_serving(config: PlatformConfig, host: str = "127.0.0.1") -> str:
@@ -21,11 +33,16 @@ def start_serving(config: PlatformConfig, host: str = "127.0.0.1") -> str:
     with ``breakers``). Redeploying is idempotent. Returns the ingress's base URL.
 
     Raises:
-        ConfigError: Serve already runs on another port (Serve cannot move it), or
-            nothing runs yet and another process holds ``serve_port``.
+        ConfigError: ``auth`` is ``none`` and ``host`` is not loopback (anyone who can
+            reach the port would act as the admin); Serve already runs on another port
+            (Serve cannot move it); or nothing runs yet and another process holds
+            ``serve_port``.
     """
     from mlray._private.ray_head import port_free
 
+    if config.auth == "none" and not is_loopback(host):
+        raise ConfigError(f"auth: none serves HTTP only on loopback, not {host}; set auth: keys "
+                          "(MLRAY_AUTH=keys) to bind it", field="auth")
     running = running_serve_port()
     if running is not None and running != config.serve_port:
         raise ConfigError(

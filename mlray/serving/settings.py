@@ -102,7 +102,7 @@ class ModelServing(_Strict):
 
 
 class RateLimitSettings(_Strict):
-    """Token bucket per API key (or client address)."""
+    """Token bucket per authenticated API key (per client address with auth: none)."""
 
     requests_per_s: float = Field(gt=0)
     burst: float = Field(gt=0)
@@ -140,6 +140,11 @@ class IngressSettings(_Strict):
                     "connection closed).")
     max_rows: int = Field(10_000, ge=1, description="Rows in one request (400 beyond).")
     rate_limit: RateLimitSettings | None = None
+    auth_cache_ttl_s: float = Field(
+        5.0, gt=0, le=300,
+        description="With auth: keys, how long a replica trusts a verified API key before "
+                    "reading its record again: a revoked or expired key is refused within "
+                    "this (the slow hash is paid once per key and replica).")
     policy_refresh_s: float = Field(1.0, gt=0, le=2.0,
                                     description="Traffic policy refresh (changes land ≤ 2 s).")
     sync_interval_s: float = Field(1.0, gt=0, le=60,
