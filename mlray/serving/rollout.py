@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mlray._private.types import Name, Project
 from mlray._private.validation import boundary
 from mlray.errors import Conflict, InvalidInput, NotFound
 from mlray.identity import Caller, Role
+from mlray.serving.deployed import deploy_quota
 from mlray.serving.model_names import app_name, breaker_key
 from mlray.serving.rollout_model import (
     Deployer,
@@ -44,7 +45,7 @@ from mlray.serving.rollout_model import (
 )
 from mlray.serving.settings import BatchTuning, ModelServing, RolloutSettings, ServingConfig
 from mlray.serving.traffic import TrafficPolicy
-from mlray.storage.base import AuditEntry, Put, StateStore
+from mlray.storage.base import AuditEntry, Op, Put, StateStore
 
 __all__ = [
     "Deployer",
@@ -60,6 +61,7 @@ __all__ = [
 ROLLOUTS = "rollouts"
 TUNING = "tuning"
 _ACTIVE_TICK_S = 0.5
+_QUOTA_RETRIES = 16
 
 
 class RolloutController:
@@ -80,7 +82,7 @@ class RolloutController:
     # -- storage ------------------------------------------------------------------------
 
     def _save(self, rollout: Rollout, message: str, caller: Caller | None = None,
-              action: str | None = None) -> Rollout:
+              action: str | None = None, extra: Sequence[Op] = ()) -> Rollout:
         now = self._clock()
         rollout.updated_at = now
         rollout.history.append(Event(ts=now, message=message))
@@ -92,7 +94,7 @@ class RolloutController:
                                after={"rollout": rollout.id, "status": rollout.status.value,
                                       "message": message})
         self._store.apply([Put(collection=ROLLOUTS, key=self._key(rollout),
-                               data=rollout.model_dump(mode="json"))], audit)
+                               data=rollout.model_dump(mode="json")), *extra], audit)
         return rollout
 
     @staticmethod
@@ -115,6 +117,7 @@ class RolloutController:
         Raises:
             NotFound: no such version.
             Conflict: another rollout of the model is still running.
+            QuotaExceeded: the project is at its ``deployments`` or ``replicas`` quota.
             InvalidInput: bad serving overrides, or the version already answers alone.
         """
         caller.require(project, Role.editor)
@@ -144,8 +147,16 @@ class RolloutController:
                           version=target.version, strategy=strategy, previous=previous,
                           overrides=overrides or {}, created_by=caller.user,
                           created_at=now, updated_at=now)
-        return self._save(rollout, f"{strategy} rollout of v{version} started", caller,
-                          "rollout.start")
+        for attempt in range(_QUOTA_RETRIES):
+            quota = deploy_quota(self._store, self, project, model, target.version,
+                                 overrides or {})
+            try:
+                return self._save(rollout, f"{strategy} rollout of v{version} started",
+                                  caller, "rollout.start", quota)
+            except Conflict:
+                if not quota or attempt == _QUOTA_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     @boundary
     def get(self, caller: Caller, project: Project, rollout_id: str) -> Rollout:

@@ -19,6 +19,7 @@ from mlray._private.types import Name, ParamValue, Project, Tags, now
 from mlray._private.validation import boundary, build
 from mlray.errors import AlreadyExists, Conflict, InvalidInput, InvalidTransition, NotFound
 from mlray.identity import Caller, Role
+from mlray.quotas.guard import QuotaGuard, storage_in_use
 from mlray.storage.artifacts import ArtifactStore
 from mlray.storage.base import AuditEntry, Put, StateStore
 from mlray.storage.idempotency import IdempotencyKey, KeyedWrite
@@ -41,6 +42,7 @@ METRIC_BATCHES = "metric_batches"
 _RUN_FIELDS = frozenset({"status", "name", "experiment", "user", "start_time", "end_time",
                          "run_id"})
 _MAX_BATCH = 10_000
+_QUOTA_RETRIES = 16
 
 
 class ExperimentTracker:
@@ -267,14 +269,28 @@ class ExperimentTracker:
 
         Raises:
             NotFound / IntegrityError: the artifact is missing or fails its hash.
+            QuotaExceeded: the project is at its ``storage_bytes`` quota.
         """
-        version, run = self._entry(caller, project, run_id, Role.editor)
+        self._entry(caller, project, run_id, Role.editor)
         if self._artifacts is not None:
             self._artifacts.verify(artifact.uri, artifact.sha256)
-        kept = [a for a in run.artifacts if a.path != artifact.path]
-        updated = run.model_copy(update={"artifacts": [*kept, artifact]})
-        return self._save(caller, version, updated, "run.artifact",
-                          {"path": artifact.path, "sha256": artifact.sha256})
+        guard = QuotaGuard(self._store)
+        for attempt in range(_QUOTA_RETRIES):
+            version, run = self._entry(caller, project, run_id, Role.editor)
+            kept = [a for a in run.artifacts if a.path != artifact.path]
+            updated = run.model_copy(update={"artifacts": [*kept, artifact]})
+            quota = guard.admit(project, "storage_bytes",
+                                lambda: storage_in_use(self._store, project),
+                                artifact.size - sum(a.size for a in run.artifacts
+                                                    if a.path == artifact.path))
+            try:
+                return self._save(caller, version, updated, "run.artifact",
+                                  {"path": artifact.path, "sha256": artifact.sha256},
+                                  [op for op in quota if isinstance(op, Put)])
+            except Conflict:
+                if not quota or attempt == _QUOTA_RETRIES - 1:
+                    raise  # a plain compare-and-set loss, as before
+        raise AssertionError("unreachable")
 
     @boundary
     def end_run(self, caller: Caller, project: Project, run_id: str,
