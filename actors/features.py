@@ -14,4 +14,5 @@ class FeaturesActor(ServiceActor):
     """Owns entities, feature views, feature services and materialization progress."""
 
     NAME = "features"
-    API = frozenset({"apply", "repo", "show", "record_materialization", "materializations"})
+    API = frozenset({"apply", "repo", "show", "record_materialization", "materializations",
+                     "allowed_sources", "allow_sources"})

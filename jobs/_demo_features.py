@@ -56,6 +56,8 @@ def prepare_features(client: mlray.Client, data: Path) -> tuple[Path, list[str]]
     Returns:
         The entity rows' path and the lines of the apply diff.
     """
+    # The example data sits outside the project's storage root: an admin allows it first.
+    client.features.allow_sources([str(data.parent.absolute())])
     result = client.features.apply(definitions(data, client.config.redis_prefix))
     frame = pq.read_table(data).to_pandas()
     history = frame[["customer_id", "event_timestamp", "txn_count_1h", "txn_count_24h"]]

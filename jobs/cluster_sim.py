@@ -258,6 +258,7 @@ def _features(sim: Any, client: Any) -> str:
         if view["source"]["type"] == "parquet":
             view["source"]["path"] = (f"{sim.spec.storage.bucket_uri.rstrip('/')}/sources/"
                                       f"{view['name']}")
+    client.features.allow_sources([f"{sim.spec.storage.bucket_uri.rstrip('/')}/sources"])
     client.features.apply(FeatureRepo.model_validate(raw))
     rows = [{"customer_id": 7001, "account_age_days": 400, "amount_avg_7d": 31.5},
             {"customer_id": 7002, "account_age_days": 12, "amount_avg_7d": 250.0}]

@@ -547,6 +547,16 @@ class FeaturesClient(_Facade):
         self._repo = None
         return result
 
+    def allowed_sources(self) -> list[str]:
+        """Source prefixes a platform admin allowed beyond each project's storage root."""
+        return self._call("allowed_sources", read=True)
+
+    def allow_sources(self, allow: list[str] | None = None,
+                      revoke: list[str] | None = None) -> list[str]:
+        """Allow (or stop allowing) Parquet sources below these prefixes, for every project
+        (admins of every project; audited)."""
+        return self._call("allow_sources", allow=allow, revoke=revoke)
+
     def repo(self, fresh: bool = False) -> FeatureRepo:
         """The applied definitions."""
         if fresh or self._repo is None or time.monotonic() - self._repo[0] > self._repo_ttl_s:

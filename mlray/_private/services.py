@@ -45,7 +45,7 @@ def build_service(name: str, store: StateStore, artifacts: ArtifactStore,
     if name == "breakers":
         return BreakerBoard(store)
     if name == "features":
-        return FeatureRegistry(store)
+        return FeatureRegistry(store, offline_uri)
     if name == "keys":
         return KeyBook(store)
     if name == "monitor":

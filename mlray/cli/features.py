@@ -1,4 +1,4 @@
-"""``mlray features apply|list|show|push|materialize``."""
+"""``mlray features apply|sources|list|show|push|materialize``."""
 
 from __future__ import annotations
 
@@ -37,6 +37,20 @@ def apply(
     title = ("dry run: would apply" if dry_run else
              "applied" if result.applied else "nothing to change")
     emit(result, as_json, ("change",), rows or [["(no changes)"]], title)
+
+
+@app.command("sources")
+def sources(
+    allow: list[str] = typer.Option(None, "--allow", help="Path or URI prefix to allow (admin)."),
+    revoke: list[str] = typer.Option(None, "--revoke", help="Prefix to stop allowing (admin)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """List where Parquet sources may live besides each project's storage root
+    (<offline_uri>/<project>); admins of every project add or remove prefixes (audited)."""
+    client = state.client()
+    listed = (client.features.allow_sources(allow=allow, revoke=revoke)
+              if allow or revoke else client.features.allowed_sources())
+    emit(listed, as_json, ("allowed source prefix",), [[p] for p in listed])
 
 
 @app.command("list")

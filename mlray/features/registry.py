@@ -5,7 +5,9 @@ One document per project holds the applied :class:`FeatureRepo`; an apply replac
 with compare-and-set, so two concurrent applies cannot interleave. A breaking change
 (a field removed or retyped, a view's entities or an entity's keys changed, a view
 removed) to a view that is in use (named by a feature service, or materialized) is
-refused unless forced by an admin; every apply is audited with its diff.
+refused unless forced by an admin; every apply is audited with its diff. Parquet sources
+must lie below the project's storage root or a prefix a platform admin allowed
+(:mod:`mlray.features.confine`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlray._private.types import Name, Project
 from mlray._private.validation import boundary
 from mlray.errors import Conflict, NotFound
+from mlray.features.confine import SourcePolicy, check_confined, project_root
 from mlray.features.plan import Action, plan_apply
 from mlray.features.repo import FeatureRepo, check_source_path
 from mlray.identity import Caller, Role
@@ -55,8 +58,9 @@ class Materialization(BaseModel):
 class FeatureRegistry:
     """Applied feature definitions per project, and materialization progress."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, offline_uri: str | None = None) -> None:
         self._store = store
+        self._offline_uri = offline_uri  # None: only admin-allowed sources are accepted
 
     def _doc(self, project: str) -> tuple[FeatureRepo, int]:
         doc = self._store.get(REPOS, project)
@@ -81,9 +85,12 @@ class FeatureRegistry:
             InvalidInput: a Parquet source path that is not absolute.
         """
         caller.require(project, Role.admin if force else Role.editor)
+        roots = [project_root(self._offline_uri, project)] if self._offline_uri else []
+        allowed = SourcePolicy(self._store).allowed()
         for view in repo.feature_views:  # stored paths are absolute (see load_repo)
             if view.source.type == "parquet":
                 check_source_path(view.name, view.source.path)
+                check_confined(view.name, view.source.path, roots, allowed)
         for _ in range(_RETRIES):
             current, version = self._doc(project)
             plan = plan_apply(current, repo)
@@ -110,6 +117,19 @@ class FeatureRegistry:
                 continue  # another apply landed first: diff against it
             return result.model_copy(update={"applied": True})
         raise Conflict("feature definitions kept changing during apply; try again")
+
+    @boundary
+    def allowed_sources(self, caller: Caller, project: Project) -> list[str]:
+        """The source prefixes a platform admin allowed beyond the projects' own roots."""
+        caller.require(project, Role.viewer)
+        return sorted(SourcePolicy(self._store).allowed())
+
+    @boundary
+    def allow_sources(self, caller: Caller, project: Project, allow: list[str] | None = None,
+                      revoke: list[str] | None = None) -> list[str]:
+        """Add or remove allowed source prefixes for the whole platform (admins of every
+        project only; audited). ``project`` is where the call was made from."""
+        return SourcePolicy(self._store).change(caller, allow=allow or (), revoke=revoke or ())
 
     def repo(self, caller: Caller, project: Project) -> FeatureRepo:
         """The project's applied definitions (empty when none were applied)."""

@@ -38,6 +38,7 @@ def features(platform: Platform) -> FeatureRepo:
             view["source"]["path"] = str(history / view["name"])
             (history / view["name"]).mkdir(parents=True, exist_ok=True)
     repo = FeatureRepo.model_validate(data)
+    platform.client.features.allow_sources([str(history)])  # outside the project's root
     result = platform.client.features.apply(repo)
     assert result.applied and any("customer_velocity" in a for a in result.added)
     return repo
@@ -182,6 +183,7 @@ def test_cli_apply_list_show_materialize(platform: Platform, features: FeatureRe
     copy = tmp_path / "checkout" / "configs" / "features"
     shutil.copytree(ROOT / "configs" / "features", copy)
     write_fraud(tmp_path / "checkout" / "data" / "fraud.parquet", 200, seed=1)
+    platform.client.features.allow_sources([str(tmp_path / "checkout" / "data")])
     out = platform.cli("features", "apply", str(copy), "--dry-run", "--json")
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout[out.stdout.index("{"):])["applied"] is False

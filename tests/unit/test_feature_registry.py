@@ -18,6 +18,13 @@ ADMIN = Caller.local_admin()
 EDITOR = Caller(user="ed", roles={"default": Role.editor})
 
 
+def _registry(store: StateStore) -> FeatureRegistry:
+    """A registry that accepts the example definitions' sources (the checkout's data/)."""
+    registry = FeatureRegistry(store)
+    registry.allow_sources(ADMIN, "default", allow=[str(ROOT / "data")])
+    return registry
+
+
 def _repo() -> FeatureRepo:
     return load_repo(ROOT / "configs" / "features")
 
@@ -31,7 +38,7 @@ def _drop_field(repo: FeatureRepo, view: str, field: str) -> FeatureRepo:
 
 
 def test_apply_reports_the_diff_and_is_idempotent(store: StateStore) -> None:
-    registry = FeatureRegistry(store)
+    registry = _registry(store)
     first = registry.apply(EDITOR, "default", _repo())
     assert first.applied and any("customer_profile" in a for a in first.added)
     again = registry.apply(EDITOR, "default", _repo())
@@ -44,7 +51,7 @@ def test_apply_reports_the_diff_and_is_idempotent(store: StateStore) -> None:
 
 
 def test_breaking_change_to_a_view_in_use_needs_force_by_an_admin(store: StateStore) -> None:
-    registry = FeatureRegistry(store)
+    registry = _registry(store)
     registry.apply(EDITOR, "default", _repo())
     registry.record_materialization(EDITOR, "default", Materialization(
         view="customer_last_transaction", start=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
@@ -60,14 +67,14 @@ def test_breaking_change_to_a_view_in_use_needs_force_by_an_admin(store: StateSt
 
 
 def test_dry_run_changes_nothing(store: StateStore) -> None:
-    registry = FeatureRegistry(store)
+    registry = _registry(store)
     result = registry.apply(EDITOR, "default", _repo(), dry_run=True)
     assert not result.applied and result.added
     assert registry.repo(ADMIN, "default") == FeatureRepo()
 
 
 def test_materializations_need_known_views(store: StateStore) -> None:
-    registry = FeatureRegistry(store)
+    registry = _registry(store)
     registry.apply(EDITOR, "default", _repo())
     run = Materialization(view="customer_profile", start=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
                           end=dt.datetime(2026, 1, 5, tzinfo=dt.UTC), rows=3, finished_at=1.0)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import mlray
 from mlray.cli.main import main
 from mlray.datasets import write_fraud
 from mlray.features.describe import ttl_text
@@ -29,6 +30,7 @@ def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("MLRAY_CONFIG", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("MLRAY_RAY_HEAD_PORT", str(free_port()))  # no cluster: embedded
+    mlray.connect(local=True).features.allow_sources([str(tmp_path / "data")])
     return tmp_path
 
 

@@ -110,6 +110,7 @@ def test_cli_apply_and_materialize_from_another_directory(  # type: ignore[no-un
     _project(tmp_path / "proj")
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "proj")
+    mlray.connect(local=True).features.allow_sources([str(tmp_path)])
     code, _, err = cli("features", "apply", "configs/features")
     assert code == 0, err
     monkeypatch.chdir(tmp_path / "elsewhere")
@@ -132,6 +133,7 @@ def test_python_repo_resolves_against_the_directory_at_apply(
         {**load_repo(features).feature_view("spend").model_dump(),
          "source": {"type": "parquet", "path": "data/tx.parquet"}}]})
     client = mlray.connect(local=True)
+    client.features.allow_sources([str(tmp_path)])
     monkeypatch.chdir(tmp_path / "proj")
     client.features.apply(repo)
     assert client.features.repo(fresh=True).feature_view("spend").source.path == str(

@@ -1,0 +1,91 @@
+"""Offline sources are confined to the project's storage root unless a platform admin
+allows a prefix (#13 part 4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlray.errors import InvalidInput, PermissionDenied
+from mlray.features.registry import FeatureRegistry
+from mlray.features.repo import FeatureRepo, load_repo
+from mlray.identity import ALL_PROJECTS, Caller, Role
+from mlray.storage import StateStore
+
+ROOT = Path(__file__).resolve().parents[2]
+PLATFORM_ADMIN = Caller.local_admin("root")
+PROJECT_ADMIN = Caller(user="pa", roles={"default": Role.admin})
+EDITOR = Caller(user="ed", roles={"default": Role.editor})
+
+
+def _repo_at(path: str) -> FeatureRepo:
+    """The example definitions with every Parquet source moved to ``path``."""
+    data = load_repo(ROOT / "configs" / "features").model_dump(mode="json")
+    for view in data["feature_views"]:
+        if view["source"]["type"] == "parquet":
+            view["source"]["path"] = path
+    return FeatureRepo.model_validate(data)
+
+
+def test_a_source_outside_the_project_root_is_refused_naming_the_path(
+        store: StateStore, tmp_path: Path) -> None:
+    offline = tmp_path / "offline"
+    registry = FeatureRegistry(store, str(offline))
+    inside = offline / "default" / "raw" / "fraud.parquet"
+    assert registry.apply(EDITOR, "default", _repo_at(str(inside))).applied
+    outside = [str(ROOT / "data" / "fraud.parquet"), "/etc/passwd",
+               str(offline / "other" / "fraud.parquet"),  # another project's root
+               str(offline / "default" / ".." / "other" / "x.parquet"),
+               str(offline / "default-2" / "x.parquet")]  # a name that only starts alike
+    link = offline / "default" / "escape"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    outside.append(str(link / "x.parquet"))
+    for path in outside:
+        with pytest.raises(PermissionDenied) as caught:
+            registry.apply(EDITOR, "default", _repo_at(path))
+        message = caught.value.message
+        assert path in message and "\n" not in message, message
+        assert "outside the project's storage" in message
+    assert registry.repo(EDITOR, "default") == _repo_at(str(inside))
+
+
+def test_object_store_roots_are_compared_without_the_query(store: StateStore) -> None:
+    registry = FeatureRegistry(store, "s3://bucket/offline?endpoint_override=h:9000")
+    assert registry.apply(EDITOR, "default",
+                          _repo_at("s3://bucket/offline/default/f.parquet")).applied
+    for path in ("s3://bucket/offline/other/f.parquet",
+                 "s3://bucket/offline/default/../other/f.parquet",
+                 "s3://other-bucket/offline/default/f.parquet"):
+        with pytest.raises(PermissionDenied, match="outside the project's storage"):
+            registry.apply(EDITOR, "default", _repo_at(path))
+
+
+def test_a_platform_admin_allows_a_prefix_audited(store: StateStore, tmp_path: Path) -> None:
+    registry = FeatureRegistry(store, str(tmp_path / "offline"))
+    data = str(ROOT / "data")
+    for caller in (EDITOR, PROJECT_ADMIN):  # a project admin could open other projects' data
+        with pytest.raises(PermissionDenied):
+            registry.allow_sources(caller, "default", allow=[data])
+    with pytest.raises(InvalidInput, match="relative"):
+        registry.allow_sources(PLATFORM_ADMIN, "default", allow=["data"])
+    with pytest.raises(InvalidInput, match="everything"):
+        registry.allow_sources(PLATFORM_ADMIN, "default", allow=["/"])
+    assert registry.allow_sources(PLATFORM_ADMIN, "default", allow=[data]) == [data]
+    assert registry.allowed_sources(EDITOR, "default") == [data]
+    assert registry.apply(EDITOR, "default", _repo_at(f"{data}/fraud.parquet")).applied
+    entry = store.audit_log(project=ALL_PROJECTS)[-1]
+    assert entry.action == "platform.offline_sources" and entry.after == {"allowed": [data]}
+    registry.allow_sources(PLATFORM_ADMIN, "default", revoke=[data])
+    with pytest.raises(PermissionDenied, match=r"fraud2\.parquet"):
+        registry.apply(EDITOR, "default", _repo_at(f"{data}/fraud2.parquet"))
+
+
+def test_without_an_offline_root_only_allowed_prefixes_pass(store: StateStore,
+                                                              tmp_path: Path) -> None:
+    registry = FeatureRegistry(store)
+    with pytest.raises(PermissionDenied):
+        registry.apply(EDITOR, "default", _repo_at(str(tmp_path / "f.parquet")))
+    registry.allow_sources(PLATFORM_ADMIN, "default", allow=[str(tmp_path)])
+    assert registry.apply(EDITOR, "default", _repo_at(str(tmp_path / "f.parquet"))).applied
