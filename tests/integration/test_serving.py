@@ -335,14 +335,15 @@ def test_a_real_v2_client_round_trips(platform: Platform) -> None:
     assert np.allclose(probabilities, direct["probabilities"], rtol=1e-5)
 
 
-def _fuzz(operation: Any, url: str, calls: Counter[str], failures: list[str]) -> None:
+def _fuzz(operation: Any, url: str, calls: Counter[str], failures: list[str], *,
+          headers: dict[str, str] | None = None, max_examples: int = 25) -> None:
     from hypothesis import HealthCheck, given, settings
 
-    @settings(max_examples=25, deadline=None, database=None,
+    @settings(max_examples=max_examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy())
     def check(case: Any) -> None:
-        response = case.call(base_url=url, timeout=30)
+        response = case.call(base_url=url, timeout=30, headers=headers)
         calls[operation.label] += 1
         if response.status_code >= 500:
             failures.append(f"{operation.label} -> {response.status_code}: "
