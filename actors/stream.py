@@ -54,7 +54,7 @@ class StreamActor:
             repo, view, redis.Redis.from_url(config.stream_url),
             open_online_store(config.online_url, project=project,
                               redis_prefix=config.redis_prefix),
-            OfflineStore(config.offline_uri, repo), claim_idle_ms=claim_idle_ms,
+            OfflineStore(config.offline_uri, repo, project=project), claim_idle_ms=claim_idle_ms,
             consumer=f"{view}:processor", prefix=config.redis_prefix)
         self._stop = threading.Event()
         threading.Thread(target=self._loop, name=f"stream-{view}", daemon=True).start()

@@ -186,7 +186,7 @@ def pit_data(directory: Path, n: int, m: int) -> None:
     rng = np.random.default_rng(7)
     keys = max(n // 10, 1)
     span = 30 * 86_400
-    offline = OfflineStore(str(directory / "offline"), pit_repo())
+    offline = OfflineStore(str(directory / "offline"), pit_repo(), project="default")
     for v in range(3):
         per = m // 3
         for lo in range(0, per, 2_000_000):
@@ -240,8 +240,8 @@ def pit_worker(engine: str, directory: Path) -> None:
     sampler = PeakRss()
     t = time.perf_counter()
     if engine == "mlray":
-        out = OfflineStore(str(directory / "offline"), pit_repo()).get_historical_features(
-            entities, refs, full_feature_names=True)
+        store = OfflineStore(str(directory / "offline"), pit_repo(), project="default")
+        out = store.get_historical_features(entities, refs, full_feature_names=True)
         result = out.select([f"p{v}__{c}{v}" for v in range(3) for c in "ab"]).to_pandas()
     else:
         left = left0.sort_values("event_timestamp", kind="stable")
@@ -298,7 +298,7 @@ def bench_offline(n: int, m: int, workdir: Path) -> list[Row]:
 def bench_materialize(url: str, prefix: str, entities: int, workdir: Path,
                       use_ray: bool) -> list[Row]:
     repo = wide_repo(prefix)
-    offline = OfflineStore(str(workdir / "mat"), repo)
+    offline = OfflineStore(str(workdir / "mat"), repo, project="default")
     rng = np.random.default_rng(3)
     for v in range(VIEWS):
         offline.write(f"v{v}", wide_rows(v, entities, rng))

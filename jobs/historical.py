@@ -63,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
                                        if f.strip()])
     entities = ray.data.read_parquet(args.entities)
     result = get_historical_features_ray(
-        OfflineStore(client.config.offline_uri, repo), entities, features,
+        OfflineStore(client.config.offline_uri, repo, project=client.project), entities, features,
         full_feature_names=args.full_feature_names, timestamp_field=args.timestamp_field,
         partitions=args.partitions, output=args.output)
     return result.count()

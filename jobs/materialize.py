@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> list[Any]:
     cfg = client.config
     assert cfg.online_url is not None and cfg.offline_uri is not None  # resolved defaults
     online = open_online_store(cfg.online_url, project=project, redis_prefix=cfg.redis_prefix)
-    offline = OfflineStore(cfg.offline_uri, repo)
+    offline = OfflineStore(cfg.offline_uri, repo, project=project)
     totals: dict[str, int] = {}
 
     def progress(view: str, rows: int) -> None:

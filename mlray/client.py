@@ -487,7 +487,7 @@ class MonitoringClient(_Facade):
 
         assert self._config is not None and self._registry is not None
         mv = self._registry.get_version(model, version)
-        return live_performance(self._config.offline_uri or "", model, version,
+        return live_performance(self._config.offline_uri or "", self.project, model, version,
                                 task=version_task(mv), window_s=window_s,
                                 evaluation=dict(mv.metrics))
 
@@ -582,7 +582,7 @@ class FeaturesClient(_Facade):
     def offline_store(self) -> OfflineStore:
         """The offline store over the applied definitions."""
         assert self._config.offline_uri is not None
-        return OfflineStore(self._config.offline_uri, self.repo())
+        return OfflineStore(self._config.offline_uri, self.repo(), project=self.project)
 
     def get_online_features(self, entity_rows: Any, features: list[str] | str, *,
                             full_feature_names: bool = False) -> OnlineFeatures:
@@ -626,7 +626,8 @@ class FeaturesClient(_Facade):
         bound = repo.bind(view)
         written = 0
         if to in ("offline", "both"):
-            written = OfflineStore(self._config.offline_uri or "", repo).write(view, rows)
+            written = OfflineStore(self._config.offline_uri or "", repo,
+                                   project=self.project).write(view, rows)
         if to in ("online", "both"):
             online = self.online_store().write(bound, rows)
             written = max(written, online)
@@ -643,7 +644,8 @@ class FeaturesClient(_Facade):
 
         repo = self.repo(fresh=True)
         return materialize(
-            repo, OfflineStore(self._config.offline_uri or "", repo), self.online_store(),
+            repo, OfflineStore(self._config.offline_uri or "", repo, project=self.project),
+            self.online_store(),
             record=lambda run: self._call("record_materialization", run),
             previous=self.materializations() if incremental else None, views=views,
             start=start, end=end, incremental=incremental, progress=progress, engine=engine)

@@ -36,7 +36,7 @@ from mlray.features.ondemand import input_columns, run_on_demand
 from mlray.features.pit import asof_indices, encode_keys
 from mlray.features.repo import BoundView, FeatureRepo, Selection, check_source_path
 from mlray.features.validate import UTC_NS, cast_column, check_fields, check_keys, to_utc_ns
-from mlray.storage.fsuri import join_uri
+from mlray.storage.fsuri import join_uri, project_uri
 
 __all__ = ["OfflineStore", "to_table"]
 
@@ -73,10 +73,12 @@ def _open(uri: str) -> tuple[pafs.FileSystem, str]:
 
 
 class OfflineStore:
-    """Feature rows in Parquet, written by view and read back as of points in time."""
+    """One project's feature rows in Parquet, written by view (under
+    ``<root>/<project>/features/<view>``) and read back as of points in time."""
 
-    def __init__(self, root_uri: str, repo: FeatureRepo) -> None:
-        self.root_uri = join_uri(root_uri)
+    def __init__(self, root_uri: str, repo: FeatureRepo, *, project: str) -> None:
+        self.root_uri = project_uri(root_uri, project, "features")
+        self.project = project
         self.repo = repo
 
     def location(self, view: str) -> str:

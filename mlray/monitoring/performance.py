@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from mlray._private.safepath import safe_name
 from mlray.errors import InvalidInput
-from mlray.storage.fsuri import join_uri
+from mlray.storage.fsuri import project_uri
 from mlray.training.metrics import classification_metrics, regression_metrics
 
 __all__ = ["LIVE_METRICS", "PerformanceReport", "live_performance", "performance_source",
@@ -52,10 +52,11 @@ def _dataset(path: str) -> ds.Dataset | None:
         return None
 
 
-def live_performance(offline_uri: str, model: str, version: int, *, task: str,
+def live_performance(offline_uri: str, project: str, model: str, version: int, *, task: str,
                      window_s: float = 86_400.0, evaluation: dict[str, float] | None = None,
                      now: float | None = None) -> PerformanceReport:
-    """Join the version's logged predictions of the last ``window_s`` with their feedback.
+    """Join the version's logged predictions of the last ``window_s`` with their feedback
+    (both ``project``'s own: another project's logs are never read).
 
     Args:
         task: ``classification`` (predictions are probabilities, labels 0/1) or
@@ -73,9 +74,9 @@ def live_performance(offline_uri: str, model: str, version: int, *, task: str,
     since = pa.scalar(int(((now or time.time()) - window_s) * 1e6), pa.timestamp("us", "UTC"))
     report = PerformanceReport(model=model, version=version, window_s=window_s, predictions=0,
                                labelled=0, unknown_feedback=0, evaluation=evaluation or {})
-    logged = _dataset(join_uri(offline_uri, "predictions", f"model={model}",
-                               f"version={version}"))
-    feedback = _dataset(join_uri(offline_uri, "feedback"))
+    logged = _dataset(project_uri(offline_uri, project, "predictions", f"model={model}",
+                                  f"version={version}"))
+    feedback = _dataset(project_uri(offline_uri, project, "feedback"))
     if logged is None:
         return report
     predictions = logged.to_table(columns=["request_id", "row", "prediction"],
@@ -122,7 +123,7 @@ def performance_source(offline_uri: str, registry: Any
     def metrics(project: str, model: str, version: int, window_s: float, now: float
                 ) -> dict[str, float]:
         mv = registry.get_version(system, project, model, version)
-        report = live_performance(offline_uri, model, version, task=version_task(mv),
+        report = live_performance(offline_uri, project, model, version, task=version_task(mv),
                                   window_s=window_s, now=now)
         return {k: v for k, v in report.metrics.items() if k in LIVE_METRICS}
 

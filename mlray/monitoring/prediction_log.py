@@ -2,11 +2,11 @@
 
 Each ingress replica buffers what it answered (request id, time, model, version, the
 input columns, the output, the latency) and appends the buffer as one Parquet file per
-model version and flush under ``<offline_uri>/predictions/model=<m>/version=<v>/
-date=<YYYY-MM-DD>/``; feedback (a label for a request id, possibly hours later) lands
-under ``<offline_uri>/feedback/date=<YYYY-MM-DD>/``. Both are the raw material of drift,
-ground truth and retraining, readable with ``pyarrow.dataset`` (hive partitioning).
-"""
+model version and flush under ``<offline_uri>/<project>/predictions/model=<m>/
+version=<v>/date=<YYYY-MM-DD>/``; feedback (a label for a request id, possibly hours
+later) lands under ``<offline_uri>/<project>/feedback/date=<YYYY-MM-DD>/``. Both are the
+raw material of drift, ground truth and retraining, readable with ``pyarrow.dataset``
+(hive partitioning)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from mlray._private.safepath import safe_name
 from mlray.errors import BackendUnavailable, InvalidInput
+from mlray.storage.fsuri import project_uri
 
 __all__ = ["FeedbackLog", "PredictionLog"]
 
@@ -48,12 +49,12 @@ def _write(fs: pafs.FileSystem, directory: str, table: pa.Table) -> str:
 class PredictionLog:
     """A replica's buffer of sampled predictions, flushed as Parquet files."""
 
-    def __init__(self, root_uri: str, sample: float = 1.0,
+    def __init__(self, root_uri: str, project: str, sample: float = 1.0,
                  rng: Callable[[], float] = random.random,
                  clock: Callable[[], float] = time.time) -> None:
         if not 0.0 <= sample <= 1.0:
             raise InvalidInput(f"sample must be in [0, 1], got {sample}", field="sample")
-        self._fs, self._root = _filesystem(root_uri)
+        self._fs, self._root = _filesystem(project_uri(root_uri, project))
         self.sample, self._rng, self._clock = sample, rng, clock
         self._buffer: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
@@ -121,10 +122,11 @@ def _table(entries: list[dict[str, Any]]) -> pa.Table:
 
 
 class FeedbackLog:
-    """Labels for logged predictions, by request id, appended as Parquet."""
+    """One project's labels for logged predictions, by request id, appended as Parquet."""
 
-    def __init__(self, root_uri: str, clock: Callable[[], float] = time.time) -> None:
-        self._fs, self._root = _filesystem(root_uri)
+    def __init__(self, root_uri: str, project: str,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._fs, self._root = _filesystem(project_uri(root_uri, project))
         self._clock = clock
 
     def write(self, rows: list[tuple[str, float, int]]) -> str:

@@ -219,7 +219,7 @@ class Ingress:
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._in_flight = InFlight()
         assert config.offline_uri is not None
-        self._feedback = FeedbackLog(config.offline_uri)
+        self._feedback = FeedbackLog(config.offline_uri, config.project)
         self.sync.load()
         self.sync.start_if_in_loop()  # the view stays fresh whichever endpoint is asked
         gc.freeze()  # long-lived objects leave the collector's scans (tail latency)
@@ -519,8 +519,8 @@ class Ingress:
             written = 0
             if body.to in ("offline", "both"):
                 assert self.config.offline_uri is not None
-                written = OfflineStore(self.config.offline_uri, repo).write(body.view,
-                                                                            body.rows)
+                written = OfflineStore(self.config.offline_uri, repo,
+                                       project=self.config.project).write(body.view, body.rows)
             if body.to in ("online", "both"):
                 written = max(written, self._reader().online.write(bound, body.rows))
             return written

@@ -63,7 +63,7 @@ class IngressSync:
         self.feature_repo = FeatureRepo()
         self.local = LocalVersions(self._load_local)
         assert config.offline_uri is not None
-        self.log = PredictionLog(config.offline_uri, settings.log_sample)
+        self.log = PredictionLog(config.offline_uri, config.project, settings.log_sample)
         self.sketches = SketchBuffer()
         self._handles: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None

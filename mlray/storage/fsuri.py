@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-__all__ = ["is_uri", "join_uri", "open_uri", "run_storage"]
+__all__ = ["is_uri", "join_uri", "open_uri", "project_uri", "run_storage"]
 
 
 def is_uri(location: str) -> bool:
@@ -25,6 +25,18 @@ def join_uri(root: str, *parts: str) -> str:
     base, sep, query = root.partition("?")
     joined = "/".join([base.rstrip("/"), *(p.strip("/") for p in parts if p)])
     return f"{joined}{sep}{query}"
+
+
+def project_uri(root: str, project: str, *parts: str) -> str:
+    """Where ``project``'s data of one kind lives under a shared root:
+    ``<root>/<project>/<parts...>`` (feature rows, prediction logs, feedback).
+
+    Every reader and writer of project data goes through here, so no two projects share a
+    directory. Raises ``ValueError`` for an invalid project name (it must not climb out).
+    """
+    from mlray.identity import check_project_name
+
+    return join_uri(root, check_project_name(project), *parts)
 
 
 def open_uri(location: str) -> tuple[pafs.FileSystem, str]:

@@ -52,7 +52,7 @@ def _times(rng: np.random.Generator, n: int, days: int) -> pa.Array:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> OfflineStore:
     rng = np.random.default_rng(4)
-    store = OfflineStore(str(tmp_path_factory.mktemp("offline")), _repo())
+    store = OfflineStore(str(tmp_path_factory.mktemp("offline")), _repo(), project="default")
     m = 20_000
     store.write("clicks", pa.table({
         "user_id": rng.integers(0, 500, m), "event_timestamp": _times(rng, m, 4),

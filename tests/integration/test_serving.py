@@ -473,15 +473,15 @@ def test_metrics_are_scraped_from_ray_and_predictions_are_logged(platform: Platf
     assert any(s.labels["code"] == "not_found" and s.labels["model"] == "unknown"
                for s in got["ray_mlray_request_errors_total"])
 
-    root = Path(str(platform.config.offline_uri)) / "predictions" / f"model={model}"
+    logs = Path(str(platform.config.offline_uri)) / platform.project
+    root = logs / "predictions" / f"model={model}"
     wait_for(lambda: root.exists() and ds.dataset(str(root), partitioning="hive")
              .count_rows() >= 40, timeout=30, interval=0.5)
     table = ds.dataset(str(root), partitioning="hive").to_table()
     assert set(table.column("request_id").to_pylist()) == {f"req-{i}" for i in range(20)}
     assert {"input_amount", "input_country", "prediction", "latency_ms"} <= set(
         table.column_names)
-    labels = ds.dataset(str(Path(str(platform.config.offline_uri)) / "feedback"),
-                        partitioning="hive").to_table()
+    labels = ds.dataset(str(logs / "feedback"), partitioning="hive").to_table()
     assert labels.num_rows >= 2
     live = platform.client.monitoring.performance(model, 1)
     assert (live.predictions, live.labelled) == (200, 2) and "accuracy" in live.metrics

@@ -42,7 +42,8 @@ def test_every_key_of_the_velocity_stream_is_under_the_prefix(redis_url: str,
     try:
         client.set(other, b"1")
         processor = StreamProcessor(repo, "customer_velocity", client, online,
-                                    OfflineStore(str(tmp_path / "offline"), repo),
+                                    OfflineStore(str(tmp_path / "offline"), repo,
+                                                 project="default"),
                                     prefix=prefix, claim_idle_ms=0)
         publish(client, stream, [
             {"customer_id": 1, "event_id": "e1", "event_timestamp": T0, "created_at": T0},

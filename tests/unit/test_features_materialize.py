@@ -70,7 +70,7 @@ def repo(tmp_path: Path) -> FeatureRepo:
 
 @pytest.fixture
 def offline(tmp_path: Path, repo: FeatureRepo) -> OfflineStore:
-    return OfflineStore(str(tmp_path / "offline"), repo)
+    return OfflineStore(str(tmp_path / "offline"), repo, project="default")
 
 
 def _stats(*rows: tuple[int, float, int, float | None]) -> pa.Table:

@@ -104,7 +104,7 @@ def test_pit_join_matches_brute_force(feats: list[tuple[int, int, int]],
     repo = _repo(ttl, created)
     rows = [(k, e, c if created else 0, uid) for uid, (k, e, c) in enumerate(feats)]
     with tempfile.TemporaryDirectory() as root:
-        store = OfflineStore(root, repo)
+        store = OfflineStore(root, repo, project="default")
         if rows:
             batch: dict[str, Any] = {
                 "user_id": [r[0] for r in rows],
@@ -185,7 +185,7 @@ def test_times_that_do_not_pack_with_the_keys_are_ranked() -> None:
 
 
 def test_ttl_edges_are_inclusive(tmp_path: Path) -> None:
-    store = OfflineStore(str(tmp_path), _repo(ttl=10))
+    store = OfflineStore(str(tmp_path), _repo(ttl=10), project="default")
     store.write("stats", {"user_id": [1, 1], "event_timestamp": _ts([0, 5], dt.UTC),
                           "uid": [0, 1], "value": [0, 10]})
     entity = {"user_id": [1] * 6, "event_timestamp": _ts([-1, 0, 4, 10, 15, 16], dt.UTC)}
@@ -197,7 +197,7 @@ def test_ttl_edges_are_inclusive(tmp_path: Path) -> None:
 def test_fractional_ttl_keeps_a_row_exactly_one_ttl_old(tmp_path: Path) -> None:
     """ttl 1.001 s is 1,001,000,000 ns exactly (through a float it was 1,000,999,999 and
     the row at t - ttl fell out)."""
-    store = OfflineStore(str(tmp_path), _repo(ttl=1.001))
+    store = OfflineStore(str(tmp_path), _repo(ttl=1.001), project="default")
     t = BASE + dt.timedelta(seconds=5)
     ns = pa.timestamp("ns", "UTC")
     store.write("stats", {"user_id": [1], "uid": [7], "value": [1], "event_timestamp":
@@ -208,7 +208,7 @@ def test_fractional_ttl_keeps_a_row_exactly_one_ttl_old(tmp_path: Path) -> None:
 
 
 def test_multi_key_views_full_names_and_pandas(tmp_path: Path) -> None:
-    store = OfflineStore(str(tmp_path / "off"), _repo(extra_views=True))
+    store = OfflineStore(str(tmp_path / "off"), _repo(extra_views=True), project="default")
     store.write("pairs", pd.DataFrame({
         "user_id": [1, 1, 2], "shop": ["a", "b", "a"],
         "event_timestamp": pd.to_datetime(["2026-03-01T10:00Z"] * 3),
@@ -231,7 +231,7 @@ def test_multi_key_views_full_names_and_pandas(tmp_path: Path) -> None:
 
 
 def test_errors_are_clear(tmp_path: Path) -> None:
-    store = OfflineStore(str(tmp_path), _repo(extra_views=True))
+    store = OfflineStore(str(tmp_path), _repo(extra_views=True), project="default")
     naive = pa.table({"user_id": [1], "event_timestamp": pa.array([dt.datetime(2026, 1, 1)])})
     with pytest.raises(InvalidInput, match="no time zone") as info:
         store.get_historical_features(naive, ["stats:uid"])
@@ -260,7 +260,7 @@ def test_errors_are_clear(tmp_path: Path) -> None:
 
 
 def test_write_is_all_or_nothing(tmp_path: Path) -> None:
-    store = OfflineStore(str(tmp_path), _repo(extra_views=True))
+    store = OfflineStore(str(tmp_path), _repo(extra_views=True), project="default")
     good = {"user_id": [1, 2, 3], "shop": ["a", "b", "c"],
             "event_timestamp": _ts([0, 1, 2], dt.UTC), "spend": [1.0, 2.0, 3.0],
             "tag": ["x", "y", "z"]}
@@ -281,7 +281,7 @@ def test_write_is_all_or_nothing(tmp_path: Path) -> None:
     window = store.read("pairs", start=BASE + dt.timedelta(seconds=1),
                         end=BASE + dt.timedelta(seconds=2))
     assert window["user_id"].to_pylist() == [2]
-    dates = sorted(p.name for p in (tmp_path / "pairs").iterdir())
+    dates = sorted(p.name for p in (tmp_path / "default" / "features" / "pairs").iterdir())
     assert dates == ["date=2026-03-01"]
 
 
@@ -294,7 +294,7 @@ def test_parquet_source_is_read_in_place(tmp_path: Path) -> None:
                  feature_views=[{"name": "tx", "entities": ["c"],
                                  "source": {"type": "parquet", "path": str(path)},
                                  "fields": [{"name": "amount", "dtype": "float64"}]}])
-    store = OfflineStore(str(tmp_path / "root"), repo)
+    store = OfflineStore(str(tmp_path / "root"), repo, project="default")
     got = store.get_historical_features(
         {"customer_id": [1, 1, 2, 3], "event_timestamp": _ts([5, 10, 0, 0], ZONES[2])},
         ["tx:amount"])
@@ -304,8 +304,23 @@ def test_parquet_source_is_read_in_place(tmp_path: Path) -> None:
                            "amount": [1.0]})
 
 
+def test_projects_keep_their_rows_apart(tmp_path: Path) -> None:
+    """Two projects with a view of the same name over one root: each reads only its rows."""
+    a = OfflineStore(str(tmp_path), _repo(), project="a")
+    b = OfflineStore(str(tmp_path), _repo(), project="b")
+    a.write("stats", {"user_id": [1], "event_timestamp": _ts([0], dt.UTC), "uid": [1],
+                      "value": [10]})
+    assert b.read("stats").num_rows == 0 and b.location("stats") != a.location("stats")
+    b.write("stats", {"user_id": [1], "event_timestamp": _ts([0], dt.UTC), "uid": [2],
+                      "value": [20]})
+    assert a.read("stats")["value"].to_pylist() == [10]
+    assert b.read("stats")["value"].to_pylist() == [20]
+    with pytest.raises(ValueError, match="project"):
+        OfflineStore(str(tmp_path), _repo(), project="../a")
+
+
 def test_empty_store_and_empty_entity_rows(tmp_path: Path) -> None:
-    store = OfflineStore(str(tmp_path), _repo())
+    store = OfflineStore(str(tmp_path), _repo(), project="default")
     got = store.get_historical_features({"user_id": [1, 2], "event_timestamp": _ts([0, 1], dt.UTC)},
                                         ["stats:*"])
     assert got["uid"].to_pylist() == [None, None] and got.num_columns == 4
@@ -328,7 +343,7 @@ def test_matches_pandas_merge_asof(tmp_path: Path) -> None:
         "user_id": rng.integers(0, 320, n_ent),
         "event_timestamp": pd.Timestamp("2026-03-01", tz="UTC")
         + pd.to_timedelta(rng.integers(0, n_feat * 7, n_ent), unit="s")})
-    store = OfflineStore(str(tmp_path), _repo(ttl=3600))
+    store = OfflineStore(str(tmp_path), _repo(ttl=3600), project="default")
     store.write("stats", feats)
     got = store.get_historical_features(ents, ["stats:uid"], as_pandas=True)
     ref = pd.merge_asof(

@@ -59,7 +59,7 @@ def test_load_repo_resolves_against_the_yaml_file(tmp_path: Path,
         monkeypatch.chdir(cwd)
         repo = load_repo(features)
         assert repo.feature_view("spend").source.path == str(tmp_path / "proj/data/tx.parquet")
-        store = OfflineStore(str(tmp_path / "offline"), repo)
+        store = OfflineStore(str(tmp_path / "offline"), repo, project="default")
         values.append(store.get_historical_features(_entities(), ["spend:amount"])[
             "amount"].to_pylist())
     assert values == [[5.0, 7.5]] * 3
@@ -75,7 +75,7 @@ def test_absolute_and_remote_paths_are_kept(tmp_path: Path) -> None:
 
 def test_missing_or_relative_source_is_an_error_not_nulls(tmp_path: Path) -> None:
     repo = load_repo(_project(tmp_path, "../../data/gone.parquet"))
-    store = OfflineStore(str(tmp_path / "offline"), repo)
+    store = OfflineStore(str(tmp_path / "offline"), repo, project="default")
     with pytest.raises(NotFound, match=r"view 'spend': its source .*gone\.parquet") as info:
         store.get_historical_features(_entities(), ["spend:amount"])
     assert info.value.field == "feature_views.spend.source.path"
@@ -83,7 +83,7 @@ def test_missing_or_relative_source_is_an_error_not_nulls(tmp_path: Path) -> Non
         {**repo.feature_view("spend").model_dump(), "source": {"type": "parquet",
                                                                "path": "data/tx.parquet"}}]})
     with pytest.raises(InvalidInput, match=r"'data/tx\.parquet' is relative"):
-        OfflineStore(str(tmp_path / "offline"), relative).read("spend")
+        OfflineStore(str(tmp_path / "offline"), relative, project="default").read("spend")
     registry = FeatureRegistry(open_state_store(f"sqlite:///{tmp_path / 'state.db'}"))
     with pytest.raises(InvalidInput, match="relative"):
         registry.apply(Caller.local_admin("me"), "default", relative)

@@ -56,7 +56,7 @@ def env(redis_url: str, redis_prefix: str, tmp_path: Path) -> Iterator[dict[str,
     stream = f"{redis_prefix}:tx"
     repo = _repo(stream)
     online = RedisOnlineStore(redis_url, project="default", prefix=redis_prefix)
-    offline = OfflineStore(str(tmp_path / "offline"), repo)
+    offline = OfflineStore(str(tmp_path / "offline"), repo, project="default")
     yield {"client": client, "stream": stream, "repo": repo, "online": online,
            "offline": offline, "prefix": redis_prefix}
     for key in client.scan_iter(match=f"{redis_prefix}*", count=1000):

@@ -170,10 +170,10 @@ def test_live_model_metrics_join_feedback_and_are_cached(
                 if m.startswith("mlray_model_")}
 
     assert live() == {}  # nothing logged yet (and that answer is cached for a minute)
-    log = PredictionLog(offline, clock=lambda: NOW - 30)
+    log = PredictionLog(offline, "default", clock=lambda: NOW - 30)
     log.add("r1", "fraud", 1, {"amount": np.array([1.0, 2.0])}, np.array([0.5, 1.5]), 3.0)
     log.flush()
-    FeedbackLog(offline, clock=lambda: NOW - 20).write([("r1", 1.0, 0), ("r1", 2.0, 1)])
+    FeedbackLog(offline, "default", clock=lambda: NOW - 20).write([("r1", 1.0, 0), ("r1", 2.0, 1)])
     assert live() == {}
     clock["now"] += 61
     assert live() == {"mlray_model_rmse": pytest.approx(0.5),

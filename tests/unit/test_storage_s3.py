@@ -60,11 +60,12 @@ def test_artifacts_and_registry_on_s3(s3_uri: str, tmp_path: Path) -> None:
 
 
 def test_offline_store_point_in_time_on_s3(s3_uri: str) -> None:
-    store = OfflineStore(s3_uri, _repo(ttl=10))
+    store = OfflineStore(s3_uri, _repo(ttl=10), project="default")
     store.write("stats", {"user_id": [1, 1], "event_timestamp": _ts([0, 5], dt.UTC),
                           "uid": [0, 1], "value": [0, 10]})
     fs, root = open_uri(s3_uri)
-    written = fs.get_file_info(pafs.FileSelector(f"{root}/stats", recursive=True))
+    written = fs.get_file_info(pafs.FileSelector(f"{root}/default/features/stats",
+                                                 recursive=True))
     assert any(info.path.endswith(".parquet") for info in written)
     entity = {"user_id": [1] * 4, "event_timestamp": _ts([-1, 0, 10, 16], dt.UTC)}
     got = store.get_historical_features(entity, ["stats:uid"])
@@ -73,10 +74,10 @@ def test_offline_store_point_in_time_on_s3(s3_uri: str) -> None:
 
 def test_prediction_log_and_feedback_on_s3(s3_uri: str) -> None:
     now = 1_780_000_000.0
-    log = PredictionLog(s3_uri, clock=lambda: now)
+    log = PredictionLog(s3_uri, "default", clock=lambda: now)
     log.add("r1", "fraud", 3, {"amount": np.array([1.0, 2.0])}, np.array([0.9, 0.2]), 2.0)
     assert len(log.flush()) == 1
-    FeedbackLog(s3_uri, clock=lambda: now).write([("r1", 1.0, 0), ("r1", 0.0, 1)])
-    report = live_performance(s3_uri, "fraud", 3, task="classification", now=now + 1)
+    FeedbackLog(s3_uri, "default", clock=lambda: now).write([("r1", 1.0, 0), ("r1", 0.0, 1)])
+    report = live_performance(s3_uri, "default", "fraud", 3, task="classification", now=now + 1)
     assert (report.predictions, report.labelled, report.unknown_feedback) == (2, 2, 0)
     assert report.metrics["accuracy"] == pytest.approx(1.0)
