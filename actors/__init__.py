@@ -24,11 +24,13 @@ def _classes() -> dict[str, Any]:
     from actors.jobs import JobsActor
     from actors.keys import KeysActor
     from actors.monitor import MonitorActor
+    from actors.quotas import QuotasActor
     from actors.registry import RegistryActor
 
     classes = {cls.NAME: cls for cls in (RegistryActor, ExperimentsActor, JobsActor,
                                          BreakersActor, FeaturesActor, MonitorActor,
-                                         DeploymentsActor, AlertsActor, KeysActor)}
+                                         DeploymentsActor, AlertsActor, KeysActor,
+                                         QuotasActor)}
     return {name: classes[name] for name in ACTORS}
 
 

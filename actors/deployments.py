@@ -21,8 +21,10 @@ from mlray._private.redact import install_log_redaction
 from mlray._private.services import open_stores
 from mlray.auth.tokens import platform_secret
 from mlray.config import PlatformConfig
+from mlray.quotas.usage import UsageMeter
 from mlray.registry.service import ModelRegistry
 from mlray.serving.board import VersionStats
+from mlray.serving.deployed import deployed_replicas, per_project
 from mlray.serving.reconcile import Reconciler
 from mlray.serving.rollout import RolloutController
 from mlray.serving.settings import load_serving_config
@@ -67,6 +69,7 @@ class DeploymentsActor(ServiceActor):
         self._service = RolloutController(store, registry, deployer, stats,
                                           load_serving_config(config.serving_config))
         self._reconciler = Reconciler(registry, self._service, deployer)
+        self._store, self._usage = store, UsageMeter(store)
         self._authenticate(store)
         self._lock = threading.RLock()
         self._apps: frozenset[str] = frozenset()
@@ -113,9 +116,20 @@ class DeploymentsActor(ServiceActor):
         except Exception:  # Serve or the store unreachable: the next pass tries again
             log.exception("reconciling Serve failed")
             return
+        self._accrue(done.skipped is None)
         for name in done.deployed:
             log.info("reconcile: deployed %s (wanted, missing from Serve)", name)
         for name in done.removed:
             log.info("reconcile: removed %s (no policy or rollout wants it)", name)
         for name, error in done.errors.items():
             log.warning("reconcile: could not deploy %s: %s", name, error)
+
+    def _accrue(self, serving: bool) -> None:
+        """Replica-seconds since the last pass for what is deployed (nothing while Serve
+        does not run this platform's apps); see :mod:`mlray.quotas.usage`."""
+        try:
+            with self._lock:
+                deployed = deployed_replicas(self._store, self._service) if serving else {}
+            self._usage.accrue_replicas(*per_project(deployed))
+        except Exception:  # the store unreachable: the next pass counts the time (capped)
+            log.exception("counting replica-seconds failed")

@@ -44,6 +44,7 @@ from mlray.monitoring.drift import DriftReport
 from mlray.monitoring.monitor import IngestResult
 from mlray.monitoring.performance import PerformanceReport
 from mlray.monitoring.quality import QualityReport
+from mlray.quotas.types import QuotaLimits, UsageReport
 from mlray.registry.gates import GateSpec
 from mlray.registry.types import (
     Lineage,
@@ -74,7 +75,7 @@ from mlray.tracking.types import (
 )
 
 __all__ = ["Client", "ExperimentsClient", "FeaturesClient", "JobsClient", "KeysClient",
-           "MonitoringClient", "RegistryClient", "ServingClient", "connect"]
+           "MonitoringClient", "QuotasClient", "RegistryClient", "ServingClient", "connect"]
 
 
 #: Who a call is made as: a :class:`Caller` in this process (local mode), else the
@@ -753,6 +754,26 @@ class KeysClient(_Facade):
         return self._transport.call("keys", "token", self._who, self.project, ttl_s)
 
 
+class QuotasClient(_Facade):
+    """Quotas and usage of one project."""
+
+    def __init__(self, transport: Any, who: Who, project: str) -> None:
+        super().__init__("quotas", transport, who, project)
+
+    def set(self, *, replace: bool = False, **limits: float | None) -> QuotaLimits:
+        """Set some quotas (``models=10``, ``requests_per_s=50``; None lifts one); the
+        others stay unless ``replace`` (admin of every project; audited)."""
+        return self._call("set_quotas", limits, replace=replace)
+
+    def show(self) -> QuotaLimits:
+        """The project's quotas (None: unlimited)."""
+        return self._call("get_quotas", read=True)
+
+    def usage(self, since: float | None = None) -> UsageReport:
+        """What the project used since ``since`` (Unix time; default: ever)."""
+        return self._call("usage", since, read=True)
+
+
 class Client:
     """Entry point to a platform: ``client.registry``, ``.experiments`` and ``.jobs``.
 
@@ -778,6 +799,7 @@ class Client:
         self.alerts = AlertsClient(transport, who, project)
         self.monitoring = MonitoringClient(transport, who, project, config, self.registry)
         self.keys = KeysClient(transport, who, project)
+        self.quotas = QuotasClient(transport, who, project)
 
     @property
     def project(self) -> str:

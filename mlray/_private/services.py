@@ -13,7 +13,8 @@ from mlray.storage import ArtifactStore, StateStore, open_state_store
 
 __all__ = ["SERVICE_NAMES", "build_service", "local_services", "open_stores"]
 
-SERVICE_NAMES = ("registry", "experiments", "jobs", "breakers", "features", "monitor", "keys")
+SERVICE_NAMES = ("registry", "experiments", "jobs", "breakers", "features", "monitor", "keys",
+                 "quotas")
 
 
 def open_stores(config: PlatformConfig) -> tuple[StateStore, ArtifactStore]:
@@ -48,6 +49,10 @@ def build_service(name: str, store: StateStore, artifacts: ArtifactStore,
         return FeatureRegistry(store, offline_uri)
     if name == "keys":
         return KeyBook(store)
+    if name == "quotas":
+        from mlray.quotas.service import QuotaService
+
+        return QuotaService(store)
     if name == "monitor":
         return Monitor.over_registry(store, ModelRegistry(store, artifacts), offline_uri)
     raise ValueError(f"no service {name!r}; there are {SERVICE_NAMES}")

@@ -17,7 +17,18 @@ import typer
 from mlray._private.quiet import quiet_ray_env, stdout_to_stderr
 from mlray._private.ray_session import local_cpus
 from mlray._private.redact import install_log_redaction, redact, redact_all
-from mlray.cli import audit, cluster, features, keys, models, monitoring, runs, serving, training
+from mlray.cli import (
+    audit,
+    cluster,
+    features,
+    keys,
+    models,
+    monitoring,
+    quotas,
+    runs,
+    serving,
+    training,
+)
 from mlray.cli._common import JsonOpt, emit, err_console, state
 from mlray.config import PlatformConfig
 from mlray.errors import MlrayError
@@ -32,6 +43,8 @@ app.add_typer(cluster.app, name="cluster")
 app.add_typer(monitoring.alerts_app, name="alerts")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
+app.add_typer(quotas.app, name="quotas")
+app.command("usage")(quotas.usage)
 app.command("drift")(monitoring.drift)
 app.command("performance")(monitoring.performance)
 app.command("train")(training.train)

@@ -33,7 +33,13 @@ class Exchange(BaseModel):
 
 
 class QuotaService:
-    """Quotas and usage per project over a :class:`StateStore`."""
+    """Quotas and usage per project over a :class:`StateStore`.
+
+    ``exchange`` is the ingress replicas' data-plane feed: it takes no caller and answers
+    only the platform itself (see :func:`mlray._private.transport.service_arguments`).
+    """
+
+    PLATFORM = frozenset({"exchange"})
 
     def __init__(self, store: StateStore, clock: Callable[[], float] = time.time) -> None:
         self._store, self._clock = store, clock
@@ -77,12 +83,17 @@ class QuotaService:
         """What ``project`` used since ``since`` (Unix time; default: ever), with its
         quotas. Requests and replica-seconds count from the hour holding ``since``."""
         caller.require(project, Role.viewer)
+        from mlray.registry._documents import MODELS, VERSIONS
         from mlray.tracking.jobs import JOBS
 
         jobs = [d.data for d in self._store.list(JOBS, where={"project": project})]
-        report = self.meter.report(project, since or 0.0, jobs,
-                                   storage_in_use(self._store, project))
-        return report.model_copy(update={"limits": read_limits(self._store, project)})
+        storage = storage_in_use(self._store, project)
+        report = self.meter.report(project, since or 0.0, jobs, storage)
+        in_use = {"models": len(self._store.list(MODELS, prefix=f"{project}/")),
+                  "versions": len(self._store.list(VERSIONS, prefix=f"{project}/")),
+                  **self.meter.deployed(project), "storage_bytes": storage}
+        return report.model_copy(update={"limits": read_limits(self._store, project),
+                                         "in_use": in_use})
 
     # -- the request rate, for ingress replicas ------------------------------------------------
 
@@ -94,14 +105,12 @@ class QuotaService:
         return cached[1].requests_per_s
 
     @boundary
-    def exchange(self, caller: Caller, projects: list[Project],
-                 wants: dict[str, int] | None = None, admitted: dict[str, int] | None = None,
-                 refused: dict[str, int] | None = None) -> Exchange:
+    def exchange(self, projects: list[Project], wants: dict[Project, int] | None = None,
+                 admitted: dict[Project, int] | None = None,
+                 refused: dict[Project, int] | None = None) -> Exchange:
         """An ingress replica's periodic call: record its request counts (durably, before
         answering), lease the tokens it ``wants`` and tell it each project's rate quota."""
         asked = set(projects) | set(wants or {}) | set(admitted or {}) | set(refused or {})
-        for project in sorted(asked):
-            caller.require(project, Role.predict)
         counts: dict[str, dict[str, float]] = {}
         for name, per_project in (("requests", admitted), ("requests_refused", refused)):
             for project, n in (per_project or {}).items():

@@ -79,9 +79,11 @@ class UsageMeter:
                 if attempt == _RETRIES - 1:
                     raise
 
-    def accrue_replicas(self, replicas: Mapping[str, int]) -> float:
+    def accrue_replicas(self, replicas: Mapping[str, int],
+                        deployments: Mapping[str, int] | None = None) -> float:
         """Add replica-seconds for the time since the last pass (``replicas`` per project
-        ran all along); returns the seconds counted."""
+        ran all along) and keep what is deployed now (:meth:`deployed`); returns the
+        seconds counted."""
         for attempt in range(_RETRIES):
             ts = self._clock()
             clock = self._store.get(CLOCK, "replicas")
@@ -89,7 +91,8 @@ class UsageMeter:
             elapsed = min(max(0.0, ts - last), self._max_gap_s)
             ops = self._additions({p: {"replica_seconds": n * elapsed}
                                    for p, n in replicas.items() if n and elapsed}, ts)
-            ops.append(Put(collection=CLOCK, key="replicas", data={"at": ts},
+            now_deployed = {"replicas": dict(replicas), "deployments": dict(deployments or {})}
+            ops.append(Put(collection=CLOCK, key="replicas", data={"at": ts, **now_deployed},
                            expected_version=clock.version if clock else ABSENT))
             try:
                 self._store.apply(ops)
@@ -98,6 +101,13 @@ class UsageMeter:
                 if attempt == _RETRIES - 1:
                     raise
         raise AssertionError("unreachable")
+
+    def deployed(self, project: str) -> dict[str, int]:
+        """Deployments and replicas the project had at the deployments actor's last pass."""
+        clock = self._store.get(CLOCK, "replicas")
+        data = clock.data if clock else {}
+        return {name: int(data.get(name, {}).get(project, 0))
+                for name in ("deployments", "replicas")}
 
     def totals(self, project: str, since: float = 0.0) -> dict[str, float]:
         """The project's accrued counters from the hour holding ``since`` on."""

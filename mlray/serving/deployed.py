@@ -19,7 +19,7 @@ from mlray.storage.base import Op, StateStore
 if TYPE_CHECKING:
     from mlray.serving.rollout import RolloutController
 
-__all__ = ["deploy_quota", "deployed_replicas", "replicas_of", "replicas_per_project"]
+__all__ = ["deploy_quota", "deployed_replicas", "per_project", "replicas_of"]
 
 
 def replicas_of(serving: ModelServing) -> int:
@@ -39,12 +39,15 @@ def deployed_replicas(store: StateStore, rollouts: RolloutController,
     return {(p, m, v): replicas_of(rollouts.serving_of(p, m, v)) for p, m, v in sorted(wanted)}
 
 
-def replicas_per_project(store: StateStore, rollouts: RolloutController) -> dict[str, int]:
-    """Replicas deployed per project (what replica-seconds accrue from)."""
-    out: dict[str, int] = {}
-    for (project, _, _), n in deployed_replicas(store, rollouts).items():
-        out[project] = out.get(project, 0) + n
-    return out
+def per_project(deployed: dict[tuple[str, str, int], int]
+                ) -> tuple[dict[str, int], dict[str, int]]:
+    """Replicas and deployed versions per project, from :func:`deployed_replicas`."""
+    replicas: dict[str, int] = {}
+    versions: dict[str, int] = {}
+    for (project, _, _), n in deployed.items():
+        replicas[project] = replicas.get(project, 0) + n
+        versions[project] = versions.get(project, 0) + 1
+    return replicas, versions
 
 
 def deploy_quota(store: StateStore, rollouts: RolloutController, project: str, model: str,
