@@ -28,7 +28,7 @@ import functools
 import math
 import operator as op
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -43,6 +43,7 @@ from pydantic import (
     model_validator,
 )
 
+from mlray._private.redact import MASK, redact, url_origin
 from mlray._private.validation import check_name
 from mlray.alerts.metrics import METRIC_NAMES
 from mlray.config.files import read_yaml
@@ -275,6 +276,16 @@ class WebhookChannelConfig(BaseModel):
     queue_size: int = Field(1000, ge=1, description="Pending notifications kept; oldest "
                                                     "dropped beyond.")
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """As ``repr`` shows it: the URL cut to its origin (a webhook's path or query is its
+        token) and header values masked (they carry credentials)."""
+        for name, value in super().__repr_args__():
+            if name == "url":
+                value = url_origin(value)
+            elif name == "headers":
+                value = dict.fromkeys(value, MASK)
+            yield name, value
+
 
 class RedisChannelConfig(BaseModel):
     """Notifications are PUBLISHed as JSON on a Redis pub/sub channel."""
@@ -285,6 +296,11 @@ class RedisChannelConfig(BaseModel):
     url: str | None = Field(None, pattern=r"^rediss?://",
                             description="Redis URL; None: the platform's Redis.")
     channel: str = Field("mlray:alerts", min_length=1)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """As ``repr`` shows it: the URL's password masked."""
+        for name, value in super().__repr_args__():
+            yield name, redact(value) if isinstance(value, str) else value
 
 
 ChannelConfig = Annotated[LogChannelConfig | WebhookChannelConfig | RedisChannelConfig,

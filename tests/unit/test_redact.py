@@ -95,3 +95,20 @@ def test_url_origin_keeps_only_scheme_host_and_port(url: str, shown: str) -> Non
     from mlray._private.redact import url_origin
 
     assert url_origin(url) == shown
+
+
+def test_alert_channel_settings_never_show_a_webhook_token_or_header_in_repr() -> None:
+    """A webhook's path is its token and its headers carry credentials: the settings'
+    repr and str (as a log line or an error would show them) keep only the origin."""
+    from mlray.alerts.rules import parse_rules
+
+    config = parse_rules({"channels": {
+        "oncall": {"type": "webhook", "url": "https://hooks.example.com/services/T0/B0/TOKEN9",
+                   "headers": {"Authorization": "Bearer HEADERTOKEN"}},
+        "pub": {"type": "redis", "url": "redis://app:REDISPW@db:6379/0"}}, "rules": []})
+    for shown in (repr(config), str(config), repr(config.channels["oncall"]),
+                  f"{config.channels['pub']!r}"):
+        for secret in ("TOKEN9", "HEADERTOKEN", "REDISPW"):
+            assert secret not in shown, shown
+    assert "https://hooks.example.com/***" in repr(config)
+    assert "redis://app:***@db:6379/0" in repr(config)
