@@ -41,8 +41,8 @@ from mlray.identity import Caller, Role
 from mlray.storage.base import AuditEntry, StateStore
 
 __all__ = ["CALLER_STATE", "ENDPOINT_ROLES", "UNMATCHED_ROLE", "Access", "AccessMiddleware",
-           "Grant", "bearer", "endpoint_of", "open_access", "rate_bucket", "replica_access",
-           "route_path"]
+           "Grant", "bearer", "document_access", "endpoint_of", "open_access", "rate_bucket",
+           "replica_access", "route_path"]
 
 log = logging.getLogger("mlray.ingress")
 
@@ -276,6 +276,19 @@ def endpoint_of(method: str, path: str) -> tuple[str, Role | None]:
         if wanted == method and pattern.match(path):
             return endpoint, ENDPOINT_ROLES[endpoint]
     return f"{method} (no route)", UNMATCHED_ROLE
+
+
+def document_access(spec: dict[str, Any]) -> None:
+    """Declare the Bearer scheme in an OpenAPI ``spec`` and, on each operation, whether it
+    needs a key and which least role (``x-mlray-role``) from :data:`ENDPOINT_ROLES`."""
+    schemes = spec.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes["bearer"] = {"type": "http", "scheme": "bearer",
+                         "description": "An mlray API key (auth: keys); see x-mlray-role."}
+    for path, operations in spec.get("paths", {}).items():
+        for method, operation in operations.items():
+            role = ENDPOINT_ROLES.get(f"{method.upper()} {path}", Role.admin)
+            operation["security"] = [] if role is None else [{"bearer": []}]
+            operation["x-mlray-role"] = "public" if role is None else role.name
 
 
 def _refusal(exc: MlrayError, presented: bool) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

@@ -46,7 +46,7 @@ from mlray.features.online import OnlineStore, open_online_store
 from mlray.features.serving import FeatureReader
 from mlray.monitoring.prediction_log import FeedbackLog
 from mlray.registry.types import ModelVersion
-from mlray.serving.access import AccessMiddleware, open_access, rate_bucket
+from mlray.serving.access import AccessMiddleware, document_access, open_access, rate_bucket
 from mlray.serving.api_models import (
     BatchPredictRequest,
     ErrorBody,
@@ -123,6 +123,7 @@ def _openapi() -> dict[str, Any]:
             schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(schema.pop("$defs", {}))
             schemas[name] = schema
+        document_access(spec)  # the Bearer scheme and each operation's least role
         api.openapi_schema = spec
     return api.openapi_schema
 

@@ -112,6 +112,18 @@ def test_the_table_names_every_route_of_the_ingress_and_no_other() -> None:
     assert served == set(ENDPOINT_ROLES)
 
 
+def test_the_openapi_spec_declares_the_key_and_each_role() -> None:
+    from mlray.serving.ingress import api
+
+    spec = api.openapi()
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            role = ENDPOINT_ROLES[f"{method.upper()} {path}"]
+            assert operation["x-mlray-role"] == (role.name if role else "public")
+            assert operation["security"] == ([{"bearer": []}] if role else [])
+
+
 def test_the_readme_table_is_the_code_table() -> None:
     text = README.read_text()
     section = text[text.index("## HTTP authentication"):]
