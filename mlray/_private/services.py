@@ -36,9 +36,7 @@ def build_service(name: str, store: StateStore, artifacts: ArtifactStore,
     from mlray.tracking.service import ExperimentTracker
 
     if name == "registry":
-        from mlray.models.validation import evaluate_artifact
-
-        return ModelRegistry(store, artifacts, evaluator=evaluate_artifact)
+        return ModelRegistry(store, artifacts, evaluator=_evaluate)
     if name == "experiments":
         return ExperimentTracker(store, artifacts)
     if name == "jobs":
@@ -56,6 +54,14 @@ def build_service(name: str, store: StateStore, artifacts: ArtifactStore,
     if name == "monitor":
         return Monitor.over_registry(store, ModelRegistry(store, artifacts), offline_uri)
     raise ValueError(f"no service {name!r}; there are {SERVICE_NAMES}")
+
+
+def _evaluate(*args: Any) -> Any:
+    """The platform's model evaluator, imported on first use (torch loads only when a
+    version is validated, not whenever a registry starts)."""
+    from mlray.models.validation import evaluate_artifact
+
+    return evaluate_artifact(*args)
 
 
 def local_services(config: PlatformConfig) -> dict[str, Any]:
