@@ -77,6 +77,7 @@ from mlray.serving.protocol import (
     select_outputs,
     server_metadata,
 )
+from mlray.serving.quota_gate import QuotaGate
 from mlray.serving.router import Router
 from mlray.serving.runner import Columns
 from mlray.serving.settings import ModelServing, ServingConfig
@@ -222,6 +223,8 @@ class Ingress:
         assert config.offline_uri is not None
         self._feedback = FeedbackLog(config.offline_uri, config.project)
         self.sync.load()
+        self.quota = QuotaGate(config.namespace, self.sync.credential, [config.project])
+        self.quota.load()
         self.sync.start_if_in_loop()  # the view stays fresh whichever endpoint is asked
         gc.freeze()  # long-lived objects leave the collector's scans (tail latency)
 
@@ -244,6 +247,7 @@ class Ingress:
                 self.metrics.rate_limited()
                 raise RateLimited(f"rate limit of {self.settings.rate_limit.requests_per_s:g}"  # type: ignore[union-attr]
                                   f"/s reached for {client!r}", retry_after=wait)
+        self.quota.admit(self.config.project)  # the project's rate, across all replicas
         return body
 
     def _reader(self) -> FeatureReader:
