@@ -96,6 +96,7 @@ class ValidationRules(RegistryDocuments):
                          gates: list[GateSpec] | None = None) -> ModelVersion:
         """Evaluate ``version`` on the labelled Parquet artifact ``data_uri`` here, in the
         platform, against the required gates plus ``gates``; store and return the report.
+        A no-regression gate compares with the Production version scored on the same rows.
 
         Raises:
             ConfigError: this registry was built without an evaluator or artifact store.
@@ -113,13 +114,20 @@ class ValidationRules(RegistryDocuments):
         production = [ModelVersion.model_validate(d.data) for d in self._store.list(
             VERSIONS, {"stage": Stage.PRODUCTION.value}, prefix=f"{project}/{model}/")
             if d.data["version"] != version]
+        allowed = ArchitecturePolicy(self._store).allowed()
         with tempfile.TemporaryDirectory(prefix="mlray-validate-") as tmp:
             model_dir = self._artifacts.fetch(current.artifact_uri, current.artifact_sha256,
                                               Path(tmp) / "model")
             data = self._artifacts.fetch(data_uri, data_sha256, Path(tmp) / "data")
-            report = self._evaluator(model_dir, data, label, effective,
-                                     production[-1].metrics if production else None,
-                                     ArchitecturePolicy(self._store).allowed())
+            reference = None
+            if production and any(g.kind == "no_regression" for g in effective):
+                # The Production model scored on the same rows: a fair comparison, and
+                # not the metrics its registration claimed.
+                prod_dir = self._artifacts.fetch(production[-1].artifact_uri,
+                                                 production[-1].artifact_sha256,
+                                                 Path(tmp) / "production")
+                reference = self._evaluator(prod_dir, data, label, [], None, allowed).metrics
+            report = self._evaluator(model_dir, data, label, effective, reference, allowed)
         report = report.model_copy(update={"computed_by": PLATFORM_USER,
                                            "requested_by": caller.user, "data_uri": data_uri,
                                            "data_sha256": data_sha256})

@@ -133,3 +133,18 @@ def _validate_label(setup: tuple[ModelRegistry, ArtifactStore, Path], label: str
     registry, artifacts, data = setup
     ref = artifacts.put(data)
     registry.validate_version(EDITOR, "default", "m", 1, ref.uri, ref.sha256, label)
+
+
+def test_no_regression_scores_the_production_model_on_the_same_rows(
+        setup: tuple[ModelRegistry, ArtifactStore, Path]) -> None:
+    registry, artifacts, data = setup
+    registry.transition_stage(ADMIN, "default", "m", 1, Stage.PRODUCTION)  # claims auc 0.99
+    v1 = registry.get_version(EDITOR, "default", "m", 1)
+    registry.create_version(EDITOR, "default", "m", VersionSpec(
+        artifact_uri=v1.artifact_uri, artifact_sha256=v1.artifact_sha256))  # the same model
+    ref = artifacts.put(data)
+    gate = GateSpec(kind="no_regression", metric="roc_auc", max_regression_pct=1)
+    version = registry.validate_version(EDITOR, "default", "m", 2, ref.uri, ref.sha256, "y",
+                                        gates=[gate])
+    assert version.validation is not None and version.validation.passed
+    assert "0.00% regression" in version.validation.results[0].message
