@@ -50,9 +50,14 @@ class AlertsActor(ServiceActor):
 
     def _samples(self) -> list[Sample]:
         """The monitor's values (drift, quality) and the breakers' (error ratio, latency
-        quantiles, breaker states)."""
-        refs = [ray.get_actor(name, namespace=self._config.namespace).invoke.remote(
-            "values", self._credential, self._config.project) for name in ("monitor", "breakers")]
+        quantiles, breaker states) of every project they hold; each sample's ``project``
+        label says whose it is."""
+        sources = [ray.get_actor(name, namespace=self._config.namespace)
+                   for name in ("monitor", "breakers")]
+        held = ray.get([a.invoke.remote("projects", self._credential) for a in sources],
+                       timeout=30)
+        refs = [a.invoke.remote("values", self._credential, project)
+                for a, projects in zip(sources, held, strict=True) for project in projects]
         return [s for found in ray.get(refs, timeout=30) for s in found]
 
     def invoke(self, method: str, credential: str | None = None, *args: Any,

@@ -21,5 +21,5 @@ class BreakersActor(GaugeExportingActor):
 
     NAME = "breakers"
     API = frozenset({"sync", "states", "stats", "forget", "breaker_states", "version_stats",
-                     "values"})
+                     "values", "projects"})
     NOT_EXPORTED = frozenset({"mlray_breaker_state"})  # the ingress replicas export it

@@ -20,4 +20,4 @@ class MonitorActor(GaugeExportingActor):
     """Sliding windows of live sketches per model version; drift, quality, alert samples."""
 
     NAME = "monitor"
-    API = frozenset({"ingest", "drift", "quality", "values"})
+    API = frozenset({"ingest", "drift", "quality", "values", "projects"})

@@ -1,6 +1,7 @@
 """The catalogue of metrics mlray monitoring exports: the names alert rules and dashboards use.
 
-Every series carries ``model`` and ``version`` unless noted. Counters end in ``_total``;
+Every series carries ``project``, ``model`` and ``version`` unless noted (two projects'
+models of one name are two series). Counters end in ``_total``;
 histograms are exported as ``<name>_bucket``/``_sum``/``_count`` and, where alert rules
 need a plain number, the breakers actor also exports a derived gauge (the latency quantiles,
 the error ratio). Names here are without the exporter's prefix: through Ray's metrics
@@ -23,7 +24,7 @@ MetricKind = Literal["counter", "gauge", "histogram"]
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """One exported metric: its name, kind, labels beyond model/version, and meaning."""
+    """One exported metric: its name, kind, labels beyond project/model/version, and meaning."""
 
     name: str
     kind: MetricKind
@@ -31,7 +32,7 @@ class MetricInfo:
     labels: tuple[str, ...] = ()
 
 
-_MV = ("model", "version")
+_MV = ("project", "model", "version")
 
 METRICS: tuple[MetricInfo, ...] = (
     # Operational, from the ingress and model apps.

@@ -4,6 +4,11 @@ the calls people make (list alerts, list rules, silence).
 The engine's state (alert states, notification times, silences) is stored after every
 evaluation and every silence, so a restarted actor neither forgets a firing alert nor
 notifies it again.
+
+Alerts and silences belong to a project: every sample carries a ``project`` label, a
+project's callers see only the alerts with their project's label, and a silence is
+always limited to the project it was made in (its ``project`` matcher is set, whatever
+the caller asked), so no project can read or mute another's alerts.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from mlray.storage.base import AuditEntry, Put, StateStore
 __all__ = ["AlertsService"]
 
 STATE = "alerts_state"
+#: The label naming the project of a sample, an alert and a silence.
+PROJECT_LABEL = "project"
 _KEY = "engine"
 
 
@@ -55,9 +62,9 @@ class AlertsService:
 
     @boundary
     def alerts(self, caller: Caller, project: Project) -> list[AlertStatus]:
-        """Pending and firing alerts."""
+        """The project's pending and firing alerts."""
         caller.require(project, Role.viewer)
-        return self.engine.alerts()
+        return [a for a in self.engine.alerts() if a.labels.get(PROJECT_LABEL) == project]
 
     @boundary
     def rules(self, caller: Caller, project: Project) -> list[AlertRule]:
@@ -68,8 +75,10 @@ class AlertsService:
     @boundary
     def silence(self, caller: Caller, project: Project, matchers: dict[str, str],
                 duration_s: float = Field(gt=0, le=90 * 86_400), comment: str = "") -> Silence:
-        """Mute notifications of alerts whose labels match, for ``duration_s`` seconds."""
+        """Mute notifications of the project's alerts whose labels match, for
+        ``duration_s`` seconds (a ``project`` matcher is replaced by this project)."""
         caller.require(project, Role.editor)
+        matchers = {**matchers, PROJECT_LABEL: project}
         silence = self.engine.add_silence(matchers, time.time() + duration_s,
                                           created_by=caller.user, comment=comment)
         self._save(AuditEntry(user=caller.user, project=project, action="alerts.silence",
@@ -78,6 +87,6 @@ class AlertsService:
 
     @boundary
     def silences(self, caller: Caller, project: Project) -> list[Silence]:
-        """Active and future silences."""
+        """The project's active and future silences."""
         caller.require(project, Role.viewer)
-        return self.engine.silences()
+        return [s for s in self.engine.silences() if s.matchers.get(PROJECT_LABEL) == project]

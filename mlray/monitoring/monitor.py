@@ -96,7 +96,7 @@ class Monitor:
     """Windows of live sketches per served version; drift, quality and alert samples."""
 
     #: Methods that take no caller and answer only the platform (admin of every project).
-    PLATFORM = frozenset({"ingest"})
+    PLATFORM = frozenset({"ingest", "projects"})
 
     def __init__(self, store: StateStore, baselines: BaselineSource, *,
                  window_s: float = 3600.0, max_age_s: float = 7 * 86400.0,
@@ -269,7 +269,7 @@ class Monitor:
             sketch = self._window(p, model, version, seconds, None)
             if sketch is None:
                 continue
-            base = {"model": model, "version": str(version)}
+            base = {"project": p, "model": model, "version": str(version)}
             win = {**base, "window": _fmt_window(seconds)}
             report = compute_drift(baseline, sketch, self.drift_config)
             feats = [*report.features, *([report.predictions] if report.predictions else [])]

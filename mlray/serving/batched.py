@@ -58,12 +58,12 @@ class BatchedVersion:
     """One version's runner with its own batcher, batch-size counts and metrics."""
 
     def __init__(self, model: str, version: int, runner: VersionRunner,
-                 tuning: BatchTuning) -> None:
+                 tuning: BatchTuning, *, project: str) -> None:
         self.model, self.version, self.runner = model, version, runner
         self.tuning = tuning
         self.batch_sizes: collections.Counter[int] = collections.Counter()
         self.rows = 0
-        self.metrics = ModelMetrics(model, version)
+        self.metrics = ModelMetrics(project, model, version)
         self.predict = serve.batch(max_batch_size=tuning.max_batch_size,
                                    batch_wait_timeout_s=tuning.batch_wait_timeout_s
                                    )(self._predict_batch)

@@ -47,7 +47,7 @@ class BreakerBoard:
     """Breaker states and outcome windows for every served (model, version)."""
 
     #: Methods that take no caller and answer only the platform (admin of every project).
-    PLATFORM = frozenset({"sync", "states", "stats", "forget"})
+    PLATFORM = frozenset({"sync", "states", "stats", "forget", "projects"})
 
     def __init__(self, store: StateStore, horizon_s: float = 3600.0,
                  clock: Callable[[], float] = time.time) -> None:
@@ -114,7 +114,7 @@ class BreakerBoard:
             owner, model, version = key.split("/")
             if owner != project:
                 continue
-            labels = {"model": model, "version": version}
+            labels = {"project": owner, "model": model, "version": version}
             state = self._states.get(key)
             if state is not None:
                 out.append(("mlray_breaker_state", labels,

@@ -209,7 +209,7 @@ class Ingress:
         self.config, self.serving = config, serving
         self.settings = serving.ingress
         self.router = Router(config.project, self.settings.breaker)
-        self.metrics = ServingMetrics()
+        self.metrics = ServingMetrics(config.project)
         self.access = open_access(config, self.settings.auth_cache_ttl_s)
         self.sync = IngressSync(config, self.settings, self.router, self.metrics)
         self._online: OnlineStore | None = None

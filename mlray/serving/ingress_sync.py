@@ -147,7 +147,8 @@ class IngressSync:
         serving = ModelServing.model_validate(
             await asyncio.wait_for(handle.serving.remote(), CALL_TIMEOUT_S))
         runner = await asyncio.to_thread(load_runner, self.config, version, serving)
-        return BatchedVersion(version.model, version.version, runner, serving.tuning)
+        return BatchedVersion(version.model, version.version, runner, serving.tuning,
+                              project=version.project)
 
     async def _sync_local(self) -> None:
         """Drop colocated copies no longer served; let the rest follow their app's

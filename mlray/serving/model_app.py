@@ -36,7 +36,8 @@ class ModelServer:
         install_log_redaction()
         self.deployed = serving
         self.batched = BatchedVersion(version.model, version.version,
-                                      load_runner(config, version, serving), serving.tuning)
+                                      load_runner(config, version, serving), serving.tuning,
+                                      project=version.project)
         gc.freeze()  # the loaded model leaves the collector's scans (tail latency)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:

@@ -33,8 +33,8 @@ def test_state_survives_a_restart_and_silences_are_audited(store: StateStore) ->
     value = {"share": 0.5}
 
     def samples() -> list[Any]:
-        return [("mlray_drift_share", {"model": "fraud", "version": "1"}, value["share"],
-                 clock.now)]
+        return [("mlray_drift_share", {"project": "default", "model": "fraud", "version": "1"},
+                 value["share"], clock.now)]
 
     service = AlertsService(store, RULES, samples, notify=sent.append, clock=clock)
     service.evaluate()
@@ -60,6 +60,34 @@ def test_state_survives_a_restart_and_silences_are_audited(store: StateStore) ->
     with pytest.raises(PermissionDenied):
         restarted.silence(Caller(user="v", roles={"default": Role.viewer}), "default",
                           {"alertname": "x"}, 60)
+
+
+def test_projects_see_and_silence_only_their_own_alerts(store: StateStore) -> None:
+    """The same rule fires for a model of one name in projects a and b: each project's
+    admin lists only its alert, and a silence made in b (even one naming project a)
+    mutes only b's."""
+    clock = Clock()
+
+    def samples() -> list[Any]:
+        return [("mlray_drift_share", {"project": p, "model": "fraud", "version": "1"}, 0.5,
+                 clock.now) for p in ("a", "b")]
+
+    service = AlertsService(store, RULES, samples, notify=lambda _: None, clock=clock)
+    service.evaluate()
+    clock.now += 1
+    service.evaluate()
+    a_admin = Caller(user="ann", roles={"a": Role.admin})
+    b_admin = Caller(user="bob", roles={"b": Role.admin})
+    assert [x.labels["project"] for x in service.alerts(a_admin, "a")] == ["a"]
+    assert [x.labels["project"] for x in service.alerts(b_admin, "b")] == ["b"]
+    made = service.silence(b_admin, "b", {"alertname": "DriftHigh", "project": "a"}, 3600)
+    assert made.matchers["project"] == "b"
+    assert service.silences(a_admin, "a") == []
+    assert [s.id for s in service.silences(b_admin, "b")] == [made.id]
+    assert service.alerts(a_admin, "a")[0].silenced_by == []
+    assert service.alerts(b_admin, "b")[0].silenced_by == [made.id]
+    with pytest.raises(PermissionDenied):
+        service.alerts(b_admin, "a")
 
 
 def test_refused_reads_are_audited(store: StateStore) -> None:

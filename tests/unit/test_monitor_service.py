@@ -126,7 +126,8 @@ def test_values_name_only_catalogued_metrics(store: StateStore,
     assert {"mlray_drift_psi", "mlray_drift_js", "mlray_drift_ks", "mlray_drift_share",
             "mlray_quality_missing_ratio"} <= names
     for _metric, labels, value, ts in samples:
-        assert labels["model"] == "fraud" and labels["version"] == "1" and ts == NOW
+        assert (labels["project"], labels["model"], labels["version"]) == ("default", "fraud", "1")
+        assert ts == NOW
         assert isinstance(value, float)
     psi = {lab["feature"]: v for m, lab, v, _ in samples if m == "mlray_drift_psi"}
     assert set(psi) == {"amount", "age", "country", "__prediction__"} and psi["amount"] > 1

@@ -56,7 +56,8 @@ def test_copies_load_in_the_background_retry_after_a_failure_and_are_dropped(
             await slow.wait()  # still loading when its version is retired
         if version.model in broken:
             raise OSError("artifact store unreachable")
-        return BatchedVersion(version.model, version.version, runner, BatchTuning())
+        return BatchedVersion(version.model, version.version, runner, BatchTuning(),
+                              project="default")
 
     clock = _Clock()
     local = LocalVersions(load, retry_after_s=30, clock=clock)

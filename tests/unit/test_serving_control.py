@@ -161,10 +161,10 @@ def test_board_keeps_the_later_state_persists_it_and_windows_outcomes(store: Sta
     assert (stats.requests, stats.errors) == (10, 1) and stats.p99_ms is not None
     values = {(m, tuple(sorted(labels.items()))): v for m, labels, v, _ in
               board.values(ADMIN, "p")}
-    mv = (("model", "m"), ("version", "1"))
+    mv = (("model", "m"), ("project", "p"), ("version", "1"))
     assert values[("mlray_request_error_ratio", mv)] == pytest.approx(0.1)
     assert values[("mlray_breaker_state", mv)] == 2  # open
-    p99 = (("model", "m"), ("quantile", "0.99"), ("version", "1"))
+    p99 = (("model", "m"), ("project", "p"), ("quantile", "0.99"), ("version", "1"))
     assert values[("mlray_request_latency_quantile_seconds", p99)] == pytest.approx(
         stats.p99_ms / 1e3)
     assert board.values(ADMIN, "other") == [] and board.projects() == {"p"}
