@@ -1,4 +1,5 @@
-"""Stream processor actors: one per streaming feature view, named ``stream:<view>``.
+"""Stream processor actors: one per project's streaming feature view, named
+``stream:<project>:<view>`` (two projects' views of one name are two processors).
 
 A thin shell over :class:`mlray.features.stream.StreamProcessor`: a background thread
 reads the view's Redis Stream in the view's consumer group and writes online and
@@ -33,9 +34,9 @@ __all__ = ["StreamActor", "processor_name", "start_stream_processors"]
 log = logging.getLogger("mlray.streams")
 
 
-def processor_name(view: str) -> str:
-    """The actor name of a view's stream processor."""
-    return f"stream:{view}"
+def processor_name(project: str, view: str) -> str:
+    """The actor name of the stream processor of ``project``'s ``view``."""
+    return f"stream:{project}:{view}"
 
 
 @ray.remote(max_concurrency=2)
@@ -80,7 +81,7 @@ def start_stream_processors(config: PlatformConfig, project: str, views: list[st
                             timeout_s: float = 60.0) -> dict[str, Any]:
     """Create (or find) the processor of each streaming view and wait until it answers."""
     handles = {view: StreamActor.options(
-        name=processor_name(view), namespace=config.namespace, lifetime="detached",
+        name=processor_name(project, view), namespace=config.namespace, lifetime="detached",
         get_if_exists=True, max_restarts=-1, max_task_retries=0,
         num_cpus=config.actor_num_cpus, resources=dict(config.actor_resources),
     ).remote(config, project, view) for view in views}

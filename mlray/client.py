@@ -665,13 +665,18 @@ class FeaturesClient(_Facade):
         return start_stream_processors(self._config, self.project, wanted)
 
     def stream_stats(self, view: str) -> dict[str, Any]:
-        """What a view's stream processor has handled (and what is pending)."""
+        """What a view's stream processor has handled (and what is pending).
+
+        The caller's role in the project is checked first (reading its definitions), so
+        another project's caller is refused whether or not such a processor runs."""
         import ray
 
         from actors.stream import processor_name
 
+        self.repo(fresh=True)  # PermissionDenied without a role in the project
         try:
-            actor = ray.get_actor(processor_name(view), namespace=self._config.namespace)
+            actor = ray.get_actor(processor_name(self.project, view),
+                                  namespace=self._config.namespace)
         except ValueError:
             raise NotFound(f"no stream processor for view {view!r}", field="view") from None
         return ray.get(actor.stats.remote(), timeout=30)

@@ -8,13 +8,14 @@ offline, stores the touched entities' window snapshots, and only then ``XACK``s.
 
 Keys: the stream is the one the view names (a producer's contract, like a topic; give
 it the platform's prefix, e.g. ``mlray:transactions``, to keep it apart on a shared
-Redis), read in the consumer group ``<prefix>:<view>``; the processor's own keys
-all start with ``<prefix>:``.
+Redis), read in the consumer group ``<prefix>:<project>:<view>``; the processor's own
+keys all start with ``<prefix>:<project>:`` (the project of its online store), so two
+projects' views of one name never share a group or window state.
 
 Delivery is at least once; the effect on windowed values is exactly once:
 
-* window state lives in the Redis hash ``<prefix>:win:<view>`` (one snapshot per
-  entity, with a version in ``<prefix>:winver:<view>``); a batch commits its
+* window state lives in the Redis hash ``<prefix>:<project>:win:<view>`` (one snapshot
+  per entity, with a version in ``<prefix>:<project>:winver:<view>``); a batch commits its
   snapshots with a compare-and-set script after its writes and before its acks, and a
   failed batch drops its in-memory changes by reloading the snapshots. A processor that
   restarts, or claims another's messages, starts from the committed state, and events
@@ -138,8 +139,9 @@ class StreamProcessor:
         client: the Redis holding the stream and the window state.
         online: where rows are written online.
         offline: where rows are appended offline (None: not at all).
-        group: the consumer group (default ``<prefix>:<view>``: platforms with their own
-            prefixes reading one stream each see every event, rather than splitting them).
+        group: the consumer group (default ``<prefix>:<project>:<view>``: platforms with
+            their own prefixes reading one stream each see every event, rather than
+            splitting them).
         consumer: this consumer's name (default: host, pid and a random suffix).
         batch_size: entries per read.
         claim_idle_ms: pending entries idle this long are claimed from their consumer.
@@ -163,13 +165,14 @@ class StreamProcessor:
         self.redis, self.online, self.offline = client, online, offline
         self.stream = source.stream
         self.dead_stream = f"{source.stream}:dead"
-        self.group = group or f"{prefix}:{view}"
+        own = f"{prefix}:{online.project}"  # this project's keys on the shared Redis
+        self.group = group or f"{own}:{view}"
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.batch_size, self.claim_idle_ms = batch_size, claim_idle_ms
         self.max_deliveries = max_deliveries
-        self._state_key = f"{prefix}:win:{view}"
-        self._version_key = f"{prefix}:winver:{view}"
-        self._errors_key = f"{prefix}:streamerr:{view}"
+        self._state_key = f"{own}:win:{view}"
+        self._version_key = f"{own}:winver:{view}"
+        self._errors_key = f"{own}:streamerr:{view}"
         self.windows = WindowStore.for_view(self.bound.view)
         agg = set(self.windows.outputs)
         self._plain: list[FeatureField] = [f for f in self.bound.view.fields

@@ -152,7 +152,7 @@ def test_stream_processor_killed_mid_burst_counts_every_event_once(
             return 0
 
     wait_for(lambda: handled() > 20_000, timeout=120, interval=0.2)
-    actor = ray.get_actor(processor_name("customer_velocity"),
+    actor = ray.get_actor(processor_name(platform.project, "customer_velocity"),
                           namespace=platform.config.namespace)
     ray.kill(actor, no_restart=False)  # dies mid-burst; Ray restarts it
 

@@ -52,10 +52,10 @@ def test_every_key_of_the_velocity_stream_is_under_the_prefix(redis_url: str,
             pass
         keys = set(client.scan_iter(match=f"*{prefix}*", count=1000))
         assert {f"{prefix}:transactions".encode(), f"{prefix}:transactions:dead".encode(),
-                f"{prefix}:win:customer_velocity".encode()} <= keys  # and online rows
+                f"{prefix}:default:win:customer_velocity".encode()} <= keys  # and online rows
         assert all(k.startswith(f"{prefix}:".encode()) for k in keys - {other.encode()})
         groups = [g["name"].decode() for g in client.xinfo_groups(stream)]
-        assert groups == [f"{prefix}:customer_velocity"]
+        assert groups == [f"{prefix}:default:customer_velocity"]
 
         removed = demo.remove_redis_keys(redis_url, prefix)
         assert removed == len(keys) - 1

@@ -196,3 +196,26 @@ def test_poison_invalid_and_failing_messages_go_to_the_dead_letter_stream(
     last = client.xrange(f"{stream}:dead")[-1][1]
     assert b"cannot score 666" in last[b"dead_error"] and b"failed 3 times" in last[b"dead_error"]
     assert proc.stats.dead == 5 and _online(env, 1)[0]["n_1h"] == 1
+
+
+def test_projects_keep_their_own_group_window_state_and_rows(env: dict[str, Any]) -> None:
+    """Project b's processor of a view of the same name keeps its own consumer group,
+    window state and online rows: a's processor never sees b's windows, nor b a's rows."""
+    other = RedisOnlineStore(env["online"].url, project="other", prefix=env["prefix"])
+    try:
+        b = StreamProcessor(env["repo"], "velocity", env["client"], other, None,
+                            consumer="b", prefix=env["prefix"], claim_idle_ms=0)
+        a = _processor(env, "a")
+        assert a.group != b.group and a._state_key != b._state_key
+        publish(env["client"], env["stream"], [_event(1, amount=10)])
+        _drain(a)
+        assert _online(env, 1)[0]["n_1h"] == 1
+        bound = env["repo"].bind("velocity")
+        later = T0 + dt.timedelta(hours=1)
+        assert other.read(bound, [1], now=later).rows()[0]["n_1h"] is None  # b: not yet
+        _drain(b)  # its own group reads the same event once, into its own state
+        assert other.read(bound, [1], now=later).rows()[0]["n_1h"] == 1
+        assert env["client"].hlen(a._state_key) == env["client"].hlen(b._state_key) == 1
+    finally:
+        other.drop_all()
+        other.close()
