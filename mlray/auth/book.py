@@ -36,7 +36,14 @@ from mlray.auth.keys import (
     parse_key,
     verify_key,
 )
-from mlray.errors import Conflict, InvalidInput, MlrayError, NotFound, Unauthenticated
+from mlray.errors import (
+    Conflict,
+    InvalidInput,
+    MlrayError,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from mlray.identity import ALL_PROJECTS, Caller, Role, check_project_name
 from mlray.storage.base import AuditEntry, Put, StateStore
 
@@ -167,13 +174,21 @@ class KeyBook:
 
     @boundary
     def revoke_key(self, caller: Caller, project: str, key_id: str) -> ApiKey:
-        """Revoke ``key_id`` for good (revoking twice is a no-op)."""
+        """Revoke ``key_id`` for good (revoking twice is a no-op).
+
+        The caller must administer every project the key reaches. Short of admin of
+        every project, a key that does not exist is refused as one in another project
+        is (the same PermissionDenied), so no key's existence shows outside its projects.
+        """
+        caller.require(project, Role.admin)
         doc = self._store.get(COLLECTION, key_id) if parse_id(key_id) else None
-        if doc is None:
+        if doc is None and caller.role_in(ALL_PROJECTS) == Role.admin:
             raise NotFound(f"no API key {key_id!r}", field="key_id")
-        key = ApiKey(**_public(doc.data))
-        for target in key.roles:
-            caller.require(target, Role.admin)
+        key = ApiKey(**_public(doc.data)) if doc is not None else None
+        if key is None or any((caller.role_in(t) or 0) < Role.admin for t in key.roles):
+            raise PermissionDenied(f"user {caller.user!r} may not revoke key {key_id!r}: it "
+                                   "does not exist or reaches a project they do not administer")
+        assert doc is not None
         if key.revoked_at is not None:
             return key
         now = self.clock()

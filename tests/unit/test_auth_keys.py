@@ -136,8 +136,15 @@ def test_only_admins_of_every_granted_project_issue_list_and_revoke(book: KeyBoo
     with pytest.raises(PermissionDenied):
         book.list_keys(admin_a, "a", all_projects=True)
     assert len(book.list_keys(ROOT, "a", all_projects=True)) == 2
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(PermissionDenied) as existing:
         book.revoke_key(admin_a, "a", in_b.info.key_id)
+    missing_id = "0" * len(in_b.info.key_id)
+    with pytest.raises(PermissionDenied) as missing:  # the same answer: no existence leak
+        book.revoke_key(admin_a, "a", missing_id)
+    assert (str(existing.value).replace(in_b.info.key_id, "K")
+            == str(missing.value).replace(missing_id, "K"))
+    with pytest.raises(PermissionDenied):  # a project the caller has no role in
+        book.revoke_key(admin_a, "b", in_b.info.key_id)
     with pytest.raises(NotFound):
         book.revoke_key(ROOT, "a", "0" * 12)
 
