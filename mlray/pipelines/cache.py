@@ -1,0 +1,76 @@
+"""Stage cache: the key of a stage's work and the index from keys to stored outputs.
+
+key = sha256 of (the code's version, the stage's resolved parameters, the sha256 of each
+input artifact). The code's version is the stage's explicit ``version`` or else a hash of
+its callable's source, so editing a function invalidates its cache and everything
+downstream of it (their inputs change).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from mlray.pipelines.stage import resolve
+from mlray.storage.artifacts import ArtifactRef, ArtifactStore
+from mlray.storage.base import Put, StateStore
+
+__all__ = ["StageCache", "cache_key", "code_version"]
+
+CACHE = "pipeline_cache"
+
+
+def code_version(target: str, explicit: str | None = None) -> str:
+    """``explicit`` when given, else ``src:`` + sha256 of the callable's source (its name
+    when no source can be read, e.g. a builtin)."""
+    if explicit:
+        return f"v:{explicit}"
+    fn = resolve(target)
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        source = target
+    return "src:" + hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def cache_key(target: str, version: str, params: Mapping[str, Any],
+              inputs: Mapping[str, ArtifactRef]) -> str:
+    """The key of running ``target`` at ``version`` on ``params`` and ``inputs``."""
+    body = json.dumps({"target": target, "version": version, "params": params,
+                       "inputs": {k: v.sha256 for k, v in sorted(inputs.items())}},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+class StageCache:
+    """Outputs by cache key, per project and pipeline stage (a durable index)."""
+
+    def __init__(self, store: StateStore, artifacts: ArtifactStore) -> None:
+        self._store = store
+        self._artifacts = artifacts
+
+    @staticmethod
+    def _key(project: str, pipeline: str, stage: str, key: str) -> str:
+        return f"{project}/{pipeline}/{stage}/{key}"
+
+    def get(self, project: str, pipeline: str, stage: str, key: str) -> ArtifactRef | None:
+        """The output stored under ``key``; None when there is none or its bytes are gone."""
+        doc = self._store.get(CACHE, self._key(project, pipeline, stage, key))
+        if doc is None:
+            return None
+        ref = ArtifactRef.model_validate(doc.data["output"])
+        try:
+            self._artifacts.verify(ref.uri, ref.sha256)
+        except Exception:  # deleted or changed: run the stage again
+            return None
+        return ref
+
+    def put(self, project: str, pipeline: str, stage: str, key: str, output: ArtifactRef,
+            run_id: str) -> None:
+        """Remember ``output`` as the result of ``key``."""
+        self._store.apply([Put(collection=CACHE, key=self._key(project, pipeline, stage, key),
+                               data={"output": output.model_dump(mode="json"),
+                                     "run_id": run_id})])

@@ -1,0 +1,320 @@
+"""The pipelines service (the ``pipelines`` actor's logic): definitions per project, runs,
+approvals and triggers.
+
+Definitions are applied with a diff (added, changed, removed) and audited. A run is
+started by hand (``run``), by a trigger (cron, new data, new feedback rows; checked by
+:meth:`check_triggers`) or by an alert rule firing (:meth:`alert_fired`); a start for a
+pipeline that already has an active run is coalesced into that run (counted on it), never
+run twice. Stages act as the run's requester (a trigger's runs as whoever applied the
+pipeline), through a project-scoped token the platform mints for each stage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from mlray._private.types import Name, Project
+from mlray._private.validation import boundary
+from mlray.errors import InvalidInput, MlrayError
+from mlray.identity import Caller, Role
+from mlray.pipelines.cache import StageCache, code_version
+from mlray.pipelines.definitions import AlertFired, PipelineSpec
+from mlray.pipelines.engine import RunEngine
+from mlray.pipelines.executors import Executor
+from mlray.pipelines.kinds import target_of
+from mlray.pipelines.runs import RunBook, new_run_id
+from mlray.pipelines.state import PipelineRun, RunState, StageRun
+from mlray.pipelines.triggers import due, feedback_rows
+from mlray.storage.artifacts import ArtifactStore
+from mlray.storage.base import AuditEntry, Delete, Put, StateStore
+
+__all__ = ["ApplyResult", "PipelineService", "PipelineSummary", "RunStart"]
+
+PIPELINES = "pipelines"
+TRIGGERS = "pipeline_triggers"
+
+#: Mints the credential a stage presents: (requester, project) -> token or None.
+Mint = Callable[[Caller, str], str | None]
+
+
+class ApplyResult(BaseModel):
+    """What an apply changed (or would change, for a dry run)."""
+
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    unchanged: list[str]
+    applied: bool
+
+
+class RunStart(BaseModel):
+    """A started run, or the active run a start was folded into (``coalesced``)."""
+
+    run: PipelineRun
+    coalesced: bool = False
+
+
+class PipelineSummary(BaseModel):
+    """A pipeline as listed: its definition and its latest run."""
+
+    spec: PipelineSpec
+    applied_by: str
+    last_run: str | None = None
+    last_state: RunState | None = None
+    runs: int = Field(0, description="Runs kept for it.")
+
+
+def _check_code(spec: PipelineSpec) -> None:
+    """Every stage's code can be found (so a typo fails at apply, not mid-run)."""
+    for stage in spec.stages:
+        try:
+            target = target_of(stage.kind)
+            if target is not None:
+                code_version(target, stage.version)
+        except MlrayError as exc:
+            raise InvalidInput(f"pipeline {spec.name!r} stage {stage.name!r}: {exc.message}",
+                               field=f"{spec.name}.stages.{stage.name}.kind") from None
+
+
+class PipelineService:
+    """Pipelines of every project and their runs, over one state store."""
+
+    #: Methods that take no caller and answer only the platform (admin of every project).
+    PLATFORM = frozenset({"tick", "check_triggers", "alert_fired"})
+
+    def __init__(self, store: StateStore, artifacts: ArtifactStore, executor: Executor, *,
+                 offline_uri: str | None = None, mint: Mint | None = None,
+                 namespace: str | None = None, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._offline_uri = offline_uri
+        self._clock = clock
+        self._mint = mint
+        self.book = RunBook(store)
+        self.engine = RunEngine(self.book, StageCache(store, artifacts), executor,
+                                artifact_uri=artifacts.root_uri, credential=self._credential,
+                                namespace=namespace, clock=clock)
+        self._active: dict[str, PipelineRun] = {
+            RunBook.key(r.project, r.run_id): r for r in self.book.active()}
+
+    def _credential(self, run: PipelineRun) -> str | None:
+        if self._mint is None:
+            return None
+        return self._mint(Caller(user=run.created_by, roles=run.roles), run.project)
+
+    # Definitions.
+
+    def _specs(self, project: str) -> dict[str, dict[str, Any]]:
+        return {d.key.split("/", 1)[1]: d.data
+                for d in self._store.list(PIPELINES, prefix=f"{project}/")}
+
+    @boundary
+    def apply(self, caller: Caller, project: Project, pipelines: list[PipelineSpec], *,
+              prune: bool = False, dry_run: bool = False) -> ApplyResult:
+        """Register ``pipelines`` in the project; with ``prune``, remove the others.
+
+        Raises:
+            InvalidInput: a stage's code cannot be loaded, or a name is given twice.
+            PermissionDenied: no editor role.
+        """
+        caller.require(project, Role.editor)
+        names = [p.name for p in pipelines]
+        if len(set(names)) != len(names):
+            raise InvalidInput(f"pipeline names given twice: {names}", field="pipelines")
+        for spec in pipelines:
+            _check_code(spec)
+        current = self._specs(project)
+        new = {p.name: p.model_dump(mode="json") for p in pipelines}
+        added = sorted(set(new) - set(current))
+        changed = sorted(n for n in set(new) & set(current) if current[n]["spec"] != new[n])
+        unchanged = sorted(n for n in set(new) & set(current) if n not in changed)
+        removed = sorted(set(current) - set(new)) if prune else []
+        result = ApplyResult(added=added, changed=changed, removed=removed,
+                             unchanged=unchanged, applied=False)
+        if dry_run or not (added or changed or removed):
+            return result
+        ops: list[Put | Delete] = [
+            Put(collection=PIPELINES, key=f"{project}/{n}",
+                data={"spec": new[n], "applied_by": caller.user,
+                      "roles": {k: int(v) for k, v in caller.roles.items()},
+                      "applied_at": self._clock()}) for n in (*added, *changed)]
+        ops += [Delete(collection=PIPELINES, key=f"{project}/{n}") for n in removed]
+        self._store.apply(ops, AuditEntry(user=caller.user, project=project,
+                                          action="pipelines.apply", target=f"pipelines/{project}",
+                                          after={"added": added, "changed": changed,
+                                                 "removed": removed}))
+        return result.model_copy(update={"applied": True})
+
+    def _spec(self, project: str, name: str) -> tuple[PipelineSpec, dict[str, Any]]:
+        doc = self._store.get(PIPELINES, f"{project}/{name}")
+        if doc is None:
+            from mlray.errors import NotFound
+
+            raise NotFound(f"no pipeline {name!r} in project {project!r}", field="pipeline")
+        return PipelineSpec.model_validate(doc.data["spec"]), doc.data
+
+    @boundary
+    def pipelines(self, caller: Caller, project: Project) -> list[PipelineSummary]:
+        """The project's pipelines with their latest runs."""
+        caller.require(project, Role.viewer)
+        runs = self.book.list(project)
+        out = []
+        for name, data in sorted(self._specs(project).items()):
+            mine = [r for r in runs if r.pipeline == name]
+            out.append(PipelineSummary(
+                spec=PipelineSpec.model_validate(data["spec"]), applied_by=data["applied_by"],
+                last_run=mine[0].run_id if mine else None,
+                last_state=mine[0].state if mine else None, runs=len(mine)))
+        return out
+
+    @boundary
+    def pipeline(self, caller: Caller, project: Project, name: Name) -> PipelineSpec:
+        """One pipeline's definition."""
+        caller.require(project, Role.viewer)
+        return self._spec(project, name)[0]
+
+    # Runs.
+
+    def _start(self, project: str, name: str, requester: Caller, params: dict[str, Any],
+               trigger: str) -> RunStart:
+        spec, _ = self._spec(project, name)
+        values = spec.run_params(params)
+        for run in self._active.values():
+            if run.project == project and run.pipeline == name:
+                run.coalesced += 1
+                run.message = f"coalesced a {trigger} trigger"
+                self.book.save(run)
+                return RunStart(run=run, coalesced=True)
+        run = PipelineRun(
+            run_id=new_run_id(), project=project, pipeline=name, spec=spec, params=values,
+            trigger=trigger, created_by=requester.user,
+            roles={k: int(v) for k, v in requester.roles.items()}, created_at=self._clock(),
+            stages={s.name: StageRun(name=s.name) for s in spec.stages})
+        self._track(self.engine.create(run))
+        return RunStart(run=run)
+
+    def _track(self, run: PipelineRun) -> PipelineRun:
+        key = RunBook.key(run.project, run.run_id)
+        if run.active:
+            self._active[key] = run
+        else:
+            self._active.pop(key, None)
+        return run
+
+    def _owned(self, project: str, run_id: str) -> PipelineRun:
+        return self._active.get(RunBook.key(project, run_id)) or self.book.get(project, run_id)
+
+    @boundary
+    def run(self, caller: Caller, project: Project, name: Name,
+            params: dict[str, Any] | None = None) -> RunStart:
+        """Start ``name`` by hand (coalesced into its active run if it has one).
+
+        Raises:
+            NotFound: no such pipeline. InvalidInput: a bad parameter.
+        """
+        caller.require(project, Role.editor)
+        return self._start(project, name, caller, params or {}, "manual")
+
+    @boundary
+    def runs(self, caller: Caller, project: Project, pipeline: str | None = None,
+             limit: int = 50) -> list[PipelineRun]:
+        """The project's runs, newest first."""
+        caller.require(project, Role.viewer)
+        where = {"pipeline": pipeline} if pipeline else {}
+        return self.book.list(project, **where)[:limit]
+
+    @boundary
+    def get_run(self, caller: Caller, project: Project, run_id: str) -> PipelineRun:
+        """One run, as stored."""
+        caller.require(project, Role.viewer)
+        return self.book.get(project, run_id)
+
+    @boundary
+    def resume(self, caller: Caller, project: Project, run_id: str) -> PipelineRun:
+        """Run a failed or cancelled run's unfinished stages again, keeping the others."""
+        caller.require(project, Role.editor)
+        run = self._owned(project, run_id)
+        for other in self._active.values():
+            if other.project == project and other.pipeline == run.pipeline:
+                raise InvalidInput(f"pipeline {run.pipeline!r} has an active run "
+                                   f"{other.run_id}; cancel it or wait", field="run")
+        return self._track(self.engine.resume(run))
+
+    @boundary
+    def cancel(self, caller: Caller, project: Project, run_id: str) -> PipelineRun:
+        """Stop a run: running stages are cancelled (``ray.cancel``), the rest never start."""
+        caller.require(project, Role.editor)
+        return self._track(self.engine.cancel(self._owned(project, run_id),
+                                              f"cancelled by {caller.user}"))
+
+    @boundary
+    def approve(self, caller: Caller, project: Project, run_id: str, stage: Name, *,
+                reject: bool = False, comment: str = "") -> PipelineRun:
+        """Let a run's waiting approval stage pass, or fail it (``reject``); editor or
+        admin; audited."""
+        caller.require(project, Role.editor)
+        run = self._owned(project, run_id)
+        audit = AuditEntry(user=caller.user, project=project, action="pipelines.approve",
+                           target=f"pipelines/{run.pipeline}/{run_id}/{stage}",
+                           after={"rejected": reject, "comment": comment})
+        return self._track(self.engine.approve(run, stage, caller.user, reject=reject,
+                                               comment=comment, audit=audit))
+
+    # The platform's own calls.
+
+    def tick(self) -> int:
+        """Advance every active run once; returns how many are still active."""
+        for run in list(self._active.values()):
+            try:
+                self._track(self.engine.advance(run))
+            except MlrayError:  # e.g. a lost compare-and-set: read it again next time
+                key = RunBook.key(run.project, run.run_id)
+                self._active[key] = self.book.reload(run)
+        return len(self._active)
+
+    def wait(self, timeout_s: float) -> None:
+        """Block until a running stage may have ended, or ``timeout_s`` (no lock needed)."""
+        self.engine.wait(timeout_s)
+
+    def check_triggers(self) -> list[str]:
+        """Evaluate every schedule, new-data and feedback trigger; the runs they started
+        (or were coalesced into)."""
+        started = []
+        for doc in self._store.list(PIPELINES):
+            project, name = doc.key.split("/", 1)
+            spec = PipelineSpec.model_validate(doc.data["spec"])
+            for index, trigger in enumerate(spec.triggers):
+                if isinstance(trigger, AlertFired):
+                    continue
+                key = f"{project}/{name}/{index}"
+                state = self._store.get(TRIGGERS, key)
+                fires, new_state = due(trigger, state.data if state else None, self._clock(),
+                                       feedback=lambda p=project: self._feedback(p))
+                self._store.apply([Put(collection=TRIGGERS, key=key, data=new_state)])
+                if fires:
+                    started.append(self._fire(project, name, doc.data, trigger.type))
+        return [s for s in started if s]
+
+    def _feedback(self, project: str) -> int:
+        return feedback_rows(self._offline_uri, project) if self._offline_uri else 0
+
+    def _fire(self, project: str, name: str, data: dict[str, Any], source: str) -> str | None:
+        owner = Caller(user=data["applied_by"], roles=data.get("roles", {}))
+        try:
+            return self._start(project, name, owner, {}, source).run.run_id
+        except MlrayError:  # e.g. a parameter without default: a trigger cannot fill it
+            return None
+
+    def alert_fired(self, project: str, rule: str) -> list[str]:
+        """Start the project's pipelines with an ``alert`` trigger on ``rule``; their runs."""
+        out = []
+        for doc in self._store.list(PIPELINES, prefix=f"{project}/"):
+            spec = PipelineSpec.model_validate(doc.data["spec"])
+            if any(isinstance(t, AlertFired) and t.rule == rule for t in spec.triggers):
+                run_id = self._fire(project, spec.name, doc.data, f"alert {rule}")
+                if run_id:
+                    out.append(run_id)
+        return out
