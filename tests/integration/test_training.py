@@ -13,6 +13,7 @@ import pytest
 
 import mlray
 from mlray import ConfigError, InvalidInput, InvalidTransition, PlatformConfig, Stage
+from mlray.auth.tokens import PLATFORM_USER
 from mlray.datasets import (
     FRAUD_CATEGORICAL,
     FRAUD_NUMERIC,
@@ -134,6 +135,8 @@ def test_gates_block_a_bad_promotion(client: mlray.Client, data_path: str) -> No
                          promote="production")
     outcome = run_training(client, config)
     assert outcome.gates is not None and not outcome.gates.passed
+    # The registry actor computed it from the artifact and the job's test split.
+    assert outcome.gates.computed_by == PLATFORM_USER and outcome.gates.data_sha256
     version = outcome.version
     assert version is not None and version.stage is Stage.NONE, "not promoted"
     with pytest.raises(InvalidTransition, match=r"roc_auc >= 0\.999"):
