@@ -289,3 +289,12 @@ def test_exchange_records_counts_and_leases(store: StateStore, quotas: QuotaServ
     report = QuotaService(store).usage(Caller(user="v", roles={"team": Role.viewer}), "team")
     assert (report.requests, report.requests_refused) == (3, 2)
     assert report.limits.requests_per_s == 4
+
+
+def test_quota_exceeded_keeps_its_retry_after_across_a_pickle() -> None:
+    import pickle
+
+    back = pickle.loads(pickle.dumps(QuotaExceeded("slow down", field="requests_per_s",
+                                                   retry_after=0.4)))
+    assert (back.field, back.retry_after, back.http_status) == ("requests_per_s", 0.4, 429)
+    assert pickle.loads(pickle.dumps(QuotaExceeded("full", field="models"))).retry_after is None
