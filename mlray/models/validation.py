@@ -19,7 +19,10 @@ from mlray.models.predictor import Predictor
 from mlray.registry.gates import GateReport, GateSpec, evaluate_gates
 from mlray.training.metrics import classification_metrics, regression_metrics
 
-__all__ = ["evaluate_artifact"]
+__all__ = ["MAX_DATA_BYTES", "evaluate_artifact"]
+
+#: The largest evaluation data the platform reads into its own memory.
+MAX_DATA_BYTES = 512 * 1024 * 1024
 
 
 def evaluate_artifact(model_dir: Path, data: Path, label: str, gates: list[GateSpec],
@@ -30,8 +33,14 @@ def evaluate_artifact(model_dir: Path, data: Path, label: str, gates: list[GateS
 
     Raises:
         PermissionDenied: the model's architecture is not allowed (nothing was imported).
-        InvalidInput: the data lacks ``label`` or a feature, or has no rows.
+        InvalidInput: the data lacks ``label`` or a feature, has no rows, or is over
+            :data:`MAX_DATA_BYTES`.
     """
+    size = (sum(f.stat().st_size for f in data.rglob("*") if f.is_file()) if data.is_dir()
+            else data.stat().st_size)
+    if size > MAX_DATA_BYTES:
+        raise InvalidInput(f"evaluation data is {size:,} bytes; the platform evaluates at most "
+                           f"{MAX_DATA_BYTES:,} (sample it)", field="data")
     predictor = Predictor.from_directory(model_dir, allowed)
     frame = pd.read_parquet(data)
     if label not in frame.columns:

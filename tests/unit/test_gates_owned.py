@@ -148,3 +148,14 @@ def test_no_regression_scores_the_production_model_on_the_same_rows(
                                         gates=[gate])
     assert version.validation is not None and version.validation.passed
     assert "0.00% regression" in version.validation.results[0].message
+
+
+def test_evaluation_data_over_the_cap_is_refused_before_it_is_read(
+        setup: tuple[ModelRegistry, ArtifactStore, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlray.models.validation as validation
+
+    registry, artifacts, data = setup
+    monkeypatch.setattr(validation, "MAX_DATA_BYTES", data.stat().st_size - 1)
+    with pytest.raises(InvalidInput, match="at most"):
+        _validate(registry, artifacts, data)
+    assert registry.get_version(EDITOR, "default", "m", 1).validation is None
