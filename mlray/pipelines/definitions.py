@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mlray._private.types import Name
-from mlray.config.files import load_yaml_model
+from mlray.config.files import beside, load_yaml_model
 from mlray.errors import ConfigError, InvalidInput
 
 __all__ = [
@@ -36,6 +36,10 @@ __all__ = [
 #: any other kind must be ``module:callable``.
 BUILTIN_KINDS = ("data_validation", "training_set", "train", "tune", "evaluate", "validate",
                  "approval", "deploy", "abtest", "promote")
+
+#: Params of the built-in kinds that name local files: a relative one in a YAML file is
+#: taken against that file's directory (as feature sources are), never the working dir.
+PATH_PARAMS = frozenset({"config", "path", "data", "entity_rows"})
 
 _TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float),
                                        "bool": (bool,), "list": (list,), "dict": (dict,)}
@@ -285,6 +289,16 @@ class PipelineFile(BaseModel):
     pipelines: list[PipelineSpec] = Field(default_factory=list)
 
 
+def _resolve_paths(spec: PipelineSpec, base: Path) -> PipelineSpec:
+    stages = []
+    for stage in spec.stages:
+        params = {k: beside(v, base) if k in PATH_PARAMS and isinstance(v, str)
+                  and _param_ref(v) is None and stage.kind in BUILTIN_KINDS else v
+                  for k, v in stage.params.items()}
+        stages.append(stage.model_copy(update={"params": params}))
+    return spec.model_copy(update={"stages": stages})
+
+
 def load_pipelines(path: str | Path) -> list[PipelineSpec]:
     """The pipelines of one YAML file, or of every ``*.yaml``/``*.yml`` file of a directory.
 
@@ -300,6 +314,7 @@ def load_pipelines(path: str | Path) -> list[PipelineSpec]:
     out: list[PipelineSpec] = []
     for file in files:
         for spec in load_yaml_model(file, PipelineFile).pipelines:
+            spec = _resolve_paths(spec, file.parent)
             if spec.name in found:
                 raise ConfigError(f"{file}: pipeline {spec.name!r} is also defined in "
                                   f"{found[spec.name]}", field=f"pipelines.{spec.name}")
