@@ -10,9 +10,10 @@ from mlray.errors import ConfigError
 
 __all__ = ["ACTORS", "actor_names", "actors_config", "running_config", "start_actors"]
 
-#: One actor per control-plane service, in start order; ``deployments`` drives Ray Serve and
-#: ``alerts`` evaluates rules over the ``monitor``'s values.
-ACTORS = (*SERVICE_NAMES, "deployments", "alerts")
+#: One actor per control-plane service, in start order; ``deployments`` drives Ray Serve,
+#: ``alerts`` evaluates rules over the ``monitor``'s values and ``pipelines`` runs stages as
+#: Ray tasks.
+ACTORS = (*SERVICE_NAMES, "deployments", "alerts", "pipelines")
 
 
 def _classes() -> dict[str, Any]:
@@ -24,13 +25,14 @@ def _classes() -> dict[str, Any]:
     from actors.jobs import JobsActor
     from actors.keys import KeysActor
     from actors.monitor import MonitorActor
+    from actors.pipelines import PipelinesActor
     from actors.quotas import QuotasActor
     from actors.registry import RegistryActor
 
     classes = {cls.NAME: cls for cls in (RegistryActor, ExperimentsActor, JobsActor,
                                          BreakersActor, FeaturesActor, MonitorActor,
                                          DeploymentsActor, AlertsActor, KeysActor,
-                                         QuotasActor)}
+                                         QuotasActor, PipelinesActor)}
     return {name: classes[name] for name in ACTORS}
 
 

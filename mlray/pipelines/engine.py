@@ -246,8 +246,13 @@ class RunEngine:
         return len(self._handles)
 
     def wait(self, timeout_s: float) -> None:
-        """Block until a watched stage may have ended, or ``timeout_s``."""
-        self.executor.wait(list(self._handles.values()), timeout_s)
+        """Block until a watched stage may have ended, or ``timeout_s`` (called without
+        the caller's lock: a handle added meanwhile is seen on the next wait)."""
+        try:
+            handles = list(self._handles.values())
+        except RuntimeError:  # changed while copied
+            handles = []
+        self.executor.wait(handles, min(timeout_s, 0.05) if not handles else timeout_s)
 
 
 def _blocked(spec: PipelineSpec, run: PipelineRun, name: str) -> bool:

@@ -1,0 +1,93 @@
+"""The ``pipelines`` actor: a thin shell over :class:`mlray.pipelines.service.PipelineService`
+that runs stages as Ray tasks and drives runs and triggers from two background threads.
+
+The run loop wakes when a stage task ends (``ray.wait``) or a call came in, and advances
+every active run; the trigger loop checks schedules, new data and feedback every
+:data:`TRIGGER_INTERVAL_S`. Every state is stored before it is reported, so a restarted
+actor reloads its runs; stages it was running are marked interrupted and
+``mlray pipelines resume`` runs them again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import ray
+
+from actors._shell import ServiceActor
+from mlray._private.redact import install_log_redaction
+from mlray._private.services import open_stores
+from mlray.auth.tokens import platform_secret
+from mlray.config import PlatformConfig
+from mlray.identity import Caller
+from mlray.pipelines.executors import RayExecutor
+from mlray.pipelines.service import PipelineService
+
+__all__ = ["TRIGGER_INTERVAL_S", "PipelinesActor"]
+
+log = logging.getLogger("mlray.pipelines")
+
+#: How often schedules, new data and feedback counts are checked.
+TRIGGER_INTERVAL_S = 15.0
+#: How long a stage's token is valid (a stage that runs longer must not need a new one).
+STAGE_TOKEN_TTL_S = 7 * 86_400.0
+
+
+@ray.remote(max_concurrency=4)
+class PipelinesActor(ServiceActor):
+    """Pipeline definitions, runs, approvals and triggers."""
+
+    NAME = "pipelines"
+    API = frozenset({"apply", "pipelines", "pipeline", "run", "runs", "get_run", "resume",
+                     "cancel", "approve", "check_triggers", "alert_fired"})
+
+    def __init__(self, config: PlatformConfig) -> None:
+        install_log_redaction()
+        store, artifacts = open_stores(config)
+        self._config = config
+        self._authenticate(store)
+        secret = platform_secret(store)
+
+        def mint(caller: Caller, project: str) -> str:
+            return secret.mint(caller, STAGE_TOKEN_TTL_S, project=project)
+
+        self._service = PipelineService(store, artifacts, RayExecutor(),
+                                        offline_uri=config.offline_uri, mint=mint,
+                                        namespace=config.namespace)
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        threading.Thread(target=self._runs, daemon=True, name="pipeline-runs").start()
+        threading.Thread(target=self._triggers, daemon=True, name="pipeline-triggers").start()
+
+    def invoke(self, method: str, credential: str | None = None, *args: Any,
+               **kwargs: Any) -> Any:
+        """As the base shell, one call at a time with the loops; wakes the run loop."""
+        with self._lock:
+            try:
+                return self._call(self._service, method, credential, args, kwargs)
+            finally:
+                self._wake.set()
+
+    def _runs(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self._service.engine.running():
+                    self._service.wait(0.1)
+                else:
+                    self._wake.wait(0.5)
+                self._wake.clear()
+                with self._lock:
+                    self._service.tick()
+            except Exception:  # a store hiccup: the next pass tries again
+                log.exception("advancing pipeline runs failed")
+
+    def _triggers(self) -> None:
+        while not self._stop.wait(TRIGGER_INTERVAL_S):
+            try:
+                with self._lock:
+                    self._service.check_triggers()
+            except Exception:
+                log.exception("checking pipeline triggers failed")
