@@ -44,6 +44,7 @@ from mlray.monitoring.drift import DriftReport
 from mlray.monitoring.monitor import IngestResult
 from mlray.monitoring.performance import PerformanceReport
 from mlray.monitoring.quality import QualityReport
+from mlray.pipelines.client import PipelinesClient
 from mlray.quotas.types import QuotaLimits, UsageReport
 from mlray.registry.gates import GateSpec
 from mlray.registry.types import (
@@ -805,6 +806,7 @@ class Client:
         self.monitoring = MonitoringClient(transport, who, project, config, self.registry)
         self.keys = KeysClient(transport, who, project)
         self.quotas = QuotasClient(transport, who, project)
+        self.pipelines = PipelinesClient(transport, who, project)
 
     @property
     def project(self) -> str:
