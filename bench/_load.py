@@ -49,11 +49,13 @@ def generator_name() -> str:
     return "wrk" if shutil.which("wrk") else "aiohttp"
 
 
-def closed_loop(url: str, body: bytes, concurrency: int, seconds: float) -> LoadResult:
-    """Closed-loop POSTs of ``body`` to ``url`` at ``concurrency`` for ``seconds``."""
+def closed_loop(url: str, body: bytes, concurrency: int, seconds: float,
+                headers: dict[str, str] | None = None) -> LoadResult:
+    """Closed-loop POSTs of ``body`` to ``url`` at ``concurrency`` for ``seconds``, with
+    ``headers`` besides the JSON content type (an ``Authorization``, say)."""
     if generator_name() == "wrk":
-        return _wrk(url, body, concurrency, seconds)
-    return asyncio.run(_aiohttp_closed(url, body, concurrency, seconds))
+        return _wrk(url, body, concurrency, seconds, headers or {})
+    return asyncio.run(_aiohttp_closed(url, body, concurrency, seconds, headers or {}))
 
 
 def open_loop(url: str, body: bytes, rate: float, seconds: float) -> LoadResult:
@@ -66,6 +68,7 @@ def open_loop(url: str, body: bytes, rate: float, seconds: float) -> LoadResult:
 _LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+EXTRA
 local f = io.open("BODY", "rb")
 wrk.body = f:read("*a")
 f:close()
@@ -79,11 +82,14 @@ end
 """
 
 
-def _wrk(url: str, body: bytes, concurrency: int, seconds: float) -> LoadResult:
+def _wrk(url: str, body: bytes, concurrency: int, seconds: float,
+         headers: dict[str, str]) -> LoadResult:
     workdir = Path(tempfile.mkdtemp(prefix="mlray-bench-wrk-"))
     (workdir / "body.json").write_bytes(body)
     script = workdir / "post.lua"
-    script.write_text(_LUA.replace("BODY", str(workdir / "body.json")))
+    extra = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}"
+                      for k, v in headers.items())
+    script.write_text(_LUA.replace("BODY", str(workdir / "body.json")).replace("EXTRA", extra))
     threads = min(concurrency, 2)
     command = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
                "--timeout", "10s", "--latency", "-s", str(script), url]
@@ -114,10 +120,12 @@ def _parse_wrk(out: str) -> LoadResult:
 
 # -- aiohttp ----------------------------------------------------------------------------------
 
-async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> str:
+async def _post(session: aiohttp.ClientSession, url: str, body: bytes,
+                headers: dict[str, str] | None = None) -> str:
     """POST ``body``; "" when answered with 200, else the status and body (or the error)."""
     try:
-        async with session.post(url, data=body, headers=_HEADERS) as reply:
+        async with session.post(url, data=body, headers={**_HEADERS, **(headers or {})}
+                                ) as reply:
             text = await reply.text()
             return "" if reply.status == 200 else f"{reply.status} {text[:200]}"
     except (aiohttp.ClientError, TimeoutError) as exc:
@@ -147,13 +155,13 @@ class _Tally:
                           float(np.percentile(ms, 99)), self.errors, self.first_error)
 
 
-async def _aiohttp_closed(url: str, body: bytes, concurrency: int, seconds: float
-                          ) -> LoadResult:
+async def _aiohttp_closed(url: str, body: bytes, concurrency: int, seconds: float,
+                          headers: dict[str, str]) -> LoadResult:
     tally = _Tally()
 
     async def worker(session: aiohttp.ClientSession, deadline: float) -> None:
         while (start := time.perf_counter()) < deadline:
-            failure = await _post(session, url, body)
+            failure = await _post(session, url, body, headers)
             tally.add(failure, time.perf_counter() - start)
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/serving.py [--quick] [--seconds 10] [--batch-concurrency 8]
     .venv/bin/python bench/serving.py --overload 200,1000 [--seconds 20]
+    .venv/bin/python bench/serving.py --auth [--seconds 10]
 
 One run, one Ray (8 logical CPUs) and one Serve instance on a free port, the same
 small fraud MLP and the same batching (``@serve.batch`` 64 requests / 2 ms, 0.5 CPU
@@ -37,6 +38,10 @@ are the figures; the goals of issue 4 are checked at the end. Not asserted anywh
 ``--seconds``, against ``mlray`` and ``(a) plain``, the bare baseline; every answer is
 counted: p50/p99/max latency over all answers, statuses, 503s with ``Retry-After``, and
 mlray's breaker states afterwards.
+
+``--auth`` measures only what HTTP authentication costs (issue 13, see ``bench/_auth.py``):
+single-row predictions at concurrency 1 and 32 through ``auth: none`` and ``auth: keys``
+ingress apps side by side (ratios over none), and the key check on a cache miss.
 """
 
 from __future__ import annotations
@@ -78,6 +83,15 @@ from mlray.training.data import Preprocessor
 from mlray.training.models import ModelArchitecture, build_model
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _auth import (
+    CONCURRENCY,
+    KEYED,
+    AuthFigures,
+    auth_tables,
+    deploy_keyed,
+    issue_key,
+    key_check_ms,
+)
 from _load import LoadResult, OverloadResult, closed_loop, generator_name, open_loop, overload
 
 console = Console(width=140)
@@ -312,7 +326,8 @@ def monitoring_cost(url: str, seconds: float, concurrency: int = 32, rounds: int
     return float(np.mean(on)), float(np.mean(off))
 
 
-def settle(target: str, url: str, body: bytes, timeout_s: float = 60) -> None:
+def settle(target: str, url: str, body: bytes, timeout_s: float = 60,
+           headers: dict[str, str] | None = None) -> None:
     """Until ``url`` answers 200 three times running; logs how long it refused before.
 
     A load generator stopping mid-request disconnects; a target that then refuses
@@ -323,7 +338,7 @@ def settle(target: str, url: str, body: bytes, timeout_s: float = 60) -> None:
     answered, refusal = 0, ""
     with httpx.Client(timeout=10) as http:
         while answered < 3:
-            reply = http.post(url, content=body)
+            reply = http.post(url, content=body, headers=headers)
             if reply.status_code == 200:
                 answered += 1
                 continue
@@ -431,6 +446,31 @@ def measure_overload(urls: dict[str, str], base: str, clients: list[int], second
     return table
 
 
+def measure_auth(config: PlatformConfig, base: str, seconds: float, rounds: int = 2
+                 ) -> list[Table]:
+    """auth: keys beside auth: none (the same model app, a real predict key, the same
+    request bytes to all), the targets taking turns ``rounds`` times; then the key check."""
+    deploy_keyed(config)
+    key = issue_key(config)
+    headers = {"Authorization": f"Bearer {key}"}
+    urls = {"none": f"{base}/v1/predict/batch",
+            **{target: f"{base}{prefix}/v1/predict/batch" for target, (prefix, _) in KEYED.items()}}
+    body = target_body("mlray", 1)
+    for target, url in urls.items():
+        settle(target, url, body, headers=headers)
+        report(target, "warm-up, 1 row, c=32", closed_loop(url, body, 32, 1, headers))
+    figures = AuthFigures({}, {})
+    for concurrency in CONCURRENCY:
+        for _ in range(rounds):
+            for target, url in urls.items():
+                settle(target, url, body, headers=headers)
+                result = closed_loop(url, body, concurrency, seconds, headers)
+                report(target, f"1 row, c={concurrency}", result)
+                figures.add(target, concurrency, result.requests_per_s, result.p99_ms)
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    return auth_tables(figures, key_check_ms(config, key, redis_url))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="Duration of each cell.")
@@ -438,6 +478,8 @@ def main() -> None:
     parser.add_argument("--batch-concurrency", type=int, default=8)
     parser.add_argument("--overload", default="",
                         help="Only overload cells at these client counts, e.g. 200,1000.")
+    parser.add_argument("--auth", action="store_true",
+                        help="Only auth: keys vs auth: none, and the key check (issue 13).")
     args = parser.parse_args()
     clients = [int(n) for n in args.overload.split(",") if n.strip()]
     seconds = 3.0 if args.quick else args.seconds
@@ -457,6 +499,10 @@ def main() -> None:
         if clients:
             table = measure_overload(urls, base, clients, args.seconds)
             console.print(table)
+            return
+        if args.auth:
+            for table in measure_auth(config, base, seconds):
+                console.print(table)
             return
         console.log(f"load generator: {generator_name()} (open loop: aiohttp), "
                     f"{seconds:g} s per cell, {os.cpu_count()} cores")
