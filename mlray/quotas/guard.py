@@ -64,19 +64,35 @@ class QuotaGuard:
             QuotaExceeded: the create would take the project past the limit (names the
                 quota, its limit and the use).
         """
+        if adding <= 0:
+            return []
+
+        def measure() -> tuple[float, float]:
+            used = count()
+            return used, used + adding
+
+        return self.admit_change(project, quota, measure)
+
+    def admit_change(self, project: str, quota: Counted,
+                     measure: Callable[[], tuple[float, float]]) -> list[Op]:
+        """As :meth:`admit`, for a change whose effect is measured together with the use:
+        ``measure`` answers (use now, use after the change), called after the guard is
+        read; nothing is checked when the change adds nothing."""
         limit = read_limits(self._store, project).limit(quota)
-        if limit is None or adding <= 0:
+        if limit is None:
             return []
         key = f"{project}/{quota}"
-        guard = self._store.get(GUARDS, key)  # before counting: see the module docstring
-        used = count()
-        if used + adding > limit:
+        guard = self._store.get(GUARDS, key)  # before measuring: see the module docstring
+        used, after = measure()
+        if after <= used:
+            return []
+        if after > limit:
             unit = _UNITS.get(quota, "")
             raise QuotaExceeded(
                 f"quota {quota} of project {project!r} exceeded: limit {limit:g}{unit}, in use "
-                f"{used:g}{unit}, this would add {adding:g}{unit} (an admin can raise it: "
-                f"`mlray quotas set --project {project} --{quota.replace('_', '-')} N`)",
+                f"{used:g}{unit}, this would add {after - used:g}{unit} (an admin can raise "
+                f"it: `mlray quotas set --project {project} --{quota.replace('_', '-')} N`)",
                 field=quota)
         return [Put(collection=GUARDS, key=key,
-                    data={"used": used + adding, "limit": limit, "at": now()},
+                    data={"used": after, "limit": limit, "at": now()},
                     expected_version=guard.version if guard else ABSENT)]

@@ -16,8 +16,9 @@ from mlray.registry._documents import (
     RegistryDocuments,
     version_key,
 )
+from mlray.registry.served import traffic_quota
 from mlray.registry.types import ModelVersion, ServedModel, Stage, TrafficPolicy
-from mlray.storage.base import Put
+from mlray.storage.base import Op, Put
 
 __all__ = ["TrafficRules", "traffic_taken"]
 
@@ -35,6 +36,7 @@ class TrafficRules(RegistryDocuments):
         named = sorted({*policy.weights, *policy.shadows})
         docs = self._store.get_many([(VERSIONS, version_key(project, model, v)) for v in named])
         before = self._store.get(TRAFFIC, mdoc.key)
+        quota: list[Op] = []
         if restore:
             gone = {n for n, doc in zip(named, docs, strict=True) if doc is None}
             kept = {v: w for v, w in policy.weights.items() if v not in gone}
@@ -52,10 +54,12 @@ class TrafficRules(RegistryDocuments):
                     raise InvalidTransition(
                         f"{model} v{number} is Archived; its traffic can shrink but not grow "
                         f"(move it to Staging or Production first)", field="weights")
+            quota = traffic_quota(self._store, project, model,
+                                  {*policy.serving, *policy.shadows})
         self._store.apply(
             [Put(collection=TRAFFIC, key=mdoc.key, data=policy.model_dump(mode="json")),
              Put(collection=MODELS, key=mdoc.key, data=mdoc.data,
-                 expected_version=mdoc.version)],
+                 expected_version=mdoc.version), *quota],
             self._audit(caller, project, "traffic.restore" if restore else "traffic.set",
                         mdoc.key, before=before.data if before else None,
                         after=policy.model_dump(mode="json")))
@@ -70,6 +74,8 @@ class TrafficRules(RegistryDocuments):
             NotFound: a version in the policy does not exist.
             InvalidTransition: an Archived version would get a larger share than it has
                 (or become a shadow): Archived versions may only lose traffic.
+            QuotaExceeded: the project would serve more versions than its ``deployments``
+                quota (:func:`mlray.registry.served.traffic_quota`).
         """
         caller.require(project, Role.editor)
         return self._retry(lambda: self._write_traffic(caller, project, model, policy,

@@ -1,19 +1,21 @@
-"""What each project has deployed on Serve, with replicas: the deployments and replicas
-quotas count it, and replica-seconds accrue from it.
+"""What each project has deployed on Serve, with replicas.
 
-It is the desired state the deployments actor reconciles Serve to (stored traffic
-policies, and the versions rollouts keep), not Serve's own status: a version counts from
-when it is asked for until nothing wants it.
+Replica-seconds accrue from the desired state the deployments actor reconciles Serve to
+(stored traffic policies, and the versions rollouts keep), not Serve's own status: a
+version counts from when it is asked for until nothing wants it. The deployments and
+replicas quotas hold the state a rollout ends in (:func:`deploy_quota`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mlray.quotas.guard import QuotaGuard
 from mlray.registry._documents import TRAFFIC
+from mlray.registry.served import planned_versions, served_pairs
+from mlray.registry.types import TrafficPolicy
 from mlray.serving.settings import ModelServing
-from mlray.serving.traffic import TrafficPolicy
 from mlray.storage.base import Op, StateStore
 
 if TYPE_CHECKING:
@@ -51,21 +53,35 @@ def per_project(deployed: dict[tuple[str, str, int], int]
 
 
 def deploy_quota(store: StateStore, rollouts: RolloutController, project: str, model: str,
-                 version: int, overrides: dict[str, Any]) -> list[Op]:
-    """The quota ops of deploying ``model`` v``version`` with ``overrides`` (for the
-    rollout's own write; see :class:`~mlray.quotas.guard.QuotaGuard`).
+                 version: int, overrides: dict[str, Any], shadow: bool = False) -> list[Op]:
+    """The quota ops of a rollout of ``model`` v``version`` with ``overrides``, for the
+    rollout's own write (see :class:`~mlray.quotas.guard.QuotaGuard`).
+
+    Quotas hold the state a rollout ends in: ``model`` served by the new version alone
+    (beside its old ones for a shadow rollout), with the other models as they are and
+    will be once their running rollouts end (:func:`~mlray.registry.served.planned_versions`).
+    The old versions a rollout keeps for its rollback window are not counted.
 
     Raises:
         QuotaExceeded: the project is at its ``deployments`` or ``replicas`` quota.
     """
+    def end_state() -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
+        now = planned_versions(store, project)
+        after = {**now, model: ({*now.get(model, set()), version} if shadow else {version})}
+        return served_pairs(now), served_pairs(after)
+
+    def replicas(pairs: set[tuple[str, int]]) -> int:
+        return sum(replicas_of(rollouts.serving.for_model(model, **overrides))
+                   if (m, v) == (model, version) else
+                   replicas_of(rollouts.serving_of(project, m, v)) for m, v in pairs)
+
+    def measure(count: Callable[[set[tuple[str, int]]], int]
+                ) -> Callable[[], tuple[float, float]]:
+        def both() -> tuple[float, float]:
+            now, after = end_state()
+            return count(now), count(after)
+        return both
+
     guard = QuotaGuard(store)
-    new = replicas_of(rollouts.serving.for_model(model, **overrides))
-    had = deployed_replicas(store, rollouts, project).get((project, model, version))
-    return [
-        *guard.admit(project, "deployments",
-                     lambda: len(deployed_replicas(store, rollouts, project)),
-                     0 if had is not None else 1),
-        *guard.admit(project, "replicas",
-                     lambda: sum(deployed_replicas(store, rollouts, project).values()),
-                     new - (had or 0)),
-    ]
+    return [*guard.admit_change(project, "deployments", measure(len)),
+            *guard.admit_change(project, "replicas", measure(replicas))]

@@ -149,7 +149,7 @@ class RolloutController:
                           created_at=now, updated_at=now)
         for attempt in range(_QUOTA_RETRIES):
             quota = deploy_quota(self._store, self, project, model, target.version,
-                                 overrides or {})
+                                 overrides or {}, shadow=strategy is Strategy.SHADOW)
             try:
                 return self._save(rollout, f"{strategy} rollout of v{version} started",
                                   caller, "rollout.start", quota)

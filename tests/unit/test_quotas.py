@@ -14,8 +14,8 @@ from mlray.quotas import Lease, QuotaGuard, QuotaService, RateLedger, UsageMeter
 from mlray.quotas.types import GUARDS
 from mlray.quotas.usage import job_resources
 from mlray.registry.service import ModelRegistry
-from mlray.registry.types import ModelSpec
-from mlray.serving.rollout import RolloutController, Strategy
+from mlray.registry.types import ModelSpec, TrafficPolicy
+from mlray.serving.rollout import RolloutController, RolloutStatus, Strategy
 from mlray.storage import ArtifactStore, StateStore
 from mlray.storage.base import Put
 from mlray.tracking.service import ExperimentTracker
@@ -189,23 +189,48 @@ def test_registry_last_slot_under_two_threads(quotas: QuotaService,
     assert len(registry.list_models(ADMIN, "team")) == 8
 
 
-def test_deployments_and_replicas_quotas(
+def test_deployments_and_replicas_quotas_hold_the_state_a_rollout_ends_in(
         rollouts: tuple[RolloutController, ModelRegistry, FakeServe, Stats, Clock],  # noqa: F811
-        store: StateStore) -> None:
-    controller, _, _, _, clock = rollouts
+        store: StateStore, tmp_path: Path) -> None:
+    controller, registry, _, stats, clock = rollouts
+    registry.create_model(ADMIN, "default", ModelSpec(name="n"))
+    registry.create_version(ADMIN, "default", "n",
+                            artifact_spec(ArtifactStore(str(tmp_path / "art")), tmp_path, b"n"))
     quotas = QuotaService(store)
     quotas.set_quotas(ADMIN, "default", {"deployments": 1, "replicas": 2})
-    with pytest.raises(QuotaExceeded, match=r"quota replicas .* limit 2, in use 0, this would "
-                                            r"add 3"):
+    with pytest.raises(QuotaExceeded, match=r"quota replicas .* limit 2, in use 0, this "
+                                            r"would add 3"):
         controller.start(ADMIN, "default", "m", 1, Strategy.DIRECT, {"num_replicas": 3})
     controller.start(ADMIN, "default", "m", 1, Strategy.DIRECT, {"num_replicas": 2})
-    _run(controller, clock)
+    # a second model while the first rollout has not yet changed any policy: refused
     with pytest.raises(QuotaExceeded, match=r"quota deployments .* limit 1, in use 1") as err:
-        controller.start(ADMIN, "default", "m", 2, Strategy.DIRECT)
+        controller.start(ADMIN, "default", "n", 1, Strategy.DIRECT)
     assert err.value.field == "deployments"
+    _run(controller, clock)
+    # replacing m's version ends at one deployment: allowed, and so are its canary steps
+    canary = controller.start(ADMIN, "default", "m", 2, Strategy.CANARY)
+    _run(controller, clock)
+    assert registry.get_traffic(ADMIN, "default", "m").weights == {1: 90.0, 2: 10.0}
+    with pytest.raises(QuotaExceeded, match="deployments"):  # a third version by hand
+        registry.set_traffic(ADMIN, "default", "m", TrafficPolicy(weights={1: 50, 3: 50}))
+    stats.by_version = {1: (100, 0, 5.0), 2: (20, 1, 6.0)}
+    _run(controller, clock, seconds=10)
+    _run(controller, clock, seconds=10)
+    assert controller.get(ADMIN, "default", canary.id).status is RolloutStatus.SUCCEEDED
+    with pytest.raises(QuotaExceeded, match="deployments"):  # a shadow adds one
+        controller.start(ADMIN, "default", "m", 3, Strategy.SHADOW)
+    with pytest.raises(QuotaExceeded, match="deployments"):
+        registry.set_traffic(ADMIN, "default", "n", TrafficPolicy(weights={1: 100}))
     quotas.set_quotas(ADMIN, "default", {"deployments": 2})
-    with pytest.raises(QuotaExceeded, match="replicas"):  # 2 running + 1 more
-        controller.start(ADMIN, "default", "m", 2, Strategy.DIRECT)
+    registry.set_traffic(ADMIN, "default", "n", TrafficPolicy(weights={1: 100}))
+    assert quotas.usage(ADMIN, "default").limits.deployments == 2
+
+
+def test_the_rollout_collection_the_registry_reads_is_the_rollouts_own() -> None:
+    from mlray.registry.served import ROLLOUTS as READ
+    from mlray.serving.rollout import ROLLOUTS
+
+    assert READ == ROLLOUTS
 
 
 def test_the_ledger_holds_all_leases_to_the_rate() -> None:
