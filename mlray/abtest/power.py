@@ -20,9 +20,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import optimize
-from scipy import stats as sps
 
 from mlray._private.validation import boundary
+from mlray.abtest._dist import norm_cdf, norm_isf, norm_sf
 from mlray.abtest.arms import Alpha
 from mlray.errors import InvalidInput
 
@@ -37,15 +37,15 @@ _Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 def normal_power(effect_size: float, nobs1: float, alpha: float, ratio: float = 1.0) -> float:
     """Power of the two-sided z-test with ``nobs1`` control and ``nobs1 * ratio`` treatment."""
     nobs = 1.0 / (1.0 / nobs1 + 1.0 / (nobs1 * ratio))
-    crit = sps.norm.isf(alpha / 2.0)
+    crit = norm_isf(alpha / 2.0)
     shift = abs(effect_size) * math.sqrt(nobs)
-    return float(sps.norm.sf(crit - shift) + sps.norm.cdf(-crit - shift))
+    return float(norm_sf(crit - shift) + norm_cdf(-crit - shift))
 
 
 def solve_nobs(effect_size: float, alpha: float, power: float, ratio: float = 1.0) -> float:
     """Control units (unrounded) for which :func:`normal_power` equals ``power``."""
     d = abs(effect_size)
-    z = sps.norm.isf(alpha / 2.0) + sps.norm.isf(1.0 - power)
+    z = norm_isf(alpha / 2.0) + norm_isf(1.0 - power)
     guess = (1.0 + 1.0 / ratio) * (z / d) ** 2  # one tail only: a close lower bound
 
     def gap(n: float) -> float:

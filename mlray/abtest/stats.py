@@ -29,9 +29,9 @@ import math
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats as sps
 
 from mlray._private.validation import boundary
+from mlray.abtest._dist import norm_isf, norm_sf, t_isf, t_sf
 from mlray.abtest.arms import (
     Alpha,
     BinaryArm,
@@ -56,7 +56,7 @@ def z_test_arrays(x_t: ArrayLike, n_t: ArrayLike, x_c: ArrayLike, n_c: ArrayLike
     se = np.sqrt(pooled * (1.0 - pooled) * (1.0 / n_t + 1.0 / n_c))
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(se > 0, (p_t - p_c) / np.where(se > 0, se, 1.0), 0.0)
-    return z, 2.0 * sps.norm.sf(np.abs(z))
+    return z, 2.0 * norm_sf(np.abs(z))
 
 
 def welch_arrays(mean_t: ArrayLike, var_t: ArrayLike, n_t: ArrayLike, mean_c: ArrayLike,
@@ -76,7 +76,7 @@ def welch_arrays(mean_t: ArrayLike, var_t: ArrayLike, n_t: ArrayLike, mean_c: Ar
     t = np.where(ok, (mean_t - mean_c) / np.sqrt(safe), 0.0)
     denom = a * a / (n_t - 1.0) + b * b / (n_c - 1.0)
     df = np.where(ok & (denom > 0), safe * safe / np.where(denom > 0, denom, 1.0), 1.0)
-    return t, df, 2.0 * sps.t.sf(np.abs(t), df)
+    return t, df, 2.0 * t_sf(np.abs(t), df)
 
 
 def _neutral(method: str, kind: str, alpha: float, n_c: int, n_t: int, m_c: float,
@@ -105,7 +105,7 @@ def two_proportion_test(control: BinaryArm, treatment: BinaryArm,
     if control.n == 0 or treatment.n == 0:
         return _neutral(method, "binary", alpha, control.n, treatment.n, p_c, p_t)
     z, p = z_test_arrays(treatment.successes, treatment.n, control.successes, control.n)
-    zq = float(sps.norm.isf(alpha / 2.0))
+    zq = float(norm_isf(alpha / 2.0))
     var_t, var_c = treatment.variance, control.variance
     half = zq * math.sqrt(var_t / treatment.n + var_c / control.n)
     diff = p_t - p_c
@@ -137,10 +137,10 @@ def welch_test(control: ContinuousArm, treatment: ContinuousArm,
     se = math.sqrt(var_t / treatment.n + var_c / control.n)
     diff_ci = None
     if se > 0:
-        half = float(sps.t.isf(alpha / 2.0, float(df))) * se
+        half = float(t_isf(alpha / 2.0, float(df))) * se
         diff_ci = Interval(low=diff - half, high=diff + half)
     lift, lift_ci = relative_interval(m_t, var_t, treatment.n, m_c, var_c, control.n,
-                                      float(sps.norm.isf(alpha / 2.0)))
+                                      float(norm_isf(alpha / 2.0)))
     return ComparisonResult(method=method, kind="continuous", alpha=alpha,
                             n_control=control.n, n_treatment=treatment.n, mean_control=m_c,
                             mean_treatment=m_t, diff=diff, diff_ci=diff_ci, lift=lift,
