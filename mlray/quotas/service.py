@@ -84,6 +84,7 @@ class QuotaService:
         quotas. Requests and replica-seconds count from the hour holding ``since``."""
         caller.require(project, Role.viewer)
         from mlray.registry._documents import MODELS, VERSIONS
+        from mlray.registry.served import planned_versions, served_pairs
         from mlray.tracking.jobs import JOBS
 
         jobs = [d.data for d in self._store.list(JOBS, where={"project": project})]
@@ -91,7 +92,8 @@ class QuotaService:
         report = self.meter.report(project, since or 0.0, jobs, storage)
         in_use = {"models": len(self._store.list(MODELS, prefix=f"{project}/")),
                   "versions": len(self._store.list(VERSIONS, prefix=f"{project}/")),
-                  **self.meter.deployed(project), "storage_bytes": storage}
+                  **self.meter.deployed(project), "storage_bytes": storage,
+                  "deployments": len(served_pairs(planned_versions(self._store, project)))}
         return report.model_copy(update={"limits": read_limits(self._store, project),
                                          "in_use": in_use})
 

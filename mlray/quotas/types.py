@@ -65,7 +65,6 @@ class UsageReport(BaseModel):
     job_gpu_seconds: float = 0.0
     storage_bytes: int = 0
     in_use: dict[str, float] = Field(
-        default_factory=dict, description="What each count quota counts, now (deployments "
-                                          "and replicas as of the deployments actor's last "
-                                          "pass).")
+        default_factory=dict, description="What each count quota counts, now (replicas as "
+                                          "of the deployments actor's last pass).")
     limits: QuotaLimits = QuotaLimits()

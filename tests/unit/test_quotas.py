@@ -223,7 +223,8 @@ def test_deployments_and_replicas_quotas_hold_the_state_a_rollout_ends_in(
         registry.set_traffic(ADMIN, "default", "n", TrafficPolicy(weights={1: 100}))
     quotas.set_quotas(ADMIN, "default", {"deployments": 2})
     registry.set_traffic(ADMIN, "default", "n", TrafficPolicy(weights={1: 100}))
-    assert quotas.usage(ADMIN, "default").limits.deployments == 2
+    report = quotas.usage(ADMIN, "default")
+    assert report.limits.deployments == 2 and report.in_use["deployments"] == 2
 
 
 def test_the_rollout_collection_the_registry_reads_is_the_rollouts_own() -> None:
