@@ -10,10 +10,9 @@ from mlray.errors import ConfigError
 
 __all__ = ["ACTORS", "actor_names", "actors_config", "running_config", "start_actors"]
 
-#: One actor per control-plane service, in start order; ``deployments`` drives Ray Serve,
-#: ``alerts`` evaluates rules over the ``monitor``'s values and ``pipelines`` runs stages as
-#: Ray tasks.
-ACTORS = (*SERVICE_NAMES, "deployments", "alerts", "pipelines")
+#: One actor per control-plane service, in start order; ``deployments`` drives Ray Serve and
+#: ``alerts`` evaluates rules over the ``monitor``'s values.
+ACTORS = (*SERVICE_NAMES, "deployments", "alerts")
 
 
 def _classes() -> dict[str, Any]:

@@ -1,18 +1,14 @@
 """The ``pipelines`` actor: a thin shell over :class:`mlray.pipelines.service.PipelineService`
-that runs stages as Ray tasks and drives runs and triggers from two background threads.
+that runs stages as Ray tasks and drives runs and triggers from background threads.
 
-The run loop wakes when a stage task ends (``ray.wait``) or a call came in, and advances
-every active run; the trigger loop checks schedules, new data and feedback every
+Its :class:`~mlray.pipelines.driver.Driver` advances every active run when a stage task
+ends (``ray.wait``) or a call came in, and checks schedules, new data and feedback every
 :data:`TRIGGER_INTERVAL_S`. Every state is stored before it is reported, so a restarted
 actor reloads its runs; stages it was running are marked interrupted and
 ``mlray pipelines resume`` runs them again.
 """
 
 from __future__ import annotations
-
-import logging
-import threading
-from typing import Any
 
 import ray
 
@@ -26,8 +22,6 @@ from mlray.pipelines.executors import RayExecutor
 from mlray.pipelines.service import PipelineService
 
 __all__ = ["TRIGGER_INTERVAL_S", "PipelinesActor"]
-
-log = logging.getLogger("mlray.pipelines")
 
 #: How often schedules, new data and feedback counts are checked.
 TRIGGER_INTERVAL_S = 15.0
@@ -56,38 +50,4 @@ class PipelinesActor(ServiceActor):
         self._service = PipelineService(store, artifacts, RayExecutor(),
                                         offline_uri=config.offline_uri, mint=mint,
                                         namespace=config.namespace)
-        self._lock = threading.RLock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        threading.Thread(target=self._runs, daemon=True, name="pipeline-runs").start()
-        threading.Thread(target=self._triggers, daemon=True, name="pipeline-triggers").start()
-
-    def invoke(self, method: str, credential: str | None = None, *args: Any,
-               **kwargs: Any) -> Any:
-        """As the base shell, one call at a time with the loops; wakes the run loop."""
-        with self._lock:
-            try:
-                return self._call(self._service, method, credential, args, kwargs)
-            finally:
-                self._wake.set()
-
-    def _runs(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if self._service.engine.running():
-                    self._service.wait(0.1)
-                else:
-                    self._wake.wait(0.5)
-                self._wake.clear()
-                with self._lock:
-                    self._service.tick()
-            except Exception:  # a store hiccup: the next pass tries again
-                log.exception("advancing pipeline runs failed")
-
-    def _triggers(self) -> None:
-        while not self._stop.wait(TRIGGER_INTERVAL_S):
-            try:
-                with self._lock:
-                    self._service.check_triggers()
-            except Exception:
-                log.exception("checking pipeline triggers failed")
+        self._service.start_driver(TRIGGER_INTERVAL_S)

@@ -14,7 +14,7 @@ from mlray.storage import ArtifactStore, StateStore, open_state_store
 __all__ = ["SERVICE_NAMES", "build_service", "local_services", "open_stores"]
 
 SERVICE_NAMES = ("registry", "experiments", "jobs", "breakers", "features", "monitor", "keys",
-                 "quotas")
+                 "quotas", "pipelines")
 
 
 def open_stores(config: PlatformConfig) -> tuple[StateStore, ArtifactStore]:
@@ -51,6 +51,12 @@ def build_service(name: str, store: StateStore, artifacts: ArtifactStore,
         from mlray.quotas.service import QuotaService
 
         return QuotaService(store)
+    if name == "pipelines":  # stages in threads of this process (the actor runs Ray tasks)
+        from mlray.pipelines.executors import ThreadExecutor
+        from mlray.pipelines.service import PipelineService
+
+        return PipelineService(store, artifacts, ThreadExecutor(), offline_uri=offline_uri,
+                               autodrive=True)
     if name == "monitor":
         return Monitor.over_registry(store, ModelRegistry(store, artifacts), offline_uri)
     raise ValueError(f"no service {name!r}; there are {SERVICE_NAMES}")

@@ -24,6 +24,7 @@ from mlray.cli import (
     keys,
     models,
     monitoring,
+    pipelines,
     quotas,
     runs,
     serving,
@@ -44,6 +45,7 @@ app.add_typer(monitoring.alerts_app, name="alerts")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
 app.add_typer(quotas.app, name="quotas")
+app.add_typer(pipelines.app, name="pipelines")
 app.command("usage")(quotas.usage)
 app.command("drift")(monitoring.drift)
 app.command("performance")(monitoring.performance)

@@ -11,9 +11,11 @@ pipeline), through a project-scoped token the platform mints for each stage.
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -23,6 +25,7 @@ from mlray.errors import InvalidInput, MlrayError
 from mlray.identity import Caller, Role
 from mlray.pipelines.cache import StageCache, code_version
 from mlray.pipelines.definitions import AlertFired, PipelineSpec
+from mlray.pipelines.driver import Driver
 from mlray.pipelines.engine import RunEngine
 from mlray.pipelines.executors import Executor
 from mlray.pipelines.kinds import target_of
@@ -34,6 +37,7 @@ from mlray.storage.base import AuditEntry, Delete, Put, StateStore
 
 __all__ = ["ApplyResult", "PipelineService", "PipelineSummary", "RunStart"]
 
+R = TypeVar("R")
 PIPELINES = "pipelines"
 TRIGGERS = "pipeline_triggers"
 
@@ -68,6 +72,15 @@ class PipelineSummary(BaseModel):
     runs: int = Field(0, description="Runs kept for it.")
 
 
+def _serial(fn: Callable[..., R]) -> Callable[..., R]:
+    """One call at a time per service (the driver's threads and the callers')."""
+    @functools.wraps(fn)
+    def wrapper(self: PipelineService, *args: Any, **kwargs: Any) -> R:
+        with self._lock:
+            return fn(self, *args, **kwargs)
+    return wrapper
+
+
 def _check_code(spec: PipelineSpec) -> None:
     """Every stage's code can be found (so a typo fails at apply, not mid-run)."""
     for stage in spec.stages:
@@ -88,7 +101,11 @@ class PipelineService:
 
     def __init__(self, store: StateStore, artifacts: ArtifactStore, executor: Executor, *,
                  offline_uri: str | None = None, mint: Mint | None = None,
-                 namespace: str | None = None, clock: Callable[[], float] = time.time) -> None:
+                 namespace: str | None = None, clock: Callable[[], float] = time.time,
+                 autodrive: bool = False) -> None:
+        self._lock = threading.RLock()
+        self._autodrive = autodrive
+        self.driver: Driver | None = None
         self._store = store
         self._offline_uri = offline_uri
         self._clock = clock
@@ -99,6 +116,18 @@ class PipelineService:
                                 namespace=namespace, clock=clock)
         self._active: dict[str, PipelineRun] = {
             RunBook.key(r.project, r.run_id): r for r in self.book.active()}
+
+    def start_driver(self, trigger_interval_s: float | None = None) -> Driver:
+        """Drive runs (and, with an interval, triggers) from background threads."""
+        if self.driver is None:
+            self.driver = Driver(self, trigger_interval_s).start()
+        return self.driver
+
+    def _kick(self) -> None:
+        if self.driver is None and self._autodrive:
+            self.driver = Driver(self, until_idle=True).start()
+        if self.driver is not None:
+            self.driver.wake()
 
     def _credential(self, run: PipelineRun) -> str | None:
         if self._mint is None:
@@ -112,6 +141,7 @@ class PipelineService:
                 for d in self._store.list(PIPELINES, prefix=f"{project}/")}
 
     @boundary
+    @_serial
     def apply(self, caller: Caller, project: Project, pipelines: list[PipelineSpec], *,
               prune: bool = False, dry_run: bool = False) -> ApplyResult:
         """Register ``pipelines`` in the project; with ``prune``, remove the others.
@@ -157,6 +187,7 @@ class PipelineService:
         return PipelineSpec.model_validate(doc.data["spec"]), doc.data
 
     @boundary
+    @_serial
     def pipelines(self, caller: Caller, project: Project) -> list[PipelineSummary]:
         """The project's pipelines with their latest runs."""
         caller.require(project, Role.viewer)
@@ -171,6 +202,7 @@ class PipelineService:
         return out
 
     @boundary
+    @_serial
     def pipeline(self, caller: Caller, project: Project, name: Name) -> PipelineSpec:
         """One pipeline's definition."""
         caller.require(project, Role.viewer)
@@ -194,6 +226,7 @@ class PipelineService:
             roles={k: int(v) for k, v in requester.roles.items()}, created_at=self._clock(),
             stages={s.name: StageRun(name=s.name) for s in spec.stages})
         self._track(self.engine.create(run))
+        self._kick()
         return RunStart(run=run)
 
     def _track(self, run: PipelineRun) -> PipelineRun:
@@ -208,6 +241,7 @@ class PipelineService:
         return self._active.get(RunBook.key(project, run_id)) or self.book.get(project, run_id)
 
     @boundary
+    @_serial
     def run(self, caller: Caller, project: Project, name: Name,
             params: dict[str, Any] | None = None) -> RunStart:
         """Start ``name`` by hand (coalesced into its active run if it has one).
@@ -219,6 +253,7 @@ class PipelineService:
         return self._start(project, name, caller, params or {}, "manual")
 
     @boundary
+    @_serial
     def runs(self, caller: Caller, project: Project, pipeline: str | None = None,
              limit: int = 50) -> list[PipelineRun]:
         """The project's runs, newest first."""
@@ -227,12 +262,14 @@ class PipelineService:
         return self.book.list(project, **where)[:limit]
 
     @boundary
+    @_serial
     def get_run(self, caller: Caller, project: Project, run_id: str) -> PipelineRun:
         """One run, as stored."""
         caller.require(project, Role.viewer)
         return self.book.get(project, run_id)
 
     @boundary
+    @_serial
     def resume(self, caller: Caller, project: Project, run_id: str) -> PipelineRun:
         """Run a failed or cancelled run's unfinished stages again, keeping the others."""
         caller.require(project, Role.editor)
@@ -241,9 +278,12 @@ class PipelineService:
             if other.project == project and other.pipeline == run.pipeline:
                 raise InvalidInput(f"pipeline {run.pipeline!r} has an active run "
                                    f"{other.run_id}; cancel it or wait", field="run")
-        return self._track(self.engine.resume(run))
+        resumed = self._track(self.engine.resume(run))
+        self._kick()
+        return resumed
 
     @boundary
+    @_serial
     def cancel(self, caller: Caller, project: Project, run_id: str) -> PipelineRun:
         """Stop a run: running stages are cancelled (``ray.cancel``), the rest never start."""
         caller.require(project, Role.editor)
@@ -251,6 +291,7 @@ class PipelineService:
                                               f"cancelled by {caller.user}"))
 
     @boundary
+    @_serial
     def approve(self, caller: Caller, project: Project, run_id: str, stage: Name, *,
                 reject: bool = False, comment: str = "") -> PipelineRun:
         """Let a run's waiting approval stage pass, or fail it (``reject``); editor or
@@ -260,11 +301,14 @@ class PipelineService:
         audit = AuditEntry(user=caller.user, project=project, action="pipelines.approve",
                            target=f"pipelines/{run.pipeline}/{run_id}/{stage}",
                            after={"rejected": reject, "comment": comment})
-        return self._track(self.engine.approve(run, stage, caller.user, reject=reject,
-                                               comment=comment, audit=audit))
+        approved = self._track(self.engine.approve(run, stage, caller.user, reject=reject,
+                                                   comment=comment, audit=audit))
+        self._kick()
+        return approved
 
     # The platform's own calls.
 
+    @_serial
     def tick(self) -> int:
         """Advance every active run once; returns how many are still active."""
         for run in list(self._active.values()):
@@ -279,6 +323,18 @@ class PipelineService:
         """Block until a running stage may have ended, or ``timeout_s`` (no lock needed)."""
         self.engine.wait(timeout_s)
 
+    @_serial
+    def release_idle(self, driver: Driver) -> bool:
+        """True (and ``driver`` let go) when no run has a stage running or able to start:
+        an embedded driver then stops instead of polling a finished or waiting run."""
+        if any(r.state in (RunState.PENDING, RunState.RUNNING) for r in self._active.values()):
+            return False
+        if self.driver is driver:
+            self.driver = None
+            self._active.clear()  # what another process does to them is read from the store
+        return True
+
+    @_serial
     def check_triggers(self) -> list[str]:
         """Evaluate every schedule, new-data and feedback trigger; the runs they started
         (or were coalesced into)."""
@@ -308,6 +364,7 @@ class PipelineService:
         except MlrayError:  # e.g. a parameter without default: a trigger cannot fill it
             return None
 
+    @_serial
     def alert_fired(self, project: str, rule: str) -> list[str]:
         """Start the project's pipelines with an ``alert`` trigger on ``rule``; their runs."""
         out = []
