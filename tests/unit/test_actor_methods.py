@@ -15,6 +15,7 @@ from mlray.auth.book import KeyBook
 from mlray.features.registry import FeatureRegistry
 from mlray.monitoring.monitor import Monitor
 from mlray.pipelines.service import PipelineService
+from mlray.quotas.service import QuotaService
 from mlray.registry.service import ModelRegistry
 from mlray.serving.board import BreakerBoard
 from mlray.serving.reconcile import Reconciler
@@ -26,7 +27,7 @@ SERVICES: dict[str, Any] = {
     "registry": ModelRegistry, "experiments": ExperimentTracker, "jobs": JobBook,
     "breakers": BreakerBoard, "features": FeatureRegistry, "monitor": Monitor,
     "keys": KeyBook, "alerts": AlertsService, "deployments": RolloutController,
-    "pipelines": PipelineService,
+    "pipelines": PipelineService, "quotas": QuotaService,
 }
 
 
