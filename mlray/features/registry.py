@@ -7,7 +7,8 @@ with compare-and-set, so two concurrent applies cannot interleave. A breaking ch
 removed) to a view that is in use (named by a feature service, or materialized) is
 refused unless forced by an admin; every apply is audited with its diff. Parquet sources
 must lie below the project's storage root or a prefix a platform admin allowed
-(:mod:`mlray.features.confine`).
+(:mod:`mlray.features.confine`). A Redis stream feeds one project: a view may not read a
+stream that another project's view reads (its events are that project's data).
 """
 
 from __future__ import annotations
@@ -68,6 +69,24 @@ class FeatureRegistry:
             return FeatureRepo(), 0
         return FeatureRepo.model_validate(doc.data), doc.version
 
+    def _check_streams(self, project: str, repo: FeatureRepo) -> None:
+        """Refuse a stream source another project's views already read (without saying
+        which project)."""
+        mine = {v.source.stream: v.name for v in repo.feature_views
+                if v.source.type == "stream"}
+        if not mine:
+            return
+        for doc in self._store.list(REPOS):
+            if doc.key == project:
+                continue
+            for view in doc.data.get("feature_views", []):
+                source = view.get("source", {})
+                if source.get("type") == "stream" and source.get("stream") in mine:
+                    name = mine[source["stream"]]
+                    raise Conflict(f"view {name!r}: stream {source['stream']!r} feeds another "
+                                   "project; give this project's view a stream of its own",
+                                   field=f"feature_views.{name}.source.stream")
+
     def _in_use(self, project: str, repo: FeatureRepo) -> set[str]:
         used = {ref.split(":", 1)[0] for s in repo.feature_services for ref in s.features}
         used |= {d.key.split("/", 1)[1]
@@ -91,6 +110,7 @@ class FeatureRegistry:
             if view.source.type == "parquet":
                 check_source_path(view.name, view.source.path)
                 check_confined(view.name, view.source.path, roots, allowed)
+        self._check_streams(project, repo)
         for _ in range(_RETRIES):
             current, version = self._doc(project)
             plan = plan_apply(current, repo)

@@ -82,3 +82,21 @@ def test_materializations_need_known_views(store: StateStore) -> None:
     assert registry.materializations(ADMIN, "default")["customer_profile"].end == run.end
     with pytest.raises(NotFound):
         registry.record_materialization(EDITOR, "default", run.model_copy(update={"view": "x"}))
+
+
+def test_a_stream_feeds_one_project(store: StateStore) -> None:
+    """Another project's view may not read a stream this project's view reads (its
+    events are this project's data); the refusal names no project."""
+    registry = _registry(store)
+    repo = _repo()
+    registry.apply(ADMIN, "default", repo)
+    stream = next(v.source.stream for v in repo.feature_views if v.source.type == "stream")
+    with pytest.raises(Conflict, match="feeds another project") as refused:
+        registry.apply(ADMIN, "other", repo)
+    assert "default" not in str(refused.value)
+    data = repo.model_dump(mode="json")
+    for view in data["feature_views"]:
+        if view["source"]["type"] == "stream":
+            view["source"]["stream"] = f"{stream}-other"
+    assert registry.apply(ADMIN, "other", FeatureRepo.model_validate(data)).applied
+    assert registry.apply(ADMIN, "default", repo).applied is False  # its own: unchanged
