@@ -35,12 +35,12 @@ import numpy as np
 from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlray._private.validation import boundary
+from mlray._private.validation import boundary, build
 from mlray.abtest.arms import Alpha, BinaryArm, ComparisonResult, ContinuousArm, Interval
 from mlray.errors import InvalidInput
 
-__all__ = ["SequentialState", "SequentialTest", "msprt_half_width", "msprt_log_e",
-           "msprt_test"]
+__all__ = ["SequentialSettings", "SequentialState", "SequentialTest", "msprt_half_width",
+           "msprt_log_e", "msprt_test"]
 
 DEFAULT_MIN_SAMPLES = 100
 
@@ -116,6 +116,18 @@ class SequentialState(BaseModel):
     high: float = Field(math.inf, description="Running intersection of the intervals.")
 
 
+class SequentialSettings(BaseModel):
+    """The settings of a sequential test (fixed for its whole run)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mixture_sd: float = Field(gt=0, allow_inf_nan=False,
+                              description="Mixing sd: the effect to detect, absolute.")
+    alpha: Alpha = 0.05
+    min_samples: int = Field(DEFAULT_MIN_SAMPLES, ge=2,
+                             description="Units per arm before a look counts.")
+
+
 class SequentialTest:
     """An mSPRT experiment across looks: running minimum p-value, intersected interval.
 
@@ -130,12 +142,11 @@ class SequentialTest:
     def __init__(self, mixture_sd: float, alpha: float = 0.05,
                  min_samples: int = DEFAULT_MIN_SAMPLES,
                  state: SequentialState | None = None) -> None:
-        # validates the settings the same way a look does
-        msprt_test(BinaryArm(n=0, successes=0), BinaryArm(n=0, successes=0),
-                   mixture_sd=mixture_sd, alpha=alpha, min_samples=min_samples)
-        self.mixture_sd = mixture_sd
-        self.alpha = alpha
-        self.min_samples = min_samples
+        settings = build(SequentialSettings, mixture_sd=mixture_sd, alpha=alpha,
+                         min_samples=min_samples)
+        self.mixture_sd = settings.mixture_sd
+        self.alpha = settings.alpha
+        self.min_samples = settings.min_samples
         self.state = state.model_copy() if state else SequentialState()
 
     def look(self, control: BinaryArm | ContinuousArm,

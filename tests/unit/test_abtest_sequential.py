@@ -120,10 +120,15 @@ def test_sequential_test_keeps_the_running_minimum_and_intersection():
     assert resumed.state.looks == 31
 
 
-def test_sequential_test_validates_its_settings():
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"mixture_sd": 0.02, "alpha": 1.5}, "alpha"),
+    ({"mixture_sd": -0.02}, "mixture_sd"),
+    ({"mixture_sd": 0.02, "min_samples": 0}, "min_samples"),
+])
+def test_sequential_test_validates_its_settings(kwargs, field):
     with pytest.raises(InvalidInput) as info:
-        SequentialTest(mixture_sd=0.02, alpha=1.5)
-    assert info.value.field == "alpha"
+        SequentialTest(**kwargs)
+    assert info.value.field == field
 
 
 def _peeks(n_max: int) -> np.ndarray:
