@@ -18,7 +18,9 @@ def app_name(project: str, model: str, version: int) -> str:
     """The Serve application of a model version: ``<project>--<model>--v<N>``.
 
     Model names hold no ``--`` and start with a letter or digit, so the last ``--`` before
-    the model is the separator even when the project name holds one.
+    the model is the separator even when the project name holds one. Serve refuses only an
+    empty app name, and its replica actors are ``SERVE_REPLICA::<app>#...``: neither a
+    project (``[a-z0-9_-]``, 63 at most) nor a model name (128 at most) holds a ``#``.
     """
     return f"{project}{_SEP}{model}{_SEP}v{version}"
 
