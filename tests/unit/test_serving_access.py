@@ -253,6 +253,25 @@ def test_auth_none_serves_everyone_as_the_local_admin(tmp_path: Path) -> None:
         Access("fraud", None)
 
 
+def test_open_access_reads_keys_from_the_platform_store_only_with_auth_keys(
+        tmp_path: Path) -> None:
+    from mlray.serving.access import open_access
+
+    keyed = load_config(env={"MLRAY_HOME": str(tmp_path), "MLRAY_AUTH": "keys"})
+    access = open_access(keyed, ttl_s=3.0)
+    assert access.authenticator is not None and access.ttl_s == 3.0
+    with pytest.raises(Unauthenticated):
+        asyncio.run(access.grant(None, "127.0.0.1", "GET /v1/models", Role.viewer))
+    with open_state_store(keyed.resolved_state_url) as store:
+        key = KeyBook(store, params=FAST).create_key(
+            ROOT, keyed.project, "svc", {keyed.project: "viewer"}).key.get_secret_value()
+    grant = asyncio.run(access.grant(f"Bearer {key}", "127.0.0.1", "GET /v1/models",
+                                     Role.viewer))
+    assert grant.caller.user == "svc"
+    open_ = open_access(load_config(env={"MLRAY_HOME": str(tmp_path / "none")}), ttl_s=3.0)
+    assert open_.authenticator is None and open_.anonymous == Caller.local_admin("local")
+
+
 def test_a_wrong_key_costs_the_same_refusal_message(setup: Setup) -> None:
     key = setup.key("viewer")
     wrong = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
