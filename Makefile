@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/storage.py
 	$(BIN)/python bench/cluster.py
 	$(BIN)/python bench/abtest.py
+	$(BIN)/python bench/pipelines.py
 
 # The rendered KubeRay cluster run for real on loopback: a head and two workers with the
 # pods' `ray start` argv and env, the rendered Redis, the bucket on an S3 API server;
