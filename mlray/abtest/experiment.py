@@ -1,0 +1,254 @@
+"""What an A/B experiment is: its definition (:class:`ExperimentSpec`, what the user set)
+and its stored state (:class:`Experiment`: status, plan, totals, the latest evaluation).
+
+Arms are versions of one model with traffic weights; the first arm is the control (the
+version that serves today). Units are requests: each logged prediction is one unit of the
+arm that answered it, and its outcome is the feedback label posted for that request id
+(0/1 for a binary metric such as conversion, any number for a continuous one such as a
+loss amount).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from mlray._private.types import Name
+from mlray.abtest.arms import Alpha, ComparisonResult, MetricKind
+from mlray.abtest.decision import Decision, Guardrail
+from mlray.abtest.power import SampleSize
+from mlray.abtest.sequential import SequentialState
+from mlray.abtest.srm import SrmResult
+from mlray.errors import InvalidInput
+
+__all__ = ["ABTESTS", "ArmTotals", "Evaluation", "Experiment", "ExperimentSpec",
+           "ExperimentStatus", "GuardrailSpec", "arm_name", "parse_arms", "parse_guardrail"]
+
+#: The state store collection of experiments, keyed ``<project>/<model>/<id>``.
+ABTESTS = "abtests"
+
+ExperimentStatus = Literal["running", "promoted", "rolled_back", "stopped", "invalid"]
+GuardrailMetric = Literal["error_ratio", "p99_ms", "accuracy"]
+_GUARDRAIL = re.compile(r"^\s*([a-z0-9_]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
+
+
+class GuardrailSpec(BaseModel):
+    """A bound a treatment arm must keep: ``error_ratio<=0.05``, ``p99_ms<=250``,
+    ``accuracy>=0.8`` (live accuracy of the predictions against the feedback)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: GuardrailMetric
+    op: Literal["<=", ">="]
+    threshold: float = Field(allow_inf_nan=False)
+
+    def holds(self, value: float) -> bool:
+        """Whether ``value`` keeps the bound."""
+        return value <= self.threshold if self.op == "<=" else value >= self.threshold
+
+    def __str__(self) -> str:
+        return f"{self.metric}{self.op}{self.threshold:g}"
+
+
+def parse_guardrail(text: str) -> GuardrailSpec:
+    """``error_ratio<=0.05`` -> :class:`GuardrailSpec`.
+
+    Raises:
+        InvalidInput: not ``metric<=x`` / ``metric>=x``, or an unknown metric.
+    """
+    m = _GUARDRAIL.match(text)
+    if not m:
+        raise InvalidInput(f"guardrail {text!r}: expected metric<=value or metric>=value "
+                           "(e.g. error_ratio<=0.05)", field="guardrails")
+    try:
+        return GuardrailSpec(metric=m[1], op=m[2], threshold=float(m[3]))  # type: ignore[arg-type]
+    except ValueError:
+        raise InvalidInput(f"guardrail {text!r}: the metric is one of error_ratio, p99_ms, "
+                           "accuracy, the value a number", field="guardrails") from None
+
+
+def parse_arms(text: str) -> dict[int, float]:
+    """``v1=50,v2=50`` (or ``1=50,2=50``) -> ``{1: 50.0, 2: 50.0}``, in the order given.
+
+    Raises:
+        InvalidInput: a malformed pair, a repeated version, a negative weight.
+    """
+    arms: dict[int, float] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        left, sep, right = pair.partition("=")
+        try:
+            version, weight = int(left.strip().lstrip("vV")), float(right)
+        except ValueError:
+            version = weight = None  # type: ignore[assignment]
+        if not sep or version is None or weight is None:
+            raise InvalidInput(f"arms: expected vN=WEIGHT pairs, got {pair!r}", field="arms")
+        if version in arms:
+            raise InvalidInput(f"arms: version {version} is named twice", field="arms")
+        arms[version] = weight
+    return arms
+
+
+def arm_name(version: int) -> str:
+    """How the statistics name a version's arm."""
+    return f"v{version}"
+
+
+class ExperimentSpec(BaseModel):
+    """An experiment as the user defines it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: Name
+    arms: dict[int, float] = Field(description="Version -> traffic weight; the first is the "
+                                               "control. Two arms, or more with a bandit.")
+    metric: str = Field("conversion", min_length=1, max_length=64,
+                        description="The outcome the feedback labels carry.")
+    kind: MetricKind = "binary"
+    min_effect: float = Field(gt=0, allow_inf_nan=False,
+                              description="Smallest absolute difference worth detecting.")
+    alpha: Alpha = 0.05
+    power: float = Field(0.8, gt=0, lt=1)
+    sequential: bool = Field(False, description="mSPRT (read at any time) instead of a "
+                                                "fixed horizon.")
+    baseline: float | None = Field(None, description="Control's expected mean (binary: "
+                                                     "rate; default 0.5, the largest size).")
+    sd: float | None = Field(None, gt=0, description="The metric's standard deviation "
+                                                     "(continuous; required).")
+    higher_is_better: bool = True
+    max_samples: int | None = Field(None, ge=2, description="Sequential: per arm, stop "
+                                                            "with no difference past this.")
+    guardrails: list[GuardrailSpec] = Field(default_factory=list)
+    bandit: Literal["thompson", "epsilon"] | None = Field(
+        None, description="Traffic follows the feedback (binary metrics); no auto-decision "
+                          "but guardrails.")
+    epsilon: float = Field(0.1, ge=0, le=1, description="Epsilon-greedy's exploration share.")
+
+    @field_validator("arms")
+    @classmethod
+    def _weights(cls, arms: dict[int, float]) -> dict[int, float]:
+        if len(arms) < 2:
+            raise ValueError(f"an experiment needs two arms or more, got {sorted(arms)}")
+        for version, weight in arms.items():
+            if version < 1:
+                raise ValueError(f"{version} is not a version number")
+            if not weight > 0:
+                raise ValueError(f"arm v{version} has weight {weight}; every arm needs a "
+                                 "positive weight")
+        return arms
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentSpec:
+        if self.bandit is None and len(self.arms) != 2:
+            raise ValueError(f"arms: an A/B test has two arms (got {len(self.arms)}); use a "
+                             "bandit for more")
+        if self.bandit is not None and self.kind != "binary":
+            raise ValueError("kind: bandits need a binary metric")
+        if self.kind == "continuous" and self.sd is None and not self.sequential:
+            raise ValueError("sd: a continuous fixed-horizon test needs the metric's sd to "
+                             "plan its size")
+        if self.kind == "binary" and self.baseline is not None \
+                and not 0 < self.baseline < 1:
+            raise ValueError(f"baseline: a rate in (0, 1), got {self.baseline}")
+        return self
+
+    @property
+    def control(self) -> int:
+        """The control arm's version (the first arm)."""
+        return next(iter(self.arms))
+
+    @property
+    def treatments(self) -> list[int]:
+        """Every other arm's version."""
+        return list(self.arms)[1:]
+
+    def shares(self) -> dict[str, float]:
+        """Arm name -> its share of traffic (summing to 1)."""
+        total = sum(self.arms.values())
+        return {arm_name(v): w / total for v, w in self.arms.items()}
+
+
+class ArmTotals(BaseModel):
+    """Running totals of one arm: units assigned, units with an outcome, and the sums."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests: int = Field(0, ge=0, description="Logged requests the arm answered.")
+    labelled: int = Field(0, ge=0, description="Of those, requests with feedback.")
+    total: float = Field(0.0, description="Sum of the outcomes.")
+    total_sq: float = Field(0.0, ge=0, description="Sum of the squared outcomes.")
+    scored: int = Field(0, ge=0, description="Labelled requests whose prediction is a "
+                                             "probability (for live accuracy).")
+    correct: int = Field(0, ge=0, description="Of those, predictions on the label's side "
+                                              "of 0.5.")
+
+    @property
+    def mean(self) -> float:
+        """Mean outcome (0 before any)."""
+        return self.total / self.labelled if self.labelled else 0.0
+
+
+class Evaluation(BaseModel):
+    """One look at an experiment: totals, the test, SRM, guardrails and the verdict."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: float
+    totals: dict[str, ArmTotals]
+    result: ComparisonResult | None = None
+    srm: SrmResult | None = None
+    guardrails: list[Guardrail] = Field(default_factory=list)
+    decision: Decision | None = None
+    weights: dict[str, float] | None = Field(None, description="A bandit's new shares.")
+
+
+class Experiment(BaseModel):
+    """An experiment's stored state."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    project: str
+    spec: ExperimentSpec
+    status: ExperimentStatus = "running"
+    created_at: float
+    created_by: str
+    updated_at: float
+    sample_size: SampleSize | None = Field(None, description="Units per arm planned.")
+    previous_policy: dict[str, object] | None = Field(
+        None, description="The traffic policy before the start (JSON form).")
+    sequential: SequentialState | None = None
+    last: Evaluation | None = None
+    outcome: str = Field("", description="What the end did, in one sentence.")
+    winner: int | None = None
+
+    @field_validator("sequential", mode="before")
+    @classmethod
+    def _unbounded_in(cls, value: object) -> object:
+        """JSON has no infinity: an open end is stored as null."""
+        if isinstance(value, dict):
+            return {**value, "low": -math.inf if value.get("low") is None else value["low"],
+                    "high": math.inf if value.get("high") is None else value["high"]}
+        return value
+
+    @field_serializer("sequential")
+    def _unbounded_out(self, state: SequentialState | None) -> dict[str, object] | None:
+        if state is None:
+            return None
+        data = state.model_dump()
+        return {k: (None if k in ("low", "high") and not math.isfinite(v) else v)
+                for k, v in data.items()}
+
+    @property
+    def key(self) -> str:
+        """Where it is stored."""
+        return f"{self.project}/{self.spec.model}/{self.id}"

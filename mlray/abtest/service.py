@@ -1,0 +1,344 @@
+"""The ``abtests`` service: A/B experiments and bandits over a model's served versions.
+
+``start`` splits the model's traffic between the arms (sticky by routing key) and stores
+the experiment with its planned size; each :meth:`AbTestService.evaluate` (the actor's
+thread, and every ``status``) recomputes the arms' totals from the prediction and
+feedback logs, checks SRM and the guardrails, runs the fixed-horizon or sequential test
+and asks :func:`~mlray.abtest.decision.decide`. A verdict ends the experiment: the winner
+is promoted (all traffic, then stage Production) or traffic goes back to the control,
+and the audit log records the statistics. A bandit instead rewrites the traffic weights
+from the feedback at each look. No Ray here: the actor passes the live-stats port.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from mlray._private.types import Name, Project
+from mlray._private.validation import boundary
+from mlray.abtest.arms import BinaryArm, ComparisonResult, ContinuousArm
+from mlray.abtest.bandits import BanditState, EpsilonGreedy, ThompsonSampling
+from mlray.abtest.decision import Decision, Guardrail, decide
+from mlray.abtest.experiment import (
+    ABTESTS,
+    ArmTotals,
+    Evaluation,
+    Experiment,
+    ExperimentSpec,
+    arm_name,
+)
+from mlray.abtest.outcomes import arm_totals
+from mlray.abtest.power import SampleSize, sample_size_binary, sample_size_continuous
+from mlray.abtest.sequential import SequentialTest
+from mlray.abtest.srm import sample_ratio_mismatch
+from mlray.abtest.stats import two_proportion_test, welch_test
+from mlray.errors import AlreadyExists, InvalidInput, InvalidTransition, NotFound
+from mlray.identity import ALL_PROJECTS, Caller, Role
+from mlray.registry.types import Stage, TrafficPolicy
+from mlray.storage.base import AuditEntry, Put, StateStore
+
+__all__ = ["AbTestService", "StatsPort"]
+
+#: (project, model, version, window_s) -> the version's live serving figures, or None.
+StatsPort = Callable[[str, str, int, float], object | None]
+#: Labelled requests a treatment needs before its live accuracy is read.
+MIN_SCORED = 30
+_SYSTEM = Caller.local_admin("abtests")
+
+
+class AbTestService:
+    """Experiments per (project, model), one running at a time.
+
+    Args:
+        store: where experiments and the audit log live.
+        registry: the model registry (a :class:`~mlray.registry.ModelRegistry` on the same
+            store): versions, traffic policies, stages.
+        offline_uri: root of the prediction and feedback logs.
+        stats: live error ratio and latency per version (the breakers'); None skips
+            those guardrails.
+    """
+
+    #: Methods that take no caller and answer only the platform.
+    PLATFORM = frozenset({"evaluate_all"})
+
+    def __init__(self, store: StateStore, registry: object, offline_uri: str | None,
+                 stats: StatsPort | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._registry = registry
+        self._offline_uri = offline_uri
+        self._stats = stats
+        self._clock = clock
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _experiments(self, project: str, model: str | None = None) -> list[Experiment]:
+        prefix = f"{project}/{model}/" if model else f"{project}/"
+        found = [Experiment.model_validate(d.data)
+                 for d in self._store.list(ABTESTS, prefix=prefix)]
+        return sorted(found, key=lambda e: e.created_at)
+
+    def _running(self, project: str, model: str) -> Experiment | None:
+        return next((e for e in self._experiments(project, model) if e.status == "running"),
+                    None)
+
+    def _latest(self, project: str, model: str) -> Experiment:
+        found = self._experiments(project, model)
+        if not found:
+            raise NotFound(f"model {model!r} has no A/B experiment in {project!r}",
+                           field="model")
+        return self._running(project, model) or found[-1]
+
+    @boundary
+    def list_abtests(self, caller: Caller, project: Project) -> list[Experiment]:
+        """The project's experiments, oldest first."""
+        caller.require(project, Role.viewer)
+        return self._experiments(project)
+
+    # -- start -----------------------------------------------------------------------------
+
+    def _check_arms(self, caller: Caller, project: str, spec: ExperimentSpec) -> None:
+        reg = self._registry
+        for version in spec.arms:
+            mv = reg.get_version(caller, project, spec.model, version)  # type: ignore[attr-defined]
+            if mv.stage is Stage.ARCHIVED:
+                raise InvalidInput(f"arms: {spec.model} v{version} is Archived; move it to "
+                                   "Staging first", field="arms")
+        try:
+            current = reg.get_traffic(caller, project, spec.model)  # type: ignore[attr-defined]
+        except NotFound:
+            raise InvalidInput(f"arms: {spec.model} is not deployed (no traffic policy, no "
+                               "Production version); deploy the control first",
+                               field="arms") from None
+        if spec.control not in current.serving:
+            raise InvalidInput(f"arms: the control v{spec.control} (the first arm) is not "
+                               f"deployed; {spec.model} serves {current.serving}",
+                               field="arms")
+
+    @staticmethod
+    def plan(spec: ExperimentSpec) -> SampleSize | None:
+        """Units per arm to detect ``min_effect`` at ``alpha`` and ``power`` (None when a
+        sequential continuous test gives no sd)."""
+        ratio = spec.arms[spec.treatments[0]] / spec.arms[spec.control]
+        common = {"effect": "absolute", "alpha": spec.alpha, "power": spec.power,
+                  "ratio": ratio}
+        if spec.kind == "binary":
+            return sample_size_binary(spec.baseline if spec.baseline is not None else 0.5,
+                                      spec.min_effect, **common)
+        if spec.sd is None:
+            return None
+        return sample_size_continuous(spec.baseline or 0.0, spec.sd, spec.min_effect,
+                                      **common)
+
+    @boundary
+    def start(self, caller: Caller, project: Project, spec: ExperimentSpec) -> Experiment:
+        """Split ``spec.model``'s traffic between the arms (sticky) and store the experiment.
+
+        Raises:
+            AlreadyExists: an experiment of the model is running.
+            NotFound: an arm's version does not exist.
+            InvalidInput: an Archived arm, an undeployed control, a plan that cannot be
+                made (naming the field).
+        """
+        caller.require(project, Role.editor)
+        running = self._running(project, spec.model)
+        if running is not None:
+            raise AlreadyExists(f"{spec.model} already runs experiment {running.id}; stop it "
+                                "first (`mlray abtest stop`)", field="model")
+        self._check_arms(caller, project, spec)
+        size = self.plan(spec)
+        previous = self._registry.get_traffic(caller, project, spec.model)  # type: ignore[attr-defined]
+        ts = self._clock()
+        exp = Experiment(id=uuid.uuid4().hex[:12], project=project, spec=spec,
+                         created_at=ts, updated_at=ts, created_by=caller.user,
+                         sample_size=size, previous_policy=previous.model_dump(mode="json"))
+        self._registry.set_traffic(caller, project, spec.model,  # type: ignore[attr-defined]
+                                   TrafficPolicy(weights=dict(spec.arms), sticky=True))
+        self._save(exp, AuditEntry(user=caller.user, project=project, action="abtest.start",
+                                   target=exp.key, after=_dumped(exp, ("spec",
+                                                                       "sample_size"))))
+        return exp
+
+    def _save(self, exp: Experiment, audit: AuditEntry | None = None) -> None:
+        self._store.apply([Put(collection=ABTESTS, key=exp.key,
+                               data=exp.model_dump(mode="json"))], audit)
+
+    # -- looking ---------------------------------------------------------------------------
+
+    def _guardrails(self, exp: Experiment, totals: dict[int, ArmTotals],
+                    now: float) -> list[Guardrail]:
+        spec, out = exp.spec, []
+        window = min(86_400.0, max(1.0, now - exp.created_at))
+        for version in spec.treatments:
+            live = (self._stats(exp.project, spec.model, version, window)
+                    if self._stats is not None else None)
+            for g in spec.guardrails:
+                value: float | None = None
+                if g.metric == "accuracy":
+                    t = totals[version]
+                    value = t.correct / t.scored if t.scored >= MIN_SCORED else None
+                elif live is not None and getattr(live, "requests", 0):
+                    value = (live.error_rate if g.metric == "error_ratio"  # type: ignore[attr-defined]
+                             else live.p99_ms)  # type: ignore[attr-defined]
+                if value is None:
+                    continue
+                out.append(Guardrail(name=f"{g.metric} of {arm_name(version)}",
+                                     breached=not g.holds(value),
+                                     detail=f"{value:.4g} against {g}"))
+        return out
+
+    @staticmethod
+    def _arm(spec: ExperimentSpec, t: ArmTotals) -> BinaryArm | ContinuousArm:
+        if spec.kind == "binary":
+            return BinaryArm(n=t.labelled, successes=min(t.labelled, max(0, round(t.total))))
+        return ContinuousArm(n=t.labelled, total=t.total,
+                             total_sq=max(t.total_sq, t.total ** 2 / t.labelled
+                                          if t.labelled else 0.0))
+
+    def _test(self, exp: Experiment, totals: dict[int, ArmTotals]) -> ComparisonResult:
+        spec = exp.spec
+        control = self._arm(spec, totals[spec.control])
+        treatment = self._arm(spec, totals[spec.treatments[0]])
+        if spec.sequential:
+            test = SequentialTest(mixture_sd=spec.min_effect, alpha=spec.alpha,
+                                  state=exp.sequential)
+            result = test.look(control, treatment)
+            exp.sequential = test.state
+            return result
+        if isinstance(control, BinaryArm) and isinstance(treatment, BinaryArm):
+            return two_proportion_test(control, treatment, alpha=spec.alpha)
+        return welch_test(control, treatment, alpha=spec.alpha)  # type: ignore[arg-type]
+
+    def _bandit_weights(self, spec: ExperimentSpec, totals: dict[int, ArmTotals]
+                        ) -> dict[str, float]:
+        state = BanditState(arms={arm_name(v): {
+            "successes": min(t.labelled, max(0, round(t.total))),
+            "failures": t.labelled - min(t.labelled, max(0, round(t.total)))}
+            for v, t in totals.items()})
+        bandit = (ThompsonSampling(state, floor=0.01) if spec.bandit == "thompson"
+                  else EpsilonGreedy(state, epsilon=spec.epsilon))
+        return bandit.weights()
+
+    def _look(self, exp: Experiment) -> Evaluation:
+        spec, now = exp.spec, self._clock()
+        totals = (arm_totals(self._offline_uri, exp.project, spec.model, list(spec.arms),
+                             exp.created_at) if self._offline_uri
+                  else {v: ArmTotals() for v in spec.arms})
+        guardrails = self._guardrails(exp, totals, now)
+        result = self._test(exp, totals)
+        names = {v: arm_name(v) for v in spec.arms}
+        look = Evaluation(at=now, totals={names[v]: t for v, t in totals.items()},
+                          result=result, guardrails=guardrails)
+        design = "sequential" if spec.sequential else "fixed"
+        common = {"design": design, "alpha": spec.alpha, "control": names[spec.control],
+                  "treatment": names[spec.treatments[0]], "results": {spec.metric: result},
+                  "primary": spec.metric, "higher_is_better": spec.higher_is_better,
+                  "guardrails": guardrails}
+        if spec.bandit is not None:
+            look.weights = self._bandit_weights(spec, totals)
+            if any(g.breached for g in guardrails):
+                look.decision = decide(**common, sample_size=2)
+            return look
+        look.srm = sample_ratio_mismatch({names[v]: t.requests for v, t in totals.items()},
+                                         spec.shares())
+        size = (exp.sample_size.control if exp.sample_size and not spec.sequential
+                else spec.max_samples)
+        if size is None and design == "fixed":
+            size = 2
+        look.decision = decide(**common, srm=look.srm, sample_size=size)
+        return look
+
+    def _conclude(self, exp: Experiment, decision: Decision) -> None:
+        spec, reg = exp.spec, self._registry
+        winner = next((v for v in spec.arms if arm_name(v) == decision.winner), None)
+        if decision.outcome == "winner" and winner is not None and winner != spec.control:
+            reg.set_traffic(_SYSTEM, exp.project, spec.model,  # type: ignore[attr-defined]
+                            TrafficPolicy(weights={winner: 100.0}, sticky=True))
+            exp.status, exp.winner = "promoted", winner
+            exp.outcome = f"v{winner} won and takes all traffic"
+            try:
+                mv = reg.get_version(_SYSTEM, exp.project, spec.model, winner)  # type: ignore[attr-defined]
+                if mv.stage is not Stage.PRODUCTION:
+                    reg.transition_stage(_SYSTEM, exp.project, spec.model,  # type: ignore[attr-defined]
+                                         winner, Stage.PRODUCTION)
+                exp.outcome += "; now Production"
+            except InvalidTransition as exc:
+                exp.outcome += f"; not moved to Production: {exc}"
+        else:
+            reg.set_traffic(_SYSTEM, exp.project, spec.model,  # type: ignore[attr-defined]
+                            TrafficPolicy(weights={spec.control: 100.0}, sticky=True))
+            exp.status = "invalid" if decision.outcome == "invalid" else "rolled_back"
+            exp.winner = spec.control
+            exp.outcome = f"rolled back: all traffic to the control v{spec.control}"
+        action = {"promoted": "abtest.promote", "invalid": "abtest.invalid"}.get(
+            exp.status, "abtest.rollback")
+        self._save(exp, AuditEntry(user=_SYSTEM.user, project=exp.project, action=action,
+                                   target=exp.key, after={
+                                       "outcome": exp.outcome, "winner": exp.winner,
+                                       "reason": decision.reason,
+                                       **_dumped(exp.last, ("result", "srm", "guardrails",
+                                                            "decision", "totals"))}))
+
+    def _evaluate(self, exp: Experiment) -> Experiment:
+        look = self._look(exp)
+        exp.last, exp.updated_at = look, look.at
+        if look.decision is not None and look.decision.outcome != "keep_running":
+            self._conclude(exp, look.decision)
+            return exp
+        if look.weights is not None:
+            weights = {v: round(100.0 * look.weights[arm_name(v)], 3) for v in exp.spec.arms}
+            self._registry.set_traffic(_SYSTEM, exp.project, exp.spec.model,  # type: ignore[attr-defined]
+                                       TrafficPolicy(weights=weights, sticky=True))
+        self._save(exp)
+        return exp
+
+    @boundary
+    def status(self, caller: Caller, project: Project, model: Name) -> Experiment:
+        """The model's running experiment after a fresh look (which may conclude it), or
+        its latest one.
+
+        Raises:
+            NotFound: the model never had an experiment.
+        """
+        caller.require(project, Role.viewer)
+        exp = self._latest(project, model)
+        return self._evaluate(exp) if exp.status == "running" else exp
+
+    def evaluate_all(self) -> list[Experiment]:
+        """Look at every running experiment of every project (the actor's loop)."""
+        _SYSTEM.require(ALL_PROJECTS, Role.admin)
+        running = [Experiment.model_validate(d.data) for d in self._store.list(ABTESTS)
+                   if d.data.get("status") == "running"]
+        return [self._evaluate(exp) for exp in running]
+
+    @boundary
+    def stop(self, caller: Caller, project: Project, model: Name) -> Experiment:
+        """End the model's running experiment without a verdict: traffic back to the
+        control (audited as ``abtest.stop`` with the latest statistics).
+
+        Raises:
+            NotFound: no experiment of the model is running.
+        """
+        caller.require(project, Role.editor)
+        exp = self._running(project, model)
+        if exp is None:
+            raise NotFound(f"model {model!r} runs no A/B experiment", field="model")
+        self._registry.set_traffic(caller, project, model,  # type: ignore[attr-defined]
+                                   TrafficPolicy(weights={exp.spec.control: 100.0},
+                                                 sticky=True))
+        exp.status, exp.updated_at = "stopped", self._clock()
+        exp.outcome = f"stopped by {caller.user}: all traffic to the control v{exp.spec.control}"
+        self._save(exp, AuditEntry(user=caller.user, project=project, action="abtest.stop",
+                                   target=exp.key, after={"outcome": exp.outcome,
+                                                          **_dumped(exp.last, ("result",
+                                                                               "totals"))}))
+        return exp
+
+
+def _dumped(obj: object | None, fields: tuple[str, ...]) -> dict[str, object]:
+    """The named fields of a pydantic object in JSON form (empty for None)."""
+    if obj is None:
+        return {}
+    return obj.model_dump(mode="json", include=set(fields))  # type: ignore[attr-defined]
