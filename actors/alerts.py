@@ -14,6 +14,7 @@ import ray
 from actors._shell import ServiceActor
 from mlray._private.redact import install_log_redaction
 from mlray._private.services import open_stores
+from mlray.alerts.actions import pipeline_action
 from mlray.alerts.channels import build_dispatcher
 from mlray.alerts.engine import Sample
 from mlray.alerts.rules import AlertsConfig, load_rules
@@ -42,7 +43,8 @@ class AlertsActor(ServiceActor):
         self._authenticate(store)
         self._credential = platform_secret(store).credential
         self._service = AlertsService(store, rules, self._samples,
-                                      notify=build_dispatcher(rules, redis_url=config.stream_url))
+                                      notify=build_dispatcher(rules, redis_url=config.stream_url),
+                                      on_action=pipeline_action(self._start_pipelines))
         self._lock = threading.RLock()
         self._stop = threading.Event()
         threading.Thread(target=self._loop, args=(rules.evaluation_interval,), daemon=True,
@@ -59,6 +61,21 @@ class AlertsActor(ServiceActor):
         refs = [a.invoke.remote("values", self._credential, project)
                 for a, projects in zip(sources, held, strict=True) for project in projects]
         return [s for found in ray.get(refs, timeout=30) for s in found]
+
+    def _start_pipelines(self, project: str, rule: str) -> None:
+        """Hand a firing of ``rule`` to the ``pipelines`` actor (its pipelines with an alert
+        trigger on it start, or join their run in progress); does not wait for it."""
+        actor = ray.get_actor("pipelines", namespace=self._config.namespace)
+        ref = actor.invoke.remote("alert_fired", self._credential, project, rule)
+
+        def report(done: Any) -> None:
+            try:
+                log.info("alert %s in %s started pipeline run(s) %s", rule, project,
+                         done.result())
+            except Exception:
+                log.exception("alert %s in %s: starting its pipelines failed", rule, project)
+
+        ref.future().add_done_callback(report)
 
     def invoke(self, method: str, credential: str | None = None, *args: Any,
                **kwargs: Any) -> Any:

@@ -27,6 +27,7 @@ KINDS: dict[str, str] = {
     "train": f"{_HERE}:train",
     "tune": f"{_HERE}:tune",
     "validate": f"{_HERE}:validate",
+    "evaluate": "mlray.pipelines.retraining:evaluate",
     "deploy": f"{_HERE}:deploy",
     "promote": f"{_HERE}:promote",
 }
