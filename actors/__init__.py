@@ -16,6 +16,7 @@ ACTORS = (*SERVICE_NAMES, "deployments", "alerts")
 
 
 def _classes() -> dict[str, Any]:
+    from actors.abtests import AbTestsActor
     from actors.alerts import AlertsActor
     from actors.breakers import BreakersActor
     from actors.deployments import DeploymentsActor
@@ -31,7 +32,7 @@ def _classes() -> dict[str, Any]:
     classes = {cls.NAME: cls for cls in (RegistryActor, ExperimentsActor, JobsActor,
                                          BreakersActor, FeaturesActor, MonitorActor,
                                          DeploymentsActor, AlertsActor, KeysActor,
-                                         QuotasActor, PipelinesActor)}
+                                         QuotasActor, PipelinesActor, AbTestsActor)}
     return {name: classes[name] for name in ACTORS}
 
 

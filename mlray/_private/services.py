@@ -14,7 +14,7 @@ from mlray.storage import ArtifactStore, StateStore, open_state_store
 __all__ = ["SERVICE_NAMES", "build_service", "local_services", "open_stores"]
 
 SERVICE_NAMES = ("registry", "experiments", "jobs", "breakers", "features", "monitor", "keys",
-                 "quotas", "pipelines")
+                 "quotas", "pipelines", "abtests")
 
 
 def open_stores(config: PlatformConfig) -> tuple[StateStore, ArtifactStore]:
@@ -25,8 +25,8 @@ def open_stores(config: PlatformConfig) -> tuple[StateStore, ArtifactStore]:
 
 def build_service(name: str, store: StateStore, artifacts: ArtifactStore,
                   offline_uri: str | None = None) -> Any:
-    """The plain service called ``name`` over the given stores (the monitor also reads
-    the prediction and feedback logs under ``offline_uri``)."""
+    """The plain service called ``name`` over the given stores (the monitor and the
+    abtests also read the prediction and feedback logs under ``offline_uri``)."""
     from mlray.auth.book import KeyBook
     from mlray.features.registry import FeatureRegistry
     from mlray.monitoring.monitor import Monitor
@@ -57,6 +57,10 @@ def build_service(name: str, store: StateStore, artifacts: ArtifactStore,
 
         return PipelineService(store, artifacts, ThreadExecutor(), offline_uri=offline_uri,
                                autodrive=True)
+    if name == "abtests":  # in-process: no live serving stats (the actor wires the breakers')
+        from mlray.abtest.service import AbTestService
+
+        return AbTestService(store, ModelRegistry(store, artifacts), offline_uri)
     if name == "monitor":
         return Monitor.over_registry(store, ModelRegistry(store, artifacts), offline_uri)
     raise ValueError(f"no service {name!r}; there are {SERVICE_NAMES}")

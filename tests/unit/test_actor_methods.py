@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from actors import _classes
+from mlray.abtest.service import AbTestService
 from mlray.alerts.service import AlertsService
 from mlray.auth.book import KeyBook
 from mlray.features.registry import FeatureRegistry
@@ -27,7 +28,7 @@ SERVICES: dict[str, Any] = {
     "registry": ModelRegistry, "experiments": ExperimentTracker, "jobs": JobBook,
     "breakers": BreakerBoard, "features": FeatureRegistry, "monitor": Monitor,
     "keys": KeyBook, "alerts": AlertsService, "deployments": RolloutController,
-    "pipelines": PipelineService, "quotas": QuotaService,
+    "pipelines": PipelineService, "quotas": QuotaService, "abtests": AbTestService,
 }
 
 
