@@ -7,7 +7,10 @@ load it back from its registry URI and score a few transactions. Then serve: sta
 ``mlray`` ingress on Ray Serve, deploy v1, send traffic over HTTP while v2 goes through
 a canary rollout to 100%, and print per-version counts and latencies. Last, monitor:
 replay ordinary and then drifted traffic, print the drift table, watch the drift alert
-go pending → firing and write the HTML drift report.
+go pending → firing and write the HTML drift report. Last, the loop closes: the drift
+alert starts the retraining pipeline (``configs/pipelines/retrain-fraud.yaml``) by
+itself; its new version is scored beside Production, gated, deployed as a shadow, A/B
+tested against Production on labels fed back over HTTP, and promoted or rolled back.
 
 The demo starts its own local Ray (``address="local"``, unless ``MLRAY_RAY_ADDRESS``
 names a cluster) and shuts it down at the end. On a shared Redis it writes only under
@@ -37,6 +40,7 @@ from rich.table import Table
 
 import mlray
 from jobs import _demo_features as features
+from jobs import _demo_loop as loop
 from jobs import _demo_monitoring as monitoring
 from mlray._private.quiet import quiet_ray_env
 from mlray._private.ray_head import port_free
@@ -184,8 +188,8 @@ def _by_entity(client: mlray.Client, url: str, model: str, data: Path) -> None:
     console.print(table)
 
 
-def _serve(client: mlray.Client, model: str, first: int, second: int, data: Path) -> None:
-    """Deploy ``first``, then canary ``second`` to 100% under live HTTP traffic."""
+def _serve(client: mlray.Client, model: str, first: int, second: int, data: Path) -> str:
+    """Deploy ``first``, then canary ``second`` to 100% under live HTTP traffic; the URL."""
     from mlray.serving.launch import start_serving
 
     url = start_serving(client.config)
@@ -228,6 +232,7 @@ def _serve(client: mlray.Client, model: str, first: int, second: int, data: Path
                   f"{ {f'v{v}': w for v, w in policy.weights.items()} }")
     _by_entity(client, url, model, data)
     monitoring.watch(client, console, url, model, second, client.config.home / "reports")
+    return url
 
 
 def main() -> None:
@@ -344,7 +349,11 @@ def _run(platform: mlray.PlatformConfig, log: Path) -> None:
     console.print("materialized offline → online: "
                   + ", ".join(f"{r.view} {r.rows:,} entities" for r in runs))
     if trained.version is not None and tuned.version is not None:
-        _serve(client, config.name, trained.version.version, tuned.version.version, data)
+        # Applied before the drifted traffic: the drift alert it brings starts the pipeline.
+        pipeline = loop.prepare(client, console, config, data, entities)
+        url = _serve(client, config.name, trained.version.version, tuned.version.version, data)
+        console.rule("[bold]closing the loop: drift alert → retraining pipeline → canary → A/B")
+        loop.follow(client, console, url, config.name, pipeline.name)
     console.print(f"[green]demo finished in {time.time() - started:.0f}s[/]")
 
 
