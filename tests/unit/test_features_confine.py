@@ -3,6 +3,7 @@ allows a prefix (#13 part 4)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,31 @@ def test_without_an_offline_root_only_allowed_prefixes_pass(store: StateStore,
         registry.apply(EDITOR, "default", _repo_at(str(tmp_path / "f.parquet")))
     registry.allow_sources(PLATFORM_ADMIN, "default", allow=[str(tmp_path)])
     assert registry.apply(EDITOR, "default", _repo_at(str(tmp_path / "f.parquet"))).applied
+
+
+def test_cli_refuses_in_one_line_until_an_admin_allows_the_prefix(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from mlray.cli.main import main
+    from tests.conftest import free_port
+    from tests.unit.test_features_paths import _project
+
+    monkeypatch.setenv("MLRAY_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLRAY_CONFIG", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("MLRAY_RAY_HEAD_PORT", str(free_port()))  # embedded mode
+    features = _project(tmp_path / "proj")
+    source = str(tmp_path / "proj" / "data" / "tx.parquet")
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    code, _, err = cli("features", "apply", str(features))
+    assert code == 2 and source in err and len(err.strip().splitlines()) == 1, err
+    code, out, _ = cli("features", "sources", "--allow", str(tmp_path / "proj" / "data"),
+                       "--json")
+    assert code == 0 and json.loads(out) == [str(tmp_path / "proj" / "data")]
+    code, _, err = cli("features", "apply", str(features))
+    assert code == 0, err
