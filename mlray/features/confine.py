@@ -72,7 +72,8 @@ class SourcePolicy:
     def change(self, caller: Caller, *, allow: Collection[str] = (),
                revoke: Collection[str] = ()) -> list[str]:
         """Add ``allow`` and remove ``revoke`` (admins of every project only; audited);
-        returns the new list. Local prefixes are stored absolute and resolved.
+        returns the new list. Local prefixes are stored absolute and resolved, URIs
+        without their query.
 
         Raises:
             PermissionDenied: the caller is not admin of every project.
@@ -84,14 +85,17 @@ class SourcePolicy:
             if not is_uri(prefix) and not Path(prefix).expanduser().is_absolute():
                 raise InvalidInput(f"source prefix {prefix!r} is relative; give an absolute "
                                    "path or a URI", field="allow")
-            normal = _normal(prefix) if not is_uri(prefix) else prefix.rstrip("/")
+            # A URI's query configures a filesystem (and may hold its keys): not stored.
+            normal = (_normal(prefix) if not is_uri(prefix)
+                      else prefix.partition("?")[0].rstrip("/"))
             if normal in ("/", "") or normal.endswith("://"):
                 raise InvalidInput(f"source prefix {prefix!r} would allow everything",
                                    field="allow")
             added.append(normal)
         doc = self._store.get(_COLLECTION, _KEY)
         before = sorted(doc.data.get("allowed", [])) if doc else []
-        gone = {p.rstrip("/") for p in revoke} | {_normal(p) for p in revoke if not is_uri(p)}
+        gone = ({p.partition("?")[0].rstrip("/") for p in revoke}
+                | {_normal(p) for p in revoke if not is_uri(p)})
         after = sorted((set(before) | set(added)) - gone)
         self._store.put(_COLLECTION, _KEY, {"allowed": after},
                         expected_version=doc.version if doc else 0,

@@ -83,6 +83,17 @@ def test_a_platform_admin_allows_a_prefix_audited(store: StateStore, tmp_path: P
         registry.apply(EDITOR, "default", _repo_at(f"{data}/fraud2.parquet"))
 
 
+def test_an_allowed_uri_is_stored_without_its_query(store: StateStore) -> None:
+    registry = FeatureRegistry(store)
+    listed = registry.allow_sources(PLATFORM_ADMIN, "default", allow=[
+        "s3://shared/raw/?endpoint_override=h:9000&secret_key=SECRETKEY"])
+    assert listed == ["s3://shared/raw"]
+    assert "SECRETKEY" not in str(store.audit_log(project=ALL_PROJECTS)[-1].after)
+    assert registry.apply(EDITOR, "default", _repo_at("s3://shared/raw/f.parquet")).applied
+    assert registry.allow_sources(PLATFORM_ADMIN, "default",
+                                  revoke=["s3://shared/raw?endpoint_override=h:9000"]) == []
+
+
 def test_without_an_offline_root_only_allowed_prefixes_pass(store: StateStore,
                                                               tmp_path: Path) -> None:
     registry = FeatureRegistry(store)
