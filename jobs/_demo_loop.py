@@ -49,7 +49,7 @@ def prepare(client: mlray.Client, console: Console, config: TrainConfig, data: P
     train_config = loop / "retrain-fraud.yaml"
     train_config.write_text(yaml.safe_dump(train.model_dump(mode="json", exclude_none=True)))
     holdout = loop / "holdout.parquet"
-    generate_fraud(2_000, seed=21, drift=0.8).to_parquet(holdout, index=False)
+    generate_fraud(2_000, seed=21).to_parquet(holdout, index=False)
     [spec] = load_pipelines(PIPELINE)
     paths = {"transactions": str(data), "entities": str(entities),
              "train_config": str(train_config), "holdout": str(holdout)}
@@ -155,7 +155,7 @@ def follow(client: mlray.Client, console: Console, url: str, model: str,
 def _summary(client: mlray.Client, console: Console, run: PipelineRun, model: str) -> None:
     evaluated = _output(client, run, "evaluate") if "evaluate" in run.stages else None
     if evaluated:
-        table = Table(title=f"evaluate: {model} on {evaluated['rows']:,} drifted holdout rows")
+        table = Table(title=f"evaluate: {model} on {evaluated['rows']:,} fresh labelled rows")
         for col in ("version", "role", "roc_auc", "f1", "log_loss"):
             table.add_column(col)
         for version, m in evaluated["metrics"].items():

@@ -1,6 +1,7 @@
 """Stages of the standard retraining pipeline (``configs/pipelines/retrain-fraud.yaml``)
 that the generic kinds do not cover: ``evaluate`` (the candidate beside Production on one
-holdout) and ``conclude`` (promote the candidate or keep Production, and write lineage).
+holdout), ``gates`` (``validate``, stopping the run on a failed gate) and ``conclude``
+(promote the candidate or keep Production, and write lineage).
 
 Lineage links four things and is written in two places: the pipeline run's output of
 ``conclude`` (``run_id``, ``data_fingerprint``, ``model``/``version``, ``rollout``) and the
@@ -12,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlray.errors import InvalidInput, NotFound
-from mlray.pipelines.kinds import _param, _version
+from mlray.errors import InvalidInput, InvalidTransition, NotFound
+from mlray.pipelines.kinds import _param, _version, validate
 
-__all__ = ["conclude", "decide", "evaluate", "lineage"]
+__all__ = ["conclude", "decide", "evaluate", "gates", "lineage"]
 
 
 def _production(client: Any, model: str) -> int | None:
@@ -48,15 +49,28 @@ def evaluate(ctx: Any) -> dict[str, Any]:
             "rows": len(frame), "metrics": metrics}
 
 
+def gates(ctx: Any) -> dict[str, Any]:
+    """The ``validate`` kind, failing the stage when a gate fails: nothing after it (the
+    canary, the A/B test) runs and Production stays as it is."""
+    out = validate(ctx)
+    if not out["passed"]:
+        report = ctx.client().registry.get_version(out["model"], out["version"]).validation
+        failed = ", ".join(report.failed_critical) if report is not None else "no report"
+        raise InvalidTransition(f"{out['model']} v{out['version']} failed its gates "
+                                f"({failed}); Production is kept", field="gates")
+    return out
+
+
 def decide(abtest: dict[str, Any] | None, candidate: int) -> tuple[str, str]:
     """``("promote" | "rollback", why)`` from an A/B stage's output: promote only when the
-    test named the candidate the winner (``winner``) or said ``promote``."""
+    test named the candidate the winner (``winner``; a rolled-back test names the control)
+    or, naming none, said ``promote``/``promoted`` (``decision``)."""
     if not abtest:
         return "rollback", "no A/B result"
     winner = abtest.get("winner")
     if winner is not None and int(winner) == candidate:
         return "promote", f"A/B winner v{candidate}"
-    if abtest.get("decision") == "promote" and winner is None:
+    if abtest.get("decision") in ("promote", "promoted") and winner is None:
         return "promote", "A/B decision promote"
     return "rollback", f"A/B: {abtest.get('decision') or 'no winner'}" + (
         f" (winner v{winner})" if winner is not None else "")
