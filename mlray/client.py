@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from mlray._private.transport import ActorTransport, Transport
 from mlray._private.validation import build
+from mlray.abtest.client import AbTestsClient
 from mlray.alerts.rules import AlertRule
 from mlray.alerts.types import AlertStatus, Notification, Silence
 from mlray.auth import resolve as resolve_key
@@ -807,6 +808,7 @@ class Client:
         self.keys = KeysClient(transport, who, project)
         self.quotas = QuotasClient(transport, who, project)
         self.pipelines = PipelinesClient(transport, who, project)
+        self.abtests = AbTestsClient(transport, who, project)
 
     @property
     def project(self) -> str:

@@ -18,6 +18,7 @@ from mlray._private.quiet import quiet_ray_env, stdout_to_stderr
 from mlray._private.ray_session import local_cpus
 from mlray._private.redact import install_log_redaction, redact, redact_all
 from mlray.cli import (
+    abtest,
     audit,
     cluster,
     features,
@@ -46,6 +47,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
 app.add_typer(quotas.app, name="quotas")
 app.add_typer(pipelines.app, name="pipelines")
+app.add_typer(abtest.app, name="abtest")
 app.command("usage")(quotas.usage)
 app.command("drift")(monitoring.drift)
 app.command("performance")(monitoring.performance)

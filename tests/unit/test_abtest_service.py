@@ -75,14 +75,14 @@ def service(sqlite_store: StateStore, registry: ModelRegistry, tmp_path: Path, c
 
 
 def feed(root: Path, version: int, outcomes: list[float], *, prefix: str = "",
-         prediction: float = 0.9, model: str = "fraud") -> None:
+         prediction: float = 0.9, model: str = "fraud", at: float = T0 + 1) -> None:
     """Log one request per outcome answered by ``version`` and post its feedback."""
-    log = PredictionLog(str(root), P, clock=lambda: T0 + 1)
+    log = PredictionLog(str(root), P, clock=lambda: at)
     ids = [f"{prefix}v{version}-{i}" for i in range(len(outcomes))]
     for rid in ids:
         log.add(rid, model, version, {"x": np.array([0.5])}, np.array([prediction]), 2.0)
     log.flush()
-    FeedbackLog(str(root), P, clock=lambda: T0 + 2).write(
+    FeedbackLog(str(root), P, clock=lambda: at + 1).write(
         [(rid, float(y), 0) for rid, y in zip(ids, outcomes, strict=True)])
 
 
