@@ -29,6 +29,7 @@ KINDS: dict[str, str] = {
     "validate": f"{_HERE}:validate",
     "evaluate": "mlray.pipelines.retraining:evaluate",
     "deploy": f"{_HERE}:deploy",
+    "abtest": "mlray.pipelines.abtest_stage:abtest",
     "promote": f"{_HERE}:promote",
 }
 
