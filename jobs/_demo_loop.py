@@ -36,6 +36,8 @@ PIPELINE = ROOT / "configs" / "pipelines" / "retrain-fraud.yaml"
 ROUND = 200
 #: Epochs of the retrained model (the demo keeps the loop short).
 EPOCHS = 3
+#: The sequential A/B test stops with no difference past this many units per arm.
+AB_MAX_SAMPLES = 150
 
 
 def prepare(client: mlray.Client, console: Console, config: TrainConfig, data: Path,
@@ -52,7 +54,8 @@ def prepare(client: mlray.Client, console: Console, config: TrainConfig, data: P
     generate_fraud(2_000, seed=21).to_parquet(holdout, index=False)
     [spec] = load_pipelines(PIPELINE)
     paths = {"transactions": str(data), "entities": str(entities),
-             "train_config": str(train_config), "holdout": str(holdout)}
+             "train_config": str(train_config), "holdout": str(holdout),
+             "max_samples": AB_MAX_SAMPLES}
     spec = spec.model_copy(update={"parameters": {
         name: p.model_copy(update={"default": paths.get(name, p.default)})
         for name, p in spec.parameters.items()}})

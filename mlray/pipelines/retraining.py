@@ -1,7 +1,9 @@
 """Stages of the standard retraining pipeline (``configs/pipelines/retrain-fraud.yaml``)
-that the generic kinds do not cover: ``evaluate`` (the candidate beside Production on one
-holdout), ``gates`` (``validate``, stopping the run on a failed gate) and ``conclude``
-(promote the candidate or keep Production, and write lineage).
+that the generic kinds do not cover: ``evaluate`` (the candidate beside the live version on
+one holdout), ``gates`` (``validate``, stopping the run on a failed gate) and ``conclude``
+(after the ``abtest`` kind: promote the candidate or keep the live version, and write
+lineage). "The live version" is what answers most of the model's requests now (the
+Production version when nothing is deployed), as the ``abtest`` kind's control.
 
 Lineage links four things and is written in two places: the pipeline run's output of
 ``conclude`` (``run_id``, ``data_fingerprint``, ``model``/``version``, ``rollout``) and the
@@ -26,9 +28,20 @@ def _production(client: Any, model: str) -> int | None:
     return found[0].version if found else None
 
 
+def _live(client: Any, model: str, besides: int) -> int | None:
+    """The version answering most of ``model``'s traffic other than ``besides``; else the
+    Production version; None when there is neither."""
+    try:
+        weights = client.registry.get_traffic(model).weights
+    except NotFound:
+        weights = {}
+    serving = sorted((w, v) for v, w in weights.items() if v != besides and w > 0)
+    return serving[-1][1] if serving else _production(client, model)
+
+
 def evaluate(ctx: Any) -> dict[str, Any]:
-    """Score the candidate (upstream ``version``) and the Production version on one
-    labelled Parquet holdout (params: ``model``, ``data``, ``label``); their metrics."""
+    """Score the candidate (upstream ``version``) and the live version on one labelled
+    Parquet holdout (params: ``model``, ``data``, ``label``); their metrics."""
     import pandas as pd
 
     from mlray.models import load
@@ -40,7 +53,8 @@ def evaluate(ctx: Any) -> dict[str, Any]:
         raise InvalidInput(f"stage {ctx.stage!r}: {_param(ctx, 'data')} has no label column "
                            f"{label!r}", field="params.label")
     client = ctx.client()
-    candidate, production = _version(ctx), _production(client, model)
+    candidate = _version(ctx)
+    production = _live(client, model, candidate)
     metrics = {}
     for version in {candidate, production} - {None}:
         prob = load(f"models:/{model}/{version}", client).predict(frame)
@@ -107,13 +121,16 @@ def conclude(ctx: Any) -> dict[str, Any]:
     decision, why = decide(inputs.get(ctx.params.get("abtest", "abtest")), candidate)
     client = ctx.client()
     production = _production(client, model)
-    if decision == "promote" and production != candidate:
-        if client.registry.get_version(model, candidate).stage != Stage.STAGING:
+    ab = inputs.get(ctx.params.get("abtest", "abtest")) or {}
+    if decision == "promote":
+        stage = client.registry.get_version(model, candidate).stage
+        if stage == Stage.NONE:
             client.registry.transition_stage(model, candidate, Stage.STAGING)
-        client.registry.promote(model, candidate)
+        if stage != Stage.PRODUCTION:
+            client.registry.promote(model, candidate)
         client.serving.traffic(model, {candidate: 100.0})
-    elif decision == "rollback" and production is not None:
-        client.serving.traffic(model, {production: 100.0})
+    elif (control := ab.get("control") or _live(client, model, candidate)) is not None:
+        client.serving.traffic(model, {int(control): 100.0})
     links = {**lineage(ctx, inputs), "model": model, "version": candidate,
              "production_before": production, "decision": decision, "why": why}
     run_id = next((v["run_id"] for v in inputs.values()
