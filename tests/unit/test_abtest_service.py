@@ -242,3 +242,16 @@ def test_epsilon_greedy_gives_the_best_arm_one_minus_epsilon(service: AbTestServ
     feed(tmp_path / "offline", 2, rate(50, 10))
     service.evaluate_all()
     assert registry.get_traffic(ADMIN, P, "fraud").weights == {1: 90.0, 2: 10.0}
+
+
+def test_a_continuous_cost_metric_promotes_the_cheaper_arm(service: AbTestService,
+                                                           tmp_path: Path) -> None:
+    service.start(ADMIN, P, spec(metric="loss_amount", kind="continuous", baseline=100.0,
+                                 sd=20.0, min_effect=10.0, higher_is_better=False))
+    rng = np.random.default_rng(0)
+    feed(tmp_path / "offline", 1, list(rng.normal(100.0, 20.0, 300)), prediction=50.0)
+    feed(tmp_path / "offline", 2, list(rng.normal(85.0, 20.0, 300)), prediction=50.0)
+    exp = service.status(ADMIN, P, "fraud")
+    assert exp.last.result.method == "Welch t-test"  # type: ignore[union-attr]
+    assert exp.last.totals["v2"].mean == pytest.approx(85.0, abs=3)  # type: ignore[union-attr]
+    assert (exp.status, exp.winner) == ("promoted", 2)
