@@ -1,7 +1,9 @@
 """The ``pipelines`` actor: a thin shell over :class:`mlray.pipelines.service.PipelineService`
 that runs stages as Ray tasks and drives runs and triggers from background threads.
 
-Its :class:`~mlray.pipelines.driver.Driver` advances every active run when a stage task
+A stage's module is imported only in Ray tasks (its code version, for the cache key, is
+worked out in one too), never in this actor, which holds the platform's secret. Its
+:class:`~mlray.pipelines.driver.Driver` advances every active run when a stage task
 ends (``ray.wait``) or a call came in, and checks schedules, new data and feedback every
 :data:`TRIGGER_INTERVAL_S`. Every state is stored before it is reported, so a restarted
 actor reloads its runs; stages it was running are marked interrupted and
@@ -47,7 +49,9 @@ class PipelinesActor(ServiceActor):
         def mint(caller: Caller, project: str) -> str:
             return secret.mint(caller, STAGE_TOKEN_TTL_S, project=project)
 
-        self._service = PipelineService(store, artifacts, RayExecutor(),
+        executor = RayExecutor()
+        self._service = PipelineService(store, artifacts, executor,
                                         offline_uri=config.offline_uri, mint=mint,
-                                        namespace=config.namespace)
+                                        namespace=config.namespace,
+                                        versions=executor.code_versions)
         self._service.start_driver(TRIGGER_INTERVAL_S)

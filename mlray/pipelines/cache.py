@@ -3,7 +3,9 @@
 key = sha256 of (the code's version, the stage's resolved parameters, the sha256 of each
 input artifact). The code's version is the stage's explicit ``version`` or else a hash of
 its callable's source, so editing a function invalidates its cache and everything
-downstream of it (their inputs change).
+downstream of it (their inputs change). The ``pipelines`` actor has the versions worked
+out in a Ray task (:func:`code_versions`), so importing a stage's module never runs a
+project's code inside the platform's own process.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from mlray.errors import InvalidInput, MlrayError
+from mlray.pipelines.definitions import PipelineSpec
 from mlray.pipelines.stage import resolve
 from mlray.storage.artifacts import ArtifactRef, ArtifactStore
 from mlray.storage.base import Put, StateStore
 
-__all__ = ["StageCache", "cache_key", "code_version"]
+__all__ = ["StageCache", "cache_key", "code_version", "code_versions"]
 
 CACHE = "pipeline_cache"
 
@@ -34,6 +38,26 @@ def code_version(target: str, explicit: str | None = None) -> str:
     except (OSError, TypeError):
         source = target
     return "src:" + hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def code_versions(spec: PipelineSpec) -> dict[str, str]:
+    """The code version of every stage that runs code (not approvals).
+
+    Raises:
+        InvalidInput: a stage's code cannot be loaded (names the pipeline and stage).
+    """
+    from mlray.pipelines.kinds import target_of
+
+    out = {}
+    for stage in spec.stages:
+        try:
+            target = target_of(stage.kind)
+            if target is not None:
+                out[stage.name] = code_version(target, stage.version)
+        except MlrayError as exc:
+            raise InvalidInput(f"pipeline {spec.name!r} stage {stage.name!r}: {exc.message}",
+                               field=f"{spec.name}.stages.{stage.name}.kind") from None
+    return out
 
 
 def cache_key(target: str, version: str, params: Mapping[str, Any],

@@ -138,8 +138,8 @@ class RunEngine:
         try:
             target = target_of(spec.kind)
             assert target is not None
-            stage.cache_key = cache_key(target, code_version(target, spec.version), params,
-                                        inputs)
+            version = run.code_versions.get(stage.name) or code_version(target, spec.version)
+            stage.cache_key = cache_key(target, version, params, inputs)
         except MlrayError as exc:
             stage.move(_S.RUNNING)
             stage.move(_S.FAILED, exc.message)

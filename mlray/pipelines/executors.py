@@ -13,6 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from typing import Any, Protocol
 
+from mlray.pipelines.definitions import PipelineSpec
 from mlray.pipelines.stage import StageTask, run_stage
 from mlray.storage.artifacts import ArtifactRef
 
@@ -81,7 +82,10 @@ class RayExecutor:
     def __init__(self) -> None:
         import ray
 
+        from mlray.pipelines.cache import code_versions
+
         self._remote = ray.remote(max_retries=0)(run_stage)
+        self._versions = ray.remote(num_cpus=0, max_retries=0)(code_versions)
 
     def submit(self, task: StageTask, num_cpus: float, num_gpus: float) -> Any:
         name = f"{task.pipeline}.{task.stage} ({task.run_id})"
@@ -109,6 +113,26 @@ class RayExecutor:
         import ray
 
         ray.cancel(handle, force=True)
+
+    def code_versions(self, spec: PipelineSpec) -> dict[str, str]:
+        """:func:`~mlray.pipelines.cache.code_versions` worked out in a Ray task: a
+        project's modules are imported there, never in the calling (platform) process.
+
+        Raises:
+            InvalidInput: a stage's code cannot be loaded.
+        """
+        import ray
+        from ray import exceptions as rex
+
+        from mlray.errors import MlrayError
+
+        try:
+            return ray.get(self._versions.remote(spec), timeout=120)
+        except rex.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, MlrayError):
+                raise cause from None
+            raise
 
     def wait(self, handles: list[Any], timeout_s: float) -> None:
         """Return once one of ``handles`` ended, or after ``timeout_s``."""

@@ -23,12 +23,11 @@ from mlray._private.types import Name, Project
 from mlray._private.validation import boundary
 from mlray.errors import InvalidInput, MlrayError
 from mlray.identity import Caller, Role
-from mlray.pipelines.cache import StageCache, code_version
+from mlray.pipelines.cache import StageCache, code_versions
 from mlray.pipelines.definitions import AlertFired, PipelineSpec
 from mlray.pipelines.driver import Driver
 from mlray.pipelines.engine import RunEngine
 from mlray.pipelines.executors import Executor
-from mlray.pipelines.kinds import target_of
 from mlray.pipelines.runs import RunBook, new_run_id
 from mlray.pipelines.state import PipelineRun, RunState, StageRun
 from mlray.pipelines.triggers import due, feedback_rows
@@ -81,18 +80,6 @@ def _serial(fn: Callable[..., R]) -> Callable[..., R]:
     return wrapper
 
 
-def _check_code(spec: PipelineSpec) -> None:
-    """Every stage's code can be found (so a typo fails at apply, not mid-run)."""
-    for stage in spec.stages:
-        try:
-            target = target_of(stage.kind)
-            if target is not None:
-                code_version(target, stage.version)
-        except MlrayError as exc:
-            raise InvalidInput(f"pipeline {spec.name!r} stage {stage.name!r}: {exc.message}",
-                               field=f"{spec.name}.stages.{stage.name}.kind") from None
-
-
 class PipelineService:
     """Pipelines of every project and their runs, over one state store."""
 
@@ -102,9 +89,11 @@ class PipelineService:
     def __init__(self, store: StateStore, artifacts: ArtifactStore, executor: Executor, *,
                  offline_uri: str | None = None, mint: Mint | None = None,
                  namespace: str | None = None, clock: Callable[[], float] = time.time,
-                 autodrive: bool = False) -> None:
+                 autodrive: bool = False,
+                 versions: Callable[[PipelineSpec], dict[str, str]] = code_versions) -> None:
         self._lock = threading.RLock()
         self._autodrive = autodrive
+        self._versions = versions
         self.driver: Driver | None = None
         self._store = store
         self._offline_uri = offline_uri
@@ -155,7 +144,7 @@ class PipelineService:
         if len(set(names)) != len(names):
             raise InvalidInput(f"pipeline names given twice: {names}", field="pipelines")
         for spec in pipelines:
-            _check_code(spec)
+            self._versions(spec)
         current = self._specs(project)
         new = {p.name: p.model_dump(mode="json") for p in pipelines}
         added = sorted(set(new) - set(current))
@@ -224,7 +213,8 @@ class PipelineService:
             run_id=new_run_id(), project=project, pipeline=name, spec=spec, params=values,
             trigger=trigger, created_by=requester.user,
             roles={k: int(v) for k, v in requester.roles.items()}, created_at=self._clock(),
-            stages={s.name: StageRun(name=s.name) for s in spec.stages})
+            stages={s.name: StageRun(name=s.name) for s in spec.stages},
+            code_versions=self._versions(spec))
         self._track(self.engine.create(run))
         self._kick()
         return RunStart(run=run)
@@ -278,6 +268,7 @@ class PipelineService:
             if other.project == project and other.pipeline == run.pipeline:
                 raise InvalidInput(f"pipeline {run.pipeline!r} has an active run "
                                    f"{other.run_id}; cancel it or wait", field="run")
+        run.code_versions = self._versions(run.spec)  # code fixed since? it runs anew
         resumed = self._track(self.engine.resume(run))
         self._kick()
         return resumed

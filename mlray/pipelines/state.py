@@ -111,6 +111,8 @@ class PipelineRun(BaseModel):
     cancel_requested: bool = False
     message: str = ""
     stages: dict[str, StageRun]
+    code_versions: dict[str, str] = Field(default_factory=dict,
+                                          description="Stage -> code version (cache key).")
 
     @property
     def active(self) -> bool:

@@ -13,6 +13,7 @@ from mlray.errors import InvalidInput, InvalidTransition, NotFound, PermissionDe
 from mlray.identity import Caller, Role
 from mlray.pipelines.definitions import PipelineSpec
 from mlray.pipelines.executors import ThreadExecutor
+from mlray.pipelines.kinds import KINDS
 from mlray.pipelines.service import PipelineService
 from mlray.pipelines.state import PipelineRun, RunState, StageState
 from mlray.storage import ArtifactStore
@@ -255,7 +256,8 @@ def test_cancel_stops_the_run_and_resume_picks_it_up(service: PipelineService,
 
 
 def test_apply_reports_a_diff_and_refuses_code_it_cannot_load(
-        service: PipelineService, store: StateStore, tmp_path: Path) -> None:
+        service: PipelineService, store: StateStore, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     log = tmp_path / "log"
     first = service.apply(ADMIN, "p", [diamond(log)])
     assert (first.added, first.applied) == (["diamond"], True)
@@ -277,6 +279,7 @@ def test_apply_reports_a_diff_and_refuses_code_it_cannot_load(
         {"name": "x", "kind": "tests.pipeline_stages:missing"}]})
     with pytest.raises(InvalidInput, match=r"stage 'x'.*cannot be loaded"):
         service.apply(ADMIN, "p", [bad])
+    monkeypatch.delitem(KINDS, "abtest")  # a built-in kind without code yet
     unbuilt = PipelineSpec.model_validate({"name": "ab", "stages": [
         {"name": "x", "kind": "abtest"}]})
     with pytest.raises(InvalidInput, match="'abtest' is not implemented"):
