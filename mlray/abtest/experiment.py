@@ -132,6 +132,8 @@ class ExperimentSpec(BaseModel):
         None, description="Traffic follows the feedback (binary metrics); no auto-decision "
                           "but guardrails.")
     epsilon: float = Field(0.1, ge=0, le=1, description="Epsilon-greedy's exploration share.")
+    control: int | None = Field(None, description="The control arm's version (default: the "
+                                                  "first arm; stored, so order never matters).")
 
     @field_validator("arms")
     @classmethod
@@ -148,6 +150,10 @@ class ExperimentSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:
+        if self.control is None:
+            object.__setattr__(self, "control", next(iter(self.arms)))
+        elif self.control not in self.arms:
+            raise ValueError(f"control: v{self.control} is not an arm ({sorted(self.arms)})")
         if self.bandit is None and len(self.arms) != 2:
             raise ValueError(f"arms: an A/B test has two arms (got {len(self.arms)}); use a "
                              "bandit for more")
@@ -162,14 +168,15 @@ class ExperimentSpec(BaseModel):
         return self
 
     @property
-    def control(self) -> int:
-        """The control arm's version (the first arm)."""
-        return next(iter(self.arms))
+    def control_version(self) -> int:
+        """The control arm's version (set by validation)."""
+        assert self.control is not None
+        return self.control
 
     @property
     def treatments(self) -> list[int]:
         """Every other arm's version."""
-        return list(self.arms)[1:]
+        return [v for v in self.arms if v != self.control]
 
     def shares(self) -> dict[str, float]:
         """Arm name -> its share of traffic (summing to 1)."""

@@ -12,6 +12,7 @@ from the feedback at each look. No Ray here: the actor passes the live-stats por
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from mlray.abtest.power import SampleSize, sample_size_binary, sample_size_conti
 from mlray.abtest.sequential import SequentialTest
 from mlray.abtest.srm import sample_ratio_mismatch
 from mlray.abtest.stats import two_proportion_test, welch_test
-from mlray.errors import AlreadyExists, InvalidInput, InvalidTransition, NotFound
+from mlray.errors import AlreadyExists, InvalidInput, InvalidTransition, MlrayError, NotFound
 from mlray.identity import ALL_PROJECTS, Caller, Role
 from mlray.registry.types import Stage, TrafficPolicy
 from mlray.storage.base import AuditEntry, Put, StateStore
@@ -45,6 +46,9 @@ __all__ = ["AbTestService", "StatsPort"]
 StatsPort = Callable[[str, str, int, float], object | None]
 #: Labelled requests a treatment needs before its live accuracy is read.
 MIN_SCORED = 30
+#: Percentage points a bandit's weight must move before the policy is rewritten.
+BANDIT_STEP = 1.0
+log = logging.getLogger("mlray.abtests")
 _SYSTEM = Caller.local_admin("abtests")
 
 
@@ -112,8 +116,8 @@ class AbTestService:
             raise InvalidInput(f"arms: {spec.model} is not deployed (no traffic policy, no "
                                "Production version); deploy the control first",
                                field="arms") from None
-        if spec.control not in current.serving:
-            raise InvalidInput(f"arms: the control v{spec.control} (the first arm) is not "
+        if spec.control_version not in current.serving:
+            raise InvalidInput(f"arms: the control v{spec.control_version} (the first arm) is not "
                                f"deployed; {spec.model} serves {current.serving}",
                                field="arms")
 
@@ -121,7 +125,7 @@ class AbTestService:
     def plan(spec: ExperimentSpec) -> SampleSize | None:
         """Units per arm to detect ``min_effect`` at ``alpha`` and ``power`` (None when a
         sequential continuous test gives no sd)."""
-        ratio = spec.arms[spec.treatments[0]] / spec.arms[spec.control]
+        ratio = spec.arms[spec.treatments[0]] / spec.arms[spec.control_version]
         common = {"effect": "absolute", "alpha": spec.alpha, "power": spec.power,
                   "ratio": ratio}
         if spec.kind == "binary":
@@ -199,7 +203,7 @@ class AbTestService:
 
     def _test(self, exp: Experiment, totals: dict[int, ArmTotals]) -> ComparisonResult:
         spec = exp.spec
-        control = self._arm(spec, totals[spec.control])
+        control = self._arm(spec, totals[spec.control_version])
         treatment = self._arm(spec, totals[spec.treatments[0]])
         if spec.sequential:
             test = SequentialTest(mixture_sd=spec.min_effect, alpha=spec.alpha,
@@ -232,7 +236,7 @@ class AbTestService:
         look = Evaluation(at=now, totals={names[v]: t for v, t in totals.items()},
                           result=result, guardrails=guardrails)
         design = "sequential" if spec.sequential else "fixed"
-        common = {"design": design, "alpha": spec.alpha, "control": names[spec.control],
+        common = {"design": design, "alpha": spec.alpha, "control": names[spec.control_version],
                   "treatment": names[spec.treatments[0]], "results": {spec.metric: result},
                   "primary": spec.metric, "higher_is_better": spec.higher_is_better,
                   "guardrails": guardrails}
@@ -253,7 +257,7 @@ class AbTestService:
     def _conclude(self, exp: Experiment, decision: Decision) -> None:
         spec, reg = exp.spec, self._registry
         winner = next((v for v in spec.arms if arm_name(v) == decision.winner), None)
-        if decision.outcome == "winner" and winner is not None and winner != spec.control:
+        if decision.outcome == "winner" and winner is not None and winner != spec.control_version:
             reg.set_traffic(_SYSTEM, exp.project, spec.model,  # type: ignore[attr-defined]
                             TrafficPolicy(weights={winner: 100.0}, sticky=True))
             exp.status, exp.winner = "promoted", winner
@@ -268,10 +272,10 @@ class AbTestService:
                 exp.outcome += f"; not moved to Production: {exc}"
         else:
             reg.set_traffic(_SYSTEM, exp.project, spec.model,  # type: ignore[attr-defined]
-                            TrafficPolicy(weights={spec.control: 100.0}, sticky=True))
+                            TrafficPolicy(weights={spec.control_version: 100.0}, sticky=True))
             exp.status = "invalid" if decision.outcome == "invalid" else "rolled_back"
-            exp.winner = spec.control
-            exp.outcome = f"rolled back: all traffic to the control v{spec.control}"
+            exp.winner = spec.control_version
+            exp.outcome = f"rolled back: all traffic to the control v{spec.control_version}"
         action = {"promoted": "abtest.promote", "invalid": "abtest.invalid"}.get(
             exp.status, "abtest.rollback")
         self._save(exp, AuditEntry(user=_SYSTEM.user, project=exp.project, action=action,
@@ -289,8 +293,11 @@ class AbTestService:
             return exp
         if look.weights is not None:
             weights = {v: round(100.0 * look.weights[arm_name(v)], 3) for v in exp.spec.arms}
-            self._registry.set_traffic(_SYSTEM, exp.project, exp.spec.model,  # type: ignore[attr-defined]
-                                       TrafficPolicy(weights=weights, sticky=True))
+            current = self._registry.get_traffic(_SYSTEM, exp.project, exp.spec.model)  # type: ignore[attr-defined]
+            if any(abs(current.weights.get(v, 0.0) - w) >= BANDIT_STEP
+                   for v, w in weights.items()):
+                self._registry.set_traffic(_SYSTEM, exp.project, exp.spec.model,  # type: ignore[attr-defined]
+                                           TrafficPolicy(weights=weights, sticky=True))
         self._save(exp)
         return exp
 
@@ -311,7 +318,14 @@ class AbTestService:
         _SYSTEM.require(ALL_PROJECTS, Role.admin)
         running = [Experiment.model_validate(d.data) for d in self._store.list(ABTESTS)
                    if d.data.get("status") == "running"]
-        return [self._evaluate(exp) for exp in running]
+        looked = []
+        for exp in running:
+            try:
+                looked.append(self._evaluate(exp))
+            except MlrayError as exc:  # one broken experiment does not stop the others
+                log.warning("experiment %s of %s/%s: %s", exp.id, exp.project,
+                            exp.spec.model, exc)
+        return looked
 
     @boundary
     def stop(self, caller: Caller, project: Project, model: Name) -> Experiment:
@@ -326,10 +340,11 @@ class AbTestService:
         if exp is None:
             raise NotFound(f"model {model!r} runs no A/B experiment", field="model")
         self._registry.set_traffic(caller, project, model,  # type: ignore[attr-defined]
-                                   TrafficPolicy(weights={exp.spec.control: 100.0},
+                                   TrafficPolicy(weights={exp.spec.control_version: 100.0},
                                                  sticky=True))
         exp.status, exp.updated_at = "stopped", self._clock()
-        exp.outcome = f"stopped by {caller.user}: all traffic to the control v{exp.spec.control}"
+        exp.outcome = (f"stopped by {caller.user}: all traffic to the control "
+                       f"v{exp.spec.control_version}")
         self._save(exp, AuditEntry(user=caller.user, project=project, action="abtest.stop",
                                    target=exp.key, after={"outcome": exp.outcome,
                                                           **_dumped(exp.last, ("result",

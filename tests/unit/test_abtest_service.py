@@ -224,6 +224,7 @@ def test_stop_sends_traffic_back_to_the_control(service: AbTestService,
 
 def test_bandit_weights_move_toward_the_better_arm(service: AbTestService,
                                                    registry: ModelRegistry,
+                                                   sqlite_store: StateStore,
                                                    tmp_path: Path) -> None:
     service.start(ADMIN, P, spec(bandit="thompson", arms={1: 1, 2: 1, 3: 1}))
     feed(tmp_path / "offline", 1, rate(100, 10))
@@ -232,6 +233,9 @@ def test_bandit_weights_move_toward_the_better_arm(service: AbTestService,
     [exp] = service.evaluate_all()
     weights = registry.get_traffic(ADMIN, P, "fraud").weights
     assert exp.status == "running" and weights[2] > 90 and weights[1] < 5 and weights[3] < 5
+    writes = [e.action for e in sqlite_store.audit_log(limit=100)].count("traffic.set")
+    service.evaluate_all()  # nothing new: the policy is not rewritten
+    assert [e.action for e in sqlite_store.audit_log(limit=100)].count("traffic.set") == writes
 
 
 def test_epsilon_greedy_gives_the_best_arm_one_minus_epsilon(service: AbTestService,
@@ -255,3 +259,13 @@ def test_a_continuous_cost_metric_promotes_the_cheaper_arm(service: AbTestServic
     assert exp.last.result.method == "Welch t-test"  # type: ignore[union-attr]
     assert exp.last.totals["v2"].mean == pytest.approx(85.0, abs=3)  # type: ignore[union-attr]
     assert (exp.status, exp.winner) == ("promoted", 2)
+
+
+def test_the_control_is_stored_not_inferred_from_order() -> None:
+    first = spec(arms={2: 50, 1: 50})
+    assert (first.control, first.treatments) == (2, [1])
+    stored = ExperimentSpec.model_validate(first.model_dump(mode="json"))
+    assert stored.control == 2
+    assert spec(arms={2: 50, 1: 50}, control=1).treatments == [2]
+    with pytest.raises(ValueError, match="control: v5 is not an arm"):
+        spec(control=5)
