@@ -91,15 +91,9 @@ def render_manifests(spec: ClusterSpec, config: PlatformConfig,
     (ConfigMap, Service, StatefulSet), a PodMonitor, and the ``<name>-platform`` ConfigMap
     when the platform config names settings files (serving, alerts), which every Ray pod
     mounts at ``/etc/mlray``. Secrets are referenced only. The platform runs with ``auth:
-    keys`` (a cluster binds 0.0.0.0).
-
-    Raises:
-        ConfigError: the platform config sets ``auth: none`` itself.
+    keys`` whatever ``config.auth`` says: ``none`` is for loopback only, and a cluster's
+    proxies bind 0.0.0.0.
     """
-    if config.auth == "none" and "auth" in config.model_fields_set:
-        raise ConfigError("auth: none is for a platform serving loopback only; a cluster "
-                          "binds 0.0.0.0 and runs with auth: keys (remove auth or set keys)",
-                          field="auth")
     cluster = ray_cluster_spec(spec, config)
     manifests: dict[str, Manifest] = {
         "raycluster": {"apiVersion": "ray.io/v1", "kind": "RayCluster",
