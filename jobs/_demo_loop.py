@@ -162,7 +162,7 @@ def _summary(client: mlray.Client, console: Console, run: PipelineRun, model: st
         for col in ("version", "role", "roc_auc", "f1", "log_loss"):
             table.add_column(col)
         for version, m in evaluated["metrics"].items():
-            role = "candidate" if int(version) == evaluated["version"] else "Production"
+            role = "candidate" if int(version) == evaluated["version"] else "live"
             table.add_row(f"v{version}", role, f"{m['roc_auc']:.4f}", f"{m['f1']:.4f}",
                           f"{m['log_loss']:.4f}")
         console.print(table)
