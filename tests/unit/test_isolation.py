@@ -108,6 +108,11 @@ class World:
     def client(self, caller: Caller, project: str) -> Client:
         return Client(self.config, self.transport, caller, project, mode="local")
 
+    @staticmethod
+    def ident(which: str, existing: str) -> str:
+        """Team A's id for the existing variant, else a well-formed id nobody holds."""
+        return existing if which == "fraud" else "0" * len(existing)
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
@@ -208,14 +213,6 @@ LISTINGS: list[tuple[str, Call]] = [
     ("keys list", lambda w, _: w.intruder.keys.list()),
     ("key create", lambda w, _: w.intruder.keys.create("evil", {A: "admin"})),
 ]
-
-
-def _ident(self: World, which: str, existing: str) -> str:
-    """Team A's id for the existing variant, a well-formed id nobody holds otherwise."""
-    return existing if which == "fraud" else "0" * len(existing)
-
-
-World.ident = _ident  # type: ignore[attr-defined]
 
 
 def _refusal(world: World, call: Call, name: str) -> str:
