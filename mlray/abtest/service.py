@@ -35,8 +35,16 @@ from mlray.abtest.power import SampleSize, sample_size_binary, sample_size_conti
 from mlray.abtest.sequential import SequentialTest
 from mlray.abtest.srm import sample_ratio_mismatch
 from mlray.abtest.stats import two_proportion_test, welch_test
-from mlray.errors import AlreadyExists, InvalidInput, InvalidTransition, MlrayError, NotFound
+from mlray.errors import (
+    AlreadyExists,
+    Conflict,
+    InvalidInput,
+    InvalidTransition,
+    MlrayError,
+    NotFound,
+)
 from mlray.identity import ALL_PROJECTS, Caller, Role
+from mlray.registry.served import running_rollouts
 from mlray.registry.types import Stage, TrafficPolicy
 from mlray.storage.base import AuditEntry, Put, StateStore
 
@@ -105,6 +113,11 @@ class AbTestService:
 
     def _check_arms(self, caller: Caller, project: str, spec: ExperimentSpec) -> None:
         reg = self._registry
+        rolling = [r for r in running_rollouts(self._store, project)
+                   if r["model"] == spec.model]
+        if rolling:
+            raise Conflict(f"a rollout of {spec.model} (v{rolling[0]['version']}) is running; "
+                           "wait for it to end, then start the experiment", field="model")
         for version in spec.arms:
             mv = reg.get_version(caller, project, spec.model, version)  # type: ignore[attr-defined]
             if mv.stage is Stage.ARCHIVED:

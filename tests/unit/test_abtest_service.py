@@ -12,10 +12,11 @@ import pytest
 from mlray.abtest.experiment import ExperimentSpec, parse_arms, parse_guardrail
 from mlray.abtest.power import sample_size_binary
 from mlray.abtest.service import AbTestService
-from mlray.errors import AlreadyExists, InvalidInput, NotFound
+from mlray.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from mlray.identity import Caller
 from mlray.monitoring.prediction_log import FeedbackLog, PredictionLog
 from mlray.registry import ModelRegistry, ModelSpec, Stage
+from mlray.registry.served import ROLLOUTS
 from mlray.serving.board import BreakerBoard
 from mlray.serving.model_names import breaker_key
 from mlray.serving.router import VersionOutcomes
@@ -269,3 +270,12 @@ def test_the_control_is_stored_not_inferred_from_order() -> None:
     assert spec(arms={2: 50, 1: 50}, control=1).treatments == [2]
     with pytest.raises(ValueError, match="control: v5 is not an arm"):
         spec(control=5)
+
+
+def test_start_waits_for_a_running_rollout_of_the_model(service: AbTestService,
+                                                       sqlite_store: StateStore) -> None:
+    sqlite_store.put(ROLLOUTS, f"{P}/fraud/r1", {"model": "fraud", "version": 2,
+                                                 "status": "running", "strategy": "canary",
+                                                 "created_at": T0})
+    with pytest.raises(Conflict, match=r"a rollout of fraud \(v2\) is running"):
+        service.start(ADMIN, P, spec())
