@@ -299,3 +299,19 @@ def test_run_parameters_are_typed(service: PipelineService, tmp_path: Path) -> N
         service.run(ADMIN, "p", "typed", {"m": 1})
     run = finish(service, service.run(ADMIN, "p", "typed", {"n": 9}).run)
     assert run.params == {"n": 9}
+
+
+def test_another_project_sees_and_touches_nothing(service: PipelineService,
+                                                  tmp_path: Path) -> None:
+    service.apply(ADMIN, "p", [diamond(tmp_path / "log")])
+    run = finish(service, service.run(ADMIN, "p", "diamond").run)
+    other = Caller(user="mallory", roles={"q": Role.admin})
+    for run_id in (run.run_id, "missing"):  # one answer whether the run exists or not
+        for call in (service.get_run, service.resume, service.cancel):
+            with pytest.raises(PermissionDenied, match="'p'"):
+                call(other, "p", run_id)
+        with pytest.raises(PermissionDenied, match="'p'"):
+            service.approve(other, "p", run_id, "a")
+    with pytest.raises(PermissionDenied):
+        service.run(other, "p", "diamond")
+    assert service.pipelines(other, "q") == [] and service.runs(other, "q") == []
