@@ -166,6 +166,14 @@ def _summary(client: mlray.Client, console: Console, run: PipelineRun, model: st
             table.add_row(f"v{version}", role, f"{m['roc_auc']:.4f}", f"{m['f1']:.4f}",
                           f"{m['log_loss']:.4f}")
         console.print(table)
+    tested = _output(client, run, "abtest") if "abtest" in run.stages else None
+    if tested:
+        stats = ", ".join(f"{k.split('_')[0]}={tested[k]:.3g}" for k in ("p_value", "e_value")
+                          if tested.get(k) is not None)
+        console.print(f"A/B test {tested.get('experiment')}: v{tested.get('control')} "
+                      f"(control) vs v{tested.get('version')}: {tested.get('outcome')}"
+                      + (f" ({tested['reason']}" + (f"; {stats}" if stats else "") + ")"
+                         if tested.get("reason") else ""))
     concluded = _output(client, run, "conclude")
     if concluded:
         console.print(f"decision: [bold]{concluded['decision']}[/] v{concluded['version']} "
