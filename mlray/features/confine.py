@@ -17,14 +17,14 @@ from collections.abc import Collection
 from pathlib import Path
 
 from mlray._private.redact import redact
+from mlray.auth.allowlist import AllowList
 from mlray.errors import InvalidInput, PermissionDenied
 from mlray.identity import ALL_PROJECTS, Caller, Role
-from mlray.storage.base import AuditEntry, StateStore
+from mlray.storage.base import StateStore
 from mlray.storage.fsuri import is_uri, join_uri
 
 __all__ = ["SourcePolicy", "check_confined", "project_root"]
 
-_COLLECTION, _KEY = "platform", "offline_sources"
 
 
 def project_root(offline_uri: str, project: str) -> str:
@@ -62,12 +62,11 @@ class SourcePolicy:
     """The admin-allowed source prefixes, kept in the state store."""
 
     def __init__(self, store: StateStore) -> None:
-        self._store = store
+        self._list = AllowList(store, "offline_sources", "platform.offline_sources")
 
     def allowed(self) -> frozenset[str]:
         """The allowed prefixes (local paths or URIs)."""
-        doc = self._store.get(_COLLECTION, _KEY)
-        return frozenset(doc.data.get("allowed", [])) if doc else frozenset()
+        return self._list.entries()
 
     def change(self, caller: Caller, *, allow: Collection[str] = (),
                revoke: Collection[str] = ()) -> list[str]:
@@ -92,14 +91,6 @@ class SourcePolicy:
                 raise InvalidInput(f"source prefix {prefix!r} would allow everything",
                                    field="allow")
             added.append(normal)
-        doc = self._store.get(_COLLECTION, _KEY)
-        before = sorted(doc.data.get("allowed", [])) if doc else []
         gone = ({p.partition("?")[0].rstrip("/") for p in revoke}
                 | {_normal(p) for p in revoke if not is_uri(p)})
-        after = sorted((set(before) | set(added)) - gone)
-        self._store.put(_COLLECTION, _KEY, {"allowed": after},
-                        expected_version=doc.version if doc else 0,
-                        audit=AuditEntry(user=caller.user, project=ALL_PROJECTS,
-                                         action="platform.offline_sources", target=_KEY,
-                                         before={"allowed": before}, after={"allowed": after}))
-        return after
+        return self._list.change(caller, added, gone)

@@ -13,15 +13,15 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 
+from mlray.auth.allowlist import AllowList
 from mlray.errors import InvalidInput, PermissionDenied
 from mlray.identity import ALL_PROJECTS, Caller, Role
-from mlray.storage.base import AuditEntry, StateStore
+from mlray.storage.base import StateStore
 
 __all__ = ["BUILTIN", "ArchitecturePolicy", "check_architecture"]
 
 BUILTIN = frozenset({"mlp"})
 CALLABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
-_COLLECTION, _KEY = "platform", "architectures"
 
 
 def check_architecture(kind: str, allowed: Collection[str]) -> None:
@@ -38,12 +38,11 @@ class ArchitecturePolicy:
     """The admin-registered ``module:callable`` list, kept in the state store."""
 
     def __init__(self, store: StateStore) -> None:
-        self._store = store
+        self._list = AllowList(store, "architectures", "platform.architectures")
 
     def allowed(self) -> frozenset[str]:
         """The registered callables (built-ins not included)."""
-        doc = self._store.get(_COLLECTION, _KEY)
-        return frozenset(doc.data.get("allowed", [])) if doc else frozenset()
+        return self._list.entries()
 
     def change(self, caller: Caller, *, allow: Collection[str] = (),
                revoke: Collection[str] = ()) -> list[str]:
@@ -59,12 +58,4 @@ class ArchitecturePolicy:
             if not CALLABLE.match(kind):
                 raise InvalidInput(f"architecture {kind!r}: give module.path:callable",
                                    field="architecture")
-        doc = self._store.get(_COLLECTION, _KEY)
-        before = sorted(doc.data.get("allowed", [])) if doc else []
-        after = sorted((set(before) | set(allow)) - set(revoke))
-        self._store.put(_COLLECTION, _KEY, {"allowed": after},
-                        expected_version=doc.version if doc else 0,
-                        audit=AuditEntry(user=caller.user, project=ALL_PROJECTS,
-                                         action="platform.architectures", target=_KEY,
-                                         before={"allowed": before}, after={"allowed": after}))
-        return after
+        return self._list.change(caller, allow, revoke)

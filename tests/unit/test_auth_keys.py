@@ -15,20 +15,12 @@ from mlray.auth.book import COLLECTION, PUBLIC_REFUSAL
 from mlray.errors import InvalidInput, NotFound, PermissionDenied, Unauthenticated
 from mlray.identity import Caller, Role
 from mlray.storage import StateStore, open_state_store
+from tests._auth_helpers import Clock
 
 ROOT = Caller.local_admin("root")
 #: Cheap scrypt for the logic tests (the default cost is exercised in the store test).
 FAST = keymod.ScryptParams(n=2**10)
 
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

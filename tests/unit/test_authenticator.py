@@ -13,31 +13,12 @@ from mlray.auth.tokens import PLATFORM_USER, platform_secret
 from mlray.errors import Unauthenticated
 from mlray.identity import Caller, Role
 from mlray.storage import open_state_store
+from tests._auth_helpers import Clock, Counting
 
 ROOT = Caller.local_admin("root")
 FAST = keymod.ScryptParams(n=2**10)
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Counting:
-    """Wraps the slow path so a test can see when the hash was paid."""
-
-    def __init__(self, book: KeyBook) -> None:
-        self.book = book
-        self.calls = 0
-
-    def __call__(self, key: str) -> Caller:
-        self.calls += 1
-        return self.book.resolve(key)
 
 
 @pytest.fixture

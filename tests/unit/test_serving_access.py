@@ -33,31 +33,13 @@ from mlray.serving.access import (
     route_path,
 )
 from mlray.storage import open_state_store
+from tests._auth_helpers import Clock, Counting
 
 ROOT = Caller.local_admin("root")
 FAST = keymod.ScryptParams(n=2**10)
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Counting:
-    """The slow path, counted (so a test sees when a key was checked in full)."""
-
-    def __init__(self, book: KeyBook) -> None:
-        self.book, self.calls = book, 0
-
-    def __call__(self, key: str) -> Caller:
-        self.calls += 1
-        return self.book.resolve(key)
 
 
 class Setup:
