@@ -54,7 +54,6 @@ app.command("performance")(monitoring.performance)
 app.command("train")(training.train)
 app.command("tune")(training.tune)
 app.command("validate")(models.validate)
-app.command("validate")(models.validate)
 for _command in (serving.deploy, serving.traffic, serving.rollback, serving.rollouts,
                  serving.retune):
     app.command(_command.__name__)(_command)
