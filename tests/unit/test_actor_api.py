@@ -13,6 +13,7 @@ import actors
 from actors.registry import RegistryActor
 from mlray import client
 from mlray.client import RegistryClient
+from mlray.client.facade import _Facade
 
 
 def _called(facade: type) -> set[str]:
@@ -37,7 +38,7 @@ def test_registry_client_calls_only_methods_the_actor_exposes() -> None:
 
 
 FACADES = [f for f in vars(client).values()
-           if inspect.isclass(f) and issubclass(f, client._Facade) and f is not client._Facade]
+           if inspect.isclass(f) and issubclass(f, _Facade) and f is not _Facade]
 
 
 @pytest.mark.parametrize("facade", FACADES, ids=lambda f: f.__name__)
