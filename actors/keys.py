@@ -43,6 +43,8 @@ class KeysActor(ServiceActor):
         if caller.role_in(project) is None:
             raise PermissionDenied(f"user {caller.user!r} has no role in project {project!r}")
         store = self._service.store
-        return platform_secret(store).mint(caller, float(ttl_s),
+        # a token minted from a token ends no later than it (no renewal without a key)
+        ttl_s = min(float(ttl_s), self._auth.lifetime_left(credential))
+        return platform_secret(store).mint(caller, ttl_s,
                                            key_id=self._auth.key_id(credential),
                                            project=project)

@@ -26,6 +26,9 @@ _SECRET_PARAM = re.compile(
 
 # An mlray API key (mlray.auth.keys): the public id stays, the secret goes.
 _API_KEY = re.compile(r"\b(?P<id>mlr_[0-9a-f]{12}_)[A-Za-z0-9_-]+")
+# A token minted from a key (mlt_<claims>.<signature>) and the platform's internal
+# credential (mli_<secret>) are secrets whole: only their prefix stays.
+_BEARER = re.compile(r"\b(?P<id>ml[ti]_)[A-Za-z0-9_.-]+")
 
 
 def _userinfo(match: re.Match[str]) -> str:
@@ -39,12 +42,14 @@ def _userinfo(match: re.Match[str]) -> str:
 
 def redact(text: str) -> str:
     """``text`` with every URL's password (``user:password@``, ``:password@``, a bare
-    ``token@``), every ``password=``-like parameter and every mlray API key's secret
-    replaced by ``***``."""
+    ``token@``), every ``password=``-like parameter, every mlray API key's secret and every
+    mlray token or internal credential replaced by ``***``."""
     if not isinstance(text, str):
         return text
     if "mlr_" in text:
         text = _API_KEY.sub(lambda m: f"{m['id']}{MASK}", text)
+    if "mlt_" in text or "mli_" in text:
+        text = _BEARER.sub(lambda m: f"{m['id']}{MASK}", text)
     if "@" not in text and "=" not in text:
         return text
     text = _USERINFO.sub(_userinfo, text)

@@ -107,6 +107,13 @@ class Authenticator:
             return self._secret.verify(credential, self._clock()).key_id
         return parse_key(credential)
 
+    def lifetime_left(self, credential: str | None) -> float:
+        """Seconds until a token expires; infinity for anything else."""
+        if credential and credential.startswith(TOKEN_PREFIX):
+            return max(0.0, self._secret.verify(credential, self._clock()).expires_at
+                       - self._clock())
+        return float("inf")
+
     def cached(self, key: str) -> Caller | None:
         """The caller of an API key verified here within ``ttl_s``, else None (no I/O:
         safe on an event loop; on None call :meth:`caller` off the loop)."""

@@ -51,6 +51,8 @@ __all__ = ["COLLECTION", "PUBLIC_REFUSAL", "UNAUTHENTICATED", "ApiKey", "IssuedK
 
 COLLECTION = "api_keys"
 _MARKER = ("api_keys_meta", "bootstrap")
+#: Names the platform's own credentials act under: no key may be issued to them.
+RESERVED_USERS = frozenset({"mlray-platform", "mlray-bootstrap"})
 #: The one answer every refused key gets, whatever the reason.
 PUBLIC_REFUSAL = "invalid, expired or revoked API key"
 #: The audit action of a refused key (``after.reason`` says why; never the secret).
@@ -146,6 +148,8 @@ class KeyBook:
         granted = _roles(roles)
         for target in granted:
             caller.require(target, Role.admin)
+        if user in RESERVED_USERS:
+            raise InvalidInput(f"user {user!r} is reserved for the platform", field="user")
         if expires_in_s is not None and expires_in_s <= 0:
             raise InvalidInput("expires_in_s must be positive", field="expires_in_s")
         return self._issue(caller.user, user, granted, expires_in_s, description)
@@ -170,7 +174,9 @@ class KeyBook:
         keys = [ApiKey(**_public(d.data)) for d in self._store.list(COLLECTION)]
         if all_projects:
             return keys
-        return [k for k in keys if project in k.roles or ALL_PROJECTS in k.roles]
+        # a project's admin sees the keys naming that project, not every '*' key
+        return [k for k in keys if project in k.roles
+                or (ALL_PROJECTS in k.roles and caller.role_in(ALL_PROJECTS) == Role.admin)]
 
     @boundary
     def revoke_key(self, caller: Caller, project: str, key_id: str) -> ApiKey:

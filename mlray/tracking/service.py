@@ -272,8 +272,9 @@ class ExperimentTracker:
             QuotaExceeded: the project is at its ``storage_bytes`` quota.
         """
         self._entry(caller, project, run_id, Role.editor)
-        if self._artifacts is not None:
-            self._artifacts.verify(artifact.uri, artifact.sha256)
+        if self._artifacts is not None:  # the size charged is the one measured here
+            ref = self._artifacts.verify(artifact.uri, artifact.sha256)
+            artifact = artifact.model_copy(update={"size": ref.size})
         guard = QuotaGuard(self._store)
         for attempt in range(_QUOTA_RETRIES):
             version, run = self._entry(caller, project, run_id, Role.editor)

@@ -122,12 +122,18 @@ def test_only_admins_of_every_granted_project_issue_list_and_revoke(book: KeyBoo
         book.create_key(Caller(user="ed", roles={"a": Role.editor}), "a", "x", {"a": "viewer"})
     in_a = book.create_key(admin_a, "a", "x", {"a": "viewer"})
     in_b = book.create_key(ROOT, "b", "y", {"b": "admin"})
+    everywhere = book.create_key(ROOT, "a", "ops", {"*": "admin"})
+    # a project's admin does not see the keys of every project ('*')
     assert [k.key_id for k in book.list_keys(admin_a, "a")] == [in_a.info.key_id]
+    assert everywhere.info.key_id in {k.key_id for k in book.list_keys(ROOT, "a")}
+    for reserved in ("mlray-platform", "mlray-bootstrap"):
+        with pytest.raises(InvalidInput, match="reserved"):
+            book.create_key(ROOT, "a", reserved, {"a": "viewer"})
     with pytest.raises(PermissionDenied):
         book.list_keys(admin_a, "b")
     with pytest.raises(PermissionDenied):
         book.list_keys(admin_a, "a", all_projects=True)
-    assert len(book.list_keys(ROOT, "a", all_projects=True)) == 2
+    assert len(book.list_keys(ROOT, "a", all_projects=True)) == 3
     with pytest.raises(PermissionDenied) as existing:
         book.revoke_key(admin_a, "a", in_b.info.key_id)
     missing_id = "0" * len(in_b.info.key_id)

@@ -84,6 +84,9 @@ def test_internal_credential_and_tokens(parts, tmp_path: Path) -> None:  # type:
     book.revoke_key(ROOT, "default", issued.info.key_id)
     with pytest.raises(Unauthenticated):
         auth.caller(token)  # its key was revoked
+    short, long = (auth.lifetime_left(secret.mint(ana, ttl)) for ttl in (60, 120))
+    assert 59 < long - short < 61  # what a token minted from a token may live, at most
+    assert auth.lifetime_left(secret.credential) == float("inf")
     fresh = secret.mint(ana, 60)
     clock.now = 1e12  # far past the token's expiry (minted on the wall clock)
     with pytest.raises(Unauthenticated, match="expired"):

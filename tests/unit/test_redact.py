@@ -112,3 +112,11 @@ def test_alert_channel_settings_never_show_a_webhook_token_or_header_in_repr() -
             assert secret not in shown, shown
     assert "https://hooks.example.com/***" in repr(config)
     assert "redis://app:***@db:6379/0" in repr(config)
+
+
+def test_tokens_and_the_internal_credential_are_masked_whole() -> None:
+    token = "mlt_eyJ1c2VyIjoiYW5hIn0.c2lnbmF0dXJl-_x"
+    internal = "mli_Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA"
+    shown = redact(f"token {token} and {internal}; html_mlt_ stays")
+    assert token not in shown and internal not in shown
+    assert shown == "token mlt_*** and mli_***; html_mlt_ stays"
