@@ -37,7 +37,8 @@ class PipelinesActor(ServiceActor):
 
     NAME = "pipelines"
     API = frozenset({"apply", "pipelines", "pipeline", "run", "runs", "get_run", "resume",
-                     "cancel", "approve", "check_triggers", "alert_fired"})
+                     "cancel", "approve", "check_triggers", "alert_fired", "allowed_code",
+                     "allow_code"})
 
     def __init__(self, config: PlatformConfig) -> None:
         install_log_redaction()

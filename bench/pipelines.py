@@ -91,6 +91,7 @@ def main() -> None:
     start_actors(config, timeout_s=900)  # a loaded machine starts the actors slowly
     client = mlray.connect("local", config=config)  # Ray is up: joins it and the actors
 
+    client.pipelines.allow_code(allow=[S.rstrip(":")])  # stage code runs only if allowed
     bare = statistics.median(bare_task_s(args.stages) for _ in range(args.repeats))
     client.pipelines.apply([chain(args.stages)])
     timed_run(client, "noop-chain")  # warm: workers, imports

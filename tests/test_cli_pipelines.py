@@ -24,6 +24,12 @@ def test_apply_run_approve_show_and_a_cached_rerun(cli, tmp_path: Path) -> None:
     log = tmp_path / "log"
     defs = tmp_path / "pipelines.yaml"
     defs.write_text(YAML.replace("LOG", str(log)))
+    code, _, err = cli("pipelines", "apply", str(defs))
+    assert code != 0 and "mlray pipelines code --allow tests.pipeline_stages:emit" in err
+    code, out, _ = cli("pipelines", "code", "--allow", "tests.pipeline_stages", "--json")
+    assert code == 0 and json.loads(out) == ["tests.pipeline_stages"]
+    code, out, _ = cli("pipelines", "code")
+    assert code == 0 and "tests.pipeline_stages" in out
     code, out, _ = cli("pipelines", "apply", str(defs), "--json")
     assert code == 0 and json.loads(out)["added"] == ["nightly"]
     code, out, _ = cli("pipelines", "apply", str(defs))
@@ -61,6 +67,7 @@ def test_apply_run_approve_show_and_a_cached_rerun(cli, tmp_path: Path) -> None:
 
 
 def test_bad_definitions_and_parameters_are_refused(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    assert cli("pipelines", "code", "--allow", "tests.pipeline_stages")[0] == 0
     defs = tmp_path / "bad.yaml"
     defs.write_text("pipelines:\n- name: x\n  stages:\n"
                     "  - {name: a, kind: 'tests.pipeline_stages:emit', depends_on: [a]}\n")

@@ -1,4 +1,4 @@
-"""``mlray pipelines apply|run|list|runs|show|resume|cancel|approve``."""
+"""``mlray pipelines apply|run|list|runs|show|resume|cancel|approve|code``."""
 
 from __future__ import annotations
 
@@ -135,3 +135,19 @@ def approve(run_id: str, stage: str = typer.Option(..., "--stage", "-s"),
     client = state.client()
     answered = client.pipelines.approve(run_id, stage, reject=reject, comment=comment)
     _show_run(client.pipelines.wait(run_id) if wait else answered, as_json)
+
+
+@app.command()
+def code(
+    allow: list[str] = typer.Option(None, "--allow",
+                                    help="module:callable or module to allow (admin)."),
+    revoke: list[str] = typer.Option(None, "--revoke", help="An entry to remove (admin)."),
+    project: str = ProjectOpt, as_json: bool = JsonOpt,
+) -> None:
+    """List the stage code pipelines may run besides the built-in kinds; platform admins
+    add or remove module:callable or module entries (audited)."""
+    _use_project(project)
+    client = state.client()
+    listed = (client.pipelines.allow_code(allow=allow, revoke=revoke)
+              if allow or revoke else client.pipelines.allowed_code())
+    emit(listed, as_json, ("allowed stage code",), [[e] for e in listed])

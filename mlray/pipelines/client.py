@@ -73,6 +73,16 @@ class PipelinesClient:
         """Let a waiting approval stage pass (or ``reject`` it); editor or admin."""
         return self._call("approve", run_id, stage, reject=reject, comment=comment)
 
+    def allowed_code(self) -> list[str]:
+        """The stage code (``module:callable`` or modules) a platform admin allowed."""
+        return self._call("allowed_code", read=True)
+
+    def allow_code(self, allow: list[str] | None = None,
+                   revoke: list[str] | None = None) -> list[str]:
+        """Allow or revoke stage code for every project (platform admins; audited);
+        returns the new list."""
+        return self._call("allow_code", allow=allow, revoke=revoke)
+
     def wait(self, run_id: str, timeout_s: float = 3600.0, poll_s: float = 0.2
              ) -> PipelineRun:
         """The run once it is no longer RUNNING or PENDING.

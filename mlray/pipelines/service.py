@@ -24,6 +24,7 @@ from mlray._private.validation import boundary
 from mlray.errors import InvalidInput, MlrayError
 from mlray.identity import Caller, Role
 from mlray.pipelines.cache import StageCache, code_versions
+from mlray.pipelines.code_policy import CodePolicy
 from mlray.pipelines.definitions import AlertFired, PipelineSpec
 from mlray.pipelines.driver import Driver
 from mlray.pipelines.engine import RunEngine
@@ -99,6 +100,7 @@ class PipelineService:
         self._offline_uri = offline_uri
         self._clock = clock
         self._mint = mint
+        self.code = CodePolicy(store)
         self.book = RunBook(store)
         self.engine = RunEngine(self.book, StageCache(store, artifacts), executor,
                                 artifact_uri=artifacts.root_uri, credential=self._credential,
@@ -137,12 +139,14 @@ class PipelineService:
 
         Raises:
             InvalidInput: a stage's code cannot be loaded, or a name is given twice.
-            PermissionDenied: no editor role.
+            PermissionDenied: no editor role, or a stage's code is not on the admin's list
+                (checked before any of it is loaded).
         """
         caller.require(project, Role.editor)
         names = [p.name for p in pipelines]
         if len(set(names)) != len(names):
             raise InvalidInput(f"pipeline names given twice: {names}", field="pipelines")
+        self.code.check(pipelines)
         for spec in pipelines:
             self._versions(spec)
         current = self._specs(project)
@@ -197,11 +201,26 @@ class PipelineService:
         caller.require(project, Role.viewer)
         return self._spec(project, name)[0]
 
+    @boundary
+    def allowed_code(self, caller: Caller, project: Project) -> list[str]:
+        """The stage code a platform admin allowed (built-in kinds aside)."""
+        caller.require(project, Role.viewer)
+        return sorted(self.code.allowed())
+
+    @boundary
+    def allow_code(self, caller: Caller, project: Project, allow: list[str] | None = None,
+                   revoke: list[str] | None = None) -> list[str]:
+        """Add or remove allowed stage code (``module:callable`` or a module) for the whole
+        platform: admins of every project only; audited. ``project`` is where the call was
+        made from."""
+        return self.code.change(caller, allow=allow or (), revoke=revoke or ())
+
     # Runs.
 
     def _start(self, project: str, name: str, requester: Caller, params: dict[str, Any],
                trigger: str) -> RunStart:
         spec, _ = self._spec(project, name)
+        self.code.check([spec])  # revoked since it was applied? it does not run
         values = spec.run_params(params)
         for run in self._active.values():
             if run.project == project and run.pipeline == name:
@@ -268,6 +287,7 @@ class PipelineService:
             if other.project == project and other.pipeline == run.pipeline:
                 raise InvalidInput(f"pipeline {run.pipeline!r} has an active run "
                                    f"{other.run_id}; cancel it or wait", field="run")
+        self.code.check([run.spec])
         run.code_versions = self._versions(run.spec)  # code fixed since? it runs anew
         resumed = self._track(self.engine.resume(run))
         self._kick()

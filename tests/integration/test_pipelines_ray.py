@@ -34,7 +34,9 @@ def _state(client: Any, run_id: str, stage: str) -> StageState:
 
 @pytest.fixture
 def client(mlray_env: PlatformConfig) -> Any:
-    return mlray.connect(config=mlray_env)
+    client = mlray.connect(config=mlray_env)
+    client.pipelines.allow_code(allow=[S.rstrip(":")])  # an editor's code: admin-allowed
+    return client
 
 
 def test_parallel_stages_named_tasks_cache_and_cancel(client: Any, tmp_path: Path) -> None:

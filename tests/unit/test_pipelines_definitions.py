@@ -162,6 +162,7 @@ def test_triggers_start_runs_as_the_applier_and_coalesce(
     source.mkdir()
     executor = ThreadExecutor()
     service = PipelineService(store, artifacts, executor, clock=lambda: clock["t"])
+    service.allow_code(Caller.local_admin(), "p", allow=["tests.pipeline_stages"])
     gate = tmp_path / "gate"
     editor = Caller(user="ed", roles={"p": Role.editor})
     pipeline = spec({"name": "slow", "kind": S + "block", "params": {"gate": str(gate)}},

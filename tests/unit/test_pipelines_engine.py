@@ -11,7 +11,8 @@ import pytest
 
 from mlray.errors import InvalidInput, InvalidTransition, NotFound, PermissionDenied
 from mlray.identity import Caller, Role
-from mlray.pipelines.definitions import PipelineSpec
+from mlray.pipelines.code_policy import check_pipeline_code, code_allowed
+from mlray.pipelines.definitions import PipelineSpec, load_pipelines
 from mlray.pipelines.executors import ThreadExecutor
 from mlray.pipelines.kinds import KINDS
 from mlray.pipelines.service import PipelineService
@@ -44,7 +45,9 @@ def clock() -> Clock:
 @pytest.fixture
 def service(store: StateStore, artifacts: ArtifactStore, clock: Clock) -> Any:
     executor = ThreadExecutor()
-    yield PipelineService(store, artifacts, executor, clock=clock)
+    service = PipelineService(store, artifacts, executor, clock=clock)
+    service.allow_code(ADMIN, "p", allow=["tests.pipeline_stages"])
+    yield service
     executor.shutdown()
 
 
@@ -149,6 +152,7 @@ def test_a_crash_mid_run_leaves_a_run_that_resumes_from_the_interrupted_stage(
         {"name": "last", "kind": S + "add", "depends_on": ["slow"]}]})
     before = ThreadExecutor()
     crashed = PipelineService(store, artifacts, before, clock=clock)
+    crashed.allow_code(ADMIN, "p", allow=["tests.pipeline_stages"])
     crashed.apply(ADMIN, "p", [spec])
     run = crashed.run(ADMIN, "p", "crash").run
     wait_for(lambda: (crashed.tick(), crashed.get_run(ADMIN, "p", run.run_id)
@@ -315,3 +319,49 @@ def test_another_project_sees_and_touches_nothing(service: PipelineService,
     with pytest.raises(PermissionDenied):
         service.run(other, "p", "diamond")
     assert service.pipelines(other, "q") == [] and service.runs(other, "q") == []
+
+
+def test_stage_code_runs_only_from_the_admin_allow_list(
+        store: StateStore, artifacts: ArtifactStore, clock: Clock, tmp_path: Path) -> None:
+    loaded: list[str] = []
+    executor = ThreadExecutor()
+    service = PipelineService(store, artifacts, executor, clock=clock,
+                              versions=lambda s: loaded.append(s.name) or {})
+    spec = diamond(tmp_path / "log")
+    with pytest.raises(PermissionDenied, match=r"pipeline 'diamond' stage 'a': code "
+                       r"'tests.pipeline_stages:emit' is not allowed.*mlray pipelines code "
+                       r"--allow"):
+        service.apply(EDITOR, "p", [spec])
+    assert loaded == []  # refused before its module was loaded
+    builtin = PipelineSpec.model_validate({"name": "gate", "stages": [
+        {"name": "ok", "kind": "approval"}]})
+    assert service.apply(EDITOR, "p", [builtin]).applied  # built-in kinds need no entry
+    for entry in ("tests.pipeline", "tests.pipeline_stages:add", "pipeline_stages"):
+        service.allow_code(ADMIN, "p", allow=[entry])  # a raw prefix, another callable
+        with pytest.raises(PermissionDenied, match="stage 'a'"):
+            service.apply(EDITOR, "p", [spec])
+    for caller in (EDITOR, Caller(user="pa", roles={"p": Role.admin})):
+        with pytest.raises(PermissionDenied):
+            service.allow_code(caller, "p", allow=["tests"])
+    with pytest.raises(InvalidInput, match="pipeline code 'tests:': give a module path"):
+        service.allow_code(ADMIN, "p", allow=["tests:"])
+    assert service.allow_code(ADMIN, "p", allow=["tests"]) == [
+        "pipeline_stages", "tests", "tests.pipeline", "tests.pipeline_stages:add"]
+    assert service.apply(EDITOR, "p", [spec]).added == ["diamond"]  # a parent module
+    assert service.allowed_code(VIEWER, "p")[1] == "tests"
+    service.allow_code(ADMIN, "p", revoke=["tests"])
+    with pytest.raises(PermissionDenied, match="stage 'a'"):
+        service.run(EDITOR, "p", "diamond")  # applied before the revoke: runs no more
+    assert service.runs(VIEWER, "p") == []
+    audit = [e for e in store.audit_log(project="*") if e.action == "platform.pipeline_code"]
+    assert audit[-1].before == {"allowed": ["pipeline_stages", "tests", "tests.pipeline",
+                                            "tests.pipeline_stages:add"]}
+    executor.shutdown()
+
+
+def test_the_shipped_pipelines_need_no_allow_list_entry() -> None:
+    shipped = Path(__file__).parents[2] / "configs" / "pipelines"
+    specs = [s for f in sorted(shipped.glob("*.yaml")) for s in load_pipelines(f)]
+    assert any(":" in st.kind for s in specs for st in s.stages)
+    check_pipeline_code(specs, allowed=())
+    assert not code_allowed("mlray.pipelines.retraining:decide", ())  # not a stage
