@@ -41,8 +41,9 @@ def actor_names() -> tuple[str, ...]:
     return ACTORS
 
 
-def start_actors(config: PlatformConfig, timeout_s: float = 120.0) -> dict[str, Any]:
-    """Create (or find) every control-plane actor and wait until each answers ``ping``.
+def start_actors(config: PlatformConfig, timeout_s: float = 300.0) -> dict[str, Any]:
+    """Create (or find) every control-plane actor and wait until each answers ``ping``
+    (twelve processes that each import mlray: minutes on a busy two-core machine).
 
     Raises:
         ConfigError: the Ray cluster has several alive nodes and a store in ``config`` is
