@@ -86,7 +86,7 @@ def test_a_token_stands_for_its_key_in_one_project_until_the_key_is_revoked(
             return True
         return False
 
-    wait_for(refused, timeout=30)  # within the actors' cache TTL
+    wait_for(refused, timeout=120)  # within the actors' cache TTL
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

@@ -33,5 +33,5 @@ def test_connect_with_a_key_gets_its_roles_until_it_is_revoked(
             return True
         return False
 
-    wait_for(refused, timeout=30)
+    wait_for(refused, timeout=120)
     assert key not in str(refusals[0])
