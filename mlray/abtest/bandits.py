@@ -21,6 +21,7 @@ collected. Use it to earn, an A/B test to learn.
 
 from __future__ import annotations
 
+import abc
 from typing import Annotated
 
 import numpy as np
@@ -63,7 +64,7 @@ class BanditState(BaseModel):
         return arms
 
 
-class _Bandit:
+class _Bandit(abc.ABC):
     """Counts per arm and feedback; subclasses turn the counts into weights."""
 
     def __init__(self, arms: list[str] | BanditState) -> None:
@@ -105,8 +106,9 @@ class _Bandit:
         f = np.array([c.failures for c in self._state.arms.values()], dtype=np.float64)
         return s, f
 
-    def weights(self) -> dict[str, float]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def weights(self) -> dict[str, float]:
+        """The traffic share of each arm (they sum to 1)."""
 
 
 class ThompsonConfig(BaseModel):
