@@ -54,7 +54,9 @@ def test_parallel_stages_named_tasks_cache_and_cancel(client: Any, tmp_path: Pat
     wait_for(lambda: sorted(log.read_text().split()) == ["left", "right"]
              if log.exists() else False, timeout=120)
     assert {_state(client, run_id, s) for s in ("left", "right")} == {StageState.RUNNING}
-    assert _tasks(f"par.left ({run_id})"), "the stage's Ray task carries its pipeline's name"
+    # The stage's Ray task carries its pipeline's name (task events reach the state API
+    # asynchronously, a second or more after the task starts).
+    wait_for(lambda: bool(_tasks(f"par.left ({run_id})")), timeout=60)
     gate.write_text("open")
     done = client.pipelines.wait(run_id, timeout_s=120)
     assert done.state is RunState.SUCCEEDED, done.message

@@ -671,7 +671,11 @@ def test_reading_a_chunked_body_stops_at_the_limit(platform: Platform) -> None:
 
 def test_overload_is_shed_with_503_at_once_and_leaves_breakers_closed(platform: Platform
                                                                       ) -> None:
-    """A slow version with room for 4 calls and 8 queued (timeout 2 s) gets 300 at once."""
+    """A slow version with room for 4 calls and 8 queued (timeout 2 s) gets 100 at once.
+
+    100, not more: the storm must fit the ingress's own room (256) with CPU to spare, or on a
+    starved two-core machine every request's 2 s go by before the ingress asks the version
+    (504 "the time went before ...") and the version's queue is never seen full."""
     import asyncio
 
     model = "overloadmodel"
@@ -695,7 +699,7 @@ def test_overload_is_shed_with_503_at_once_and_leaves_breakers_closed(platform: 
 
     try:
         set_fault("slow")  # 0.25 s per batch: about 16 answers a second
-        replies = asyncio.run(storm(300))
+        replies = asyncio.run(storm(100))
     finally:
         set_fault(None)
     statuses = Counter(status for status, *_ in replies)

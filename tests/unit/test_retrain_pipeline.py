@@ -73,6 +73,7 @@ def test_a_drift_alert_firing_starts_the_pipeline_once_and_coalesces(
     clock, executor = Clock(), ThreadExecutor()
     pipelines = PipelineService(store, artifacts, executor, clock=clock)
     editor = Caller(user="ed", roles={"p": Role.editor})
+    pipelines.allow_code(Caller.local_admin(), "p", allow=["tests.pipeline_stages"])
     gate = tmp_path / "gate"
     pipelines.apply(editor, "p", [PipelineSpec.model_validate({
         "name": "retrain", "triggers": [{"type": "alert", "rule": "DriftHigh"}],
