@@ -3,13 +3,17 @@ and its stored state (:class:`Experiment`: status, plan, totals, the latest eval
 
 Arms are versions of one model with traffic weights; the first arm is the control (the
 version that serves today). Units are requests: each logged prediction is one unit of the
-arm that answered it, and its outcome is the feedback label posted for that request id
+arm that answered it. Its outcome is the feedback label posted for that request id
 (0/1 for a binary metric such as conversion, any number for a continuous one such as a
-loss amount).
+loss amount), or, for the :class:`ModelMetric` names, the answer checked against that
+label: ``correct`` (the prediction agrees with the label) and ``caught`` (a positive the
+model flagged, e.g. fraud caught). Only those differ between arms when the label does
+not depend on the version that answered (is the transaction fraud?).
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 from typing import Literal
@@ -32,7 +36,8 @@ from mlray.abtest.srm import SrmResult
 from mlray.errors import InvalidInput
 
 __all__ = ["ABTESTS", "ArmTotals", "Evaluation", "Experiment", "ExperimentSpec",
-           "ExperimentStatus", "GuardrailSpec", "arm_name", "parse_arms", "parse_guardrail"]
+           "ExperimentStatus", "GuardrailSpec", "ModelMetric", "arm_name", "parse_arms",
+           "parse_guardrail"]
 
 #: The state store collection of experiments, keyed ``<project>/<model>/<id>``.
 ABTESTS = "abtests"
@@ -40,6 +45,16 @@ ABTESTS = "abtests"
 ExperimentStatus = Literal["running", "promoted", "rolled_back", "stopped", "invalid"]
 GuardrailMetric = Literal["error_ratio", "p99_ms", "accuracy"]
 _GUARDRAIL = re.compile(r"^\s*([a-z0-9_]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
+
+
+class ModelMetric(enum.StrEnum):
+    """Binary metrics whose outcome is the answering model's, not the label itself (a
+    prediction is a probability read at 0.5; the label is 0 or 1)."""
+
+    #: 1 when the prediction agrees with the label (over the labelled requests).
+    correct = "correct"
+    #: 1 when a request labelled 1 got a score >= 0.5 (over the positives only).
+    caught = "caught"
 
 
 class GuardrailSpec(BaseModel):
@@ -112,7 +127,9 @@ class ExperimentSpec(BaseModel):
     arms: dict[int, float] = Field(description="Version -> traffic weight; the first is the "
                                                "control. Two arms, or more with a bandit.")
     metric: str = Field("conversion", min_length=1, max_length=64,
-                        description="The outcome the feedback labels carry.")
+                        description="correct or caught: the model's answer checked "
+                                    "against the feedback label (binary); any other name "
+                                    "(conversion, loss_amount): the label itself.")
     kind: MetricKind = "binary"
     min_effect: float = Field(gt=0, allow_inf_nan=False,
                               description="Smallest absolute difference worth detecting.")
@@ -157,6 +174,9 @@ class ExperimentSpec(BaseModel):
         if self.bandit is None and len(self.arms) != 2:
             raise ValueError(f"arms: an A/B test has two arms (got {len(self.arms)}); use a "
                              "bandit for more")
+        if self.metric in ModelMetric.__members__ and self.kind != "binary":
+            raise ValueError(f"kind: the metric {self.metric!r} is binary (the model's "
+                             f"answer right or not), got kind {self.kind!r}")
         if self.bandit is not None and self.kind != "binary":
             raise ValueError("kind: bandits need a binary metric")
         if self.kind == "continuous" and self.sd is None and not self.sequential:
@@ -190,8 +210,9 @@ class ArmTotals(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     requests: int = Field(0, ge=0, description="Logged requests the arm answered.")
-    labelled: int = Field(0, ge=0, description="Of those, requests with feedback.")
-    total: float = Field(0.0, description="Sum of the outcomes.")
+    labelled: int = Field(0, ge=0, description="Of those, the metric's units: requests "
+                                               "with feedback (for caught, labelled 1).")
+    total: float = Field(0.0, description="Sum of the outcomes (binary: successes).")
     total_sq: float = Field(0.0, ge=0, description="Sum of the squared outcomes.")
     scored: int = Field(0, ge=0, description="Labelled requests whose prediction is a "
                                              "probability (for live accuracy).")

@@ -1,9 +1,18 @@
 """Arm totals from the logs: each logged request of a version joined to its feedback.
 
-The unit is a request (the prediction log's ``request_id``, its first row); its outcome
-is the latest feedback label for that request id and row 0. Totals are recomputed from
-the Parquet logs at each look (one Arrow scan and hash join per arm), so a restarted
-service loses nothing and late feedback counts as soon as it lands.
+The unit is a request (the prediction log's ``request_id``, its first row) with a
+feedback label (the latest for that request id and row 0). Its outcome depends on the
+experiment's metric (:data:`~mlray.abtest.experiment.MODEL_METRICS`):
+
+* ``correct``: 1 when the prediction (a probability, read at 0.5) agrees with a 0/1
+  label, else 0 - units are the labelled requests scored with a probability;
+* ``caught``: of those, only the requests labelled 1; 1 when the score is >= 0.5 (the
+  share of positives the model catches, say fraud caught);
+* any other name (``conversion``, ``loss_amount``): the label itself.
+
+Only the first two depend on which version answered. Totals are recomputed from the
+Parquet logs at each look (one Arrow scan and hash join per arm), so a restarted service
+loses nothing and late feedback counts as soon as it lands.
 """
 
 from __future__ import annotations
@@ -14,10 +23,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from mlray._private.safepath import safe_name
-from mlray.abtest.experiment import ArmTotals
+from mlray.abtest.experiment import ArmTotals, ModelMetric
 from mlray.storage.fsuri import project_uri
 
-__all__ = ["arm_totals"]
+__all__ = ["arm_totals", "outcomes"]
 
 
 def _dataset(path: str) -> ds.Dataset | None:
@@ -42,7 +51,22 @@ def _labels(offline_uri: str, project: str) -> pa.Table | None:
         ["request_id", "label"])
 
 
-def _totals(predictions: pa.Table, labels: pa.Table | None) -> ArmTotals:
+def outcomes(metric: str, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Each unit's outcome under ``metric``, from the labels and the predictions of the
+    labelled requests (one each, same order); requests that are no unit of the metric
+    are left out (see the module docstring)."""
+    probable = (np.isfinite(scores) & (scores >= 0) & (scores <= 1)
+                & np.isin(labels, (0.0, 1.0)))
+    said_yes = scores >= 0.5
+    if metric == ModelMetric.correct:
+        return (said_yes[probable] == (labels[probable] == 1.0)).astype(np.float64)
+    if metric == ModelMetric.caught:
+        positive = probable & (labels == 1.0)
+        return said_yes[positive].astype(np.float64)
+    return labels
+
+
+def _totals(predictions: pa.Table, labels: pa.Table | None, metric: str) -> ArmTotals:
     totals = ArmTotals(requests=predictions.num_rows)
     if labels is None or not predictions.num_rows:
         return totals
@@ -50,21 +74,22 @@ def _totals(predictions: pa.Table, labels: pa.Table | None) -> ArmTotals:
     if not joined.num_rows:
         return totals
     y = joined["label"].to_numpy().astype(np.float64)
-    totals.labelled = int(y.size)
-    totals.total = float(y.sum())
-    totals.total_sq = float(np.dot(y, y))
     scores = pc.cast(joined["prediction"], pa.float64(), safe=False).to_numpy(
         zero_copy_only=False)
-    probable = np.isfinite(scores) & (scores >= 0) & (scores <= 1) & np.isin(y, (0.0, 1.0))
-    totals.scored = int(probable.sum())
-    totals.correct = int(((scores[probable] >= 0.5) == (y[probable] == 1.0)).sum())
+    outcome = outcomes(metric, y, scores)
+    totals.labelled = int(outcome.size)
+    totals.total = float(outcome.sum())
+    totals.total_sq = float(np.dot(outcome, outcome))
+    scored = outcomes(ModelMetric.correct, y, scores)
+    totals.scored = int(scored.size)
+    totals.correct = int(scored.sum())
     return totals
 
 
 def arm_totals(offline_uri: str, project: str, model: str, versions: list[int],
-               since: float) -> dict[int, ArmTotals]:
+               since: float, metric: str = "conversion") -> dict[int, ArmTotals]:
     """Per version, its requests logged since ``since`` (epoch seconds) and their
-    outcomes (``project``'s own logs only)."""
+    outcomes under ``metric`` (``project``'s own logs only)."""
     safe_name(model, field="model")
     start = pa.scalar(int(since * 1e6), pa.timestamp("us", "UTC"))
     labels = _labels(offline_uri, project)
@@ -78,5 +103,5 @@ def arm_totals(offline_uri: str, project: str, model: str, versions: list[int],
         predictions = logged.to_table(
             columns=["request_id", "prediction"],
             filter=(ds.field("ts") >= start) & (ds.field("row") == 0))
-        out[version] = _totals(predictions, labels)
+        out[version] = _totals(predictions, labels, metric)
     return out

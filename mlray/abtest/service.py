@@ -241,7 +241,7 @@ class AbTestService:
     def _look(self, exp: Experiment) -> Evaluation:
         spec, now = exp.spec, self._clock()
         totals = (arm_totals(self._offline_uri, exp.project, spec.model, list(spec.arms),
-                             exp.created_at) if self._offline_uri
+                             exp.created_at, spec.metric) if self._offline_uri
                   else {v: ArmTotals() for v in spec.arms})
         guardrails = self._guardrails(exp, totals, now)
         result = self._test(exp, totals)

@@ -66,7 +66,10 @@ def start(model: str,
           arms: str = typer.Option(..., "--arms", help="vN=WEIGHT pairs, the control first: "
                                                       "v1=50,v2=50."),
           metric: str = typer.Option("conversion", "--metric",
-                                     help="The outcome the feedback labels carry."),
+                                     help="correct (prediction agrees with the label) or "
+                                          "caught (labelled-1 requests scored >= 0.5): "
+                                          "the model's answer, binary; any other name "
+                                          "(conversion, loss_amount): the label itself."),
           kind: str = typer.Option("binary", "--kind", help="binary or continuous."),
           min_effect: float = typer.Option(..., "--min-effect",
                                            help="Smallest absolute difference to detect."),
