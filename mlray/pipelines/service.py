@@ -15,7 +15,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -252,14 +252,16 @@ class PipelineService:
     @boundary
     @_serial
     def run(self, caller: Caller, project: Project, name: Name,
-            params: dict[str, Any] | None = None) -> RunStart:
-        """Start ``name`` by hand (coalesced into its active run if it has one).
+            params: dict[str, Any] | None = None, *,
+            via: Literal["manual", "http"] = "manual") -> RunStart:
+        """Start ``name`` by hand (coalesced into its active run if it has one); ``via``
+        is the run's ``trigger`` (``http``: the ingress's ``POST /v1/pipelines/...``).
 
         Raises:
             NotFound: no such pipeline. InvalidInput: a bad parameter.
         """
         caller.require(project, Role.editor)
-        return self._start(project, name, caller, params or {}, "manual")
+        return self._start(project, name, caller, params or {}, via)
 
     @boundary
     @_serial

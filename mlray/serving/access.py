@@ -67,6 +67,8 @@ ENDPOINT_ROLES: dict[str, Role | None] = {
     "POST /v1/features": Role.viewer,
     "POST /v1/features/push": Role.editor,
     "POST /v1/feedback": Role.editor,
+    "POST /v1/pipelines/{name}/runs": Role.editor,
+    "GET /v1/pipelines/runs/{run_id}": Role.viewer,
 }
 #: What a request no route serves needs (its 404 or 405 is no one else's business).
 UNMATCHED_ROLE = Role.predict

@@ -62,6 +62,7 @@ from mlray.serving.inputs import columns_from_mapping, columns_from_rows
 from mlray.serving.limits import PredictionCache, RateLimiter, cache_key, read_bounded
 from mlray.serving.metrics import ServingMetrics
 from mlray.serving.overload import Deadline, InFlight, Overloaded, blame_timeout, slots
+from mlray.serving.pipeline_routes import PipelineCalls, actor_invoke, pipeline_router
 from mlray.serving.protocol import (
     PIN_HEADER,
     VERSION_PATTERN,
@@ -93,6 +94,7 @@ ROUTING_HEADER = "x-mlray-routing-key"
 api = FastAPI(title="mlray", version="1",
               description="Predictions over the Open Inference Protocol (V2) and JSON.")
 api.add_middleware(AccessMiddleware)  # 401/403 before any route (mlray.serving.access)
+api.include_router(pipeline_router)  # /v1/pipelines/...: as the caller (pipeline_routes)
 _BODIES: dict[str, type[BaseModel]] = {}
 
 
@@ -225,6 +227,9 @@ class Ingress:
         self.sync.load()
         self.quota = QuotaGate(config.namespace, self.sync.credential, [config.project])
         self.quota.load()
+        self.pipelines = PipelineCalls(config.project, forward_credential=config.auth == "keys",
+                                       invoke=actor_invoke(config.namespace, 60.0),
+                                       read=self._read)
         self.sync.start_if_in_loop()  # the view stays fresh whichever endpoint is asked
         gc.freeze()  # long-lived objects leave the collector's scans (tail latency)
 

@@ -103,7 +103,8 @@ def _request(endpoint: str, model: str) -> tuple[str, str, Any, int]:
     """Method, path, JSON body and the status a caller with the role gets."""
     columns = _columns(1)
     method, template = endpoint.split(" ", 1)
-    path = template.replace("{model}", model).replace("{version}", "1")
+    path = (template.replace("{model}", model).replace("{version}", "1")
+            .replace("{name}", "no-such-pipeline").replace("{run_id}", "000000000000"))
     bodies: dict[str, tuple[Any, int]] = {
         "POST /v1/predict": ({"modelName": model, "features": {k: v[0] for k, v in
                                                                columns.items()}}, 200),
@@ -115,6 +116,9 @@ def _request(endpoint: str, model: str) -> tuple[str, str, Any, int]:
         "POST /v1/features": ({"entities": {"user_id": [1]}, "features": ["nope:x"]}, 404),
         "POST /v1/features/push": ({"view": "nope", "rows": [{"user_id": 1}]}, 404),
         "POST /v1/feedback": ({"feedback": [{"requestId": "r1", "label": 1.0}]}, 200),
+        # no such pipeline or run: the caller gets as far as the pipelines actor
+        "POST /v1/pipelines/{name}/runs": ({"params": {}}, 404),
+        "GET /v1/pipelines/runs/{run_id}": (None, 404),
     }
     body, allowed = bodies.get(endpoint, (None, 200))
     return method, path, body, allowed
