@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from mlray._private.services import SERVICE_NAMES
 from mlray.config import PlatformConfig
 from mlray.errors import ConfigError
 
-__all__ = ["ACTORS", "actor_names", "actors_config", "running_config", "start_actors"]
+__all__ = ["ACTORS", "CORE", "ActorHandles", "actor_names", "actors_config", "running_config",
+           "start_actors"]
 
 #: One actor per control-plane service, in start order; ``deployments`` drives Ray Serve and
 #: ``alerts`` evaluates rules over the ``monitor``'s values.
 ACTORS = (*SERVICE_NAMES, "deployments", "alerts")
+#: What a client needs at once: the platform's config (``registry``) and who calls
+#: (``keys``). The others start on first use (:class:`ActorHandles`); ``mlray up`` and
+#: serving start them all.
+CORE = ("registry", "keys")
 
 
 def _classes() -> dict[str, Any]:
@@ -41,9 +48,10 @@ def actor_names() -> tuple[str, ...]:
     return ACTORS
 
 
-def start_actors(config: PlatformConfig, timeout_s: float = 300.0) -> dict[str, Any]:
-    """Create (or find) every control-plane actor and wait until each answers ``ping``
-    (twelve processes that each import mlray: minutes on a busy two-core machine).
+def start_actors(config: PlatformConfig, names: Iterable[str] = ACTORS,
+                 timeout_s: float = 300.0) -> dict[str, Any]:
+    """Create (or find) the control-plane actors called ``names`` (default: all) and wait
+    until each answers ``ping`` (a process each: minutes on a busy two-core machine).
 
     Raises:
         ConfigError: the Ray cluster has several alive nodes and a store in ``config`` is
@@ -56,10 +64,38 @@ def start_actors(config: PlatformConfig, timeout_s: float = 300.0) -> dict[str, 
 
     check_shared_storage(config, [n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]])
 
-    handles = {name: cls.options(**actor_options(name, config)).remote(config)
-               for name, cls in _classes().items()}
+    classes = _classes()
+    handles = {name: classes[name].options(**actor_options(name, config)).remote(config)
+               for name in names}
     ray.get([h.ping.remote() for h in handles.values()], timeout=timeout_s)
     return handles
+
+
+class ActorHandles(Mapping[str, Any]):
+    """The control-plane actors of one platform by name, each created (or found) the first
+    time it is asked for, with the platform's config."""
+
+    def __init__(self, config: PlatformConfig, started: dict[str, Any]) -> None:
+        self._config = config
+        self._handles = dict(started)
+        self._lock = threading.Lock()
+
+    def __getitem__(self, name: str) -> Any:
+        found = self._handles.get(name)
+        if found is not None:
+            return found
+        if name not in ACTORS:
+            raise KeyError(name)
+        with self._lock:
+            if name not in self._handles:
+                self._handles.update(start_actors(self._config, (name,)))
+            return self._handles[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(ACTORS)
+
+    def __len__(self) -> int:
+        return len(ACTORS)
 
 
 def actors_config(handles: dict[str, Any], timeout_s: float = 60.0) -> PlatformConfig:

@@ -54,8 +54,12 @@ class AlertsActor(ServiceActor):
         """The monitor's values (drift, quality) and the breakers' (error ratio, latency
         quantiles, breaker states) of every project they hold; each sample's ``project``
         label says whose it is."""
-        sources = [ray.get_actor(name, namespace=self._config.namespace)
-                   for name in ("monitor", "breakers")]
+        sources = []
+        for name in ("monitor", "breakers"):
+            try:
+                sources.append(ray.get_actor(name, namespace=self._config.namespace))
+            except ValueError:  # not started yet (actors start on first use): no values
+                continue
         held = ray.get([a.invoke.remote("projects", self._credential) for a in sources],
                        timeout=30)
         refs = [a.invoke.remote("values", self._credential, project)

@@ -66,3 +66,23 @@ def flaky(ctx: Any) -> int:
 def noop(ctx: Any) -> None:
     """Does nothing (the benchmark's stage)."""
     return None
+
+
+def echo(ctx: Any) -> dict[str, Any]:
+    """Its params as the stage saw them (``log`` aside)."""
+    _note(ctx)
+    return {k: v for k, v in ctx.params.items() if k != "log"}
+
+
+def claim(ctx: Any) -> int:
+    """Appends when its run first started it (``task.since``) to ``params.marks``, then
+    waits like :func:`block`: a stage that started something in the world."""
+    with open(ctx.params["marks"], "a") as f:
+        f.write(f"{ctx.task.since}\n")
+    return block(ctx)
+
+
+def release(ctx: Any) -> str:
+    """The undo of :func:`claim`: writes ``<since> <run id>`` to ``params.undone``."""
+    Path(ctx.params["undone"]).write_text(f"{ctx.task.since} {ctx.run_id}")
+    return "released"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from mlray.errors import BackendUnavailable, MlrayError
@@ -65,7 +66,7 @@ class ActorTransport:
     told).
     """
 
-    def __init__(self, handles: dict[str, Any], timeout_s: float = 60.0,
+    def __init__(self, handles: Mapping[str, Any], timeout_s: float = 60.0,
                  read_retries: int = 20) -> None:
         self.handles = handles
         self.timeout_s = timeout_s

@@ -208,6 +208,9 @@ def up(
     try:
         # The platform runs with one config: `up` with another is refused, not adopted.
         client = state.client(on_mismatch="raise", as_platform=True)
+        from actors import start_actors
+
+        start_actors(client.config)  # all of them: alerts, pipelines' triggers, rollouts
         if serve:
             from mlray.serving.launch import start_serving
 

@@ -84,7 +84,8 @@ def connect(address: str | None = None, *, namespace: str | None = None,
 
     The running actors are the source of truth for where the platform keeps its state
     (``state_url``, ``artifact_uri``, ``online_url``, ``offline_uri``, ...: see
-    ``SHARED_KEYS``); actors that do not run yet are created with this config.
+    ``SHARED_KEYS``); actors that do not run yet are created with this config: the
+    ``registry`` and ``keys`` at once, the others when first used.
 
     Args:
         address: Ray address to join; ``"local"`` starts a new local Ray; None joins a
@@ -132,13 +133,13 @@ def connect(address: str | None = None, *, namespace: str | None = None,
             caller = resolve_key(transport, api_key)
         return Client(config, transport, caller or Caller.local_admin(config.user), project,
                       mode="local")
-    from actors import actors_config, start_actors
+    from actors import CORE, ActorHandles, actors_config, start_actors
     from mlray._private.ray_session import ensure_ray
 
     ensure_ray(address or config.ray_address, config.namespace, config.local_num_cpus)
-    handles = start_actors(config)
-    config = _reconcile(config, actors_config(handles), on_mismatch)
-    transport = ActorTransport(handles)
+    started = start_actors(config, CORE)
+    config = _reconcile(config, actors_config(started), on_mismatch)
+    transport = ActorTransport(ActorHandles(config, started))
     who = platform_credential(config) if as_platform else api_key
     return Client(config, transport, transport.call("keys", "whoami", who, idempotent=True),
                   project, who=who)

@@ -1,11 +1,13 @@
 """Stage cache: the key of a stage's work and the index from keys to stored outputs.
 
 key = sha256 of (the code's version, the stage's resolved parameters, the sha256 of each
-input artifact). The code's version is the stage's explicit ``version`` or else a hash of
-its callable's source, so editing a function invalidates its cache and everything
-downstream of it (their inputs change). The ``pipelines`` actor has the versions worked
-out in a Ray task (:func:`code_versions`), so importing a stage's module never runs a
-project's code inside the platform's own process.
+input artifact, and the fingerprint of the local data its path parameters name; see
+:mod:`mlray.pipelines.paths`, so changed input data runs the stage again). The code's
+version is the stage's explicit ``version`` or else a hash of its callable's source, so
+editing a function invalidates its cache and everything downstream of it (their inputs
+change). The ``pipelines`` actor has the versions worked out in a Ray task
+(:func:`code_versions`), so importing a stage's module never runs a project's code inside
+the platform's own process.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from mlray.errors import InvalidInput, MlrayError
 from mlray.pipelines.definitions import PipelineSpec
+from mlray.pipelines.paths import data_fingerprints
 from mlray.pipelines.stage import resolve
 from mlray.storage.artifacts import ArtifactRef, ArtifactStore
 from mlray.storage.base import Put, StateStore
@@ -62,10 +65,14 @@ def code_versions(spec: PipelineSpec) -> dict[str, str]:
 
 def cache_key(target: str, version: str, params: Mapping[str, Any],
               inputs: Mapping[str, ArtifactRef]) -> str:
-    """The key of running ``target`` at ``version`` on ``params`` and ``inputs``."""
-    body = json.dumps({"target": target, "version": version, "params": params,
-                       "inputs": {k: v.sha256 for k, v in sorted(inputs.items())}},
-                      sort_keys=True, default=str)
+    """The key of running ``target`` at ``version`` on ``params`` and ``inputs`` (and on
+    the data behind the path params, when they name local files or directories)."""
+    what: dict[str, Any] = {"target": target, "version": version, "params": params,
+                            "inputs": {k: v.sha256 for k, v in sorted(inputs.items())}}
+    data = data_fingerprints(params)
+    if data:  # keys of stages without local data stay as they were
+        what["data"] = data
+    body = json.dumps(what, sort_keys=True, default=str)
     return hashlib.sha256(body.encode()).hexdigest()
 
 

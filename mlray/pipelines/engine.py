@@ -9,6 +9,12 @@ failed try is retried after ``backoff_s * 2**n``; the last failure fails the sta
 the run fails once nothing else can move. A RUNNING stage this engine has no handle for
 was interrupted (the actor or driver died): it fails with a message saying so, and
 :meth:`resume` starts it, and everything after it, again, keeping what succeeded.
+
+A stage that starts something in the world (``abtest``: an experiment, ``deploy``: a
+rollout) is told when the run first started it (``StageTask.since``, kept by resume), so a
+resumed try adopts what the earlier one started instead of starting it twice; cancelling
+the run starts the kind's undo task (:func:`~mlray.pipelines.kinds.undo_of`), which stops
+what the stage started.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from mlray.errors import InvalidTransition, MlrayError
 from mlray.pipelines.cache import StageCache, cache_key, code_version
 from mlray.pipelines.definitions import PipelineSpec, StageSpec, topological_order
 from mlray.pipelines.executors import Executor, Outcome
-from mlray.pipelines.kinds import target_of
+from mlray.pipelines.kinds import target_of, undo_of
+from mlray.pipelines.paths import expand_home
 from mlray.pipelines.runs import RunBook
 from mlray.pipelines.stage import StageTask
 from mlray.pipelines.state import DONE_OK, PipelineRun, RunState, StageRun, StageState
+from mlray.storage.artifacts import ArtifactRef
 from mlray.storage.base import AuditEntry
 
 __all__ = ["RunEngine"]
@@ -49,6 +57,7 @@ class RunEngine:
         self.namespace = namespace
         self.clock = clock
         self._handles: dict[tuple[str, str], Any] = {}
+        self._undoing: list[Any] = []
 
     def create(self, run: PipelineRun) -> PipelineRun:
         """Store a new run, then take its first steps."""
@@ -134,7 +143,7 @@ class RunEngine:
             stage.started_at, stage.deadline = now, now + spec.gate.timeout_s
             return
         inputs = {d.name: d.output for d in deps if d.output is not None}
-        params = run.spec.stage_params(spec, run.params)
+        params = expand_home(run.spec.stage_params(spec, run.params))  # not in the record
         try:
             target = target_of(spec.kind)
             assert target is not None
@@ -154,13 +163,34 @@ class RunEngine:
         stage.move(_S.RUNNING, "")
         stage.attempt += 1
         stage.started_at, stage.not_before = now, None
+        if stage.first_started_at is None:
+            stage.first_started_at = now
         self.book.save(run)  # stored RUNNING before the task exists
-        task = StageTask(project=run.project, pipeline=run.pipeline, run_id=run.run_id,
-                         stage=stage.name, target=target, params=params, run_params=run.params,
-                         inputs=inputs, artifact_uri=self.artifact_uri,
-                         credential=self.credential(run), namespace=self.namespace)
+        task = self._task(run, stage, target, params, inputs)
         self._handles[(run.run_id, stage.name)] = self.executor.submit(
             task, spec.num_cpus, spec.num_gpus)
+
+    def _task(self, run: PipelineRun, stage: StageRun, target: str, params: dict[str, Any],
+              inputs: dict[str, ArtifactRef]) -> StageTask:
+        return StageTask(project=run.project, pipeline=run.pipeline, run_id=run.run_id,
+                         stage=stage.name, target=target, params=params, run_params=run.params,
+                         inputs=inputs, artifact_uri=self.artifact_uri,
+                         credential=self.credential(run), namespace=self.namespace,
+                         since=stage.first_started_at)
+
+    def _undo(self, run: PipelineRun, stage: StageRun) -> None:
+        """Start the task that stops what a cancelled stage started in the world (an
+        experiment, a rollout), for kinds that have one; best effort, not waited for."""
+        spec = run.spec.stage(stage.name)
+        target = undo_of(spec.kind)
+        if target is None:
+            return
+        inputs = {d: out for d in spec.depends_on
+                  if (out := run.stages[d].output) is not None}
+        params = expand_home(run.spec.stage_params(spec, run.params))
+        self._undoing = [h for h in self._undoing if self.executor.poll(h) is None]
+        self._undoing.append(self.executor.submit(
+            self._task(run, stage, target, params, inputs), 0, 0))
 
     def _settle(self, run: PipelineRun, now: float) -> None:
         states = {s.state for s in run.stages.values()}
@@ -215,6 +245,8 @@ class RunEngine:
                 handle = self._handles.pop((run.run_id, stage.name), None)
                 if handle is not None:
                     self.executor.cancel(handle)
+                if stage.state is _S.RUNNING:
+                    self._undo(run, stage)
                 stage.move(_S.CANCELLED, reason)
                 stage.finished_at = now
         run.state, run.finished_at, run.message = RunState.CANCELLED, now, reason

@@ -2,7 +2,9 @@
 
 An executor starts a stage and later answers whether it finished; it never blocks the
 engine. Each Ray task asks for the stage's CPUs and GPUs and is named
-``<pipeline>.<stage> (<run>)``, so the dashboard shows every stage under its pipeline.
+``<pipeline>.<stage> (<run>)``, so the dashboard shows every stage under its pipeline,
+and runs in a worker process of its own (``max_calls=1``): a stage never sees modules a
+previous stage imported, so edited stage code is the code that runs.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ class RayExecutor:
 
         from mlray.pipelines.cache import code_versions
 
-        self._remote = ray.remote(max_retries=0)(run_stage)
+        self._remote = ray.remote(max_retries=0, max_calls=1)(run_stage)
         self._versions = ray.remote(num_cpus=0, max_retries=0)(code_versions)
 
     def submit(self, task: StageTask, num_cpus: float, num_gpus: float) -> Any:

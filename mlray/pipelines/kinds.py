@@ -1,8 +1,10 @@
 """The built-in stage kinds: one table from kind to the code that runs it.
 
 Each entry is a ``module:callable`` taking a :class:`~mlray.pipelines.stage.StageContext`,
-exactly like a user's stage. Adding a kind (``abtest``, ``evaluate``) is one line here;
-``approval`` runs no code: the engine holds it until someone approves.
+exactly like a user's stage; a kind that starts something outliving its task (a rollout,
+an experiment) adopts what its run started before (``ctx.task.since``) and has an undo in
+:data:`UNDO`, run when the run is cancelled. Adding a kind (``abtest``, ``evaluate``) is
+one line here; ``approval`` runs no code: the engine holds it until someone approves.
 
 The built-ins call the platform through ``ctx.client()`` (the run's requester, by a
 project-scoped token). A model version is taken from ``params.version`` or else from the
@@ -16,7 +18,7 @@ from typing import Any
 
 from mlray.errors import InvalidInput
 
-__all__ = ["KINDS", "target_of"]
+__all__ = ["KINDS", "UNDO", "own_rollout", "started_since", "target_of", "undo_of"]
 
 _HERE = "mlray.pipelines.kinds"
 
@@ -32,6 +34,28 @@ KINDS: dict[str, str] = {
     "abtest": "mlray.pipelines.abtest_stage:abtest",
     "promote": f"{_HERE}:promote",
 }
+
+
+#: kind -> ``module:callable`` that stops what a cancelled stage of that kind started.
+UNDO: dict[str, str] = {
+    "deploy": f"{_HERE}:stop_rollout",
+    "abtest": "mlray.pipelines.abtest_stage:stop_experiment",
+}
+#: Seconds of clock difference between two actors' clocks that :func:`started_since`
+#: allows for.
+CLOCK_SLACK_S = 5.0
+
+
+def undo_of(kind: str) -> str | None:
+    """The code that undoes what a stage of ``kind`` started; None when it starts nothing
+    that outlives it."""
+    return UNDO.get(kind)
+
+
+def started_since(created_at: float, since: float | None) -> bool:
+    """True when something created at ``created_at`` was created since a run's stage
+    first started (``since``; None: it never started before, nothing is its own)."""
+    return since is not None and created_at >= since - CLOCK_SLACK_S
 
 
 def target_of(kind: str) -> str | None:
@@ -136,15 +160,49 @@ def validate(ctx: Any) -> dict[str, Any]:
             "passed": bool(report and report.passed)}
 
 
+def own_rollout(rollouts: list[Any], model: str, version: int, strategy: str,
+                since: float | None, *, running_only: bool = False) -> Any | None:
+    """The rollout a run's ``deploy`` stage started (of ``model`` v``version`` with
+    ``strategy``, created since the stage first started), running or succeeded (a rolled
+    back or failed one is not adopted: a new try deploys again); newest first."""
+    wanted = ("running",) if running_only else ("running", "succeeded")
+    mine = [r for r in rollouts if r.model == model and r.version == version
+            and str(r.strategy) == strategy and str(r.status) in wanted
+            and started_since(r.created_at, since)]
+    return max(mine, key=lambda r: r.created_at) if mine else None
+
+
 def deploy(ctx: Any) -> dict[str, Any]:
     """Roll a version out and wait for the rollout (params: ``model``, optional
-    ``version``, ``strategy``)."""
-    model = _param(ctx, "model")
-    rollout = ctx.client().serving.deploy(model, _version(ctx),
-                                          strategy=ctx.params.get("strategy", "canary"),
-                                          wait=True)
+    ``version``, ``strategy``). A rollout this run's stage already started (before a
+    crash or a cancel) is adopted, not started twice."""
+    model, version = _param(ctx, "model"), _version(ctx)
+    strategy = str(ctx.params.get("strategy", "canary"))
+    client = ctx.client()
+    mine = own_rollout(client.serving.rollouts(model), model, version, strategy,
+                       ctx.task.since)
+    if mine is None:
+        rollout = client.serving.deploy(model, version, strategy=strategy, wait=True)
+    elif str(mine.status) == "running":
+        rollout = client.serving.wait(mine.id)
+    else:
+        rollout = mine
     return {"model": model, "version": rollout.version, "rollout": rollout.id,
             "status": str(rollout.status)}
+
+
+def stop_rollout(ctx: Any) -> dict[str, Any]:
+    """Undo of ``deploy``: roll back the rollout the cancelled stage started, if it still
+    runs."""
+    model, version = _param(ctx, "model"), _version(ctx)
+    strategy = str(ctx.params.get("strategy", "canary"))
+    client = ctx.client()
+    mine = own_rollout(client.serving.rollouts(model), model, version, strategy,
+                       ctx.task.since, running_only=True)
+    if mine is None:
+        return {"model": model, "rolled_back": None}
+    client.serving.rollback(model, f"pipeline run {ctx.run_id} cancelled")
+    return {"model": model, "rolled_back": mine.id}
 
 
 def promote(ctx: Any) -> dict[str, Any]:

@@ -4,9 +4,12 @@ approvals and triggers.
 Definitions are applied with a diff (added, changed, removed) and audited. A run is
 started by hand (``run``), by a trigger (cron, new data, new feedback rows; checked by
 :meth:`check_triggers`) or by an alert rule firing (:meth:`alert_fired`); a start for a
-pipeline that already has an active run is coalesced into that run (counted on it), never
-run twice. Stages act as the run's requester (a trigger's runs as whoever applied the
-pipeline), through a project-scoped token the platform mints for each stage.
+pipeline that already has an active run (in the store: another process's too) is coalesced
+into that run (counted on its stored record), never run twice. A trigger's state is saved
+only after the run it fired was created, so a crash in between fires it again (and the
+second firing is coalesced) rather than losing it. Stages act as the run's requester (a
+trigger's runs as whoever applied the pipeline), through a project-scoped token the
+platform mints for each stage.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from mlray._private.types import Name, Project
 from mlray._private.validation import boundary
-from mlray.errors import InvalidInput, MlrayError
+from mlray.errors import Conflict, InvalidInput, MlrayError
 from mlray.identity import Caller, Role
 from mlray.pipelines.cache import StageCache, code_versions
 from mlray.pipelines.code_policy import CodePolicy
@@ -222,12 +225,23 @@ class PipelineService:
         spec, _ = self._spec(project, name)
         self.code.check([spec])  # revoked since it was applied? it does not run
         values = spec.run_params(params)
-        for run in self._active.values():
-            if run.project == project and run.pipeline == name:
-                run.coalesced += 1
-                run.message = f"coalesced a {trigger} trigger"
-                self.book.save(run)
-                return RunStart(run=run, coalesced=True)
+        for attempt in range(3):
+            active = self.book.active(project, name)  # the store's, not just this process's
+            if not active:
+                break
+            run = active[0]
+            run.coalesced += 1
+            run.message = f"coalesced a {trigger} trigger"
+            try:
+                self.book.save(run)  # counted in the store: a restarted actor still knows
+            except Conflict:  # its driver wrote it meanwhile: count on what it wrote
+                if attempt == 2:
+                    raise
+                continue
+            key = RunBook.key(project, run.run_id)
+            if key in self._active:
+                self._active[key] = run
+            return RunStart(run=run, coalesced=True)
         run = PipelineRun(
             run_id=new_run_id(), project=project, pipeline=name, spec=spec, params=values,
             trigger=trigger, created_by=requester.user,
@@ -285,8 +299,8 @@ class PipelineService:
         """Run a failed or cancelled run's unfinished stages again, keeping the others."""
         caller.require(project, Role.editor)
         run = self._owned(project, run_id)
-        for other in self._active.values():
-            if other.project == project and other.pipeline == run.pipeline:
+        for other in self.book.active(project, run.pipeline):
+            if other.run_id != run.run_id:
                 raise InvalidInput(f"pipeline {run.pipeline!r} has an active run "
                                    f"{other.run_id}; cancel it or wait", field="run")
         self.code.check([run.spec])
@@ -362,9 +376,10 @@ class PipelineService:
                 state = self._store.get(TRIGGERS, key)
                 fires, new_state = due(trigger, state.data if state else None, self._clock(),
                                        feedback=lambda p=project: self._feedback(p))
-                self._store.apply([Put(collection=TRIGGERS, key=key, data=new_state)])
-                if fires:
+                if fires:  # the run first: a crash before the state is saved fires again
                     started.append(self._fire(project, name, doc.data, trigger.type))
+                if state is None or new_state != state.data:
+                    self._store.apply([Put(collection=TRIGGERS, key=key, data=new_state)])
         return [s for s in started if s]
 
     def _feedback(self, project: str) -> int:

@@ -41,6 +41,9 @@ class StageTask(BaseModel):
     credential: str | None = Field(None, description="A project-scoped token of the run's "
                                                      "requester, for stages that call mlray.")
     namespace: str | None = None
+    since: float | None = Field(None, description="When this run first started the stage: "
+                                                  "an experiment or rollout it finds started "
+                                                  "since then is its own (resume adopts it).")
 
 
 class StageContext:

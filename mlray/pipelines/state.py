@@ -76,6 +76,9 @@ class StageRun(BaseModel):
     state: StageState = StageState.PENDING
     attempt: int = Field(0, description="Tries started so far.")
     started_at: float | None = None
+    first_started_at: float | None = Field(
+        None, description="When this run first started the stage (kept by resume): what "
+                          "the stage started in the world since then is this run's.")
     finished_at: float | None = None
     not_before: float | None = Field(None, description="Retry backoff: not before this.")
     deadline: float | None = Field(None, description="Approval timeout.")

@@ -13,6 +13,7 @@ from typing import Any
 
 from mlray.pipelines.cron import CronSchedule
 from mlray.pipelines.definitions import NewData, NewFeedback, Schedule
+from mlray.pipelines.paths import local_path
 
 __all__ = ["Due", "due", "feedback_rows", "partitions"]
 
@@ -21,8 +22,10 @@ Due = tuple[bool, dict[str, Any]]
 
 def partitions(path: str) -> set[str]:
     """The names of the files and directories right below ``path`` (a local path or any
-    ``pyarrow.fs`` URI); none when it does not exist."""
+    ``pyarrow.fs`` URI, a leading ``~`` expanded); none when it does not exist."""
     import pyarrow.fs as pafs
+
+    path = local_path(path)
 
     fs, root = pafs.FileSystem.from_uri(path) if "://" in path else (
         pafs.LocalFileSystem(), path)

@@ -27,10 +27,9 @@ def is_loopback(host: str) -> bool:
 
 
 def start_serving(config: PlatformConfig, host: str = "127.0.0.1") -> str:
-    """Start Serve on ``config.serve_port`` (if it is not running) and deploy the ingress.
-
-    The control-plane actors must be up (the ingress reads the ``registry`` and syncs
-    with ``breakers``). Redeploying is idempotent. Returns the ingress's base URL.
+    """Start every control-plane actor (idempotent), Serve on ``config.serve_port`` (if it
+    is not running), and deploy the ingress. Redeploying is idempotent. Returns the
+    ingress's base URL.
 
     Raises:
         ConfigError: ``auth`` is ``none`` and ``host`` is not loopback (anyone who can
@@ -53,6 +52,11 @@ def start_serving(config: PlatformConfig, host: str = "127.0.0.1") -> str:
         raise ConfigError(f"serve_port {config.serve_port} is in use by another process "
                           "(set MLRAY_SERVE_PORT to a free port)", field="serve_port")
     serving = load_serving_config(config.serving_config)
+    # The ingress reads the registry and syncs with breakers, features, deployments and the
+    # monitor; alerts evaluate what the monitor gathers.
+    from actors import start_actors
+
+    start_actors(config)
     cap = serving.ingress.proxy_timeout_s
     serve.start(http_options={"host": host, "port": config.serve_port,
                               "request_timeout_s": cap or None})

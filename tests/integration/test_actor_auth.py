@@ -19,7 +19,9 @@ def keyed(mlray_env: PlatformConfig) -> PlatformConfig:
 
 
 def _invoke(config: PlatformConfig, actor: str, method: str, *args: object) -> object:
-    handle = ray.get_actor(actor, namespace=config.namespace)
+    from actors import start_actors
+
+    handle = start_actors(config, (actor,))[actor]  # found, or started (on first use)
     try:
         return ray.get(handle.invoke.remote(method, *args), timeout=60)
     except ray.exceptions.RayTaskError as exc:

@@ -152,5 +152,9 @@ def test_actors_are_named_detached_and_reused(client: mlray.Client,
     again = mlray.connect(config=mlray_env)
     again.registry.create_model("shared")
     assert client.registry.get_model("shared").name == "shared"
-    for name in ("registry", "experiments"):
+    for name in ("registry", "keys"):  # what a client starts at once
         assert ray.get_actor(name, namespace=mlray_env.namespace) is not None
+    with pytest.raises(ValueError):  # the others when first used
+        ray.get_actor("quotas", namespace=mlray_env.namespace)
+    again.quotas.show()
+    assert ray.get_actor("quotas", namespace=mlray_env.namespace) is not None
