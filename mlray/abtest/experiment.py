@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from mlray._private.types import Name
+from mlray.abtest.analysis import CupedSummary, MetricResult, SecondaryMetric, parse_secondary
 from mlray.abtest.arms import Alpha, ComparisonResult, MetricKind
 from mlray.abtest.decision import Decision, Guardrail
 from mlray.abtest.power import SampleSize
@@ -151,6 +152,27 @@ class ExperimentSpec(BaseModel):
     epsilon: float = Field(0.1, ge=0, le=1, description="Epsilon-greedy's exploration share.")
     control: int | None = Field(None, description="The control arm's version (default: the "
                                                   "first arm; stored, so order never matters).")
+    secondary: list[SecondaryMetric] = Field(
+        default_factory=list, max_length=20,
+        description="Metrics reported beside the primary (``name`` or ``name:lower``), "
+                    "their p-values corrected with the primary's; they never decide, a "
+                    "significantly worse one is a warning.")
+    correction: Literal["holm", "bh"] = Field(
+        "holm", description="Multiplicity correction over all metrics: Holm (family-wise "
+                            "error) or Benjamini-Hochberg (false discovery rate).")
+    cuped: bool = Field(False, description="Adjust the primary with each unit's (routing "
+                                           "key's) pre-period outcome; fixed horizon only.")
+
+    @field_validator("secondary", mode="before")
+    @classmethod
+    def _parse_secondary(cls, value: object) -> object:
+        if isinstance(value, str) or (isinstance(value, list)
+                                      and all(isinstance(v, str) for v in value)):
+            try:
+                return parse_secondary(value)  # type: ignore[arg-type]
+            except InvalidInput as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("arms")
     @classmethod
@@ -185,6 +207,17 @@ class ExperimentSpec(BaseModel):
         if self.kind == "binary" and self.baseline is not None \
                 and not 0 < self.baseline < 1:
             raise ValueError(f"baseline: a rate in (0, 1), got {self.baseline}")
+        return self
+
+    @model_validator(mode="after")
+    def _analysis(self) -> ExperimentSpec:
+        if any(m.name == self.metric for m in self.secondary):
+            raise ValueError(f"secondary: {self.metric} is the primary metric")
+        if self.bandit is not None and (self.secondary or self.cuped):
+            raise ValueError("secondary, cuped: a bandit runs no test to correct or adjust")
+        if self.cuped and self.sequential:
+            raise ValueError("cuped: CUPED is analysed at a fixed horizon only; drop "
+                             "--sequential or --cuped")
         return self
 
     @property
@@ -237,6 +270,12 @@ class Evaluation(BaseModel):
     guardrails: list[Guardrail] = Field(default_factory=list)
     decision: Decision | None = None
     weights: dict[str, float] | None = Field(None, description="A bandit's new shares.")
+    metrics: list[MetricResult] = Field(
+        default_factory=list, description="With secondary metrics or CUPED: every metric's "
+                                          "test and corrected p-value, the primary first.")
+    cuped: CupedSummary | None = Field(None, description="What CUPED did to the primary.")
+    warnings: list[str] = Field(default_factory=list,
+                                description="Secondaries significantly worse.")
 
 
 class Experiment(BaseModel):

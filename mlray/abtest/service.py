@@ -19,6 +19,13 @@ from collections.abc import Callable
 
 from mlray._private.types import Name, Project
 from mlray._private.validation import boundary
+from mlray.abtest.analysis import (
+    CupedSummary,
+    MetricResult,
+    compare_values,
+    cuped_primary,
+    metric_results,
+)
 from mlray.abtest.arms import BinaryArm, ComparisonResult, ContinuousArm
 from mlray.abtest.bandits import BanditState, EpsilonGreedy, ThompsonSampling
 from mlray.abtest.decision import Decision, Guardrail, decide
@@ -35,6 +42,7 @@ from mlray.abtest.power import SampleSize, sample_size_binary, sample_size_conti
 from mlray.abtest.sequential import SequentialTest
 from mlray.abtest.srm import sample_ratio_mismatch
 from mlray.abtest.stats import two_proportion_test, welch_test
+from mlray.abtest.units import labelled_requests, metric_values, unit_means
 from mlray.errors import (
     AlreadyExists,
     Conflict,
@@ -238,6 +246,46 @@ class AbTestService:
                   else EpsilonGreedy(state, epsilon=spec.epsilon))
         return bandit.weights()
 
+    def _analyse(self, exp: Experiment, result: ComparisonResult, now: float
+                 ) -> tuple[dict[str, ComparisonResult], list[MetricResult],
+                            CupedSummary | None, list[str]]:
+        """Metric -> result (the primary CUPED-adjusted when asked, the secondaries from
+        the per-request rows), each metric's corrected p-value, CUPED's summary and the
+        warnings; only the primary's ``result`` without secondaries or CUPED."""
+        spec = exp.spec
+        results = {spec.metric: result}
+        if not (spec.secondary or spec.cuped) or not self._offline_uri:
+            return results, [], None, []
+        pair = (spec.control_version, spec.treatments[0])
+        rows = labelled_requests(self._offline_uri, exp.project, spec.model, exp.created_at,
+                                 versions=list(pair))
+        arms = [rows.of(v) for v in pair]
+        for m in spec.secondary:
+            values = []
+            for arm in arms:
+                keep, y = metric_values(m.name, arm.score, arm.label)
+                values.append(y[keep])
+            results[m.name] = compare_values(values[0], values[1], alpha=spec.alpha)
+        cuped = None
+        if spec.cuped:
+            pre = labelled_requests(self._offline_uri, exp.project, spec.model,
+                                    exp.created_at - max(now - exp.created_at, 0.0),
+                                    until=exp.created_at)
+            keep, x = metric_values(spec.metric, pre.score, pre.label)
+            per_unit = []
+            for arm in arms:
+                mask, y = metric_values(spec.metric, arm.score, arm.label)
+                per_unit.append(unit_means(arm.unit[mask], y[mask]))
+            adjusted = cuped_primary(per_unit[0], per_unit[1],
+                                     unit_means(pre.unit[keep], x[keep]), alpha=spec.alpha)
+            if adjusted is not None:
+                results[spec.metric], cuped = adjusted
+        directions = {spec.metric: spec.higher_is_better,
+                      **{m.name: m.higher_is_better for m in spec.secondary}}
+        metrics, warnings = metric_results(results, spec.metric, directions,
+                                           spec.correction, spec.alpha)
+        return results, metrics, cuped, warnings
+
     def _look(self, exp: Experiment) -> Evaluation:
         spec, now = exp.spec, self._clock()
         totals = (arm_totals(self._offline_uri, exp.project, spec.model, list(spec.arms),
@@ -245,14 +293,19 @@ class AbTestService:
                   else {v: ArmTotals() for v in spec.arms})
         guardrails = self._guardrails(exp, totals, now)
         result = self._test(exp, totals)
+        results, metrics, cuped, warnings = self._analyse(exp, result, now)
         names = {v: arm_name(v) for v in spec.arms}
         look = Evaluation(at=now, totals={names[v]: t for v, t in totals.items()},
-                          result=result, guardrails=guardrails)
+                          result=results[spec.metric], guardrails=guardrails,
+                          metrics=metrics, cuped=cuped, warnings=warnings)
         design = "sequential" if spec.sequential else "fixed"
+        # a sequential primary is read at every look; the secondaries' fixed-horizon
+        # p-values are not, so they are reported but kept out of its verdict
+        deciding = ({spec.metric: results[spec.metric]} if spec.sequential else results)
         common = {"design": design, "alpha": spec.alpha, "control": names[spec.control_version],
-                  "treatment": names[spec.treatments[0]], "results": {spec.metric: result},
+                  "treatment": names[spec.treatments[0]], "results": deciding,
                   "primary": spec.metric, "higher_is_better": spec.higher_is_better,
-                  "guardrails": guardrails}
+                  "correction": spec.correction, "guardrails": guardrails}
         if spec.bandit is not None:
             look.weights = self._bandit_weights(spec, totals)
             if any(g.breached for g in guardrails):

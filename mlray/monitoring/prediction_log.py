@@ -61,13 +61,17 @@ class PredictionLog:
         self.logged = 0
 
     def add(self, request_id: str, model: str, version: int,
-            inputs: Mapping[str, np.ndarray], outputs: np.ndarray, latency_ms: float) -> bool:
-        """Buffer one answered request (all its rows) if it is sampled; True if kept."""
+            inputs: Mapping[str, np.ndarray], outputs: np.ndarray, latency_ms: float,
+            routing_key: str | None = None) -> bool:
+        """Buffer one answered request (all its rows) if it is sampled; True if kept.
+
+        ``routing_key`` (the sticky key, when the caller sent one) names the unit an A/B
+        analysis groups requests by (CUPED's pre-period covariate)."""
         safe_name(model, field="model")
         if self.sample < 1.0 and self._rng() >= self.sample:
             return False
         entry = {"request_id": request_id, "ts": self._clock(), "latency_ms": latency_ms,
-                 "inputs": inputs, "outputs": outputs}
+                 "inputs": inputs, "outputs": outputs, "routing_key": routing_key}
         with self._lock:
             self._buffer.setdefault((model, version), []).append(entry)
         return True
@@ -101,8 +105,9 @@ class PredictionLog:
 
 
 def _table(entries: list[dict[str, Any]]) -> pa.Table:
-    """One row per predicted row: request id, row index, time, latency, output, inputs
-    (model and version are the partition keys of the file's directory)."""
+    """One row per predicted row: request id, row index, time, latency, output, routing
+    key (null without one), inputs (model and version are the partition keys of the file's
+    directory)."""
     lengths = [len(e["outputs"]) for e in entries]
     columns: dict[str, Any] = {
         "request_id": np.repeat([e["request_id"] for e in entries], lengths),
@@ -111,6 +116,8 @@ def _table(entries: list[dict[str, Any]]) -> pa.Table:
                        pa.timestamp("us", tz="UTC")),
         "latency_ms": np.repeat([e["latency_ms"] for e in entries], lengths),
         "prediction": np.concatenate([np.asarray(e["outputs"]) for e in entries]),
+        "routing_key": pa.array([e.get("routing_key") for e in entries
+                                 for _ in range(len(e["outputs"]))], pa.string()),
     }
     names = list(entries[0]["inputs"])
     for name in names:

@@ -364,7 +364,8 @@ class Ingress:
         self.metrics.request(model, version.version, None, seconds)
         if self._model_settings(model).monitor:
             self.sync.log.add(request_id, model, version.version, columns, out,
-                              seconds * 1e3)
+                              seconds * 1e3,
+                              routing_key=request.headers.get(ROUTING_HEADER) or routing_key)
             self.sync.sketches.add(model, version.version, columns, out)
         return version, out
 
