@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mlray.abtest.experiment import ExperimentSpec, ModelMetric
 from mlray.alerts.actions import pipeline_action
 from mlray.alerts.rules import load_rules, parse_rules
 from mlray.alerts.service import AlertsService
@@ -41,6 +42,19 @@ def test_retrain_fraud_loads_in_order_and_every_kind_has_code() -> None:
     params = spec.run_params({})  # an alert trigger starts it with the defaults alone
     assert params["model"] == "fraud"
     assert spec.stage_params(spec.stage("canary"), params)["strategy"] == "shadow"
+
+
+def test_the_ab_stage_tests_the_models_answers_not_the_label() -> None:
+    """Whether a transaction is fraud does not depend on the version that answered: the
+    A/B stage compares how often each version is right, a spec the service accepts."""
+    [spec] = load_pipelines(RETRAIN)
+    params = spec.stage_params(spec.stage("abtest"), spec.run_params({}))
+    assert params["metric"] in ModelMetric.__members__
+    experiment = ExperimentSpec(model=params["model"], arms={1: 50, 2: 50},
+                                min_effect=params["min_effect"], metric=params["metric"],
+                                sequential=params["sequential"],
+                                max_samples=params["max_samples"])
+    assert experiment.kind == "binary" and experiment.sequential
 
 
 def test_the_shipped_drift_rule_has_an_action_and_the_pipeline_listens_to_it() -> None:
