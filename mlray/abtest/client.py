@@ -28,8 +28,9 @@ class AbTestsClient:
         """Split ``model``'s traffic between ``arms`` (``{1: 50, 2: 50}`` or
         ``"v1=50,v2=50"``, the control first) and start the experiment; the other fields
         are :class:`ExperimentSpec`'s (``metric``, ``kind``, ``alpha``, ``power``,
-        ``sequential``, ``baseline``, ``sd``, ``bandit``...). ``guardrails`` are
-        ``"error_ratio<=0.05"`` strings."""
+        ``sequential``, ``baseline``, ``sd``, ``bandit``, ``secondary`` (``"correct,
+        loss_amount:lower"``), ``correction`` (``holm`` or ``bh``), ``cuped``...).
+        ``guardrails`` are ``"error_ratio<=0.05"`` strings."""
         spec = ExperimentSpec(
             model=model, arms=parse_arms(arms) if isinstance(arms, str) else dict(arms),
             min_effect=min_effect, guardrails=[parse_guardrail(g) for g in guardrails or []],

@@ -50,6 +50,7 @@ def _show(exp: Experiment, as_json: bool) -> None:
                     else f"p-value {_fmt(r.p_value)}")
         typer.echo(f"effect {r.diff:+.4g}{ci} ({int((1 - r.alpha) * 100)}% interval){lift}; "
                    f"{evidence} ({r.method})")
+    _show_metrics(exp)
     if look.srm is not None:
         typer.echo(f"SRM: p {_fmt(look.srm.p_value)}"
                    f"{' - MISMATCH' if look.srm.flagged else ' - ok'}")
@@ -59,6 +60,34 @@ def _show(exp: Experiment, as_json: bool) -> None:
         typer.echo(f"decision: {look.decision.outcome} - {look.decision.reason}")
     if exp.outcome:
         typer.echo(exp.outcome)
+
+
+def _show_metrics(exp: Experiment) -> None:
+    """Each metric's effect, interval, p-value and corrected p-value; CUPED; warnings."""
+    look = exp.last
+    if look is None:
+        return
+    if look.cuped is not None:
+        c, raw = look.cuped, look.cuped.unadjusted
+        ci = f" [{_fmt(raw.diff_ci.low)}, {_fmt(raw.diff_ci.high)}]" if raw.diff_ci else ""
+        typer.echo(f"CUPED (fixed horizon, {c.units} units, {c.with_pre} with a pre-period): "
+                   f"variance reduced {c.reduction:.1%} (theta {_fmt(c.theta)}); "
+                   f"unadjusted effect {raw.diff:+.4g}{ci}, p-value {_fmt(raw.p_value)}")
+    elif exp.spec.cuped and exp.status == "running":
+        typer.echo("CUPED: waiting for two units per arm")
+    if look.metrics:
+        rows = [[m.metric + (" (primary)" if m.primary else ""),
+                 "higher" if m.higher_is_better else "lower", f"{m.result.diff:+.4g}",
+                 (f"[{_fmt(m.result.diff_ci.low)}, {_fmt(m.result.diff_ci.high)}]"
+                  if m.result.diff_ci else ""), _fmt(m.result.p_value), _fmt(m.adjusted_p),
+                 "WORSE" if m.worse else ("yes" if m.significant else "no")]
+                for m in look.metrics]
+        emit(look.metrics, False, ("metric", "better", "effect", "interval", "p-value",
+                                   f"{exp.spec.correction} p", "significant"), rows,
+             title=f"metrics ({exp.spec.correction}-corrected over {len(rows)})",
+             whole=("metric",))
+    for warning in look.warnings:
+        typer.echo(f"WARNING: {warning}")
 
 
 @app.command()
@@ -89,6 +118,15 @@ def start(model: str,
                                                    "accuracy>=0.8 (repeatable)."),
           bandit: str = typer.Option(None, "--bandit", help="thompson or epsilon."),
           epsilon: float = typer.Option(0.1, "--epsilon"),
+          secondary: str = typer.Option(None, "--secondary",
+                                        help="Metrics reported beside the primary, comma-"
+                                             "separated (name:lower for a cost): "
+                                             "conversion,correct."),
+          correction: str = typer.Option("holm", "--correction",
+                                         help="holm or bh, over all metrics."),
+          cuped: bool = typer.Option(False, "--cuped",
+                                     help="Adjust the primary with each routing key's "
+                                          "pre-period outcome (fixed horizon)."),
           project: str = ProjectOpt, as_json: bool = JsonOpt) -> None:
     """Split MODEL's traffic between the arms (sticky by routing key) and start the test;
     prints the sample size needed per arm."""
@@ -97,7 +135,7 @@ def start(model: str,
         model, arms, min_effect=min_effect, guardrails=guardrail, metric=metric, kind=kind,
         alpha=alpha, power=power, sequential=sequential, baseline=baseline, sd=sd,
         higher_is_better=not lower_is_better, max_samples=max_samples, bandit=bandit,
-        epsilon=epsilon)
+        epsilon=epsilon, secondary=secondary or [], correction=correction, cuped=cuped)
     if as_json:
         emit(exp, True)
         return
@@ -113,7 +151,8 @@ def start(model: str,
 
 @app.command()
 def status(model: str, project: str = ProjectOpt, as_json: bool = JsonOpt) -> None:
-    """Arms, counts, effect, interval, p-value or e-value, SRM and the decision."""
+    """Arms, counts, effect, interval, p-value or e-value, every metric's corrected
+    p-value, CUPED's variance reduction, warnings, SRM and the decision."""
     _use_project(project)
     _show(state.client().abtests.status(model), as_json)
 
