@@ -7,7 +7,10 @@ feedback logs, checks SRM and the guardrails, runs the fixed-horizon or sequenti
 and asks :func:`~mlray.abtest.decision.decide`. A verdict ends the experiment: the winner
 is promoted (all traffic, then stage Production) or traffic goes back to the control,
 and the audit log records the statistics. A bandit instead rewrites the traffic weights
-from the feedback at each look. No Ray here: the actor passes the live-stats port.
+from the feedback at each look. Secondary metrics (reported, corrected with the primary
+by Holm or BH, a warning when significantly worse) and CUPED on the primary come from
+:mod:`mlray.abtest.analysis` over the per-unit rows of :mod:`mlray.abtest.units`. No Ray
+here: the actor passes the live-stats port.
 """
 
 from __future__ import annotations
