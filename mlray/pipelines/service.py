@@ -106,7 +106,7 @@ class PipelineService:
         self.code = CodePolicy(store)
         self.book = RunBook(store)
         self.engine = RunEngine(self.book, StageCache(store, artifacts), executor,
-                                artifact_uri=artifacts.root_uri, credential=self._credential,
+                                artifact_uri=artifacts.address, credential=self._credential,
                                 namespace=namespace, clock=clock)
         self._active: dict[str, PipelineRun] = {
             RunBook.key(r.project, r.run_id): r for r in self.book.active()}

@@ -82,6 +82,11 @@ class ArtifactStore:
             raise BackendUnavailable(f"cannot open artifact root {root_uri!r}: {exc}") from exc
         self._scheme = "file" if isinstance(self._fs, pafs.LocalFileSystem) else self._fs.type_name
         self.root_uri = self._to_uri(self._root)
+        _, has_query, query = root_uri.partition("?")
+        #: What another process opens to reach this store: ``root_uri`` with the options
+        #: it was opened with (an S3 ``endpoint_override``...); they never name an artifact.
+        self.address = (f"{self.root_uri}?{query}" if has_query and self._scheme != "file"
+                        else self.root_uri)
 
     def _to_uri(self, path: str) -> str:
         return f"file://{path}" if self._scheme == "file" else f"{self._scheme}://{path}"

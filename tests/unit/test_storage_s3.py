@@ -81,3 +81,34 @@ def test_prediction_log_and_feedback_on_s3(s3_uri: str) -> None:
     report = live_performance(s3_uri, "default", "fraud", 3, task="classification", now=now + 1)
     assert (report.predictions, report.labelled, report.unknown_feedback) == (2, 2, 0)
     assert report.metrics["accuracy"] == pytest.approx(1.0)
+
+
+def test_a_pipeline_stage_reaches_artifacts_on_s3(s3_uri: str, tmp_path: Path) -> None:
+    """A stage opens the run's artifact store itself: with the endpoint the store was
+    opened with (``address``), not its bare root (which would ask AWS for the bucket)."""
+    from mlray.pipelines.definitions import PipelineSpec
+    from mlray.pipelines.executors import ThreadExecutor
+    from mlray.pipelines.service import PipelineService
+    from mlray.pipelines.state import RunState
+    from tests.conftest import wait_for
+
+    artifacts = ArtifactStore(s3_uri)
+    assert artifacts.address.startswith(artifacts.root_uri + "?endpoint_override=")
+    assert ArtifactStore(artifacts.address).address == artifacts.address
+    executor = ThreadExecutor()
+    service = PipelineService(open_state_store(f"sqlite:///{tmp_path / 's.db'}"), artifacts,
+                              executor)
+    admin = Caller.local_admin("alice")
+    service.allow_code(admin, "p", allow=["tests.pipeline_stages"])
+    service.apply(admin, "p", [PipelineSpec.model_validate({"name": "one", "stages": [
+        {"name": "emit", "kind": "tests.pipeline_stages:emit", "params": {"value": 4}}]})])
+    run_id = service.run(admin, "p", "one").run.run_id
+    try:
+        wait_for(lambda: (service.tick(), not service.get_run(admin, "p", run_id).active)[1],
+                 timeout=60)
+    finally:
+        executor.shutdown()
+    done = service.get_run(admin, "p", run_id)
+    assert done.state is RunState.SUCCEEDED, done.message
+    assert done.stages["emit"].output is not None
+    assert done.stages["emit"].output.uri.startswith("s3://")
