@@ -352,7 +352,8 @@ class AbTestService:
                                        "outcome": exp.outcome, "winner": exp.winner,
                                        "reason": decision.reason,
                                        **_dumped(exp.last, ("result", "srm", "guardrails",
-                                                            "decision", "totals"))}))
+                                                            "decision", "totals", "metrics",
+                                                            "cuped", "warnings"))}))
 
     def _evaluate(self, exp: Experiment) -> Experiment:
         look = self._look(exp)

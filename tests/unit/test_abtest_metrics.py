@@ -141,7 +141,7 @@ def test_secondary_metrics_get_adjusted_p_values_equal_to_statsmodels(
 
 
 def test_a_significantly_worse_secondary_is_a_warning_not_the_verdict(
-        service: AbTestService, tmp_path: Path, clock: Clock) -> None:
+        service: AbTestService, store: StateStore, tmp_path: Path, clock: Clock) -> None:
     service.start(ADMIN, P, spec(secondary=["correct"]))
     two_arms(tmp_path)
     clock.now = T0 + 60
@@ -154,6 +154,9 @@ def test_a_significantly_worse_secondary_is_a_warning_not_the_verdict(
     # the primary (conversion up from 10% to 25%) decides: v2 wins despite the warning
     assert exp.last.decision.outcome == "winner"  # type: ignore[union-attr]
     assert exp.status == "promoted" and exp.winner == 2
+    [entry] = [e for e in store.audit_log(limit=100) if e.action == "abtest.promote"]
+    assert [m["metric"] for m in entry.after["metrics"]] == ["conversion", "correct"]
+    assert entry.after["warnings"] == exp.last.warnings  # type: ignore[union-attr]
 
 
 def test_cuped_narrows_the_interval_with_a_correlated_pre_period(
