@@ -176,7 +176,10 @@ def follow(client: mlray.Client, console: Console, url: str, model: str,
                                f"{timeout_s:g}s")
         if run.stages["abtest"].state == "RUNNING":
             exp = _experiment(client, model)
-            if exp is not None and not planned:
+            if exp is None:  # the stage has not started it yet: traffic would not count
+                time.sleep(1.0)
+                continue
+            if not planned:
                 planned = True
                 console.print(_plan(exp))
             rounds += 1
