@@ -2,6 +2,7 @@
 the first run of a small pipeline.
 
     python bench/pipelines.py [--stages 20] [--repeats 3] [--rows 400000]
+    python bench/pipelines.py --retrain [--transactions 20000]
 
 Per-stage overhead: a chain of ``--stages`` no-op stages (cache off, 1 CPU each, run by
 the ``pipelines`` actor as Ray tasks) from the run's creation to its end as the run
@@ -11,6 +12,14 @@ difference under 200 ms. Cached re-run: data -> fit -> evaluate (``--rows`` rows
 bootstrap least-squares fit), first run against the same pipeline run again (every stage
 CACHED), each as the client waits for it (wall) and as the run record times it. Target:
 at least 10x. Medians over ``--repeats``. Not asserted anywhere.
+
+``--retrain`` measures instead the offline part of the retraining pipeline itself
+(``configs/pipelines/retrain-fraud.yaml``: quality -> training_set -> train -> evaluate ->
+gates; canary, abtest and conclude need live traffic) on the data ``make demo`` prepares
+(``--transactions`` rows, a Production version to compare against), first run against an
+identical re-run, with each stage's time and state (bench/_retrain.py). Target: at least
+10x. One pair of runs (a first run trains a model); Ray's output goes to
+``<home>/bench-ray.log``.
 """
 
 from __future__ import annotations
@@ -84,12 +93,22 @@ def main() -> None:
     parser.add_argument("--stages", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", type=int, default=400_000)
+    parser.add_argument("--retrain", action="store_true",
+                        help="measure the offline stages of retrain-fraud instead")
+    parser.add_argument("--transactions", type=int, default=20_000,
+                        help="generated transactions for --retrain")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="mlray-bench-pipelines-"))
     config = load_config(env={"MLRAY_HOME": str(home)})
     ensure_ray("local", config.namespace, config.local_num_cpus)
     start_actors(config, timeout_s=900)  # a loaded machine starts the actors slowly
     client = mlray.connect("local", config=config)  # Ray is up: joins it and the actors
+    if args.retrain:
+        import _retrain
+
+        console.print(f"home {home}; load {os.getloadavg()[0]:.1f}")
+        _retrain.bench(client, args.transactions, console, home / "bench-ray.log")
+        return
 
     client.pipelines.allow_code(allow=[S.rstrip(":")])  # stage code runs only if allowed
     bare = statistics.median(bare_task_s(args.stages) for _ in range(args.repeats))
