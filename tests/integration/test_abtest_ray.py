@@ -3,6 +3,7 @@ routing key over HTTP, feedback over HTTP, the ``abtests`` actor decides and pro
 
 from __future__ import annotations
 
+from mlray.abtest.units import labelled_requests
 from tests.conftest import wait_for
 from tests.integration.platform import Platform
 
@@ -12,7 +13,8 @@ def test_an_abtest_splits_by_routing_key_and_promotes_the_winner(platform: Platf
     model = platform.model(versions=2)
     platform.deploy(model, 1)
     exp = client.abtests.start(model, "v1=50,v2=50", min_effect=0.4, baseline=0.2,
-                               guardrails=["error_ratio<=0.5"])
+                               guardrails=["error_ratio<=0.5"], secondary="correct",
+                               cuped=True)
     assert exp.sample_size is not None and exp.sample_size.control <= 25
     assert client.registry.get_traffic(model).weights == {1: 50.0, 2: 50.0}
     platform.wait_served(model, {1, 2}, timeout=180)
@@ -45,6 +47,15 @@ def test_an_abtest_splits_by_routing_key_and_promotes_the_winner(platform: Platf
     # concluded at the first look past the planned size: the logs flush in batches
     assert totals["v1"].requests + totals["v2"].requests <= 81  # 80 and the sticky re-ask
     assert min(totals["v1"].labelled, totals["v2"].labelled) >= exp.sample_size.control
+    # the secondary is reported with its Holm-corrected p-value; CUPED analysed the
+    # primary per routing key (the ingress logs it: one unit per user here; its scan of
+    # the logs comes a moment after the totals', so a batch may land in between)
+    assert [m.metric for m in done.last.metrics] == ["conversion", "correct"]  # type: ignore[union-attr]
+    cuped = done.last.cuped  # type: ignore[union-attr]
+    assert cuped is not None and cuped.with_pre == 0
+    assert totals["v1"].labelled + totals["v2"].labelled <= cuped.units <= 80
+    rows = labelled_requests(platform.config.offline_uri, platform.project, model, 0.0)
+    assert rows.unit.size and set(rows.unit.tolist()) <= {f"user-{i}" for i in range(80)}
     assert client.registry.get_traffic(model).weights == {2: 100.0}
     assert client.registry.get_version(model, 2).stage == "Production"
     entries = [e for e in client.registry.audit_log(limit=1000)
