@@ -166,17 +166,17 @@ class RunEngine:
         if stage.first_started_at is None:
             stage.first_started_at = now
         self.book.save(run)  # stored RUNNING before the task exists
-        task = self._task(run, stage, target, params, inputs)
+        task = self._task(run, stage, target, params, inputs, version)
         self._handles[(run.run_id, stage.name)] = self.executor.submit(
             task, spec.num_cpus, spec.num_gpus)
 
     def _task(self, run: PipelineRun, stage: StageRun, target: str, params: dict[str, Any],
-              inputs: dict[str, ArtifactRef]) -> StageTask:
+              inputs: dict[str, ArtifactRef], version: str = "") -> StageTask:
         return StageTask(project=run.project, pipeline=run.pipeline, run_id=run.run_id,
                          stage=stage.name, target=target, params=params, run_params=run.params,
                          inputs=inputs, artifact_uri=self.artifact_uri,
                          credential=self.credential(run), namespace=self.namespace,
-                         since=stage.first_started_at)
+                         since=stage.first_started_at, code_version=version)
 
     def _undo(self, run: PipelineRun, stage: StageRun) -> None:
         """Start the task that stops what a cancelled stage started in the world (an

@@ -3,8 +3,10 @@
 An executor starts a stage and later answers whether it finished; it never blocks the
 engine. Each Ray task asks for the stage's CPUs and GPUs and is named
 ``<pipeline>.<stage> (<run>)``, so the dashboard shows every stage under its pipeline,
-and runs in a worker process of its own (``max_calls=1``): a stage never sees modules a
-previous stage imported, so edited stage code is the code that runs.
+and runs in a worker of its code's version: the task's runtime environment names that
+version, and Ray reuses a worker only for tasks of the same environment, so a stage never
+runs in a process that imported an older copy of its code (edited code is the code that
+runs, and the cache key is true) while stages of unchanged code share warm workers.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from mlray.pipelines.definitions import PipelineSpec
 from mlray.pipelines.stage import StageTask, run_stage
 from mlray.storage.artifacts import ArtifactRef
 
-__all__ = ["Executor", "Outcome", "RayExecutor", "ThreadExecutor"]
+__all__ = ["CODE_VERSION_VAR", "Executor", "Outcome", "RayExecutor", "ThreadExecutor"]
+
+#: The environment variable that keys a stage's worker to its code's version.
+CODE_VERSION_VAR = "MLRAY_STAGE_CODE"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,13 +91,14 @@ class RayExecutor:
 
         from mlray.pipelines.cache import code_versions
 
-        self._remote = ray.remote(max_retries=0, max_calls=1)(run_stage)
+        self._remote = ray.remote(max_retries=0)(run_stage)
         self._versions = ray.remote(num_cpus=0, max_retries=0)(code_versions)
 
     def submit(self, task: StageTask, num_cpus: float, num_gpus: float) -> Any:
         name = f"{task.pipeline}.{task.stage} ({task.run_id})"
-        return self._remote.options(num_cpus=num_cpus, num_gpus=num_gpus,
-                                    name=name).remote(task)
+        env = {"env_vars": {CODE_VERSION_VAR: task.code_version}} if task.code_version else None
+        return self._remote.options(num_cpus=num_cpus, num_gpus=num_gpus, name=name,
+                                    runtime_env=env).remote(task)
 
     def poll(self, handle: Any) -> Outcome | None:
         import ray

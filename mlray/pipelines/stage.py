@@ -41,6 +41,8 @@ class StageTask(BaseModel):
     credential: str | None = Field(None, description="A project-scoped token of the run's "
                                                      "requester, for stages that call mlray.")
     namespace: str | None = None
+    code_version: str = Field("", description="The version of ``target``'s code the cache key "
+                                              "was made with (its worker runs that code).")
     since: float | None = Field(None, description="When this run first started the stage: "
                                                   "an experiment or rollout it finds started "
                                                   "since then is its own (resume adopts it).")
