@@ -91,7 +91,7 @@ def test_cancel_undoes_what_the_stage_started_and_resume_tells_it_its_first_star
     first = clock.t
     clock.t += 100
     service.cancel(EDITOR, "p", run.run_id)
-    wait_for(undone.exists, timeout=30)
+    wait_for(lambda: undone.exists() and bool(undone.read_text()), timeout=30)  # written
     assert undone.read_text() == f"{first} {run.run_id}"  # what this run's stage started
     clock.t += 100
     gate.write_text("open")
