@@ -7,7 +7,8 @@ worked out in one too), never in this actor, which holds the platform's secret. 
 ends (``ray.wait``) or a call came in, and checks schedules, new data and feedback every
 :data:`TRIGGER_INTERVAL_S`. Every state is stored before it is reported, so a restarted
 actor reloads its runs; stages it was running are marked interrupted and
-``mlray pipelines resume`` runs them again.
+``mlray pipelines resume`` runs them again. Each run is also a Ray job, named after its
+pipeline, that follows it (:mod:`mlray.pipelines.run_job`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mlray.auth.tokens import platform_secret
 from mlray.config import PlatformConfig
 from mlray.identity import Caller
 from mlray.pipelines.executors import RayExecutor
+from mlray.pipelines.run_job import RunJobs
 from mlray.pipelines.service import PipelineService
 
 __all__ = ["TRIGGER_INTERVAL_S", "PipelinesActor"]
@@ -29,6 +31,14 @@ __all__ = ["TRIGGER_INTERVAL_S", "PipelinesActor"]
 TRIGGER_INTERVAL_S = 15.0
 #: How long a stage's token is valid (a stage that runs longer must not need a new one).
 STAGE_TOKEN_TTL_S = 7 * 86_400.0
+
+
+def _dashboard_url() -> str | None:
+    """The cluster's job server (its dashboard), or None when it runs without one."""
+    try:
+        return ray._private.worker.get_dashboard_url() or None
+    except Exception:
+        return None
 
 
 @ray.remote(max_concurrency=4)
@@ -51,8 +61,9 @@ class PipelinesActor(ServiceActor):
             return secret.mint(caller, STAGE_TOKEN_TTL_S, project=project)
 
         executor = RayExecutor()
+        jobs = RunJobs(config.namespace, _dashboard_url)
         self._service = PipelineService(store, artifacts, executor,
                                         offline_uri=config.offline_uri, mint=mint,
                                         namespace=config.namespace,
-                                        versions=executor.code_versions)
+                                        versions=executor.code_versions, on_run=jobs.submit)
         self._service.start_driver(TRIGGER_INTERVAL_S)

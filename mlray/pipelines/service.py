@@ -94,8 +94,10 @@ class PipelineService:
                  offline_uri: str | None = None, mint: Mint | None = None,
                  namespace: str | None = None, clock: Callable[[], float] = time.time,
                  autodrive: bool = False,
-                 versions: Callable[[PipelineSpec], dict[str, str]] = code_versions) -> None:
+                 versions: Callable[[PipelineSpec], dict[str, str]] = code_versions,
+                 on_run: Callable[[PipelineRun, str | None], None] | None = None) -> None:
         self._lock = threading.RLock()
+        self._on_run = on_run
         self._autodrive = autodrive
         self._versions = versions
         self.driver: Driver | None = None
@@ -122,6 +124,13 @@ class PipelineService:
             self.driver = Driver(self, until_idle=True).start()
         if self.driver is not None:
             self.driver.wake()
+
+    def _started(self, run: PipelineRun) -> None:
+        """A run started or resumed: drive it, and tell ``on_run`` (the actor submits the
+        run's Ray job)."""
+        self._kick()
+        if self._on_run is not None:
+            self._on_run(run, self._credential(run))
 
     def _credential(self, run: PipelineRun) -> str | None:
         if self._mint is None:
@@ -249,7 +258,7 @@ class PipelineService:
             stages={s.name: StageRun(name=s.name) for s in spec.stages},
             code_versions=self._versions(spec))
         self._track(self.engine.create(run))
-        self._kick()
+        self._started(run)
         return RunStart(run=run)
 
     def _track(self, run: PipelineRun) -> PipelineRun:
@@ -306,7 +315,7 @@ class PipelineService:
         self.code.check([run.spec])
         run.code_versions = self._versions(run.spec)  # code fixed since? it runs anew
         resumed = self._track(self.engine.resume(run))
-        self._kick()
+        self._started(resumed)
         return resumed
 
     @boundary

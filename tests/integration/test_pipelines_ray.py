@@ -1,6 +1,7 @@
 """Pipelines on the shared test Ray: stages are Ray tasks named after their pipeline, run
-side by side, are cached, cancelled with ``ray.cancel``, and a run interrupted by the
-``pipelines`` actor's death resumes from the interrupted stage."""
+side by side, are cached, cancelled with ``ray.cancel``; each run is a Ray job named after
+its pipeline that ends as the run does (stopping it cancels the run); and a run
+interrupted by the ``pipelines`` actor's death resumes from the interrupted stage."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import mlray
 from mlray.config import PlatformConfig
 from mlray.pipelines.definitions import PipelineSpec
 from mlray.pipelines.state import RunState, StageState
-from tests.conftest import wait_for
+from tests.conftest import OwnRay, wait_for
 
 S = "tests.pipeline_stages:"
 
@@ -39,7 +40,18 @@ def client(mlray_env: PlatformConfig) -> Any:
     return client
 
 
-def test_parallel_stages_named_tasks_cache_and_cancel(client: Any, tmp_path: Path) -> None:
+def _job_status(jobs: Any, submission_id: str) -> str | None:
+    """The job's status, or None while it has not been submitted."""
+    try:
+        return str(jobs.get_job_status(submission_id).value)
+    except RuntimeError:  # no such job (yet)
+        return None
+
+
+def test_parallel_stages_named_tasks_cache_and_cancel(client: Any, tmp_path: Path,
+                                                      ray_shared: OwnRay) -> None:
+    from ray.job_submission import JobSubmissionClient
+
     gate, log = tmp_path / "gate", tmp_path / "log"
     common = {"gate": str(gate), "log": str(log)}
     spec = PipelineSpec.model_validate({"name": "par", "stages": [
@@ -61,6 +73,12 @@ def test_parallel_stages_named_tasks_cache_and_cancel(client: Any, tmp_path: Pat
     done = client.pipelines.wait(run_id, timeout_s=120)
     assert done.state is RunState.SUCCEEDED, done.message
     assert done.stages["join"].output is not None
+    # The run's Ray job, named after its pipeline, followed it and ended as it did.
+    jobs = JobSubmissionClient(ray_shared.dashboard_url)
+    wait_for(lambda: _job_status(jobs, f"pipeline-par-{run_id}") == "SUCCEEDED", timeout=180)
+    info = jobs.get_job_info(f"pipeline-par-{run_id}")
+    assert info.metadata["pipeline"] == "par" and info.metadata["run"] == run_id
+    assert "join: SUCCEEDED" in jobs.get_job_logs(f"pipeline-par-{run_id}")
 
     again = client.pipelines.run("par", wait=True).run
     assert again.summary() == {"left": "CACHED", "right": "CACHED", "join": "CACHED"}
@@ -77,6 +95,15 @@ def test_parallel_stages_named_tasks_cache_and_cancel(client: Any, tmp_path: Pat
     assert cancelled.state is RunState.CANCELLED
     wait_for(lambda: all(t.state != "RUNNING" for t in _tasks(f"slow.wait ({run_id})")),
              timeout=60)
+    wait_for(lambda: _job_status(jobs, f"pipeline-slow-{run_id}") == "FAILED", timeout=180)
+
+    # Stopping a run's job (`ray job stop`, the dashboard) cancels the run.
+    run_id = client.pipelines.run("slow").run.run_id
+    wait_for(lambda: _job_status(jobs, f"pipeline-slow-{run_id}") == "RUNNING", timeout=180)
+    wait_for(lambda: "wait: RUNNING" in jobs.get_job_logs(f"pipeline-slow-{run_id}"),
+             timeout=120)
+    jobs.stop_job(f"pipeline-slow-{run_id}")
+    wait_for(lambda: client.pipelines.show(run_id).state is RunState.CANCELLED, timeout=120)
 
 
 def test_a_run_survives_the_actor_dying_and_resumes(client: Any, mlray_env: PlatformConfig,
