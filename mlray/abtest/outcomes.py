@@ -26,7 +26,7 @@ from mlray._private.safepath import safe_name
 from mlray.abtest.experiment import ArmTotals, ModelMetric
 from mlray.storage.fsuri import project_uri
 
-__all__ = ["arm_totals", "outcomes"]
+__all__ = ["arm_totals", "latest_labels", "outcomes"]
 
 
 def _dataset(path: str) -> ds.Dataset | None:
@@ -36,8 +36,8 @@ def _dataset(path: str) -> ds.Dataset | None:
         return None
 
 
-def _labels(offline_uri: str, project: str) -> pa.Table | None:
-    """The latest label per request id (row 0)."""
+def latest_labels(offline_uri: str, project: str) -> pa.Table | None:
+    """The latest label per request id (row 0): columns request_id, label."""
     feedback = _dataset(project_uri(offline_uri, project, "feedback"))
     if feedback is None:
         return None
@@ -92,7 +92,7 @@ def arm_totals(offline_uri: str, project: str, model: str, versions: list[int],
     outcomes under ``metric`` (``project``'s own logs only)."""
     safe_name(model, field="model")
     start = pa.scalar(int(since * 1e6), pa.timestamp("us", "UTC"))
-    labels = _labels(offline_uri, project)
+    labels = latest_labels(offline_uri, project)
     out = {}
     for version in versions:
         logged = _dataset(project_uri(offline_uri, project, "predictions", f"model={model}",

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from mlray._private.safepath import safe_name
+from mlray.abtest.outcomes import latest_labels
 from mlray.storage.fsuri import project_uri
 
 __all__ = ["LabelledRequests", "labelled_requests", "metric_values", "unit_means"]
@@ -90,23 +91,6 @@ def _dataset(path: str) -> ds.Dataset | None:
         return None
 
 
-def _latest_labels(offline_uri: str, project: str) -> pa.Table | None:
-    """The latest label per request id (row 0): columns request_id, label."""
-    try:
-        feedback = ds.dataset(project_uri(offline_uri, project, "feedback"),
-                              format="parquet", partitioning="hive")
-    except (FileNotFoundError, pa.ArrowInvalid):
-        return None
-    labels = feedback.to_table(columns=["request_id", "label", "ts"],
-                               filter=ds.field("row") == 0)
-    if not labels.num_rows:
-        return None
-    labels = labels.sort_by([("ts", "ascending")])
-    last = {k: i for i, k in enumerate(labels["request_id"].to_pylist())}
-    return labels.take(pa.array(sorted(last.values()), pa.int64())).select(
-        ["request_id", "label"])
-
-
 def _micros(seconds: float) -> pa.Scalar:
     return pa.scalar(int(seconds * 1e6), pa.timestamp("us", "UTC"))
 
@@ -118,7 +102,7 @@ def labelled_requests(offline_uri: str, project: str, model: str, since: float,
     end when ``until`` is None), answered by ``versions`` (every version when None),
     from ``project``'s own logs."""
     safe_name(model, field="model")
-    labels = _latest_labels(offline_uri, project)
+    labels = latest_labels(offline_uri, project)
     logged = _dataset(project_uri(offline_uri, project, "predictions", f"model={model}"))
     if labels is None or logged is None or "version" not in logged.schema.names:
         return LabelledRequests.empty()
