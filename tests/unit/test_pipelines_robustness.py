@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from mlray.abtest.experiment import Experiment, ExperimentSpec
-from mlray.identity import Caller, Role
 from mlray.pipelines import kinds
 from mlray.pipelines.definitions import NewData, PipelineSpec
 from mlray.pipelines.executors import ThreadExecutor
@@ -23,26 +22,12 @@ from mlray.serving.rollout_model import Rollout
 from mlray.storage import ArtifactStore
 from mlray.storage.base import StateStore
 from tests.conftest import wait_for
-
-ADMIN = Caller.local_admin("ada")
-EDITOR = Caller(user="ed", roles={"p": Role.editor})
-S = "tests.pipeline_stages:"
-
-
-class Clock:
-    """A clock the test moves."""
-
-    def __init__(self) -> None:
-        self.t = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.unit.test_pipelines_engine import ADMIN, EDITOR, Clock, S
 
 
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
 
 @pytest.fixture
 def executor() -> Any:
