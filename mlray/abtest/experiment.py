@@ -297,6 +297,9 @@ class Experiment(BaseModel):
     last: Evaluation | None = None
     outcome: str = Field("", description="What the end did, in one sentence.")
     winner: int | None = None
+    pending_traffic: dict[int, float] | None = Field(
+        None, description="Weights stored before they are set on the model (and cleared "
+                          "after): a crash in between leaves them for the next look to set.")
 
     @field_validator("sequential", mode="before")
     @classmethod

@@ -182,16 +182,43 @@ class AbTestService:
         exp = Experiment(id=uuid.uuid4().hex[:12], project=project, spec=spec,
                          created_at=ts, updated_at=ts, created_by=caller.user,
                          sample_size=size, previous_policy=previous.model_dump(mode="json"))
-        self._registry.set_traffic(caller, project, spec.model,  # type: ignore[attr-defined]
-                                   TrafficPolicy(weights=dict(spec.arms), sticky=True))
-        self._save(exp, AuditEntry(user=caller.user, project=project, action="abtest.start",
-                                   target=exp.key, after=_dumped(exp, ("spec",
-                                                                       "sample_size"))))
+        self._route(exp, dict(spec.arms), caller,
+                    AuditEntry(user=caller.user, project=project, action="abtest.start",
+                               target=exp.key, after=_dumped(exp, ("spec", "sample_size"))))
         return exp
 
     def _save(self, exp: Experiment, audit: AuditEntry | None = None) -> None:
         self._store.apply([Put(collection=ABTESTS, key=exp.key,
                                data=exp.model_dump(mode="json"))], audit)
+
+    def _route(self, exp: Experiment, weights: dict[int, float], caller: Caller = _SYSTEM,
+               audit: AuditEntry | None = None) -> None:
+        """Store ``exp`` with the weights it sets (and its audit entry) first, then set them
+        on the model (and a promoted winner's stage), then store it done: a crash in between
+        leaves the intent stored, and :meth:`_settle` finishes it at the next look."""
+        exp.pending_traffic = weights
+        self._save(exp, audit)
+        self._settle(exp, caller)
+
+    def _settle(self, exp: Experiment, caller: Caller = _SYSTEM) -> None:
+        """Set the stored pending weights on the model, move a promoted winner to
+        Production, and store the experiment with nothing pending."""
+        if exp.pending_traffic is None:
+            return
+        reg, spec = self._registry, exp.spec
+        reg.set_traffic(caller, exp.project, spec.model,  # type: ignore[attr-defined]
+                        TrafficPolicy(weights=exp.pending_traffic, sticky=True))
+        if exp.status == "promoted" and exp.winner is not None:
+            try:
+                mv = reg.get_version(_SYSTEM, exp.project, spec.model, exp.winner)  # type: ignore[attr-defined]
+                if mv.stage is not Stage.PRODUCTION:
+                    reg.transition_stage(_SYSTEM, exp.project, spec.model,  # type: ignore[attr-defined]
+                                         exp.winner, Stage.PRODUCTION)
+                exp.outcome += "; now Production"
+            except InvalidTransition as exc:
+                exp.outcome += f"; not moved to Production: {exc}"
+        exp.pending_traffic = None
+        self._save(exp)
 
     # -- looking ---------------------------------------------------------------------------
 
@@ -324,38 +351,28 @@ class AbTestService:
         return look
 
     def _conclude(self, exp: Experiment, decision: Decision) -> None:
-        spec, reg = exp.spec, self._registry
+        spec = exp.spec
         winner = next((v for v in spec.arms if arm_name(v) == decision.winner), None)
         if decision.outcome == "winner" and winner is not None and winner != spec.control_version:
-            reg.set_traffic(_SYSTEM, exp.project, spec.model,  # type: ignore[attr-defined]
-                            TrafficPolicy(weights={winner: 100.0}, sticky=True))
             exp.status, exp.winner = "promoted", winner
             exp.outcome = f"v{winner} won and takes all traffic"
-            try:
-                mv = reg.get_version(_SYSTEM, exp.project, spec.model, winner)  # type: ignore[attr-defined]
-                if mv.stage is not Stage.PRODUCTION:
-                    reg.transition_stage(_SYSTEM, exp.project, spec.model,  # type: ignore[attr-defined]
-                                         winner, Stage.PRODUCTION)
-                exp.outcome += "; now Production"
-            except InvalidTransition as exc:
-                exp.outcome += f"; not moved to Production: {exc}"
         else:
-            reg.set_traffic(_SYSTEM, exp.project, spec.model,  # type: ignore[attr-defined]
-                            TrafficPolicy(weights={spec.control_version: 100.0}, sticky=True))
             exp.status = "invalid" if decision.outcome == "invalid" else "rolled_back"
             exp.winner = spec.control_version
             exp.outcome = f"rolled back: all traffic to the control v{spec.control_version}"
         action = {"promoted": "abtest.promote", "invalid": "abtest.invalid"}.get(
             exp.status, "abtest.rollback")
-        self._save(exp, AuditEntry(user=_SYSTEM.user, project=exp.project, action=action,
-                                   target=exp.key, after={
-                                       "outcome": exp.outcome, "winner": exp.winner,
-                                       "reason": decision.reason,
-                                       **_dumped(exp.last, ("result", "srm", "guardrails",
-                                                            "decision", "totals", "metrics",
-                                                            "cuped", "warnings"))}))
+        self._route(exp, {exp.winner: 100.0}, _SYSTEM,
+                    AuditEntry(user=_SYSTEM.user, project=exp.project, action=action,
+                               target=exp.key, after={
+                                   "outcome": exp.outcome, "winner": exp.winner,
+                                   "reason": decision.reason,
+                                   **_dumped(exp.last, ("result", "srm", "guardrails",
+                                                        "decision", "totals", "metrics",
+                                                        "cuped", "warnings"))}))
 
     def _evaluate(self, exp: Experiment) -> Experiment:
+        self._settle(exp)  # weights a crash left stored but not set
         look = self._look(exp)
         exp.last, exp.updated_at = look, look.at
         if look.decision is not None and look.decision.outcome != "keep_running":
@@ -386,11 +403,14 @@ class AbTestService:
     def evaluate_all(self) -> list[Experiment]:
         """Look at every running experiment of every project (the actor's loop)."""
         _SYSTEM.require(ALL_PROJECTS, Role.admin)
-        running = [Experiment.model_validate(d.data) for d in self._store.list(ABTESTS)
-                   if d.data.get("status") == "running"]
+        found = [Experiment.model_validate(d.data) for d in self._store.list(ABTESTS)
+                 if d.data.get("status") == "running" or d.data.get("pending_traffic")]
         looked = []
-        for exp in running:
+        for exp in found:
             try:
+                if exp.status != "running":
+                    self._settle(exp)  # concluded or stopped: its traffic was not set yet
+                    continue
                 looked.append(self._evaluate(exp))
             except MlrayError as exc:  # one broken experiment does not stop the others
                 log.warning("experiment %s of %s/%s: %s", exp.id, exp.project,
@@ -409,16 +429,14 @@ class AbTestService:
         exp = self._running(project, model)
         if exp is None:
             raise NotFound(f"model {model!r} runs no A/B experiment", field="model")
-        self._registry.set_traffic(caller, project, model,  # type: ignore[attr-defined]
-                                   TrafficPolicy(weights={exp.spec.control_version: 100.0},
-                                                 sticky=True))
         exp.status, exp.updated_at = "stopped", self._clock()
         exp.outcome = (f"stopped by {caller.user}: all traffic to the control "
                        f"v{exp.spec.control_version}")
-        self._save(exp, AuditEntry(user=caller.user, project=project, action="abtest.stop",
-                                   target=exp.key, after={"outcome": exp.outcome,
-                                                          **_dumped(exp.last, ("result",
-                                                                               "totals"))}))
+        self._route(exp, {exp.spec.control_version: 100.0}, caller,
+                    AuditEntry(user=caller.user, project=project, action="abtest.stop",
+                               target=exp.key, after={"outcome": exp.outcome,
+                                                      **_dumped(exp.last, ("result",
+                                                                           "totals"))}))
         return exp
 
 

@@ -12,7 +12,7 @@ import pytest
 from mlray.abtest.experiment import ExperimentSpec, parse_arms, parse_guardrail
 from mlray.abtest.power import sample_size_binary
 from mlray.abtest.service import AbTestService
-from mlray.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from mlray.errors import AlreadyExists, BackendUnavailable, Conflict, InvalidInput, NotFound
 from mlray.identity import Caller
 from mlray.monitoring.prediction_log import FeedbackLog, PredictionLog
 from mlray.registry import ModelRegistry, ModelSpec, Stage
@@ -159,7 +159,33 @@ def test_a_worse_treatment_is_rolled_back(service: AbTestService, registry: Mode
     assert exp.status == "rolled_back" and exp.winner == 1
     assert registry.get_traffic(ADMIN, P, "fraud").weights == {1: 100.0}
     assert registry.get_version(ADMIN, P, "fraud", 1).stage is Stage.PRODUCTION
-    assert [e.action for e in sqlite_store.audit_log(limit=100)][-1] == "abtest.rollback"
+    # The decision is stored (and audited) before the traffic changes.
+    actions = [e.action for e in sqlite_store.audit_log(limit=100)]
+    assert actions[-2:] == ["abtest.rollback", "traffic.set"]
+
+
+def test_a_decision_stored_before_a_crash_sets_its_traffic_at_the_next_look(
+        service: AbTestService, registry: ModelRegistry, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    service.start(ADMIN, P, spec())
+    feed(tmp_path / "offline", 1, rate(300, 30))
+    feed(tmp_path / "offline", 2, rate(300, 75))
+    real = registry.set_traffic
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise BackendUnavailable("the registry's store is away")
+
+    monkeypatch.setattr(registry, "set_traffic", down)  # the process dies mid-conclusion
+    with pytest.raises(BackendUnavailable):
+        service.status(ADMIN, P, "fraud")
+    stored = service.list_abtests(ADMIN, P)[-1]
+    assert stored.status == "promoted" and stored.pending_traffic == {2: 100.0}
+    assert registry.get_traffic(ADMIN, P, "fraud").weights == {1: 50.0, 2: 50.0}
+    monkeypatch.setattr(registry, "set_traffic", real)
+    service.evaluate_all()  # the actor's next look finishes what was decided
+    assert registry.get_traffic(ADMIN, P, "fraud").weights == {2: 100.0}
+    assert registry.get_version(ADMIN, P, "fraud", 2).stage is Stage.PRODUCTION
+    assert service.list_abtests(ADMIN, P)[-1].pending_traffic is None
 
 
 def test_below_the_planned_size_it_keeps_running(service: AbTestService,
@@ -217,7 +243,8 @@ def test_stop_sends_traffic_back_to_the_control(service: AbTestService,
     stopped = service.stop(ADMIN, P, "fraud")
     assert stopped.status == "stopped"
     assert registry.get_traffic(ADMIN, P, "fraud").weights == {1: 100.0}
-    assert [e.action for e in sqlite_store.audit_log(limit=100)][-1] == "abtest.stop"
+    assert [e.action for e in sqlite_store.audit_log(limit=100)][-2:] == [
+        "abtest.stop", "traffic.set"]  # stored first, then the traffic
     with pytest.raises(NotFound, match="runs no A/B experiment"):
         service.stop(ADMIN, P, "fraud")
     assert service.start(ADMIN, P, spec()).status == "running"  # a new one may start
