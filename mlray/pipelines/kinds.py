@@ -124,13 +124,24 @@ def training_set(ctx: Any) -> Path:
 
 
 def _train_config(ctx: Any) -> Any:
+    """The stage's training config (param ``config``). With ``data_from`` (an upstream
+    stage, e.g. ``training_set``), its rows are that stage's output, as fetched and
+    sha256-checked, with no second feature join: the model is trained on exactly the
+    rows whose fingerprint the lineage records."""
     from mlray.training.config import load_train_config
 
-    return load_train_config(_param(ctx, "config"))
+    config = load_train_config(_param(ctx, "config"))
+    upstream = ctx.params.get("data_from")
+    if not upstream:
+        return config
+    rows = ctx.input_path(str(upstream))
+    data = config.data.model_copy(update={"path": str(rows), "feature_service": None})
+    return config.model_copy(update={"data": data})
 
 
 def train(ctx: Any) -> dict[str, Any]:
-    """Train, register and gate a model from a training config (params: ``config``)."""
+    """Train, register and gate a model from a training config (params: ``config``,
+    optional ``data_from``: the upstream stage whose output rows it trains on)."""
     from mlray.training.runner import run_training
 
     outcome = run_training(ctx.client(), _train_config(ctx))

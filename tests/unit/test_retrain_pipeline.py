@@ -122,3 +122,33 @@ def test_a_drift_alert_firing_starts_the_pipeline_once_and_coalesces(
     assert len(pipelines.runs(editor, "p")) == 1
     gate.write_text("open")
     executor.shutdown()
+
+
+def test_train_takes_its_rows_from_the_training_set_stage(tmp_path: Path) -> None:
+    """The train stage trains on the training_set stage's output itself (fetched, sha256
+    checked), not on a second join of the config's entity rows: its lineage is true."""
+    import pandas as pd
+
+    from mlray.pipelines import kinds
+    from mlray.pipelines.stage import StageContext, StageTask
+
+    [spec] = load_pipelines(RETRAIN)
+    assert spec.stage("train").params["data_from"] == "training_set"
+    artifacts = ArtifactStore(str(tmp_path / "artifacts"))
+    rows = tmp_path / "training_set.parquet"
+    pd.DataFrame({"amount": [1.0, 2.0], "is_fraud": [0, 1]}).to_parquet(rows)
+    ref = artifacts.put(rows)
+    config = ROOT / "configs" / "train" / "fraud.yaml"
+
+    def context(params: dict[str, Any]) -> StageContext:
+        task = StageTask(project="p", pipeline="retrain", run_id="r1", stage="train",
+                         target="mlray.pipelines.kinds:train", params=params, run_params={},
+                         inputs={"training_set": ref}, artifact_uri=artifacts.address)
+        return StageContext(task, artifacts)
+
+    trained = kinds._train_config(context({"config": str(config),
+                                           "data_from": "training_set"}))
+    assert pd.read_parquet(trained.data.path).equals(pd.read_parquet(rows))
+    assert trained.data.feature_service is None
+    as_written = kinds._train_config(context({"config": str(config)}))
+    assert as_written.data.path != trained.data.path  # without data_from: the config's own
