@@ -42,7 +42,15 @@ class TrackingTarget:
 
     def call(self, actor: str, method: str, *args: Any, **kwargs: Any) -> Any:
         """Invoke a control-plane actor method and wait for it."""
-        handle = ray.get_actor(actor, namespace=self.namespace)
+        try:
+            handle = ray.get_actor(actor, namespace=self.namespace)
+        except ValueError:  # actors start on first use: start it with the platform's config
+            from actors import running_config, start_actors
+
+            config = running_config(self.namespace)
+            if config is None:
+                raise
+            handle = start_actors(config, (actor,))[actor]
         return ray.get(handle.invoke.remote(method, self.credential, self.project, *args, **kwargs),
                        timeout=60)
 
