@@ -144,6 +144,9 @@ def run_tuning(client: Any, config: TrainConfig, *,
         prepared = prepare(config, historical_from(client))
         check_cluster(config, tune=True)
         client.jobs.update(job.job_id, status=JobStatus.RUNNING)
+        # The trials log to the experiments actor by name: start it here, once, before they
+        # race to (control-plane actors start on first use).
+        client.experiments.list_experiments()
         target = TrackingTarget(client.config.namespace, client.delegate(TOKEN_TTL_S),
                                 client.project, "", job.job_id)
         storage = client.config.storage_uri
