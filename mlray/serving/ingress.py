@@ -350,8 +350,9 @@ class Ingress:
                               decode: Callable[[ModelVersion], Columns], request_id: str
                               ) -> tuple[ModelVersion, np.ndarray]:
         """Route, decode against the chosen version's schema, and predict (counted and
-        logged)."""
+        logged). The routing key is the header's, else the body's."""
         start = time.perf_counter()
+        routing_key = request.headers.get(ROUTING_HEADER) or routing_key
         try:
             version, columns, out = await self._predict_columns(request, model, pinned,
                                                                 routing_key, decode)
@@ -364,8 +365,7 @@ class Ingress:
         self.metrics.request(model, version.version, None, seconds)
         if self._model_settings(model).monitor:
             self.sync.log.add(request_id, model, version.version, columns, out,
-                              seconds * 1e3,
-                              routing_key=request.headers.get(ROUTING_HEADER) or routing_key)
+                              seconds * 1e3, routing_key=routing_key)
             self.sync.sketches.add(model, version.version, columns, out)
         return version, out
 
@@ -373,7 +373,6 @@ class Ingress:
                                routing_key: str | None,
                                decode: Callable[[ModelVersion], Columns]
                                ) -> tuple[ModelVersion, Columns, np.ndarray]:
-        routing_key = request.headers.get(ROUTING_HEADER) or routing_key
         pinned = merge_pin(_int_header(request, PIN_HEADER), pinned)  # both given: must agree
         try:
             route = self.router.route(model, routing_key=routing_key, pinned=pinned)
