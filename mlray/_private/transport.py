@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from mlray.errors import BackendUnavailable, MlrayError
 from mlray.identity import ALL_PROJECTS, Role
 
-__all__ = ["ActorTransport", "LocalTransport", "Transport", "service_arguments"]
+__all__ = ["ActorTransport", "LocalTransport", "Transport", "service_arguments", "task_error"]
 
 
 def service_arguments(service: Any, method: str, caller: Any,
@@ -26,6 +26,18 @@ def service_arguments(service: Any, method: str, caller: Any,
         caller.require(ALL_PROJECTS, Role.admin)
         return args
     return (caller, *args)
+
+
+def task_error(service: str, method: str, exc: BaseException, *,
+               detail: bool = True) -> MlrayError:
+    """The mlray error an actor call's failed task stands for: the service's own error as
+    it was raised, else an internal error naming the call and the error's type (and, with
+    ``detail``, its text: not for answers that leave the cluster)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, MlrayError):
+        return cause
+    text = f": {cause}" if detail else ""
+    return MlrayError(f"internal error in {service}.{method}: {type(cause).__name__}{text}")
 
 
 class Transport(Protocol):
@@ -86,14 +98,11 @@ class ActorTransport:
                 ref = self.handles[service].invoke.remote(method, *args, **kwargs)
                 return ray.get(ref, timeout=self.timeout_s)
             except rex.RayTaskError as exc:
-                cause = getattr(exc, "cause", None)
-                if isinstance(cause, BackendUnavailable) and keyed and again:
+                if isinstance(getattr(exc, "cause", None), BackendUnavailable) and keyed \
+                        and again:
                     time.sleep(_backoff_s(attempt))
                     continue
-                if isinstance(cause, MlrayError):
-                    raise cause from None
-                raise MlrayError(f"internal error in {service}.{method}: "
-                                 f"{type(cause).__name__}: {cause}") from exc
+                raise task_error(service, method, exc) from None
             except (rex.RayActorError, rex.ActorUnavailableError) as exc:
                 if again:
                     time.sleep(_backoff_s(attempt))

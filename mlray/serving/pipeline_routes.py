@@ -23,7 +23,8 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlray.errors import BackendUnavailable, MlrayError
+from mlray._private.transport import task_error
+from mlray.errors import BackendUnavailable
 from mlray.serving.access import bearer
 from mlray.serving.api_models import ErrorBody
 
@@ -79,11 +80,7 @@ def actor_invoke(namespace: str, timeout_s: float) -> Invoke:
             ref = handles[0].invoke.remote(method, credential, *args, **kwargs)
             return await asyncio.wait_for(ref, timeout_s)
         except rex.RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, MlrayError):
-                raise cause from None
-            raise MlrayError(f"internal error in pipelines.{method}: "
-                             f"{type(cause).__name__}") from exc
+            raise task_error("pipelines", method, exc, detail=False) from None
         except (ValueError, rex.RayActorError, rex.ActorUnavailableError) as exc:
             raise BackendUnavailable(f"the pipelines actor is unavailable for {method}: "
                                      f"{type(exc).__name__}") from None
