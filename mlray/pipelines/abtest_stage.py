@@ -41,13 +41,12 @@ def own_experiment(experiments: list[Any], model: str, candidate: int,
     (and ``control``, when given) among its arms, created since the stage first started,
     running or ended with a verdict (a stopped one was cancelled: a new try starts
     anew); the newest."""
-    from mlray.pipelines.kinds import started_since
+    from mlray.pipelines.kinds import newest_own
 
     wanted = ("running",) if running_only else ("running", "promoted", "rolled_back")
-    mine = [e for e in experiments if e.spec.model == model and candidate in e.spec.arms
-            and (control is None or control in e.spec.arms) and e.status in wanted
-            and started_since(e.created_at, since)]
-    return max(mine, key=lambda e: e.created_at) if mine else None
+    return newest_own(experiments, since, lambda e: (
+        e.spec.model == model and candidate in e.spec.arms
+        and (control is None or control in e.spec.arms) and e.status in wanted))
 
 
 def _given_control(ctx: Any) -> int | None:

@@ -57,7 +57,6 @@ class RunEngine:
         self.namespace = namespace
         self.clock = clock
         self._handles: dict[tuple[str, str], Any] = {}
-        self._undoing: list[Any] = []
 
     def create(self, run: PipelineRun) -> PipelineRun:
         """Store a new run, then take its first steps."""
@@ -188,9 +187,8 @@ class RunEngine:
         inputs = {d: out for d in spec.depends_on
                   if (out := run.stages[d].output) is not None}
         params = expand_home(run.spec.stage_params(spec, run.params))
-        self._undoing = [h for h in self._undoing if self.executor.poll(h) is None]
-        self._undoing.append(self.executor.submit(
-            self._task(run, stage, target, params, inputs), 0, 0))
+        # Not watched: a task runs on whether or not its handle is kept.
+        self.executor.submit(self._task(run, stage, target, params, inputs), 0, 0)
 
     def _settle(self, run: PipelineRun, now: float) -> None:
         states = {s.state for s in run.stages.values()}

@@ -13,12 +13,14 @@ first upstream output that carries one (``train`` and ``tune`` return it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mlray.errors import InvalidInput
 
-__all__ = ["KINDS", "UNDO", "own_rollout", "started_since", "target_of", "undo_of"]
+__all__ = ["KINDS", "UNDO", "newest_own", "own_rollout", "started_since", "target_of",
+           "undo_of"]
 
 _HERE = "mlray.pipelines.kinds"
 
@@ -171,16 +173,23 @@ def validate(ctx: Any) -> dict[str, Any]:
             "passed": bool(report and report.passed)}
 
 
+def newest_own(found: list[Any], since: float | None, keep: Callable[[Any], bool]
+               ) -> Any | None:
+    """The newest of ``found`` (experiments, rollouts) that ``keep`` accepts and was
+    created since a run's stage first started it: what that stage started."""
+    mine = [x for x in found if keep(x) and started_since(x.created_at, since)]
+    return max(mine, key=lambda x: x.created_at) if mine else None
+
+
 def own_rollout(rollouts: list[Any], model: str, version: int, strategy: str,
                 since: float | None, *, running_only: bool = False) -> Any | None:
     """The rollout a run's ``deploy`` stage started (of ``model`` v``version`` with
-    ``strategy``, created since the stage first started), running or succeeded (a rolled
-    back or failed one is not adopted: a new try deploys again); newest first."""
+    ``strategy``), running or succeeded (a rolled back or failed one is not adopted: a new
+    try deploys again)."""
     wanted = ("running",) if running_only else ("running", "succeeded")
-    mine = [r for r in rollouts if r.model == model and r.version == version
-            and str(r.strategy) == strategy and str(r.status) in wanted
-            and started_since(r.created_at, since)]
-    return max(mine, key=lambda r: r.created_at) if mine else None
+    return newest_own(rollouts, since, lambda r: (
+        r.model == model and r.version == version and str(r.strategy) == strategy
+        and str(r.status) in wanted))
 
 
 def deploy(ctx: Any) -> dict[str, Any]:
