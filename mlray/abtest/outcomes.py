@@ -26,7 +26,7 @@ from mlray._private.safepath import safe_name
 from mlray.abtest.experiment import ArmTotals, ModelMetric
 from mlray.storage.fsuri import project_uri
 
-__all__ = ["arm_totals", "latest_labels", "outcomes"]
+__all__ = ["arm_totals", "latest_labels", "metric_values", "outcomes"]
 
 
 def _dataset(path: str) -> ds.Dataset | None:
@@ -51,19 +51,30 @@ def latest_labels(offline_uri: str, project: str) -> pa.Table | None:
         ["request_id", "label"])
 
 
+def metric_values(metric: str, score: np.ndarray, label: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``(in_sample, outcome)`` per labelled request for ``metric``.
+
+    ``correct``: requests with a probability and a 0/1 label; 1 when the score is on the
+    label's side of 0.5. ``caught``: requests labelled 1 with a probability; 1 when the
+    score is >= 0.5. Any other name: every request, the label itself.
+    """
+    probable = np.isfinite(score) & (score >= 0) & (score <= 1)
+    if metric == ModelMetric.correct:
+        mask = probable & np.isin(label, (0.0, 1.0))
+        return mask, ((score >= 0.5) == (label == 1.0)).astype(np.float64)
+    if metric == ModelMetric.caught:
+        mask = probable & (label == 1.0)
+        return mask, (score >= 0.5).astype(np.float64)
+    return np.ones(label.shape, bool), label.astype(np.float64)
+
+
 def outcomes(metric: str, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Each unit's outcome under ``metric``, from the labels and the predictions of the
     labelled requests (one each, same order); requests that are no unit of the metric
     are left out (see the module docstring)."""
-    probable = (np.isfinite(scores) & (scores >= 0) & (scores <= 1)
-                & np.isin(labels, (0.0, 1.0)))
-    said_yes = scores >= 0.5
-    if metric == ModelMetric.correct:
-        return (said_yes[probable] == (labels[probable] == 1.0)).astype(np.float64)
-    if metric == ModelMetric.caught:
-        positive = probable & (labels == 1.0)
-        return said_yes[positive].astype(np.float64)
-    return labels
+    keep, values = metric_values(metric, scores, labels)
+    return values[keep]
 
 
 def _totals(predictions: pa.Table, labels: pa.Table | None, metric: str) -> ArmTotals:

@@ -40,12 +40,12 @@ from mlray.abtest.experiment import (
     ExperimentSpec,
     arm_name,
 )
-from mlray.abtest.outcomes import arm_totals
+from mlray.abtest.outcomes import arm_totals, metric_values
 from mlray.abtest.power import SampleSize, sample_size_binary, sample_size_continuous
 from mlray.abtest.sequential import SequentialTest
 from mlray.abtest.srm import sample_ratio_mismatch
 from mlray.abtest.stats import two_proportion_test, welch_test
-from mlray.abtest.units import labelled_requests, metric_values, unit_means
+from mlray.abtest.units import labelled_requests, unit_means
 from mlray.errors import (
     AlreadyExists,
     Conflict,

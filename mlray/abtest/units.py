@@ -5,8 +5,8 @@ every logged request of the model in a time window (row 0), joined to its latest
 feedback label, with its version and its unit. The unit is the request's routing key
 (the sticky key the caller sent, logged by the ingress), or the request itself when it
 had none. A metric turns a request's prediction and label into its outcome
-(:func:`metric_values`); :func:`unit_means` averages the outcomes per unit, which is how
-CUPED pairs a unit's experiment-period outcome with its pre-period one.
+(:func:`~mlray.abtest.outcomes.metric_values`); :func:`unit_means` averages the outcomes
+per unit, which is how CUPED pairs a unit's experiment-period outcome with its pre-period one.
 """
 
 from __future__ import annotations
@@ -22,10 +22,7 @@ from mlray._private.safepath import safe_name
 from mlray.abtest.outcomes import latest_labels
 from mlray.storage.fsuri import project_uri
 
-__all__ = ["LabelledRequests", "labelled_requests", "metric_values", "unit_means"]
-
-#: Metrics whose outcome depends on the model's answer (a score in [0, 1] against 0.5).
-CORRECT, CAUGHT = "correct", "caught"
+__all__ = ["LabelledRequests", "labelled_requests", "unit_means"]
 
 
 @dataclass(frozen=True)
@@ -47,24 +44,6 @@ class LabelledRequests:
         keep = self.version == version
         return LabelledRequests(self.version[keep], self.unit[keep], self.score[keep],
                                 self.label[keep])
-
-
-def metric_values(metric: str, score: np.ndarray, label: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """``(in_sample, outcome)`` per request for ``metric``.
-
-    ``correct``: requests with a probability and a 0/1 label; 1 when the score is on the
-    label's side of 0.5. ``caught``: requests labelled 1 with a probability; 1 when the
-    score is >= 0.5. Any other name: every request, the label itself.
-    """
-    probable = np.isfinite(score) & (score >= 0) & (score <= 1)
-    if metric == CORRECT:
-        mask = probable & np.isin(label, (0.0, 1.0))
-        return mask, ((score >= 0.5) == (label == 1.0)).astype(np.float64)
-    if metric == CAUGHT:
-        mask = probable & (label == 1.0)
-        return mask, (score >= 0.5).astype(np.float64)
-    return np.ones(label.shape, bool), label.astype(np.float64)
 
 
 def unit_means(units: np.ndarray, values: np.ndarray) -> dict[str, float]:

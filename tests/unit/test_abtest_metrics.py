@@ -15,10 +15,9 @@ from statsmodels.stats.multitest import multipletests
 
 from mlray.abtest.arms import BinaryArm, ContinuousArm
 from mlray.abtest.experiment import ExperimentSpec
-from mlray.abtest.outcomes import outcomes
 from mlray.abtest.service import AbTestService
 from mlray.abtest.stats import two_proportion_test, welch_test
-from mlray.abtest.units import labelled_requests, metric_values
+from mlray.abtest.units import labelled_requests
 from mlray.errors import InvalidInput
 from mlray.identity import Caller
 from mlray.monitoring.prediction_log import FeedbackLog, PredictionLog
@@ -232,14 +231,3 @@ def test_units_are_routing_keys_and_older_logs_without_them_still_read(
     assert labelled_requests(str(root), P, "fraud", T0 - 1, versions=[2]).unit.tolist() == [
         "request:c"]
     assert labelled_requests(str(root), P, "fraud", T0 - 10, until=T0).unit.size == 0
-
-
-@pytest.mark.parametrize("metric", ["correct", "caught", "conversion"])
-def test_per_request_outcomes_match_the_arm_totals_definition(metric: str) -> None:
-    """The per-unit rows (secondaries, CUPED) and the arm totals (the primary) read a
-    metric alike."""
-    rng = np.random.default_rng(3)
-    labels = rng.choice([0.0, 1.0, 2.0], size=500, p=[0.6, 0.35, 0.05])
-    scores = rng.choice([0.1, 0.7, 1.5, np.nan], size=500, p=[0.45, 0.45, 0.05, 0.05])
-    keep, values = metric_values(metric, scores, labels)
-    assert values[keep].tolist() == outcomes(metric, labels, scores).tolist()
