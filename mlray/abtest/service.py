@@ -40,7 +40,7 @@ from mlray.abtest.experiment import (
     ExperimentSpec,
     arm_name,
 )
-from mlray.abtest.outcomes import arm_totals, metric_values
+from mlray.abtest.outcomes import arm_totals, metric_values, outcomes
 from mlray.abtest.power import SampleSize, sample_size_binary, sample_size_continuous
 from mlray.abtest.sequential import SequentialTest
 from mlray.abtest.srm import sample_ratio_mismatch
@@ -291,11 +291,8 @@ class AbTestService:
                                  versions=list(pair))
         arms = [rows.of(v) for v in pair]
         for m in spec.secondary:
-            values = []
-            for arm in arms:
-                keep, y = metric_values(m.name, arm.score, arm.label)
-                values.append(y[keep])
-            results[m.name] = compare_values(values[0], values[1], alpha=spec.alpha)
+            control, treatment = (outcomes(m.name, a.label, a.score) for a in arms)
+            results[m.name] = compare_values(control, treatment, alpha=spec.alpha)
         cuped = None
         if spec.cuped:
             pre = labelled_requests(self._offline_uri, exp.project, spec.model,
