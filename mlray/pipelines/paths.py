@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mlray.pipelines.definitions import PATH_PARAMS
+from mlray.storage.artifacts import file_sha256
 
 __all__ = ["HASH_LIMIT", "data_fingerprints", "expand_home", "local_path"]
 
@@ -43,11 +44,7 @@ def _file(path: Path) -> str:
     stat = path.stat()
     if stat.st_size > HASH_LIMIT:
         return f"size:{stat.st_size}:mtime:{stat.st_mtime_ns}"
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
+    return "sha256:" + file_sha256(path)
 
 
 def _tree(root: Path) -> str:

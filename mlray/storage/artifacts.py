@@ -29,7 +29,7 @@ from mlray.errors import (
 )
 from mlray.storage.fsuri import open_uri
 
-__all__ = ["ArtifactRef", "ArtifactStore"]
+__all__ = ["ArtifactRef", "ArtifactStore", "file_sha256"]
 
 _CHUNK = 1 << 20
 _REMOTE_BUFFER = 16 << 20
@@ -46,7 +46,8 @@ class ArtifactRef(BaseModel):
     is_dir: bool = False
 
 
-def _file_sha(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a local file's bytes, read in chunks."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
@@ -68,7 +69,7 @@ def _mismatch(uri: str, actual: str, expected: str) -> IntegrityError:
 
 def _local_tree(path: Path) -> list[tuple[str, int, str]]:
     files = sorted(p for p in path.rglob("*") if p.is_file())
-    return [(p.relative_to(path).as_posix(), p.stat().st_size, _file_sha(p)) for p in files]
+    return [(p.relative_to(path).as_posix(), p.stat().st_size, file_sha256(p)) for p in files]
 
 
 class ArtifactStore:
@@ -121,7 +122,7 @@ class ArtifactStore:
                 raise InvalidInput(f"artifact source {src} is an empty directory", field="path")
             sha, size = _manifest(entries), sum(e[1] for e in entries)
         else:
-            sha, size = _file_sha(src), src.stat().st_size
+            sha, size = file_sha256(src), src.stat().st_size
         dest = f"{self._root}/objects/{sha[:2]}/{sha}/{name}"
         try:
             if src.is_dir():
@@ -222,7 +223,7 @@ class ArtifactStore:
                 actual = _manifest(_local_tree(staged))
             else:
                 self._download(path, staged)
-                actual = _file_sha(staged)
+                actual = file_sha256(staged)
             if actual != sha256:
                 raise _mismatch(uri, actual, sha256)
             staged.rename(target)
