@@ -3,10 +3,10 @@
 An executor starts a stage and later answers whether it finished; it never blocks the
 engine. Each Ray task asks for the stage's CPUs and GPUs and is named
 ``<pipeline>.<stage> (<run>)``, so the dashboard shows every stage under its pipeline,
-and runs in a worker of its code's version: the task's runtime environment names that
-version, and Ray reuses a worker only for tasks of the same environment, so a stage never
-runs in a process that imported an older copy of its code (edited code is the code that
-runs, and the cache key is true) while stages of unchanged code share warm workers.
+and runs in a worker of its code's version (the cache key's): the task's runtime
+environment names that version, and Ray reuses a worker only for tasks of the same
+environment, so a stage whose callable (or explicit ``version``) changed never runs in a
+process that imported the older copy, while stages of unchanged code share warm workers.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from mlray.pipelines.cache import code_version
 from mlray.pipelines.definitions import PipelineSpec
 from mlray.pipelines.executors import ThreadExecutor
 from mlray.pipelines.run_job import MAX_MISSES, follow, job_submission_id
@@ -102,3 +103,26 @@ def test_a_driver_that_cannot_read_the_run_gives_up() -> None:
 
     assert follow(gone, lambda: None, lambda _: None, interval_s=0.001) == 2
     assert len(reads) == MAX_MISSES
+
+
+def test_a_stage_task_carries_the_code_version_its_cache_key_was_made_with(
+        store: StateStore, artifacts: ArtifactStore, tmp_path: Path) -> None:
+    """The Ray executor keys a stage's worker to ``task.code_version`` (its runtime env):
+    the version must be the one the run's cache key used."""
+    seen: list[Any] = []
+
+    class Recording(ThreadExecutor):
+        def submit(self, task: Any, num_cpus: float, num_gpus: float) -> Any:
+            seen.append(task)
+            return super().submit(task, num_cpus, num_gpus)
+
+    executor = Recording()
+    service = PipelineService(store, artifacts, executor)
+    service.allow_code(ADMIN, "p", allow=["tests.pipeline_stages"])
+    service.apply(EDITOR, "p", [PipelineSpec.model_validate({"name": "one", "stages": [
+        {"name": "first", "kind": S + "emit", "params": {"value": 1}, "version": "v7"}]})])
+    run = service.run(EDITOR, "p", "one").run
+    assert finish(service, run).state is RunState.SUCCEEDED
+    executor.shutdown()
+    [task] = seen
+    assert task.code_version == code_version(S + "emit", "v7")  # the cache key's
