@@ -10,8 +10,8 @@ from mlray._private.services import SERVICE_NAMES
 from mlray.config import PlatformConfig
 from mlray.errors import ConfigError
 
-__all__ = ["ACTORS", "CORE", "ActorHandles", "actor_names", "actors_config", "running_config",
-           "start_actors"]
+__all__ = ["ACTORS", "CORE", "ActorHandles", "actor_names", "actors_config", "find_or_start",
+           "running_config", "start_actors"]
 
 #: One actor per control-plane service, in start order; ``deployments`` drives Ray Serve and
 #: ``alerts`` evaluates rules over the ``monitor``'s values.
@@ -96,6 +96,24 @@ class ActorHandles(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(ACTORS)
+
+
+def find_or_start(name: str, namespace: str) -> Any:
+    """The handle of control-plane actor ``name`` in ``namespace``; started with the
+    running platform's own config when it has not started yet (actors start on first use).
+
+    Raises:
+        ValueError: no platform runs in ``namespace`` (its ``registry`` is not there).
+    """
+    import ray
+
+    try:
+        return ray.get_actor(name, namespace=namespace)
+    except ValueError:
+        config = running_config(namespace)
+        if config is None:
+            raise
+        return start_actors(config, (name,))[name]
 
 
 def actors_config(handles: dict[str, Any], timeout_s: float = 60.0) -> PlatformConfig:

@@ -42,15 +42,9 @@ class TrackingTarget:
 
     def call(self, actor: str, method: str, *args: Any, **kwargs: Any) -> Any:
         """Invoke a control-plane actor method and wait for it."""
-        try:
-            handle = ray.get_actor(actor, namespace=self.namespace)
-        except ValueError:  # actors start on first use: start it with the platform's config
-            from actors import running_config, start_actors
+        from actors import find_or_start
 
-            config = running_config(self.namespace)
-            if config is None:
-                raise
-            handle = start_actors(config, (actor,))[actor]
+        handle = find_or_start(actor, self.namespace)
         return ray.get(handle.invoke.remote(method, self.credential, self.project, *args, **kwargs),
                        timeout=60)
 
