@@ -19,27 +19,14 @@ from mlray.abtest.service import AbTestService
 from mlray.abtest.stats import two_proportion_test, welch_test
 from mlray.abtest.units import labelled_requests
 from mlray.errors import InvalidInput
-from mlray.identity import Caller
 from mlray.monitoring.prediction_log import FeedbackLog, PredictionLog
 from mlray.registry import ModelRegistry, ModelSpec, Stage
 from mlray.storage import ArtifactStore, StateStore, open_state_store
 from tests.unit.helpers import artifact_spec
+from tests.unit.test_abtest_service import ADMIN, T0, Clock, P
 
-ADMIN = Caller.local_admin("alice")
-P = "default"
-T0 = 1_700_000_000.0
 #: (request id, routing key or None, prediction, label)
 Row = tuple[str, str | None, float, float]
-
-
-class Clock:
-    """A settable clock (the experiment's start and each look)."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

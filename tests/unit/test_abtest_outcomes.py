@@ -13,15 +13,11 @@ from pydantic import ValidationError
 from mlray.abtest.experiment import ExperimentSpec
 from mlray.abtest.outcomes import arm_totals
 from mlray.abtest.service import AbTestService
-from mlray.identity import Caller
 from mlray.monitoring.prediction_log import FeedbackLog, PredictionLog
 from mlray.registry import ModelRegistry, ModelSpec, Stage
 from mlray.storage import ArtifactStore, StateStore, open_state_store
 from tests.unit.helpers import artifact_spec
-
-ADMIN = Caller.local_admin("alice")
-P = "default"
-T0 = 1_700_000_000.0
+from tests.unit.test_abtest_service import ADMIN, T0, P
 
 #: (label, score) -> requests: both arms see the same 60 positives in 300 requests.
 WEAK = {(1, 0.9): 30, (1, 0.2): 30, (0, 0.1): 180, (0, 0.8): 60}    # 210 right, 30 caught
