@@ -1,13 +1,14 @@
 """``make cluster-sim``: the rendered KubeRay cluster, run on loopback and driven end to end.
 
-Renders (in memory) from ``configs/cluster.yaml`` and the platform config, starts the
-head and two CPU workers with the pods' ``ray start`` argv and environment beside the
-rendered Redis and an S3 API server (:mod:`mlray.cluster.sim`), then drives it as a user
-would: the RayService's Serve config deployed with token auth (the control-plane actors
-must come up by themselves), the RayJob's training entrypoint through ``ray job submit``,
-the trained model deployed and asked for a prediction over HTTP, features pushed and read
-back over HTTP. Prints each step and its result; exits 1 on the first failure, always
-after stopping everything it started.
+Renders (in memory) from ``configs/cluster.yaml`` and the platform config, starts the head
+and two CPU workers with the pods' ``ray start`` argv and environment beside the rendered
+Redis and an S3 API server (:mod:`mlray.cluster.sim`), then drives it as a user would: the
+RayService's Serve config deployed with token auth (the control-plane actors must come up
+by themselves), the first API key (``mlray keys bootstrap`` in the head, then into the
+Secret the pods mount), the RayJob's training entrypoint through ``ray job submit``
+(acting as that key), the trained model deployed and asked for a prediction over HTTP
+(refused without the key), features pushed and read back over HTTP. Prints each step and
+its result; exits 1 on the first failure, always after stopping everything it started.
 """
 
 from __future__ import annotations
@@ -153,13 +154,44 @@ def _drive(sim: Any) -> None:
         return f"ingress ready at {sim.serve_url}"
 
     _step("ingress", ready)
+    key = _api_key(sim)
     version = _train(sim, env)
     import mlray
 
-    client = mlray.connect(address=sim.gcs_address)
+    client = mlray.connect(address=sim.gcs_address, api_key=key)
+    bearer = {"Authorization": f"Bearer {key}"}
     _step("deploy", lambda: _deploy(client, version))
-    _step("predict", lambda: _predict(sim))
-    _step("features", lambda: _features(sim, client))
+    _step("predict", lambda: _predict(sim, bearer))
+    _step("features", lambda: _features(sim, client, bearer))
+
+
+def _api_key(sim: Any) -> str:
+    """The operator's first steps with ``auth: keys``: ``mlray keys bootstrap`` in the head
+    pod, then the key into the ``secrets.api_key`` Secret the pods mount (jobs act as it).
+    Returns the key, which the operator's client and HTTP calls use."""
+    found: dict[str, str] = {}
+
+    def bootstrap() -> str:
+        cli = str(Path(sys.executable).with_name("mlray"))
+        env = {**sim.node_env(0), "RAY_ADDRESS": sim.gcs_address}  # kubectl exec, head
+        done = subprocess.run([cli, "keys", "bootstrap", "--user", "ops", "--json"],
+                              env=env, capture_output=True, text=True, timeout=180,
+                              check=False)
+        if done.returncode != 0:
+            raise StepFailed(f"mlray keys bootstrap exit {done.returncode}: "
+                             f"{done.stderr[-800:]}")
+        issued = json.loads(done.stdout)
+        found["key"] = issued["key"]
+        sim.create_key_secret(issued["key"])
+        refused = subprocess.run([cli, "keys", "bootstrap", "--json"], env=env,
+                                 capture_output=True, text=True, timeout=180, check=False)
+        if refused.returncode == 0:
+            raise StepFailed("a second `mlray keys bootstrap` issued another key")
+        return (f"`mlray keys bootstrap` in the head: key {issued['key_id']} for "
+                f"{issued['user']} (a second one refused), into the mounted Secret")
+
+    _step("api key", bootstrap)
+    return found["key"]
 
 
 def _nodes(ray: Any, sim: Any) -> str:
@@ -223,13 +255,13 @@ def _deploy(client: Any, version: int) -> str:
     return f"{MODEL} v{version} serving"
 
 
-def _predict(sim: Any) -> str:
+def _predict(sim: Any, bearer: dict[str, str]) -> str:
     import httpx
 
     from mlray.datasets import example_transactions
 
     def ask() -> httpx.Response | None:
-        reply = httpx.post(f"{sim.serve_url}/v1/predict", timeout=60,
+        reply = httpx.post(f"{sim.serve_url}/v1/predict", timeout=60, headers=bearer,
                            json={"modelName": MODEL, "features": example_transactions()[0]})
         # 404/503 until every ingress replica has synced the new deployment
         return None if reply.status_code in (404, 503) else reply
@@ -237,13 +269,17 @@ def _predict(sim: Any) -> str:
     reply = _until(ask, f"{MODEL} routed by the ingress", 120, 1)
     if reply.status_code != 200:
         raise StepFailed(f"HTTP {reply.status_code}: {reply.text[:300]}")
+    keyless = httpx.post(f"{sim.serve_url}/v1/predict", timeout=60,
+                         json={"modelName": MODEL, "features": example_transactions()[0]})
+    if keyless.status_code != 401:
+        raise StepFailed(f"without a key: HTTP {keyless.status_code}, not 401")
     probability = reply.json()["probabilities"][0]
     if not 0.0 <= probability <= 1.0:
         raise StepFailed(f"probability {probability} out of [0, 1]")
-    return f"POST /v1/predict -> 200, probability {probability:.3f}"
+    return f"POST /v1/predict -> 200, probability {probability:.3f} (401 without the key)"
 
 
-def _features(sim: Any, client: Any) -> str:
+def _features(sim: Any, client: Any, bearer: dict[str, str]) -> str:
     """Apply the example feature repo (batch sources in the bucket), push customer
     profiles through the ingress (online Redis and the source in the bucket), read them
     back over HTTP."""
@@ -264,11 +300,11 @@ def _features(sim: Any, client: Any) -> str:
             {"customer_id": 7002, "account_age_days": 12, "amount_avg_7d": 250.0}]
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     rows = [{**row, "event_timestamp": now} for row in rows]
-    pushed = httpx.post(f"{sim.serve_url}/v1/features/push", timeout=60,
+    pushed = httpx.post(f"{sim.serve_url}/v1/features/push", timeout=60, headers=bearer,
                         json={"view": "customer_profile", "rows": rows, "to": "both"})
     if pushed.status_code != 200:
         raise StepFailed(f"push: HTTP {pushed.status_code}: {pushed.text[:300]}")
-    read = httpx.post(f"{sim.serve_url}/v1/features", timeout=60, json={
+    read = httpx.post(f"{sim.serve_url}/v1/features", timeout=60, headers=bearer, json={
         "entities": {"customer_id": [7001, 7002]},
         "features": ["customer_profile:account_age_days"]})
     if read.status_code != 200:

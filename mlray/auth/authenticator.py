@@ -37,7 +37,8 @@ from mlray.storage.base import StateStore
 __all__ = ["NO_KEY", "Authenticator", "store_authenticator"]
 
 #: What a call without a credential hears where keys are required.
-NO_KEY = "an API key is required: pass api_key= to mlray.connect or set MLRAY_API_KEY"
+NO_KEY = ("an API key is required: pass api_key= to mlray.connect or set MLRAY_API_KEY "
+          "(or MLRAY_API_KEY_FILE)")
 DEFAULT_TTL_S = 5.0
 
 

@@ -69,14 +69,16 @@ class State:
         return connect(self.cluster_address(config) or "local", config=config,
                        project=self.project, on_mismatch="adopt")
 
-    def cluster_client(self) -> Client:
-        """A client on the running cluster; serving needs one (Ray Serve lives there)."""
+    def cluster_client(self, as_platform: bool = False) -> Client:
+        """A client on the running cluster; serving needs one (Ray Serve lives there).
+        ``as_platform``: act as the platform itself (see :func:`mlray.connect`)."""
         config = self.config()
         address = self.cluster_address(config)
         if address is None:
             raise BackendUnavailable("no Ray cluster is running; start one with `mlray up` "
                                      "(or set MLRAY_RAY_ADDRESS)")
-        return connect(address, config=config, project=self.project, on_mismatch="adopt")
+        return connect(address, config=config, project=self.project, on_mismatch="adopt",
+                       as_platform=as_platform)
 
     def client(self, on_mismatch: Literal["raise", "adopt"] = "adopt",
                as_platform: bool = False) -> Client:

@@ -8,6 +8,7 @@ import typer
 
 from mlray.auth import ApiKey, IssuedKey, parse_duration
 from mlray.cli._common import JsonOpt, emit, err_console, parse_pairs, state, when
+from mlray.errors import InvalidInput
 
 app = typer.Typer(help="API keys: who may do what in which project.", no_args_is_help=True)
 
@@ -69,3 +70,19 @@ def revoke(key_id: str = typer.Argument(..., help="The key's public id."),
     key = state.client().keys.revoke(key_id)
     emit(key, as_json, ("id", "user", "roles", "state", "created", "expires", "last used"),
          _rows([key]), whole=("id",))
+
+
+@app.command()
+def bootstrap(user: str = typer.Option("admin", "--user", "-u",
+                                       help="Who holds the first key."),
+              as_json: bool = JsonOpt) -> None:
+    """Issue the first admin key of every project, once, on a cluster `mlray up` did not
+    start (KubeRay: run it in the head pod). It acts as the platform, so it needs what the
+    platform has: the Ray cluster and its state store. Refused once any key exists."""
+    client = state.cluster_client(as_platform=True)
+    issued = client.keys.bootstrap(user)
+    if issued is None:
+        raise InvalidInput("keys exist already: the bootstrap key is issued only on a store "
+                           "without keys (ask an admin for one: `mlray keys create`)",
+                           field="keys")
+    _print_issued(issued, as_json)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any, Literal
 
 from mlray._private.transport import ActorTransport, Transport
 from mlray._private.validation import build
 from mlray.abtest.client import AbTestsClient
+from mlray.auth import api_key_from_env
 from mlray.auth import resolve as resolve_key
 from mlray.auth.tokens import platform_credential
 from mlray.client.alerts_client import AlertsClient
@@ -95,7 +95,8 @@ def connect(address: str | None = None, *, namespace: str | None = None,
         project: project to work in (default from config).
         caller: identity, in local mode only (default: the local admin named by
             ``config.user``). Over Ray the actors decide who calls, from the API key.
-        api_key: an mlray API key or token (default: ``MLRAY_API_KEY``). Without one the
+        api_key: an mlray API key or token (default: ``MLRAY_API_KEY``, else the file
+            ``MLRAY_API_KEY_FILE`` names, as a cluster's pods have it). Without one the
             platform takes the call for its local admin where it runs ``auth: none``, and
             refuses it where it runs ``auth: keys``.
         local: run the services in this process, without Ray (one process at a time).
@@ -119,7 +120,7 @@ def connect(address: str | None = None, *, namespace: str | None = None,
         raise InvalidInput("caller= works only with local=True: over Ray the actors decide "
                            "who calls, from api_key (or MLRAY_API_KEY)", field="caller")
     if caller is None and not as_platform:
-        api_key = api_key or os.environ.get("MLRAY_API_KEY") or None
+        api_key = api_key or api_key_from_env()
     on_mismatch = on_mismatch or ("raise" if config is not None else "adopt")
     config = config or load_config()
     if namespace:

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from mlray.auth import KEY_FILE_ENV
 from mlray.cluster.spec import ClusterSpec
 from mlray.config import PlatformConfig
 from mlray.errors import ConfigError
 
-__all__ = ["CONFIG_DIR", "FILE_KEYS", "LOCATION_KEYS", "REDIS_PASSWORD_ENV", "PodCommand",
-           "SecretRef", "cluster_urls", "expand_env", "platform_files", "ray_start_commands",
-           "redis_host"]
+__all__ = ["API_KEY_DIR", "API_KEY_FILE_ENV", "API_KEY_KEY", "CONFIG_DIR", "FILE_KEYS",
+           "LOCATION_KEYS", "REDIS_PASSWORD_ENV", "PodCommand", "SecretRef", "cluster_urls",
+           "expand_env", "platform_files", "ray_start_commands", "redis_host"]
 
 #: Env var holding the Redis password in every pod (from the Secret); URLs refer to it. Not
 #: ``REDIS_PASSWORD``: KubeRay sets that one on the head itself (GCS fault tolerance) and
@@ -33,6 +34,11 @@ _REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 CONFIG_DIR = "/etc/mlray"
 #: PlatformConfig keys naming such files, with the file's name in the ConfigMap.
 FILE_KEYS = {"serving_config": "serving.yaml", "alerts_config": "alerts.yaml"}
+#: Where the pods find the API key Secret (``secrets.api_key``, mounted optional), and the
+#: variable naming the file in it that ``mlray.connect`` reads when ``MLRAY_API_KEY`` is unset.
+API_KEY_DIR = "/etc/mlray-key"
+API_KEY_KEY = "api_key"
+API_KEY_FILE_ENV = KEY_FILE_ENV
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class PodCommand:
         files: files the pod reads, by their path in the pod, with the file on this
             machine they are rendered from (the platform ConfigMap, mounted at
             ``CONFIG_DIR``); ``env`` names the in-pod paths.
+        key_secret: the API key Secret, mounted (optional) at ``API_KEY_DIR``, or None.
     """
 
     group: str
@@ -68,6 +75,7 @@ class PodCommand:
     secrets: dict[str, SecretRef] = field(default_factory=dict)
     env_from_secret: str | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    key_secret: str | None = None
 
     @property
     def is_head(self) -> bool:
@@ -164,6 +172,8 @@ def _platform_env(spec: ClusterSpec, config: PlatformConfig) -> dict[str, str]:
                  if getattr(config, key)}}
     env = {f"MLRAY_{key.upper()}": value for key, value in sorted(values.items())}
     env["RAY_AUTH_MODE"] = "token"
+    if spec.secrets.api_key:
+        env[API_KEY_FILE_ENV] = f"{API_KEY_DIR}/{API_KEY_KEY}"
     if spec.storage.endpoint_url:
         env["AWS_ENDPOINT_URL"] = spec.storage.endpoint_url
     return env
@@ -188,8 +198,9 @@ def ray_start_commands(spec: ClusterSpec, config: PlatformConfig) -> list[PodCom
     of which each control-plane actor asks 0.01 (``MLRAY_ACTOR_RESOURCES``, unless the
     platform config sets ``actor_resources``), so the actors run on the head. Every node
     exports metrics on ``spec.metrics_export_port``. Every container runs with Ray token
-    auth (``RAY_AUTH_MODE=token``, the token from the ``secrets.ray_token`` Secret) and
-    the cluster-mode platform config as ``MLRAY_*`` variables.
+    auth (``RAY_AUTH_MODE=token``, the token from the ``secrets.ray_token`` Secret), the
+    cluster-mode platform config as ``MLRAY_*`` variables, and the ``secrets.api_key``
+    Secret as a file (``MLRAY_API_KEY_FILE``): the key jobs started there act as.
 
     Returns:
         ``[head, cpu workers, gpu workers (when the spec has a GPU group)]``.
@@ -198,11 +209,9 @@ def ray_start_commands(spec: ClusterSpec, config: PlatformConfig) -> list[PodCom
     common = {"metrics-export-port": str(spec.metrics_export_port)}
     head = {**common, "num-cpus": "0", "dashboard-host": "0.0.0.0",
             "resources": json.dumps({spec.control_resource: 100})}
-    commands = [PodCommand("head", head, env, secrets, spec.secrets.storage, files),
-                PodCommand("cpu", {**common, "num-cpus": str(spec.cpu_workers.cpu)}, env,
-                           secrets, spec.secrets.storage, files)]
+    groups = {"head": head, "cpu": {**common, "num-cpus": str(spec.cpu_workers.cpu)}}
     if spec.gpu_workers is not None:
-        gpu = {**common, "num-cpus": str(spec.gpu_workers.cpu),
-               "num-gpus": str(spec.gpu_workers.gpus)}
-        commands.append(PodCommand("gpu", gpu, env, secrets, spec.secrets.storage, files))
-    return commands
+        groups["gpu"] = {**common, "num-cpus": str(spec.gpu_workers.cpu),
+                         "num-gpus": str(spec.gpu_workers.gpus)}
+    return [PodCommand(group, params, env, secrets, spec.secrets.storage, files,
+                       spec.secrets.api_key) for group, params in groups.items()]

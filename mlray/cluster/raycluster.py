@@ -7,6 +7,7 @@ import shlex
 from typing import Any
 
 from mlray.cluster.commands import (
+    API_KEY_DIR,
     CONFIG_DIR,
     REDIS_PASSWORD_KEY,
     PodCommand,
@@ -65,11 +66,18 @@ def _template(command: PodCommand, spec: ClusterSpec, config: PlatformConfig) ->
     if command.env_from_secret:
         container["envFrom"] = [{"secretRef": {"name": command.env_from_secret}}]
     pod: Manifest = {"containers": [container]}
+    mounts: list[Manifest] = []
+    volumes: list[Manifest] = []
     if command.files:
-        container["volumeMounts"] = [{"name": "platform-config", "mountPath": CONFIG_DIR,
-                                      "readOnly": True}]
-        pod["volumes"] = [{"name": "platform-config",
-                           "configMap": {"name": platform_configmap_name(spec)}}]
+        mounts.append({"name": "platform-config", "mountPath": CONFIG_DIR, "readOnly": True})
+        volumes.append({"name": "platform-config",
+                        "configMap": {"name": platform_configmap_name(spec)}})
+    if command.key_secret:  # optional: created after `mlray keys bootstrap`, seen live
+        mounts.append({"name": "api-key", "mountPath": API_KEY_DIR, "readOnly": True})
+        volumes.append({"name": "api-key",
+                        "secret": {"secretName": command.key_secret, "optional": True}})
+    if mounts:
+        container["volumeMounts"], pod["volumes"] = mounts, volumes
     if gpu is not None:
         pod["tolerations"] = [dict(t) for t in gpu.tolerations]
         if gpu.node_selector:

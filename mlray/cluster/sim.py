@@ -4,15 +4,16 @@ redis-server with the rendered redis.conf, an S3 API server holding the bucket).
 
 Only what one host forces changes, all of it in :func:`one_host_argv` and
 :func:`one_host_env`: ports are picked free (GCS, dashboard, metrics export and Ray's other
-internal ports, the Serve port, Redis, S3), the Redis service's DNS name becomes
-127.0.0.1, the Secrets get fresh values (a Ray token, a Redis password, the S3 server's
-endpoint and keys), each node gets its own ``HOME`` and ``MLRAY_HOME`` (as each pod has its
-own disk; this host's ``~/.ray/auth_token`` belongs to other Rays), Ray's temp dir is the
-cluster's own (``RAY_TMPDIR``: ``address="auto"`` would find another Ray's in /tmp/ray),
-``PATH`` leads with this interpreter's bin (the image's ``python``), the raylet waits up to
-2 min for its agents (several nodes start on one loaded host) and ``--block`` is dropped
-(nodes start detached). KubeRay's own additions for GCS fault tolerance
-(``RAY_REDIS_ADDRESS``, ``--redis-password``, a storage namespace) are added as it would.
+internal ports, the Serve port, Redis, S3), the Redis service's DNS name becomes 127.0.0.1,
+the Secrets get fresh values (a Ray token, a Redis password, the S3 server's endpoint and
+keys; the API key file lies in the node's folder), each node gets its own ``HOME`` and
+``MLRAY_HOME`` (as each pod has its own disk; this host's ``~/.ray/auth_token`` belongs to
+other Rays), Ray's temp dir is the cluster's own (``RAY_TMPDIR``: ``address="auto"`` would
+find another Ray's in /tmp/ray), ``PATH`` leads with this interpreter's bin (the image's
+``python``), the raylet waits up to 2 min for its agents (several nodes start on one loaded
+host) and ``--block`` is dropped (nodes start detached). KubeRay's own additions for GCS
+fault tolerance (``RAY_REDIS_ADDRESS``, ``--redis-password``, a storage namespace) are
+added as it would.
 
 Each ``ray start`` runs in a process session of its own; :meth:`LoopbackCluster.stop`
 ends exactly those sessions and nothing else on the host, then Redis and the S3 server.
@@ -36,6 +37,9 @@ import yaml
 from mlray._private.loopback import start_listening
 from mlray._private.ray_head import INTERNAL_PORTS, _free_ports, stop_session
 from mlray.cluster.commands import (
+    API_KEY_DIR,
+    API_KEY_FILE_ENV,
+    API_KEY_KEY,
     RAY_TOKEN_KEY,
     REDIS_PASSWORD_KEY,
     PodCommand,
@@ -122,6 +126,8 @@ def one_host_env(command: PodCommand, spec: ClusterSpec, ports: Ports,
     # Several nodes' agents import at once on one (shared) host: give them time to start.
     pod["RAY_agent_register_timeout_ms"] = "120000"
     pod["MLRAY_SERVE_PORT"] = str(ports.serve)
+    if API_KEY_FILE_ENV in pod:  # the Secret volume, mounted in the node's own folder
+        pod[API_KEY_FILE_ENV] = str(home / API_KEY_DIR.strip("/") / API_KEY_KEY)
     if command.is_head:
         pod["RAY_REDIS_ADDRESS"] = f"127.0.0.1:{ports.redis}"
         pod[KUBERAY_REDIS_PASSWORD] = secret_values[REDIS_PASSWORD_KEY]
@@ -181,6 +187,15 @@ class LoopbackCluster:
         secret_values = {RAY_TOKEN_KEY: self.token, REDIS_PASSWORD_KEY: self.redis_password}
         return one_host_env(self.commands[node], self.spec, self.ports, secret_values,
                             self.storage_env, self.workdir / f"node{node}")
+
+    def create_key_secret(self, api_key: str) -> None:
+        """What ``kubectl create secret generic <secrets.api_key>`` does for the pods that
+        mount it: the key appears in each node's mounted file (no restart)."""
+        for node in range(len(self.commands)):
+            path = Path(self.node_env(node)[API_KEY_FILE_ENV])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(api_key)
+            path.chmod(0o600)
 
     def serve_config(self) -> dict[str, Any]:
         """The RayService's ``serveConfigV2`` with the Serve port picked here."""

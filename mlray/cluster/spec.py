@@ -72,6 +72,11 @@ class Secrets(_Strict):
         "mlray-storage", pattern=_DNS_LABEL,
         description="Env vars for the object store (AWS_ACCESS_KEY_ID, ...); null = none "
                     "(workload identity).")
+    api_key: str | None = Field(
+        "mlray-api-key", pattern=_DNS_LABEL,
+        description="Holds key api_key: the mlray API key that jobs on the cluster act as, "
+                    "mounted as a file (optional: create it after `mlray keys bootstrap`; "
+                    "the pods see it without a restart); null = none.")
 
 
 class Storage(_Strict):

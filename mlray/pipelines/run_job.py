@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mlray.auth import api_key_from_env
 from mlray.pipelines.state import PipelineRun, RunState
 
 __all__ = ["RunJobs", "follow", "job_submission_id", "main"]
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     project, run_id = (argv if argv is not None else sys.argv[1:])[:2]
     ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False)
     namespace = os.environ["MLRAY_NAMESPACE"]
-    credential = os.environ.get("MLRAY_API_KEY") or None
+    credential = api_key_from_env()
     try:  # the platform's actor only: never start one for a platform that was stopped
         transport = ActorTransport({"pipelines": ray.get_actor("pipelines",
                                                               namespace=namespace)},

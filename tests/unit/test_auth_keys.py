@@ -190,3 +190,14 @@ def test_a_key_in_an_error_or_log_line_shows_only_its_id() -> None:
     key_id, key = keymod.new_key()
     assert redact(f"sent {key} to the ingress") == f"sent mlr_{key_id}_*** to the ingress"
     assert key not in Unauthenticated(f"bad {key}").message
+
+
+def test_a_key_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    from mlray.auth import api_key_from_env
+
+    assert api_key_from_env({}) is None
+    (tmp_path / "empty").write_text("\n")
+    assert api_key_from_env({"MLRAY_API_KEY_FILE": str(tmp_path / "empty")}) is None
+    with pytest.raises(InvalidInput) as caught:
+        api_key_from_env({"MLRAY_API_KEY_FILE": str(tmp_path)})  # a folder
+    assert caught.value.field == "MLRAY_API_KEY_FILE" and str(tmp_path) in str(caught.value)

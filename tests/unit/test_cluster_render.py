@@ -302,13 +302,14 @@ def test_settings_files_reach_every_pod_through_a_configmap(tmp_path: Path) -> N
         assert loaded.alerts_config == Path("/etc/mlray/alerts.yaml")
     for group in _groups(manifests["raycluster"]["spec"]).values():
         pod = group["template"]["spec"]
-        assert pod["containers"][0]["volumeMounts"] == [
-            {"name": "platform-config", "mountPath": "/etc/mlray", "readOnly": True}]
-        assert pod["volumes"] == [{"name": "platform-config",
-                                   "configMap": {"name": "mlray-platform"}}]
+        assert pod["containers"][0]["volumeMounts"][0] == {
+            "name": "platform-config", "mountPath": "/etc/mlray", "readOnly": True}
+        assert pod["volumes"][0] == {"name": "platform-config",
+                                     "configMap": {"name": "mlray-platform"}}
     plain = render_manifests(spec, PlatformConfig())
     assert "platform-configmap" not in plain
-    assert "volumes" not in plain["raycluster"]["spec"]["headGroupSpec"]["template"]["spec"]
+    head = plain["raycluster"]["spec"]["headGroupSpec"]["template"]["spec"]
+    assert [v["name"] for v in head["volumes"]] == ["api-key"]
     missing = PlatformConfig(serving_config=tmp_path / "nope.yaml")
     with pytest.raises(ConfigError) as caught:
         render_manifests(spec, missing)
@@ -325,3 +326,30 @@ def test_a_cluster_runs_with_auth_keys_whatever_the_platform_config_says() -> No
     assert serve["http_options"]["host"] == "0.0.0.0" and ingress[0]["args"]["auth"] == "keys"
     for command in ray_start_commands(spec, config):
         assert command.env["MLRAY_AUTH"] == "keys", command.group
+
+
+def test_jobs_on_the_cluster_act_as_the_mounted_api_key(tmp_path: Path) -> None:
+    spec, config = _example()
+    manifests = render_manifests(spec, config)
+    for group in _groups(manifests["raycluster"]["spec"]).values():
+        pod = group["template"]["spec"]
+        container = pod["containers"][0]
+        assert {"name": "api-key", "mountPath": "/etc/mlray-key",
+                "readOnly": True} in container["volumeMounts"]
+        assert {"name": "api-key", "secret": {"secretName": "mlray-api-key",
+                                              "optional": True}} in pod["volumes"]
+        assert {"name": "MLRAY_API_KEY_FILE",
+                "value": "/etc/mlray-key/api_key"} in container["env"]
+    none = spec.model_copy(update={"secrets": spec.secrets.model_copy(
+        update={"api_key": None})})
+    for command in ray_start_commands(none, config):
+        assert command.key_secret is None and "MLRAY_API_KEY_FILE" not in command.env
+    # what mlray.connect reads in such a pod: the file once the Secret exists, not before
+    from mlray.auth import api_key_from_env
+
+    key_file = tmp_path / "api_key"
+    pod_env = {"MLRAY_API_KEY_FILE": str(key_file)}
+    assert api_key_from_env(pod_env) is None
+    key_file.write_text("mlr_0123456789ab_secret\n")
+    assert api_key_from_env(pod_env) == "mlr_0123456789ab_secret"
+    assert api_key_from_env({**pod_env, "MLRAY_API_KEY": "mlr_env"}) == "mlr_env"

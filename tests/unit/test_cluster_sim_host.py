@@ -17,7 +17,7 @@ PORTS = Ports(gcs=41001, dashboard=41002, serve=41003, redis=41004, s3=41005,
 SECRETS = {"auth_token": "tok", "password": "pw"}
 FORCED_ENV = {"MLRAY_HOME", "HOME", "RAY_TMPDIR", "RAY_agent_register_timeout_ms",
               "MLRAY_SERVE_PORT", "RAY_REDIS_ADDRESS", KUBERAY_REDIS_PASSWORD,
-              "RAY_external_storage_namespace", "PATH"}
+              "RAY_external_storage_namespace", "PATH", "MLRAY_API_KEY_FILE"}
 
 
 def _flags(argv: list[str]) -> dict[str, str]:
@@ -54,3 +54,5 @@ def test_env_maps_the_redis_service_to_loopback_and_keeps_the_rest(tmp_path: Pat
                                                   "127.0.0.1:41004"), name
         assert not any(redis_host(SPEC) in value for value in env.values())
         assert ("RAY_REDIS_ADDRESS" in env) == command.is_head
+        # the API key Secret's volume lies in the node's own folder
+        assert env["MLRAY_API_KEY_FILE"] == str(tmp_path / "n" / "etc/mlray-key/api_key")
