@@ -31,8 +31,9 @@ from pydantic import BaseModel
 from mlray.config import PlatformConfig
 from mlray.errors import BackendUnavailable, ConfigError
 
-__all__ = ["HeadRecord", "PortPlan", "check_stores", "load_record", "plan_ports", "port_free",
-           "session_processes", "start_head", "stop_head", "stop_session"]
+__all__ = ["HeadRecord", "PortPlan", "check_stores", "ensure_auth_token", "load_record",
+           "plan_ports", "port_free", "session_processes", "start_head", "stop_head",
+           "stop_session"]
 
 RECORD_NAME = "ray-head.json"
 
@@ -126,6 +127,32 @@ def plan_ports(config: PlatformConfig, serve: bool = True) -> PortPlan:
 def _ray_cli() -> str:
     found = Path(sys.executable).with_name("ray")
     return str(found) if found.exists() else (shutil.which("ray") or "ray")
+
+
+def ensure_auth_token(env: dict[str, str] | None = None) -> None:
+    """Under Ray token auth (``RAY_AUTH_MODE=token``), make sure this user has a token
+    where Ray looks (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``):
+    ``ray start --head`` refuses to start without one, where ``ray.init()`` creates it.
+    A missing one is generated the way Ray documents (``ray get-auth-token --generate``,
+    into ``~/.ray/auth_token``); it is never printed.
+
+    Raises:
+        BackendUnavailable: the token could not be generated.
+    """
+    env = dict(os.environ if env is None else env)
+    if env.get("RAY_AUTH_MODE") != "token" or env.get("RAY_AUTH_TOKEN"):
+        return
+    path = env.get("RAY_AUTH_TOKEN_PATH")
+    found = Path(path) if path else Path(env.get("HOME", "~")) / ".ray" / "auth_token"
+    if found.expanduser().is_file():
+        return
+    done = subprocess.run([_ray_cli(), "get-auth-token", "--generate"], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          timeout=120, check=False)
+    if done.returncode != 0:
+        last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["no output"]
+        raise BackendUnavailable(f"RAY_AUTH_MODE=token and no Ray token exists; generating "
+                                 f"one failed: {last[0]}", field="RAY_AUTH_TOKEN")
 
 
 def _record_path(home: Path) -> Path:
@@ -233,6 +260,7 @@ def start_head(config: PlatformConfig, plan: PortPlan, num_cpus: int | None = No
            *(f"--{flag}={port}" for flag, port in plan.internal.items())]
     if num_cpus:
         cmd.append(f"--num-cpus={num_cpus}")
+    ensure_auth_token()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:

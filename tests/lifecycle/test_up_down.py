@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -29,7 +30,8 @@ RAY = str(Path(sys.executable).with_name("ray"))
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "MLRAY_HOME": str(tmp_path / "home"),
+    # a user's own home, without a Ray token yet: `mlray up` makes one (ray.init would)
+    env = {**os.environ, "MLRAY_HOME": str(tmp_path / "home"), "HOME": str(tmp_path / "user"),
            "MLRAY_RAY_HEAD_PORT": str(free_port()), "MLRAY_RAY_DASHBOARD_PORT": str(free_port()),
            "MLRAY_SERVE_PORT": str(free_port()), "RAY_AUTH_MODE": "token", **extra}
     env.pop("RAY_ADDRESS", None)
@@ -52,7 +54,8 @@ def other_head(tmp_path: Path) -> Iterator[tuple[int, int]]:
     proc = subprocess.Popen(
         [RAY, "start", "--head", f"--port={port}", f"--dashboard-port={free_port()}",
          "--num-cpus=1", "--disable-usage-stats", "--include-dashboard=false"],
-        env={**os.environ, "RAY_AUTH_MODE": "token"}, stdout=subprocess.PIPE,
+        env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)},
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True)
     _, err = proc.communicate(timeout=300)
     try:
@@ -81,13 +84,16 @@ def test_up_status_commands_down_leaves_another_head_running(
         assert up["mode"] == "cluster" and up["config_from"] == "actors"
         assert up["actors"] == {name: "ALIVE" for name in (
             "registry", "experiments", "jobs", "breakers", "features", "monitor", "keys",
-            "deployments", "alerts")}
+            "quotas", "pipelines", "abtests", "deployments", "alerts")}
         # the first `up` prints a bootstrap admin key once, on stderr, and it works
         bootstrap = re.search(r"bootstrap admin key .*: (mlr_\S+)", first.stderr)
         assert bootstrap is not None and "MLRAY_API_KEY" in first.stderr, first.stderr
         as_key = _mlray({**env, "MLRAY_API_KEY": bootstrap.group(1)}, "keys", "list", "--json")
         assert as_key.returncode == 0, as_key.stderr
         assert [k["roles"] for k in json.loads(as_key.stdout)] == [{"*": "admin"}]
+        again = _mlray(env, "keys", "bootstrap")  # the first key exists: none is issued
+        assert again.returncode != 0 and "keys exist already" in again.stderr, again.stderr
+        assert "mlr_" not in again.stdout + again.stderr
         assert up["dashboard_url"] == f"http://127.0.0.1:{env['MLRAY_RAY_DASHBOARD_PORT']}"
         serve_url = f"http://127.0.0.1:{env['MLRAY_SERVE_PORT']}"
         assert up["serving"]["url"] == serve_url and up["serving"]["apps"] == []
@@ -98,7 +104,9 @@ def test_up_status_commands_down_leaves_another_head_running(
         assert 52365 not in record["ports"]["internal"].values()
         from ray.job_submission import JobStatus, JobSubmissionClient
 
-        jobs = JobSubmissionClient(up["dashboard_url"])  # runs on the head's dashboard agent
+        token = (Path(env["HOME"]) / ".ray" / "auth_token").read_text().strip()
+        jobs = JobSubmissionClient(up["dashboard_url"],  # runs on the head's dashboard agent
+                                   headers={"Authorization": f"Bearer {token}"})
         job = jobs.submit_job(entrypoint="python -c \"print('agent ok')\"")
         wait_for(lambda: jobs.get_job_status(job) in (JobStatus.SUCCEEDED, JobStatus.FAILED),
                  timeout=180, interval=0.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 from mlray._private.ray_head import (
     INTERNAL_PORTS,
+    ensure_auth_token,
     load_record,
     plan_ports,
     port_free,
@@ -127,3 +129,19 @@ def test_config_differences_name_the_key_and_both_values_masked(tmp_path: Path) 
     assert adopted.resolved_state_url == running.resolved_state_url
     assert adopted.project == "mine"  # the caller's own keys stay
     assert not config_differences(adopted, running)
+
+
+def test_a_token_is_made_for_a_user_without_one_and_kept_otherwise(tmp_path: Path) -> None:
+    home = tmp_path / "user"
+    token_file = home / ".ray" / "auth_token"
+    ensure_auth_token({"HOME": str(home)})  # no token auth: nothing to do
+    assert not token_file.exists()
+    ensure_auth_token({"HOME": str(home), "RAY_AUTH_MODE": "token",
+                                "RAY_AUTH_TOKEN": "given"})
+    assert not token_file.exists()
+    env = {"HOME": str(home), "RAY_AUTH_MODE": "token", "PATH": os.environ["PATH"]}
+    ensure_auth_token(env)  # what `ray start --head` refuses to start without
+    first = token_file.read_text().strip()
+    assert len(first) >= 32
+    ensure_auth_token(env)
+    assert token_file.read_text().strip() == first  # never replaced
