@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from mlray._private.services import SERVICE_NAMES
+from mlray.composition import SERVICE_NAMES
 from mlray.config import PlatformConfig
 from mlray.errors import ConfigError
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from mlray._private.redact import install_log_redaction
-from mlray._private.services import build_service, open_stores
 from mlray._private.transport import service_arguments
 from mlray.auth.authenticator import Authenticator, store_authenticator
+from mlray.composition import build_service, open_stores
 from mlray.config import PlatformConfig
 from mlray.errors import InvalidInput
 from mlray.storage.base import StateStore

@@ -13,9 +13,9 @@ import ray
 
 from actors._shell import ServiceActor
 from mlray._private.redact import install_log_redaction
-from mlray._private.services import open_stores
 from mlray.abtest.service import AbTestService
 from mlray.auth.tokens import platform_secret
+from mlray.composition import open_stores
 from mlray.config import PlatformConfig
 from mlray.registry.service import ModelRegistry
 from mlray.serving.model_names import breaker_key

@@ -13,13 +13,13 @@ import ray
 
 from actors._shell import ServiceActor
 from mlray._private.redact import install_log_redaction
-from mlray._private.services import open_stores
 from mlray.alerts.actions import pipeline_action
 from mlray.alerts.channels import build_dispatcher
 from mlray.alerts.engine import Sample
 from mlray.alerts.rules import AlertsConfig, load_rules
 from mlray.alerts.service import AlertsService
 from mlray.auth.tokens import platform_secret
+from mlray.composition import open_stores
 from mlray.config import PlatformConfig
 
 __all__ = ["AlertsActor"]

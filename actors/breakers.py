@@ -1,4 +1,4 @@
-"""The ``breakers`` actor: a thin shell over :class:`mlray.serving.board.BreakerBoard`.
+"""The ``breakers`` actor: a thin shell over :class:`mlray.serving.breaker_board.BreakerBoard`.
 
 Every 5 s the board's derived values are exported as Ray gauges
 (``ray_mlray_request_error_ratio``, ``ray_mlray_request_latency_quantile_seconds``):

@@ -18,12 +18,12 @@ import ray
 
 from actors._shell import ServiceActor
 from mlray._private.redact import install_log_redaction
-from mlray._private.services import open_stores
 from mlray.auth.tokens import platform_secret
+from mlray.composition import open_stores
 from mlray.config import PlatformConfig
 from mlray.quotas.usage import UsageMeter
 from mlray.registry.service import ModelRegistry
-from mlray.serving.board import VersionStats
+from mlray.serving.breaker_board import VersionStats
 from mlray.serving.deployed import deployed_replicas, per_project
 from mlray.serving.reconcile import Reconciler
 from mlray.serving.rollout import RolloutController

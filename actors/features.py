@@ -1,4 +1,4 @@
-"""The ``features`` actor: a thin shell over :class:`mlray.features.registry.FeatureRegistry`."""
+"""The ``features`` actor: a thin shell over :class:`mlray.features.service.FeatureRegistry`."""
 
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ import ray
 
 from actors._shell import ServiceActor
 from mlray._private.redact import install_log_redaction
-from mlray._private.services import open_stores
 from mlray.auth.tokens import platform_secret
+from mlray.composition import open_stores
 from mlray.config import PlatformConfig
 from mlray.identity import Caller
 from mlray.pipelines.executors import RayExecutor

@@ -20,12 +20,12 @@ import ray
 import redis
 
 from mlray._private.redact import install_log_redaction
-from mlray._private.services import open_stores
+from mlray.composition import open_stores
 from mlray.config import PlatformConfig
 from mlray.errors import BackendUnavailable
 from mlray.features.offline import OfflineStore
 from mlray.features.online import open_online_store
-from mlray.features.registry import FeatureRegistry
+from mlray.features.service import FeatureRegistry
 from mlray.features.stream import StreamProcessor
 from mlray.identity import Caller
 

@@ -26,7 +26,7 @@ from mlray.datasets import write_fraud
 from mlray.pipelines.definitions import PipelineSpec
 from mlray.pipelines.state import PipelineRun, StageRun
 from mlray.registry.types import Stage
-from mlray.training.runner import run_training
+from mlray.training.orchestrator import run_training
 
 __all__ = ["OFFLINE", "bench", "measure", "offline", "prepare"]
 

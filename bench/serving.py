@@ -78,7 +78,7 @@ from mlray.models.predictor import Predictor, save_model
 from mlray.monitoring.baseline import profile_frame
 from mlray.registry.types import TensorSpec
 from mlray.serving.launch import start_serving
-from mlray.serving.runner import Columns, VersionRunner, concat_columns, split_rows
+from mlray.serving.loaded_model import Columns, VersionRunner, concat_columns, split_rows
 from mlray.training.data import Preprocessor
 from mlray.training.models import ModelArchitecture, build_model
 

@@ -30,7 +30,7 @@ import mlray
 from mlray.config import load_config
 from mlray.datasets import write_fraud
 from mlray.training.config import TrainConfig
-from mlray.training.runner import run_training
+from mlray.training.orchestrator import run_training
 
 sys.path.insert(0, str(Path(__file__).parent))
 from plain_loop import config_for, plain_loop, steady

@@ -49,7 +49,7 @@ from mlray.datasets import example_transactions, write_fraud
 from mlray.models import load
 from mlray.registry.types import ModelVersion, Stage
 from mlray.training.config import TrainConfig, load_train_config
-from mlray.training.runner import run_training
+from mlray.training.orchestrator import run_training
 from mlray.training.tuning import run_tuning
 
 console = Console(width=110)

@@ -10,7 +10,7 @@ from typing import Any
 from jobs._entry import run_job
 from mlray._private.quiet import quiet_ray_env
 from mlray.training.config import TrainConfig
-from mlray.training.runner import run_training
+from mlray.training.orchestrator import run_training
 
 
 def _train(client: Any, config: TrainConfig) -> None:

@@ -5,6 +5,7 @@ Plain classes, no Ray: the ``alerts`` actor loads :class:`AlertsConfig` with
 notifications to a :class:`Dispatcher`.
 """
 
+from mlray.alerts.catalogue import METRIC_NAMES, METRICS, MetricInfo
 from mlray.alerts.channels import (
                                    Dispatcher,
                                    LogChannel,
@@ -14,7 +15,6 @@ from mlray.alerts.channels import (
                                    build_dispatcher,
 )
 from mlray.alerts.engine import AlertEngine, Sample, SampleSource
-from mlray.alerts.metrics import METRIC_NAMES, METRICS, MetricInfo
 from mlray.alerts.rules import AlertRule, AlertsConfig, load_rules, parse_rules
 from mlray.alerts.types import AlertState, AlertStatus, Notification, Silence
 

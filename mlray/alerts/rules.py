@@ -45,7 +45,7 @@ from pydantic import (
 
 from mlray._private.redact import MASK, redact, url_origin
 from mlray._private.validation import check_name
-from mlray.alerts.metrics import METRIC_NAMES
+from mlray.alerts.catalogue import METRIC_NAMES
 from mlray.config.files import read_yaml
 from mlray.errors import ConfigError
 
@@ -190,7 +190,7 @@ class AlertRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: str = Field(description="Alert name (the alertname label of its alerts).")
-    metric: str = Field(description="An exported metric name (see mlray.alerts.metrics).")
+    metric: str = Field(description="An exported metric name (see mlray.alerts.catalogue).")
     labels: dict[str, str] = Field(
         default_factory=dict,
         description="Label matchers: 'x' equal, '!=x', '=~regex', '!~regex'.")

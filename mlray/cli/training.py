@@ -25,7 +25,7 @@ def _progress() -> Progress:
 
 def train(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Train a model on Ray Train (a local Ray unless a cluster is running)."""
-    from mlray.training.runner import run_training
+    from mlray.training.orchestrator import run_training
 
     spec = load_train_config(config)
     require_data(spec.data)  # before Ray starts: a missing file fails in a second

@@ -126,8 +126,8 @@ def connect(address: str | None = None, *, namespace: str | None = None,
     if namespace:
         config = build(PlatformConfig, "", **{**config.model_dump(), "namespace": namespace})
     if local:
-        from mlray._private.services import local_services
         from mlray._private.transport import LocalTransport
+        from mlray.composition import local_services
 
         transport: Transport = LocalTransport(local_services(config))
         if api_key:

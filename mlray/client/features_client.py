@@ -18,8 +18,8 @@ from mlray.errors import (
 )
 from mlray.features.offline import OfflineStore
 from mlray.features.online import OnlineStore, open_online_store
-from mlray.features.registry import ApplyResult, Materialization
 from mlray.features.repo import FeatureRepo, check_sources, load_repo, resolve_sources
+from mlray.features.service import ApplyResult, Materialization
 from mlray.features.serving import FeatureReader, OnlineFeatures
 
 __all__ = ["FeaturesClient"]

@@ -12,8 +12,8 @@ from mlray.client.registry_client import RegistryClient
 from mlray.errors import (
     DeadlineExceeded,
 )
-from mlray.serving.board import VersionStats
 from mlray.serving.breaker import BreakerSnapshot
+from mlray.serving.breaker_board import VersionStats
 from mlray.serving.rollout import Rollout, RolloutStatus
 from mlray.serving.settings import BatchTuning, ModelServing
 from mlray.serving.traffic import TrafficPolicy

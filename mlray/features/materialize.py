@@ -21,7 +21,7 @@ Two engines, the same result:
 Resumable and safe to repeat: online writes are idempotent and never go back in time
 (an older row does not replace a newer one), so a run that died half way is simply
 run again. Each view's finished run is handed to ``record`` as a
-:class:`~mlray.features.registry.Materialization` (the ``features`` actor stores it);
+:class:`~mlray.features.service.Materialization` (the ``features`` actor stores it);
 ``incremental=True`` starts each view at the end of its last recorded run.
 """
 
@@ -49,8 +49,8 @@ from mlray.features.offline import (
 )
 from mlray.features.online import OnlineStore, open_online_store
 from mlray.features.pit import encode_keys
-from mlray.features.registry import Materialization
 from mlray.features.repo import BoundView, FeatureRepo
+from mlray.features.service import Materialization
 
 __all__ = [
     "Progress",

@@ -17,7 +17,7 @@ import pandas as pd
 from mlray.errors import InvalidInput
 from mlray.models.predictor import Predictor
 from mlray.registry.gates import GateReport, GateSpec, evaluate_gates
-from mlray.training.metrics import classification_metrics, regression_metrics
+from mlray.training.evaluation import classification_metrics, regression_metrics
 
 __all__ = ["MAX_DATA_BYTES", "evaluate_artifact"]
 

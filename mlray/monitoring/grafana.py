@@ -4,7 +4,7 @@ Regenerate the committed file after changing metric names or panels::
 
     python -m mlray.monitoring.grafana configs/grafana/mlray-overview.json
 
-Every query uses names from :data:`mlray.alerts.metrics.METRICS` (a unit test parses
+Every query uses names from :data:`mlray.alerts.catalogue.METRICS` (a unit test parses
 them out of the PromQL), behind a prefix: metrics recorded through Ray's metrics
 pipeline (``ray.util.metrics``) reach Prometheus as ``ray_<name>``, e.g.
 ``ray_mlray_requests_total``, so the default prefix is ``"ray_"``. Pass
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlray.alerts.metrics import METRIC_NAMES
+from mlray.alerts.catalogue import METRIC_NAMES
 
 __all__ = ["DEFAULT_PREFIX", "DRIFT_SHARE_THRESHOLD", "ERROR_RATE_THRESHOLD", "dashboard", "main",
            "render"]

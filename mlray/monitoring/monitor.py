@@ -11,7 +11,7 @@ current flush interval).
 Drift and quality are computed on demand against the version's training baseline, read
 from the registry over the same store (cached: a version's baseline does not change).
 :meth:`Monitor.values` turns them into alert-engine samples named per
-:mod:`mlray.alerts.metrics`.
+:mod:`mlray.alerts.catalogue`.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from mlray._private.safepath import safe_name
 from mlray.errors import InvalidInput
 from mlray.storage.fsuri import project_uri
-from mlray.training.metrics import classification_metrics, regression_metrics
+from mlray.training.evaluation import classification_metrics, regression_metrics
 
 __all__ = ["LIVE_METRICS", "PerformanceReport", "live_performance", "performance_source",
            "version_task"]

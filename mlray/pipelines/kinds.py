@@ -144,7 +144,7 @@ def _train_config(ctx: Any) -> Any:
 def train(ctx: Any) -> dict[str, Any]:
     """Train, register and gate a model from a training config (params: ``config``,
     optional ``data_from``: the upstream stage whose output rows it trains on)."""
-    from mlray.training.runner import run_training
+    from mlray.training.orchestrator import run_training
 
     outcome = run_training(ctx.client(), _train_config(ctx))
     return {"model": outcome.version.model if outcome.version else None,

@@ -45,7 +45,7 @@ def evaluate(ctx: Any) -> dict[str, Any]:
     import pandas as pd
 
     from mlray.models import load
-    from mlray.training.metrics import classification_metrics
+    from mlray.training.evaluation import classification_metrics
 
     model, label = _param(ctx, "model"), _param(ctx, "label")
     frame = pd.read_parquet(_param(ctx, "data"))

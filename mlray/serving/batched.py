@@ -20,9 +20,9 @@ from mlray.config import PlatformConfig
 from mlray.models.predictor import Predictor
 from mlray.registry.architectures import ArchitecturePolicy
 from mlray.registry.types import ModelVersion
-from mlray.serving.metrics import ModelMetrics
-from mlray.serving.runner import Columns, VersionRunner, concat_columns, split_rows
+from mlray.serving.loaded_model import Columns, VersionRunner, concat_columns, split_rows
 from mlray.serving.settings import BatchTuning, ModelServing
+from mlray.serving.telemetry import ModelMetrics
 from mlray.storage import ArtifactStore, open_state_store
 
 __all__ = ["BatchedVersion", "load_runner"]

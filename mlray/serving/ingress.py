@@ -60,7 +60,7 @@ from mlray.serving.enrich import fill_from_features
 from mlray.serving.ingress_sync import IngressSync
 from mlray.serving.inputs import columns_from_mapping, columns_from_rows
 from mlray.serving.limits import PredictionCache, RateLimiter, cache_key, read_bounded
-from mlray.serving.metrics import ServingMetrics
+from mlray.serving.loaded_model import Columns
 from mlray.serving.overload import Deadline, InFlight, Overloaded, blame_timeout, slots
 from mlray.serving.pipeline_routes import PipelineCalls, actor_invoke, pipeline_router
 from mlray.serving.protocol import (
@@ -80,8 +80,8 @@ from mlray.serving.protocol import (
 )
 from mlray.serving.quota_gate import QuotaGate
 from mlray.serving.router import Router
-from mlray.serving.runner import Columns
 from mlray.serving.settings import ModelServing, ServingConfig
+from mlray.serving.telemetry import ServingMetrics
 from mlray.serving.traffic import NoHealthyVersion
 
 __all__ = ["Ingress", "build_app", "ingress_app"]

@@ -30,10 +30,10 @@ from mlray.monitoring.prediction_log import PredictionLog
 from mlray.registry.types import ModelVersion
 from mlray.serving.batched import BatchedVersion, load_runner
 from mlray.serving.colocated import LocalVersions
-from mlray.serving.metrics import ServingMetrics
 from mlray.serving.model_names import app_name, project_apps
 from mlray.serving.router import Router
 from mlray.serving.settings import BatchTuning, IngressSettings, ModelServing
+from mlray.serving.telemetry import ServingMetrics
 
 __all__ = ["IngressSync"]
 

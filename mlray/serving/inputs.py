@@ -20,7 +20,7 @@ import pandas as pd
 
 from mlray.errors import InvalidInput, PayloadTooLarge
 from mlray.registry.types import TensorSpec
-from mlray.serving.runner import Columns
+from mlray.serving.loaded_model import Columns
 
 __all__ = ["FLOAT32_MAX", "columns_from_mapping", "columns_from_rows", "first_out_of_range",
            "typed_column"]

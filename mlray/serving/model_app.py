@@ -20,8 +20,8 @@ from mlray._private.redact import install_log_redaction
 from mlray.config import PlatformConfig
 from mlray.registry.types import ModelVersion
 from mlray.serving.batched import BatchedVersion, load_runner
+from mlray.serving.loaded_model import Columns
 from mlray.serving.model_names import app_name
-from mlray.serving.runner import Columns
 from mlray.serving.settings import BatchTuning, ModelServing
 
 __all__ = ["ModelServer", "app_name", "model_app"]

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlray.identity import Caller
 from mlray.registry.types import ModelVersion, TrafficPolicy
-from mlray.serving.board import VersionStats
+from mlray.serving.breaker_board import VersionStats
 from mlray.serving.settings import ModelServing
 
 __all__ = [

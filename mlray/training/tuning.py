@@ -24,8 +24,7 @@ from mlray.tracking.jobs import JobStatus
 from mlray.tracking.types import RunStatus
 from mlray.training.callbacks import TOKEN_TTL_S, TrackerCallback, TrackingTarget
 from mlray.training.config import SearchSpace, TrainConfig, TuneSettings
-from mlray.training.prepare import Prepared, check_cluster, historical_from, prepare
-from mlray.training.runner import (
+from mlray.training.orchestrator import (
     Heartbeat,
     close_failed_job,
     finalize,
@@ -33,6 +32,7 @@ from mlray.training.runner import (
     make_trainer,
     train_params,
 )
+from mlray.training.prepare import Prepared, check_cluster, historical_from, prepare
 
 __all__ = ["TuneOutcome", "run_tuning", "search_space"]
 

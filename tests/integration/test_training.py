@@ -24,8 +24,8 @@ from mlray.models import load
 from mlray.tracking.jobs import JobStatus
 from mlray.training.config import TrainConfig
 from mlray.training.data import load_frame, split_frame
-from mlray.training.metrics import roc_auc
-from mlray.training.runner import run_training
+from mlray.training.evaluation import roc_auc
+from mlray.training.orchestrator import run_training
 from mlray.training.tuning import run_tuning
 from tests.conftest import OwnRay, wait_for
 

@@ -17,7 +17,7 @@ from mlray.identity import Caller
 from mlray.monitoring.prediction_log import FeedbackLog, PredictionLog
 from mlray.registry import ModelRegistry, ModelSpec, Stage
 from mlray.registry.served import ROLLOUTS
-from mlray.serving.board import BreakerBoard
+from mlray.serving.breaker_board import BreakerBoard
 from mlray.serving.model_names import breaker_key
 from mlray.serving.router import VersionOutcomes
 from mlray.storage import ArtifactStore, StateStore, open_state_store

@@ -13,12 +13,12 @@ from actors import _classes
 from mlray.abtest.service import AbTestService
 from mlray.alerts.service import AlertsService
 from mlray.auth.book import KeyBook
-from mlray.features.registry import FeatureRegistry
+from mlray.features.service import FeatureRegistry
 from mlray.monitoring.monitor import Monitor
 from mlray.pipelines.service import PipelineService
 from mlray.quotas.service import QuotaService
 from mlray.registry.service import ModelRegistry
-from mlray.serving.board import BreakerBoard
+from mlray.serving.breaker_board import BreakerBoard
 from mlray.serving.reconcile import Reconciler
 from mlray.serving.rollout import RolloutController
 from mlray.tracking.jobs import JobBook

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlray.alerts.metrics import METRIC_NAMES, METRICS, metric_info
+from mlray.alerts.catalogue import METRIC_NAMES, METRICS, metric_info
 from mlray.alerts.rules import (
     AlertsConfig,
     Matcher,

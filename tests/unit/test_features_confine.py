@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from mlray.errors import InvalidInput, PermissionDenied
-from mlray.features.registry import FeatureRegistry
 from mlray.features.repo import FeatureRepo, load_repo
+from mlray.features.service import FeatureRegistry
 from mlray.identity import ALL_PROJECTS, Caller, Role
 from mlray.storage import StateStore
 

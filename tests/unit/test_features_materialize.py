@@ -23,7 +23,7 @@ from mlray.features import (
 )
 from mlray.features.materialize import latest_rows, materialize, materialize_view
 from mlray.features.online_redis import RedisOnlineStore
-from mlray.features.registry import Materialization
+from mlray.features.service import Materialization
 
 T0 = dt.datetime(2026, 3, 1, 23, 0, tzinfo=dt.UTC)  # windows straddle date partitions
 NOW = T0 + dt.timedelta(days=30)

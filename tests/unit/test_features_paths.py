@@ -16,7 +16,7 @@ from mlray._private.validation import build
 from mlray.cli.main import main
 from mlray.errors import InvalidInput, NotFound
 from mlray.features import FeatureRepo, OfflineStore, load_repo
-from mlray.features.registry import FeatureRegistry
+from mlray.features.service import FeatureRegistry
 from mlray.identity import Caller
 from mlray.storage import open_state_store
 from tests.conftest import free_port

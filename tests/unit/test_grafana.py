@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mlray.alerts.metrics import METRICS
+from mlray.alerts.catalogue import METRICS
 from mlray.monitoring import grafana
 
 ROOT = Path(__file__).resolve().parents[2]

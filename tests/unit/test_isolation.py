@@ -25,24 +25,25 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mlray._private.services import local_services
 from mlray._private.transport import LocalTransport
 from mlray._private.validation import build
 from mlray.alerts.rules import parse_rules
 from mlray.alerts.service import AlertsService
 from mlray.client import Client
+from mlray.composition import local_services
 from mlray.config import PlatformConfig
 from mlray.errors import NotFound, PermissionDenied
 from mlray.features import FeatureRepo
 from mlray.features.online import FeatureStatus
 from mlray.identity import Caller, Role
 from mlray.monitoring.prediction_log import FeedbackLog, PredictionLog
-from mlray.serving.board import BreakerBoard
+from mlray.serving.breaker_board import BreakerBoard
 from mlray.serving.deployer import ServeDeployer
 from mlray.serving.reconcile import Reconciler
 from mlray.serving.rollout import RolloutController, Strategy
 from mlray.serving.settings import BatchTuning
 from mlray.storage import StateStore
+from tests.conftest import OwnRay
 
 A, B = "team-a", "team-b"
 ALICE = Caller(user="alice", roles={A: Role.admin})
@@ -251,9 +252,11 @@ def test_team_a_is_intact_after_the_attempts(world: World) -> None:
     assert world.alerts.silences(ALICE, A) == []
 
 
-def test_own_project_with_the_same_names_sees_nothing_of_team_a(world: World) -> None:
+def test_own_project_with_the_same_names_sees_nothing_of_team_a(world: World,
+                                                                ray_shared: OwnRay) -> None:
     """Mallory in team B, with a view and ids of the same names, reads none of team A's
-    data: A's objects are missing as any missing object is, A's rows are NOT_FOUND."""
+    data: A's objects are missing as any missing object is, A's rows are NOT_FOUND. (B's
+    apps are read from Serve: a Ray of the tests' own, never one found on the host.)"""
     own = world.mallory
     assert own.registry.list_models() == [] and own.experiments.search_runs().runs == []
     assert own.jobs.list() == [] and world.reconciler.apps(MALLORY, B) == []

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlray.alerts.metrics import METRIC_NAMES
+from mlray.alerts.catalogue import METRIC_NAMES
 from mlray.errors import NotFound, PermissionDenied
 from mlray.identity import Caller, Role
 from mlray.monitoring.baseline import profile_frame

@@ -10,7 +10,7 @@ import pytest
 from mlray.errors import InvalidInput
 from mlray.monitoring.performance import live_performance
 from mlray.monitoring.prediction_log import FeedbackLog, PredictionLog
-from mlray.training.metrics import classification_metrics
+from mlray.training.evaluation import classification_metrics
 
 
 def test_feedback_joins_predictions_and_counts_unknown_ids(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from mlray.models.predictor import Predictor, save_model
 from mlray.registry.types import ModelVersion, TensorSpec
 from mlray.serving.batched import BatchedVersion
 from mlray.serving.colocated import LocalVersions
-from mlray.serving.runner import VersionRunner
+from mlray.serving.loaded_model import VersionRunner
 from mlray.serving.settings import BatchTuning, ModelServing
 from mlray.training.data import Preprocessor
 from mlray.training.models import ModelArchitecture, build_model

@@ -14,8 +14,8 @@ from mlray.errors import ConfigError, Conflict, InvalidInput, NotFound, PayloadT
 from mlray.identity import Caller, Role
 from mlray.registry.service import ModelRegistry
 from mlray.registry.types import ModelSpec, ModelVersion, ServedModel, Stage, TensorSpec
-from mlray.serving.board import BreakerBoard
 from mlray.serving.breaker import BreakerConfig, BreakerState
+from mlray.serving.breaker_board import BreakerBoard
 from mlray.serving.inputs import columns_from_mapping, columns_from_rows
 from mlray.serving.model_names import INGRESS_APP, app_name, parse_app_name
 from mlray.serving.reconcile import Pass, Reconciler
@@ -220,7 +220,7 @@ class Stats:
         self.by_version: dict[int, tuple[int, int, float]] = {}
 
     def stats(self, key: str, window_s: float = 60.0) -> Any:
-        from mlray.serving.board import VersionStats
+        from mlray.serving.breaker_board import VersionStats
 
         requests, errors, p99 = self.by_version.get(int(key.rsplit("/", 1)[1]), (0, 0, 1.0))
         return VersionStats(key=key, window_s=window_s, requests=requests, errors=errors,
@@ -390,8 +390,8 @@ def test_deploying_the_production_version_starts_its_app_once(rollouts: Any) -> 
 
 
 def test_the_data_plane_records_only_catalogued_metrics() -> None:
-    from mlray.alerts.metrics import METRIC_NAMES
-    from mlray.serving.metrics import RECORDED
+    from mlray.alerts.catalogue import METRIC_NAMES
+    from mlray.serving.telemetry import RECORDED
 
     assert set(RECORDED) <= set(METRIC_NAMES)
 

@@ -24,8 +24,8 @@ from mlray.storage import StateStore
 from mlray.tracking.jobs import JobBook, JobStatus
 from mlray.training.config import ScalingSettings, TrainConfig, load_train_config
 from mlray.training.data import Preprocessor
+from mlray.training.evaluation import classification_metrics, regression_metrics, roc_auc
 from mlray.training.loop import EarlyStopper
-from mlray.training.metrics import classification_metrics, regression_metrics, roc_auc
 from mlray.training.models import ModelArchitecture, build_model
 from mlray.training.prepare import check_resources
 

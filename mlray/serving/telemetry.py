@@ -4,7 +4,7 @@ Recorded in the ingress and model replicas with :mod:`ray.util.metrics`; every R
 metrics agent serves them in Prometheus text at ``http://<node>:<MetricsExportPort>/metrics``
 (``ray start --metrics-export-port``), the target a Prometheus scraping a Ray cluster
 already has, with a ``ray_`` prefix (``ray_mlray_requests_total``). The names are those
-of the catalogue in :mod:`mlray.alerts.metrics`, which alert rules and the Grafana
+of the catalogue in :mod:`mlray.alerts.catalogue`, which alert rules and the Grafana
 dashboard are checked against.
 """
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mlray.errors import Conflict, NotFound, PermissionDenied
-from mlray.features.registry import FeatureRegistry, Materialization
 from mlray.features.repo import FeatureRepo, load_repo
+from mlray.features.service import FeatureRegistry, Materialization
 from mlray.identity import Caller, Role
 from mlray.storage import StateStore
 

@@ -39,8 +39,8 @@ from mlray.training.callbacks import (
     TrainingCancelled,
 )
 from mlray.training.config import TrainConfig
+from mlray.training.evaluation import classification_metrics, regression_metrics
 from mlray.training.loop import STATE_FILE, train_loop_per_worker
-from mlray.training.metrics import classification_metrics, regression_metrics
 from mlray.training.models import build_model
 from mlray.training.prepare import Prepared, check_cluster, historical_from, prepare
 

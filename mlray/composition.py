@@ -1,7 +1,10 @@
-"""The control-plane services and the stores they run on, built in one place.
+"""The composition root: the control-plane services and the stores they run on, built
+in one place.
 
-The actors (one service each) and the in-process client (all of them on one store)
-both come through here.
+The top floor of the package: it imports every domain (registry, tracking, features,
+monitoring, serving's breaker board, keys, quotas, pipelines, A/B tests) and nothing
+imports it but the actors (one service each) and the in-process client (all of them on
+one store).
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ def build_service(name: str, store: StateStore, artifacts: ArtifactStore,
     """The plain service called ``name`` over the given stores (the monitor and the
     abtests also read the prediction and feedback logs under ``offline_uri``)."""
     from mlray.auth.book import KeyBook
-    from mlray.features.registry import FeatureRegistry
+    from mlray.features.service import FeatureRegistry
     from mlray.monitoring.monitor import Monitor
     from mlray.registry.service import ModelRegistry
-    from mlray.serving.board import BreakerBoard
+    from mlray.serving.breaker_board import BreakerBoard
     from mlray.tracking.jobs import JobBook
     from mlray.tracking.service import ExperimentTracker
 
