@@ -9,36 +9,25 @@ call when a request misses a version deployed since the last refresh.
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures at runtime.
 import asyncio
-import contextlib
 import gc
-import json
-import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
-import orjson
-from fastapi import FastAPI, Path, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ValidationError
+from fastapi import Request, Response
 from ray import serve
 from ray.serve import Application
 from ray.serve.config import BackpressureConfig
-from ray.serve.exceptions import BackPressureError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlray._private.redact import install_log_redaction
 from mlray.config import PlatformConfig
 from mlray.errors import (
-    DeadlineExceeded,
     InvalidInput,
     MlrayError,
     NotFound,
     PayloadTooLarge,
-    PredictionFailed,
     RateLimited,
 )
 from mlray.features.offline import OfflineStore
@@ -46,10 +35,9 @@ from mlray.features.online import OnlineStore, open_online_store
 from mlray.features.serving import FeatureReader
 from mlray.monitoring.prediction_log import FeedbackLog
 from mlray.registry.types import ModelVersion
-from mlray.serving.access import AccessMiddleware, document_access, open_access, rate_bucket
+from mlray.serving.access import open_access, rate_bucket
 from mlray.serving.api_models import (
     BatchPredictRequest,
-    ErrorBody,
     FeaturesRequest,
     FeedbackRequest,
     PredictRequest,
@@ -57,15 +45,22 @@ from mlray.serving.api_models import (
     PushRequest,
 )
 from mlray.serving.enrich import fill_from_features
+from mlray.serving.http_app import (
+    ERRORS,
+    VERSION_PATH,
+    api,
+    int_header,
+    json_response,
+    request_body,
+)
 from mlray.serving.ingress_sync import IngressSync
 from mlray.serving.inputs import columns_from_mapping, columns_from_rows
 from mlray.serving.limits import PredictionCache, RateLimiter, cache_key, read_bounded
 from mlray.serving.loaded_model import Columns
-from mlray.serving.overload import Deadline, InFlight, Overloaded, blame_timeout, slots
-from mlray.serving.pipeline_routes import PipelineCalls, actor_invoke, pipeline_router
+from mlray.serving.overload import Deadline
+from mlray.serving.pipeline_routes import PipelineCalls, actor_invoke
 from mlray.serving.protocol import (
     PIN_HEADER,
-    VERSION_PATTERN,
     InferRequest,
     check_finite,
     decode_inputs,
@@ -83,122 +78,12 @@ from mlray.serving.router import Router
 from mlray.serving.settings import ModelServing, ServingConfig
 from mlray.serving.telemetry import ServingMetrics
 from mlray.serving.traffic import NoHealthyVersion
+from mlray.serving.version_calls import VersionCalls
 
-__all__ = ["Ingress", "build_app", "ingress_app"]
-
-log = logging.getLogger("mlray.ingress")
+__all__ = ["Ingress", "api", "build_app", "ingress_app"]
 
 VERSION_HEADER = "x-mlray-model-version"
 ROUTING_HEADER = "x-mlray-routing-key"
-
-api = FastAPI(title="mlray", version="1",
-              description="Predictions over the Open Inference Protocol (V2) and JSON.")
-api.add_middleware(AccessMiddleware)  # 401/403 before any route (mlray.serving.access)
-api.include_router(pipeline_router)  # /v1/pipelines/...: as the caller (pipeline_routes)
-_BODIES: dict[str, type[BaseModel]] = {}
-
-
-def _body(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI for a JSON body read by hand (pydantic parses the raw bytes: faster)."""
-    _BODIES[model.__name__] = model
-    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
-
-
-# Checked by parse_version (its 400 names the field); the pattern documents it.
-_VERSION_PATH = Path(description="A positive integer: 1 or 12 (never 01, +1 or 1.0)",
-                     json_schema_extra={"pattern": VERSION_PATTERN})
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 429, 500, 503, 504)}
-
-
-def _openapi() -> dict[str, Any]:
-    if api.openapi_schema is None:
-        spec = get_openapi(title=api.title, version=api.version, description=api.description,
-                           routes=api.routes)
-        for operations in spec.get("paths", {}).values():  # bad input is a 400, never a 422
-            for operation in operations.values():
-                operation.get("responses", {}).pop("422", None)
-        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-        for unused in ("HTTPValidationError", "ValidationError"):
-            schemas.pop(unused, None)
-        for name, model in _BODIES.items():
-            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            schemas.update(schema.pop("$defs", {}))
-            schemas[name] = schema
-        document_access(spec)  # the Bearer scheme and each operation's least role
-        api.openapi_schema = spec
-    return api.openapi_schema
-
-
-api.openapi = _openapi  # type: ignore[method-assign]
-
-
-def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    try:
-        body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
-    except orjson.JSONEncodeError:  # e.g. a lone surrogate echoed from the request
-        body = json.dumps(payload, default=_plain).encode()
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
-
-
-def _plain(value: Any) -> Any:
-    return value.tolist() if isinstance(value, np.ndarray) else str(value)
-
-
-def _error(exc: MlrayError, headers: dict[str, str] | None = None) -> Response:
-    return _json(exc.to_dict(), exc.http_status, headers)
-
-
-@api.exception_handler(MlrayError)
-async def _mlray_error(request: Request, exc: MlrayError) -> Response:
-    headers = {}
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        headers["Retry-After"] = str(max(1, int(np.ceil(retry_after))))
-    return _error(exc, headers)
-
-
-@api.exception_handler(ValidationError)
-async def _pydantic_error(request: Request, exc: ValidationError) -> Response:
-    return _error(_invalid(exc.errors()))
-
-
-@api.exception_handler(RequestValidationError)
-async def _request_error(request: Request, exc: RequestValidationError) -> Response:
-    return _error(_invalid(list(exc.errors())))
-
-
-@api.exception_handler(StarletteHTTPException)
-async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    # Starlette puts Allow on its 405s (RFC 9110 requires it); keep the exception's headers.
-    return _json({"error": str(exc.detail), "code": code}, exc.status_code,
-                 dict(exc.headers or {}))
-
-
-@api.exception_handler(Exception)
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s", request.url.path)
-    return _json({"error": f"internal error: {type(exc).__name__}", "code": "internal"}, 500)
-
-
-def _invalid(errors: list[Any]) -> InvalidInput:
-    err = errors[0]
-    loc = [str(p) for p in err.get("loc", ()) if p != "body"]
-    field = ".".join(loc) or "body"
-    return InvalidInput(f"{field}: {err.get('msg', 'invalid')}", field=field)
-
-
-def _int_header(request: Request, name: str) -> int | None:
-    raw = request.headers.get(name)
-    if raw is None:
-        return None
-    try:
-        return parse_version(raw)
-    except InvalidInput:
-        raise InvalidInput(f"header {name} must be a version number like 2, got {raw[:40]!r}",
-                           field=name) from None
 
 
 @serve.deployment(name="Ingress")
@@ -214,14 +99,13 @@ class Ingress:
         self.metrics = ServingMetrics(config.project)
         self.access = open_access(config, self.settings.auth_cache_ttl_s)
         self.sync = IngressSync(config, self.settings, self.router, self.metrics)
+        self.calls = VersionCalls(self.router, self.sync, self.settings.retry_after_s)
         self._online: OnlineStore | None = None
         self._limiter = (RateLimiter(self.settings.rate_limit.requests_per_s,
                                      self.settings.rate_limit.burst)
                          if self.settings.rate_limit else None)
         self._per_model: dict[str, ModelServing] = {}
         self._caches: dict[str, PredictionCache] = {}
-        self._shadow_tasks: set[asyncio.Task[None]] = set()
-        self._in_flight = InFlight()
         assert config.offline_uri is not None
         self._feedback = FeedbackLog(config.offline_uri, config.project)
         self.sync.load()
@@ -277,74 +161,6 @@ class Ingress:
             found = self._per_model[model] = self.serving.for_model(model)
         return found
 
-    async def _answer(self, model: str, version: int, columns: Columns,
-                      settings: ModelServing) -> np.ndarray:
-        """The prediction: from the colocated copy when one is loaded here, else (and when
-        the copy fails: it is dropped and reloaded later) from the model app."""
-        if settings.colocate:
-            local = self.sync.local.get(self.router.version(model, version))
-            if local is not None:
-                try:
-                    return await local.predict(columns)
-                except Exception:
-                    log.warning("the colocated copy of %s v%d failed; asking its app",
-                                model, version, exc_info=True)
-                    self.sync.local.drop(model, version)
-        return await self.sync.handle(model, version).predict.remote(columns)
-
-    async def _call(self, model: str, version: int, columns: Columns, settings: ModelServing,
-                    deadline: Deadline | None = None) -> np.ndarray:
-        """The version's answer within what is left of the request's deadline.
-
-        Its breaker hears of errors, and of timeouts only when the version had a fair
-        chance (:func:`~mlray.serving.overload.blame_timeout`); a request shed because the
-        version's queue is full (503) or out of time before the call is no verdict on it."""
-        start, timeout_s = time.perf_counter(), settings.timeout_s
-        budget = timeout_s if deadline is None else deadline.remaining(timeout_s)
-        if budget <= 0:
-            self.router.breaker(model, version).release()
-            raise DeadlineExceeded(f"no answer within {timeout_s:g} s: the time went before "
-                                   f"{model} v{version} was asked (the ingress is busy)")
-        key = (model, version)
-        ahead = self._in_flight.enter(key)
-        try:
-            result = await asyncio.wait_for(self._answer(model, version, columns, settings),
-                                            budget)
-        except TimeoutError:
-            if blame_timeout(budget_s=budget, timeout_s=timeout_s, ahead=ahead,
-                             slots=slots(settings), waited_s=time.perf_counter() - start):
-                self.router.record(model, version, False, (time.perf_counter() - start) * 1e3)
-            else:
-                self.router.breaker(model, version).release()
-            raise DeadlineExceeded(f"{model} v{version} gave no answer within {timeout_s:g} s"
-                                   ) from None
-        except BackPressureError:
-            self.router.breaker(model, version).release()
-            raise Overloaded(f"{model} v{version} is at capacity (its queue is full); retry "
-                             "shortly", retry_after=self.settings.retry_after_s) from None
-        except asyncio.CancelledError:  # the client went away: no verdict on the model
-            self.router.breaker(model, version).release()
-            raise
-        except Exception as exc:
-            self.router.record(model, version, False, (time.perf_counter() - start) * 1e3)
-            raise PredictionFailed(f"{model} v{version} failed to predict: "
-                                   f"{type(exc).__name__}") from exc
-        finally:
-            self._in_flight.leave(key)
-        self.router.record(model, version, True, (time.perf_counter() - start) * 1e3)
-        return result
-
-    def _shadow(self, model: str, version: int, columns: Columns, settings: ModelServing
-                ) -> None:
-        async def run() -> None:
-            # Counted in the shadow's breaker and tallies; never the caller's problem.
-            with contextlib.suppress(MlrayError):
-                await self._call(model, version, columns, settings)
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._shadow_tasks.add(task)
-        task.add_done_callback(self._shadow_tasks.discard)
-
     async def predict_columns(self, request: Request, model: str, pinned: int | None,
                               routing_key: str | None,
                               decode: Callable[[ModelVersion], Columns], request_id: str
@@ -373,7 +189,7 @@ class Ingress:
                                routing_key: str | None,
                                decode: Callable[[ModelVersion], Columns]
                                ) -> tuple[ModelVersion, Columns, np.ndarray]:
-        pinned = merge_pin(_int_header(request, PIN_HEADER), pinned)  # both given: must agree
+        pinned = merge_pin(int_header(request, PIN_HEADER), pinned)  # both given: must agree
         try:
             route = self.router.route(model, routing_key=routing_key, pinned=pinned)
         except NoHealthyVersion as exc:
@@ -401,8 +217,8 @@ class Ingress:
                 self.router.breaker(model, route.version).release()
                 return version, columns, hit
         for shadow in route.shadows:
-            self._shadow(model, shadow, columns, settings)
-        out = await self._call(model, route.version, columns, settings,
+            self.calls.shadow(model, shadow, columns, settings)
+        out = await self.calls.call(model, route.version, columns, settings,
                                getattr(request.state, "deadline", None))
         if cache is not None and key is not None:
             cache.put(key, out)
@@ -432,12 +248,12 @@ class Ingress:
         else:
             payload["predictions"] = out
         payload["processingTimeMs"] = round((time.perf_counter() - start) * 1e3, 3)
-        return _json(payload, headers={VERSION_HEADER: str(version.version)})
+        return json_response(payload, headers={VERSION_HEADER: str(version.version)})
 
     # -- JSON endpoints ----------------------------------------------------------------------
 
-    @api.post("/v1/predict", response_model=PredictResponse, responses=_ERRORS,
-              openapi_extra=_body(PredictRequest), summary="Predict one row or a few rows")
+    @api.post("/v1/predict", response_model=PredictResponse, responses=ERRORS,
+              openapi_extra=request_body(PredictRequest), summary="Predict one row or a few rows")
     async def v1_predict(self, request: Request) -> Response:
         body = PredictRequest.model_validate_json(await self._read(request))
         limit = self.settings.max_rows
@@ -455,8 +271,8 @@ class Ingress:
 
         return await self._v1(request, body, decode)
 
-    @api.post("/v1/predict/batch", response_model=PredictResponse, responses=_ERRORS,
-              openapi_extra=_body(BatchPredictRequest), summary="Predict a batch (columns)")
+    @api.post("/v1/predict/batch", response_model=PredictResponse, responses=ERRORS,
+              openapi_extra=request_body(BatchPredictRequest), summary="Predict a batch (columns)")
     async def v1_predict_batch(self, request: Request) -> Response:
         body = BatchPredictRequest.model_validate_json(await self._read(request))
         limit = self.settings.max_rows
@@ -483,19 +299,19 @@ class Ingress:
                                             if (name, v) in local else None),
                               "breaker": self.router.breaker(name, v).state.value}
                              for v, mv in sorted(served.versions.items())]})
-        return _json({"models": out})
+        return json_response({"models": out})
 
-    @api.post("/v1/feedback", responses=_ERRORS, openapi_extra=_body(FeedbackRequest),
+    @api.post("/v1/feedback", responses=ERRORS, openapi_extra=request_body(FeedbackRequest),
               summary="Ground truth for logged predictions (by request id)")
     async def v1_feedback(self, request: Request) -> Response:
         body = FeedbackRequest.model_validate_json(await self._read(request))
         rows = [(item.requestId, item.label, item.row) for item in body.feedback]
         await asyncio.to_thread(self._feedback.write, rows)
-        return _json({"accepted": len(rows)})
+        return json_response({"accepted": len(rows)})
 
     # -- features ----------------------------------------------------------------------------
 
-    @api.post("/v1/features", responses=_ERRORS, openapi_extra=_body(FeaturesRequest),
+    @api.post("/v1/features", responses=ERRORS, openapi_extra=request_body(FeaturesRequest),
               summary="Online features of entities, with statuses and event times")
     async def v1_features(self, request: Request) -> Response:
         body = FeaturesRequest.model_validate_json(await self._read(request))
@@ -507,7 +323,7 @@ class Ingress:
         found = await self._fresh_on_miss(lambda: asyncio.to_thread(
             self._reader().get_online_features, body.entities, wanted,
             full_feature_names=body.fullFeatureNames))
-        return _json(found.to_dict())
+        return json_response(found.to_dict())
 
     async def _fresh_on_miss(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
         """Run ``attempt``; on an unknown view or service, reload the definitions (just
@@ -518,7 +334,7 @@ class Ingress:
             await self.sync.reload_repo()
             return await attempt()
 
-    @api.post("/v1/features/push", responses=_ERRORS, openapi_extra=_body(PushRequest),
+    @api.post("/v1/features/push", responses=ERRORS, openapi_extra=request_body(PushRequest),
               summary="Write rows of a feature view (all checked first; none on error)")
     async def v1_features_push(self, request: Request) -> Response:
         body = PushRequest.model_validate_json(await self._read(request))
@@ -536,17 +352,17 @@ class Ingress:
             return written
 
         written = await self._fresh_on_miss(lambda: asyncio.to_thread(write))
-        return _json({"view": body.view, "rows": written, "to": body.to})
+        return json_response({"view": body.view, "rows": written, "to": body.to})
 
     # -- Open Inference Protocol (V2) ------------------------------------------------------
 
     @api.get("/v2", summary="Server metadata (V2): name, version, supported extensions")
     async def v2_server(self) -> Response:
-        return _json(server_metadata())
+        return json_response(server_metadata())
 
     @api.get("/v2/health/live", summary="Liveness")
     async def v2_live(self) -> Response:
-        return _json({"live": True})
+        return json_response({"live": True})
 
     @api.get("/v2/health/ready",
              summary="Readiness of the server: it can serve (its view of the served models "
@@ -554,39 +370,39 @@ class Ingress:
     async def v2_ready(self) -> Response:
         self.sync.ensure_started()
         ready = self.sync.loaded
-        return _json({"ready": ready}, 200 if ready else 503)
+        return json_response({"ready": ready}, 200 if ready else 503)
 
     def _metadata(self, model: str, version: int | None) -> dict[str, Any]:
         served = self.router.served(model)
         number = version if version is not None else max(served.policy.serving)
         return model_metadata(model, served.versions, self.router.version(model, number))
 
-    @api.get("/v2/models/{model}", responses=_ERRORS, summary="Model metadata (V2)")
+    @api.get("/v2/models/{model}", responses=ERRORS, summary="Model metadata (V2)")
     async def v2_model(self, model: str) -> Response:
         self.sync.ensure_started()
-        return _json(self._metadata(model, None))
+        return json_response(self._metadata(model, None))
 
-    @api.get("/v2/models/{model}/versions/{version}", responses=_ERRORS,
+    @api.get("/v2/models/{model}/versions/{version}", responses=ERRORS,
              summary="Model version metadata (V2)")
-    async def v2_model_version(self, model: str, version: str = _VERSION_PATH) -> Response:
+    async def v2_model_version(self, model: str, version: str = VERSION_PATH) -> Response:
         self.sync.ensure_started()
-        return _json(self._metadata(model, parse_version(version)))
+        return json_response(self._metadata(model, parse_version(version)))
 
-    @api.get("/v2/models/{model}/ready", responses=_ERRORS, summary="Model readiness (V2)")
+    @api.get("/v2/models/{model}/ready", responses=ERRORS, summary="Model readiness (V2)")
     async def v2_model_ready(self, model: str) -> Response:
         self.sync.ensure_started()
         served = self.router.served(model)
         ready = any(self.router.is_ready(model, v) for v in served.policy.serving)
-        return _json({"name": model, "ready": ready}, 200 if ready else 503)
+        return json_response({"name": model, "ready": ready}, 200 if ready else 503)
 
-    @api.get("/v2/models/{model}/versions/{version}/ready", responses=_ERRORS,
+    @api.get("/v2/models/{model}/versions/{version}/ready", responses=ERRORS,
              summary="Model version readiness (V2)")
-    async def v2_version_ready(self, model: str, version: str = _VERSION_PATH) -> Response:
+    async def v2_version_ready(self, model: str, version: str = VERSION_PATH) -> Response:
         self.sync.ensure_started()
         number = parse_version(version)
         self.router.version(model, number)
         ready = self.router.is_ready(model, number)
-        return _json({"name": model, "version": str(number), "ready": ready},
+        return json_response({"name": model, "version": str(number), "ready": ready},
                      200 if ready else 503)
 
     async def _infer(self, request: Request, model: str, version: int | None) -> Response:
@@ -618,16 +434,17 @@ class Ingress:
               "JSON's length; application/octet-stream or no Content-Type). Outputs come as "
               "binary when asked (binary_data, binary_data_output).")
 
-    @api.post("/v2/models/{model}/infer", responses=_ERRORS, openapi_extra=_body(InferRequest),
+    @api.post("/v2/models/{model}/infer", responses=ERRORS,
+              openapi_extra=request_body(InferRequest),
               summary="Inference (V2), routed by the traffic policy", description=_INFER)
     async def v2_infer(self, model: str, request: Request) -> Response:
         return await self._infer(request, model, None)
 
-    @api.post("/v2/models/{model}/versions/{version}/infer", responses=_ERRORS,
-              openapi_extra=_body(InferRequest), summary="Inference (V2) on one version",
+    @api.post("/v2/models/{model}/versions/{version}/infer", responses=ERRORS,
+              openapi_extra=request_body(InferRequest), summary="Inference (V2) on one version",
               description=_INFER)
     async def v2_infer_version(self, request: Request, model: str,
-                               version: str = _VERSION_PATH) -> Response:
+                               version: str = VERSION_PATH) -> Response:
         return await self._infer(request, model, parse_version(version))
 
 

@@ -58,7 +58,7 @@ class Rig:
     """The routes in a small app over a real pipelines service and real keys."""
 
     def __init__(self, tmp: Path, *, forward: bool = True) -> None:
-        from mlray.serving.ingress import api
+        from mlray.serving.ingress import api  # the routes registered
 
         self.store = open_state_store(f"sqlite:///{tmp / 's.db'}")
         self.book = KeyBook(self.store, params=FAST)

@@ -85,7 +85,7 @@ def setup(tmp_path: Path) -> Setup:
 # -- the table -----------------------------------------------------------------------------
 
 def test_the_table_names_every_route_of_the_ingress_and_no_other() -> None:
-    from mlray.serving.ingress import api
+    from mlray.serving.ingress import api  # the routes registered
 
     served = {f"{method.upper()} {path}" for path, operations in api.openapi()["paths"].items()
               for method in operations}
@@ -95,7 +95,7 @@ def test_the_table_names_every_route_of_the_ingress_and_no_other() -> None:
 
 
 def test_the_openapi_spec_declares_the_key_and_each_role() -> None:
-    from mlray.serving.ingress import api
+    from mlray.serving.ingress import api  # the routes registered
 
     spec = api.openapi()
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
