@@ -130,21 +130,17 @@ def _ray_cli() -> str:
 
 
 def ensure_auth_token(env: dict[str, str] | None = None) -> None:
-    """Under Ray token auth (``RAY_AUTH_MODE=token``), make sure this user has a token
-    where Ray looks (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``):
+    """Under Ray token auth (``RAY_AUTH_MODE=token``), make sure this user has a token:
     ``ray start --head`` refuses to start without one, where ``ray.init()`` creates it.
-    A missing one is generated the way Ray documents (``ray get-auth-token --generate``,
-    into ``~/.ray/auth_token``); it is never printed.
+    Ray's own ``ray get-auth-token --generate`` looks where Ray looks (``RAY_AUTH_TOKEN``,
+    ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``) and writes ``~/.ray/auth_token`` only
+    when it finds none; its output (the token) is discarded.
 
     Raises:
         BackendUnavailable: the token could not be generated.
     """
     env = dict(os.environ if env is None else env)
-    if env.get("RAY_AUTH_MODE") != "token" or env.get("RAY_AUTH_TOKEN"):
-        return
-    path = env.get("RAY_AUTH_TOKEN_PATH")
-    found = Path(path) if path else Path(env.get("HOME", "~")) / ".ray" / "auth_token"
-    if found.expanduser().is_file():
+    if env.get("RAY_AUTH_MODE") != "token":
         return
     done = subprocess.run([_ray_cli(), "get-auth-token", "--generate"], env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -19,7 +19,7 @@ from mlray.cluster.spec import ClusterSpec
 from mlray.config import PlatformConfig
 from mlray.errors import ConfigError
 
-__all__ = ["API_KEY_DIR", "API_KEY_FILE_ENV", "API_KEY_KEY", "CONFIG_DIR", "FILE_KEYS",
+__all__ = ["API_KEY_DIR", "API_KEY_KEY", "CONFIG_DIR", "FILE_KEYS",
            "LOCATION_KEYS", "REDIS_PASSWORD_ENV", "PodCommand", "SecretRef", "cluster_urls",
            "expand_env", "platform_files", "ray_start_commands", "redis_host"]
 
@@ -34,11 +34,10 @@ _REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 CONFIG_DIR = "/etc/mlray"
 #: PlatformConfig keys naming such files, with the file's name in the ConfigMap.
 FILE_KEYS = {"serving_config": "serving.yaml", "alerts_config": "alerts.yaml"}
-#: Where the pods find the API key Secret (``secrets.api_key``, mounted optional), and the
-#: variable naming the file in it that ``mlray.connect`` reads when ``MLRAY_API_KEY`` is unset.
+#: Where the pods find the API key Secret (``secrets.api_key``, mounted optional); the
+#: pods' ``MLRAY_API_KEY_FILE`` names the file in it (read by ``mlray.connect``).
 API_KEY_DIR = "/etc/mlray-key"
 API_KEY_KEY = "api_key"
-API_KEY_FILE_ENV = KEY_FILE_ENV
 
 
 @dataclass(frozen=True)
@@ -173,7 +172,7 @@ def _platform_env(spec: ClusterSpec, config: PlatformConfig) -> dict[str, str]:
     env = {f"MLRAY_{key.upper()}": value for key, value in sorted(values.items())}
     env["RAY_AUTH_MODE"] = "token"
     if spec.secrets.api_key:
-        env[API_KEY_FILE_ENV] = f"{API_KEY_DIR}/{API_KEY_KEY}"
+        env[KEY_FILE_ENV] = f"{API_KEY_DIR}/{API_KEY_KEY}"
     if spec.storage.endpoint_url:
         env["AWS_ENDPOINT_URL"] = spec.storage.endpoint_url
     return env

@@ -36,9 +36,9 @@ import yaml
 
 from mlray._private.loopback import start_listening
 from mlray._private.ray_head import INTERNAL_PORTS, _free_ports, stop_session
+from mlray.auth import KEY_FILE_ENV
 from mlray.cluster.commands import (
     API_KEY_DIR,
-    API_KEY_FILE_ENV,
     API_KEY_KEY,
     RAY_TOKEN_KEY,
     REDIS_PASSWORD_KEY,
@@ -126,8 +126,8 @@ def one_host_env(command: PodCommand, spec: ClusterSpec, ports: Ports,
     # Several nodes' agents import at once on one (shared) host: give them time to start.
     pod["RAY_agent_register_timeout_ms"] = "120000"
     pod["MLRAY_SERVE_PORT"] = str(ports.serve)
-    if API_KEY_FILE_ENV in pod:  # the Secret volume, mounted in the node's own folder
-        pod[API_KEY_FILE_ENV] = str(home / API_KEY_DIR.strip("/") / API_KEY_KEY)
+    if KEY_FILE_ENV in pod:  # the Secret volume, mounted in the node's own folder
+        pod[KEY_FILE_ENV] = str(home / API_KEY_DIR.strip("/") / API_KEY_KEY)
     if command.is_head:
         pod["RAY_REDIS_ADDRESS"] = f"127.0.0.1:{ports.redis}"
         pod[KUBERAY_REDIS_PASSWORD] = secret_values[REDIS_PASSWORD_KEY]
@@ -192,7 +192,7 @@ class LoopbackCluster:
         """What ``kubectl create secret generic <secrets.api_key>`` does for the pods that
         mount it: the key appears in each node's mounted file (no restart)."""
         for node in range(len(self.commands)):
-            path = Path(self.node_env(node)[API_KEY_FILE_ENV])
+            path = Path(self.node_env(node)[KEY_FILE_ENV])
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(api_key)
             path.chmod(0o600)

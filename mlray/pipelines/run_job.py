@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mlray.auth import api_key_from_env
+from mlray.auth import KEY_ENV, api_key_from_env
 from mlray.pipelines.state import PipelineRun, RunState
 
 __all__ = ["RunJobs", "follow", "job_submission_id", "main"]
@@ -68,7 +68,7 @@ class RunJobs:
                 return
             env = {"MLRAY_NAMESPACE": self._namespace, "RAY_AUTH_MODE": "token"}
             if credential:
-                env["MLRAY_API_KEY"] = credential
+                env[KEY_ENV] = credential
             JobSubmissionClient(url if "://" in url else f"http://{url}").submit_job(
                 entrypoint=f"{sys.executable} -m mlray.pipelines.run_job {run.project} "
                            f"{run.run_id}",
